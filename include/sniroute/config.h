@@ -1,0 +1,89 @@
+/* SPDX-License-Identifier: MIT */
+/* The configuration: an INI file (read with inih) turned into a plain struct, with every
+ * problem reported as "FILE:LINE: what is wrong". It validates everything it can without
+ * touching the network: it binds nothing and resolves nothing. */
+#ifndef SR_CONFIG_H
+#define SR_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sniroute/addr.h"
+#include "sniroute/route.h"
+
+/* Longest section name after "listener " or "routes ". */
+#define SR_CONFIG_NAME_MAX 63
+
+/* Defaults, documented in the README's config reference. */
+#define SR_CONFIG_HELLO_TIMEOUT_MS   5000u
+#define SR_CONFIG_CONNECT_TIMEOUT_MS 5000u
+#define SR_CONFIG_IDLE_TIMEOUT_MS    3600000u
+#define SR_CONFIG_DRAIN_TIMEOUT_MS   30000u
+#define SR_CONFIG_MAX_HELLO_SIZE     16384u
+/* Bounds on max_hello_size: below 512 real hellos do not fit; above 256 KiB a slow client
+ * could pin too much memory per connection during the peek. */
+#define SR_CONFIG_MAX_HELLO_SIZE_MIN 512u
+#define SR_CONFIG_MAX_HELLO_SIZE_MAX 262144u
+
+/* What a listener does with a valid hello that carries no server_name. */
+enum sr_no_sni {
+    SR_NO_SNI_DEFAULT = 0, /* use the route map's "default" entry (reject if it has none) */
+    SR_NO_SNI_REJECT,      /* always refuse with a TLS alert */
+};
+
+/* One distinct upstream address. Route values index sr_config.upstreams; the same text
+ * used by many routes is stored once. */
+struct sr_upstream {
+    struct sr_addr addr;
+    unsigned line; /* first line that named it */
+};
+
+/* A [routes NAME] section. */
+struct sr_routes {
+    char name[SR_CONFIG_NAME_MAX + 1];
+    unsigned line;
+    struct sr_route_table *table; /* values are indexes into sr_config.upstreams */
+};
+
+/* A [listener NAME] section. */
+struct sr_listener_config {
+    char name[SR_CONFIG_NAME_MAX + 1];
+    unsigned line;
+    struct sr_addr *listen; /* IPv4 or IPv6 literals only; at least one */
+    size_t n_listen;
+    size_t routes; /* index into sr_config.routes */
+    enum sr_no_sni no_sni;
+};
+
+struct sr_config {
+    uint64_t hello_timeout_ms;
+    uint64_t connect_timeout_ms;
+    uint64_t idle_timeout_ms;
+    uint64_t drain_timeout_ms;
+    size_t max_hello_size;
+    char *access_log; /* "stdout", "stderr", "off" or a file path; owned */
+
+    struct sr_listener_config *listeners;
+    size_t n_listeners;
+    struct sr_routes *routes;
+    size_t n_routes;
+    struct sr_upstream *upstreams;
+    size_t n_upstreams;
+};
+
+/* Receives one problem, formatted "FILE:LINE: what is wrong" (no trailing newline). The
+ * string is valid only during the call. */
+typedef void (*sr_config_error_fn)(void *ctx, const char *msg);
+
+/* Read <path> into <cfg> (which need not be initialized). Every problem found is passed to
+ * <on_error> with <ctx>; the file is read to the end whatever happens, so one run reports
+ * them all. Returns the number of problems: 0 means <cfg> is complete and valid. Whatever
+ * it returns, the caller must call sr_config_fini(<cfg>) afterwards. */
+size_t
+sr_config_load(struct sr_config *cfg, const char *path, sr_config_error_fn on_error, void *ctx);
+
+/* Free everything <cfg> owns and zero it. Safe on a zeroed or failed config. */
+void
+sr_config_fini(struct sr_config *cfg);
+
+#endif
