@@ -44,9 +44,10 @@ void
 sr_route_table_free(struct sr_route_table *table);
 
 /* Add <key>/<len>: "default", "*.example.com" or "example.com" (case and one trailing dot
- * are normalized away, so "Example.COM." duplicates "example.com"). On
- * SR_ROUTE_DUPLICATE, <*prev_value> (if not NULL) receives the value already stored. The
- * key bytes are copied. */
+ * are normalized away, so "Example.COM." duplicates "example.com"). "default" is matched
+ * case-insensitively and without a trailing dot ("default." is the host name "default").
+ * On SR_ROUTE_DUPLICATE, <*prev_value> (if not NULL) receives the value already stored.
+ * The key bytes are copied. On any result but SR_ROUTE_ADDED the table is unchanged. */
 enum sr_route_add_result
 sr_route_add(struct sr_route_table *table, const char *key, size_t len, uint32_t value,
              uint32_t *prev_value);
@@ -58,6 +59,13 @@ sr_route_add(struct sr_route_table *table, const char *key, size_t len, uint32_t
 enum sr_route_kind
 sr_route_lookup(const struct sr_route_table *table, const char *name, size_t len,
                 struct sr_route_hit *hit);
+
+/* Replace every stored value v (default included) with <map>[v]. For a caller that stores
+ * its own ordinals while building (to remember, say, the line each entry came from) and
+ * settles the final values once the table is complete. Returns 0, or -1 with the table
+ * unchanged if a stored value is not below <n>. */
+int
+sr_route_remap(struct sr_route_table *table, const uint32_t *map, size_t n);
 
 /* Number of entries, default included. */
 size_t
