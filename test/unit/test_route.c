@@ -70,12 +70,12 @@ static const struct lookup_case lookup_cases[] = {
     {"exact.example.com", SR_ROUTE_EXACT, 4, NULL}, /* exact beats *.example.com */
     {"www.example.com", SR_ROUTE_WILDCARD, 1, "example.com"},
     {"a.b.c.d.example.com", SR_ROUTE_WILDCARD, 1, "example.com"}, /* any depth */
-    {"b.example.com", SR_ROUTE_WILDCARD, 1, "example.com"}, /* *.b.example.com: not its apex */
+    {"b.example.com", SR_ROUTE_WILDCARD, 1, "example.com"},     /* *.b.example.com: not its apex */
     {"x.b.example.com", SR_ROUTE_WILDCARD, 2, "b.example.com"}, /* longest suffix wins */
     {"y.x.b.example.com", SR_ROUTE_WILDCARD, 2, "b.example.com"},
     {"b.example.com.example.net", SR_ROUTE_DEFAULT, 3, NULL},
     {"other.com", SR_ROUTE_WILDCARD, 5, "com"},
-    {"com", SR_ROUTE_DEFAULT, 3, NULL}, /* *.com does not match com */
+    {"com", SR_ROUTE_DEFAULT, 3, NULL},            /* *.com does not match com */
     {"xexample.com", SR_ROUTE_WILDCARD, 5, "com"}, /* labels, not bytes */
     {"example.org", SR_ROUTE_DEFAULT, 3, NULL},
     {"default", SR_ROUTE_EXACT, 6, NULL},
