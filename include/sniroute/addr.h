@@ -32,11 +32,18 @@ enum sr_addr_error {
     SR_ADDR_BAD_BRACKETS, /* "[" without "]:port", or brackets around a non-IPv6 */
     SR_ADDR_BAD_IPV6,     /* inside brackets but not an IPv6 literal */
     SR_ADDR_BAD_HOST,     /* neither an IPv4 literal nor a valid host name */
+    SR_ADDR_IPV6_NO_BRACKETS, /* an IPv6 literal without brackets, as in "::1:443" */
 };
 
 /* Parse <text>/<len> (not necessarily NUL-terminated; surrounding spaces are not allowed)
- * into <out>. An IPv6 literal must be bracketed. Host names are validated with
- * sr_name_normalize() and stored normalized. */
+ * into <out>. The port is 1..65535 in decimal, always required. An IPv4 literal is what
+ * inet_pton accepts (dotted quad, no leading zeros) and wins over a host name. An IPv6
+ * literal must be bracketed, may carry a "%zone" (interface name or number, at most 15
+ * characters) and is stored in inet_ntop's canonical spelling ("[::FFFF:0:1]" becomes
+ * "::ffff:0:1"), so equal addresses format to equal text. Host names are validated with
+ * sr_name_normalize() and stored normalized; a name that inet_aton would read as an
+ * address ("127.1", "0x7f000001") or whose last label is all digits ("1.2.3.256") is
+ * refused as SR_ADDR_BAD_HOST. On error <out> is zeroed. */
 enum sr_addr_error
 sr_addr_parse(const char *text, size_t len, struct sr_addr *out);
 
