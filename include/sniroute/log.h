@@ -1,0 +1,42 @@
+/* SPDX-License-Identifier: MIT */
+/* Log lines: the access log (one line per connection, written when it ends) and the
+ * daemon's own notices on stderr. Formatting is kept apart from the proxy so it can be
+ * tested alone; values reaching a line are already validated (host names are LDH only). */
+#ifndef SR_LOG_H
+#define SR_LOG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* Everything one access-log line says. Strings are NUL-terminated and borrowed for the
+ * duration of the call; NULL or "" prints as "-". */
+struct sr_access_record {
+    int64_t time_ms;       /* wall clock at the end, ms since the epoch */
+    const char *listener;  /* listener section name */
+    const char *client;    /* "ip:port" or "[ip6]:port" */
+    const char *sni;       /* normalized server name, or NULL when the hello had none */
+    const char *route;     /* "exact", "wildcard", "default" or "none" */
+    const char *upstream;  /* as configured, "host:port" */
+    uint64_t bytes_in;     /* client to upstream, the hello included */
+    uint64_t bytes_out;    /* upstream to client */
+    uint64_t duration_ms;
+    const char *outcome;   /* "ok", "no_route", ... (see README) */
+    const char *detail;    /* optional: a parser reason or a libuv error name */
+};
+
+/* Format <rec> as one line, newline included, into <out> of <cap> bytes. Returns the length
+ * written; a line that would not fit is cut short and still ends with a newline. */
+size_t
+sr_log_format_access(char *out, size_t cap, const struct sr_access_record *rec);
+
+/* Write an ISO 8601 UTC timestamp with milliseconds ("2026-11-22T11:00:00.123Z") for
+ * <time_ms> into <out> (at least 25 bytes). Returns its length. */
+size_t
+sr_log_format_time(char *out, size_t cap, int64_t time_ms);
+
+/* The daemon's notices: "sniroute: " + the message + newline, to stderr, in one write. */
+void
+sr_log_notice(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+#endif
