@@ -549,9 +549,6 @@ parse_hello(struct rd *rd, struct sr_hello_scratch *scratch, struct sr_hello_res
             return rd_malformed(rd, SR_HELLO_REASON_BLOCK_END);
         }
     }
-    if (res->max_version == 0) { /* none, or only GREASE */
-        res->max_version = res->legacy_version;
-    }
     return true;
 }
 
@@ -587,6 +584,9 @@ sr_hello_parse(const uint8_t *buf, size_t len, struct sr_hello_scratch *scratch,
     /* rd_record() refused any record reaching past the message, so we stand at a record's
      * end: everything up to here is the hello and its framing. */
     res->status = has_name ? SR_HELLO_FOUND : SR_HELLO_NO_SNI;
+    if (res->max_version == 0) { /* no supported_versions, or only GREASE in it */
+        res->max_version = res->legacy_version;
+    }
     res->hello_len = rd.pos;
     res->n_records = rd.n_records;
     res->record_version = rd.record_version;
