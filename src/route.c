@@ -349,6 +349,16 @@ sr_route_lookup(const struct sr_route_table *table, const char *name, size_t len
     return hit->kind;
 }
 
+enum sr_route_kind
+sr_route_lookup_default(const struct sr_route_table *table, struct sr_route_hit *hit)
+{
+    hit->suffix = NULL;
+    hit->suffix_len = 0;
+    hit->kind = table->has_default ? SR_ROUTE_DEFAULT : SR_ROUTE_MISS;
+    hit->value = table->has_default ? table->default_value : 0;
+    return hit->kind;
+}
+
 static bool
 htab_remap(struct htab *h, const uint32_t *map, size_t n, bool is_dry_run)
 {

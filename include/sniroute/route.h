@@ -60,6 +60,11 @@ enum sr_route_kind
 sr_route_lookup(const struct sr_route_table *table, const char *name, size_t len,
                 struct sr_route_hit *hit);
 
+/* The "default" entry alone, for a client that named no host. Returns hit->kind:
+ * SR_ROUTE_DEFAULT, or SR_ROUTE_MISS when the table has no default. */
+enum sr_route_kind
+sr_route_lookup_default(const struct sr_route_table *table, struct sr_route_hit *hit);
+
 /* Replace every stored value v (default included) with <map>[v]. For a caller that stores
  * its own ordinals while building (to remember, say, the line each entry came from) and
  * settles the final values once the table is complete. Returns 0, or -1 with the table
