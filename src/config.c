@@ -1,1 +1,1000 @@
-/* SPDX-License-Identifier: MIT */ /* placeholder: being written */ typedef int sr_placeholder_config;
+/* SPDX-License-Identifier: MIT */
+/* The configuration loader. inih splits lines into key/value pairs; our reader in front of
+ * it counts lines, refuses lines too long for inih's buffer and every line inih would
+ * reject, and tracks sections itself (inih calls no handler for a section, and truncates
+ * long names). A keyword table dispatches each key to a setter. Every problem becomes one
+ * "FILE:LINE: ..." message and loading always reads to the end. Nothing is bound or
+ * resolved here. */
+#include "sniroute/config.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <ini.h>
+
+#include "sniroute/addr.h"
+#include "sniroute/name.h"
+#include "sniroute/route.h"
+
+/* The reader below mirrors how inih classifies a line; it is written for these settings
+ * (Debian's build of r55). A different build must be looked at, not silently misread. */
+#if INI_HANDLER_LINENO || INI_ALLOW_NO_VALUE || INI_CALL_HANDLER_ON_NEW_SECTION ||                 \
+    !INI_ALLOW_MULTILINE || !INI_ALLOW_INLINE_COMMENTS
+#error "config.c mirrors inih with multi-line values and inline comments on, nothing else"
+#endif
+
+#define HINT_INDENT "(an indented line continues the previous value; remove the indentation)"
+
+/* Durations above a year are surely typos, and the cap keeps "now + timeout" far from
+ * overflowing anywhere. */
+#define DURATION_MAX_MS (8760ull * 3600 * 1000)
+
+enum section_kind {
+    SEC_NONE,     /* before the first section header */
+    SEC_SNIROUTE, /* [sniroute] */
+    SEC_LISTENER, /* [listener NAME] */
+    SEC_ROUTES,   /* [routes NAME] */
+    SEC_SKIP,     /* a section already reported as wrong: its keys are ignored */
+};
+
+struct loader;
+
+/* One key of the grammar: sniproxy's struct Keyword, nginx's command arrays. */
+struct keyword {
+    enum section_kind section;
+    const char *key; /* NULL: any key (the routes of a [routes] section) */
+    void (*set)(struct loader *ld, const struct keyword *kw, const char *key, const char *value);
+    size_t offset; /* in struct sr_config, for setters shared by several keys */
+    bool is_repeatable;
+};
+
+/* What a [listener] section needs until the end of the file. */
+struct listener_tmp {
+    char routes[INI_MAX_LINE]; /* the name given by "routes =", resolved at the end */
+    unsigned routes_line;      /* 0: no "routes =" yet */
+    size_t listen_cap;
+    size_t n_listen_keys; /* good or bad: "no listen address" only when there was none */
+};
+
+/* What a [routes] section needs until the end of the file. The table's values are
+ * ordinals into these arrays while loading (so a duplicate can say where the first one
+ * was); sr_route_remap() turns them into upstream indexes at the end. */
+struct route_origin {
+    uint32_t upstream; /* index into cfg->upstreams, UINT32_MAX when the address was bad */
+    unsigned line;
+};
+
+struct routes_tmp {
+    struct route_origin *origin; /* per ordinal */
+    size_t n;
+    size_t cap;
+    size_t n_keys; /* every key seen, good or bad */
+};
+
+/* A listen address and where it was first given, to refuse the same one twice. Listeners
+ * have a handful of addresses, so a linear scan is fine. */
+struct listen_seen {
+    struct sr_addr addr;
+    unsigned line;
+};
+
+struct loader {
+    struct sr_config *cfg;
+    const char *path;
+    FILE *fp;
+    sr_config_error_fn on_error;
+    void *ctx;
+    size_t n_errors;
+    bool is_oom;
+
+    /* Reader state: the line inih is working on, and our mirror of inih's own state. */
+    unsigned line;
+    bool is_continuation; /* inih will hand this line to the previous key */
+    bool has_prev_key;    /* inih's prev_name is set */
+    char prev_key[INI_MAX_LINE];
+
+    /* The current section. */
+    enum section_kind sec;
+    size_t sec_index; /* into cfg->listeners or cfg->routes */
+    unsigned seen[16];
+    unsigned sniroute_line;
+
+    size_t listeners_cap;
+    struct listener_tmp *ltmp; /* parallel to cfg->listeners */
+    size_t ltmp_cap;
+    size_t routes_cap;
+    struct routes_tmp *rtmp; /* parallel to cfg->routes */
+    size_t rtmp_cap;
+    struct listen_seen *listens;
+    size_t n_listens;
+    size_t listens_cap;
+
+    /* Upstream set: open addressing over cfg->upstreams, slot = index + 1, 0 empty. */
+    uint32_t *up_slots;
+    size_t up_slots_cap;
+    size_t upstreams_cap;
+};
+
+static void report(struct loader *ld, unsigned line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Format one problem and hand it to the caller. Bytes a terminal would act on (control
+ * characters from a damaged file) are shown as '?'. */
+static void
+report(struct loader *ld, unsigned line, const char *fmt, ...)
+{
+    char msg[1024 + 4096];
+    va_list ap;
+    int n;
+    char *p;
+
+    n = line > 0 ? snprintf(msg, sizeof(msg), "%s:%u: ", ld->path, line)
+                 : snprintf(msg, sizeof(msg), "%s: ", ld->path);
+    if (n < 0 || (size_t)n >= sizeof(msg)) {
+        n = 0;
+    }
+    va_start(ap, fmt);
+    vsnprintf(msg + n, sizeof(msg) - (size_t)n, fmt, ap);
+    va_end(ap);
+    for (p = msg; *p != '\0'; p++) {
+        if ((unsigned char)*p < 0x20 || *p == 0x7f) {
+            *p = '?';
+        }
+    }
+    ld->n_errors++;
+    ld->on_error(ld->ctx, msg);
+}
+
+static void
+report_oom(struct loader *ld)
+{
+    if (!ld->is_oom) {
+        ld->is_oom = true;
+        report(ld, ld->line, "out of memory");
+    }
+}
+
+/* Grow <*arr> of <*cap> elements of <size> bytes to hold <need>; new elements zeroed. */
+static bool
+grow(struct loader *ld, void **arr, size_t *cap, size_t need, size_t size)
+{
+    size_t new_cap;
+    void *p;
+
+    if (need <= *cap) {
+        return true;
+    }
+    new_cap = *cap ? *cap * 2 : 4;
+    while (new_cap < need) {
+        new_cap *= 2;
+    }
+    p = realloc(*arr, new_cap * size);
+    if (p == NULL) {
+        report_oom(ld);
+        return false;
+    }
+    memset((char *)p + *cap * size, 0, (new_cap - *cap) * size);
+    *arr = p;
+    *cap = new_cap;
+    return true;
+}
+
+/* "sniroute", "listener 'https'" or "routes 'main'": how messages name the section. */
+static const char *
+section_label(const struct loader *ld, char *buf, size_t cap)
+{
+    switch (ld->sec) {
+    case SEC_LISTENER:
+        snprintf(buf, cap, "listener '%s'", ld->cfg->listeners[ld->sec_index].name);
+        break;
+    case SEC_ROUTES:
+        snprintf(buf, cap, "routes '%s'", ld->cfg->routes[ld->sec_index].name);
+        break;
+    default:
+        snprintf(buf, cap, "sniroute");
+        break;
+    }
+    return buf;
+}
+
+#define LABEL_MAX (SR_CONFIG_NAME_MAX + 16)
+
+/* ---- Values ---- */
+
+static bool
+is_digit(char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+/* Leading decimal digits of <s> into <*v> (at most 12, so no overflow); returns how many
+ * were read. */
+static size_t
+parse_digits(const char *s, uint64_t *v)
+{
+    size_t i;
+
+    *v = 0;
+    for (i = 0; is_digit(s[i]); i++) {
+        if (i == 12) {
+            return 0;
+        }
+        *v = *v * 10 + (uint64_t)(s[i] - '0');
+    }
+    return i;
+}
+
+static void
+set_duration(struct loader *ld, const struct keyword *kw, const char *key, const char *value)
+{
+    static const struct {
+        const char *unit;
+        uint64_t ms;
+    } units[] = {{"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000}};
+    char label[LABEL_MAX];
+    uint64_t v;
+    size_t n = parse_digits(value, &v);
+    size_t i;
+
+    for (i = 0; n > 0 && i < sizeof(units) / sizeof(units[0]); i++) {
+        if (strcmp(value + n, units[i].unit) == 0) {
+            break;
+        }
+    }
+    if (n == 0 || i == sizeof(units) / sizeof(units[0])) {
+        report(ld, ld->line,
+               "%s: %s: bad duration '%s' (want an integer and a unit: ms, s, m or h, as in 5s)",
+               section_label(ld, label, sizeof(label)), key, value);
+        return;
+    }
+    if (v == 0) {
+        report(ld, ld->line, "%s: %s: bad duration '%s' (must be more than 0)",
+               section_label(ld, label, sizeof(label)), key, value);
+        return;
+    }
+    if (v > DURATION_MAX_MS / units[i].ms) {
+        report(ld, ld->line, "%s: %s: bad duration '%s' (at most 8760h)",
+               section_label(ld, label, sizeof(label)), key, value);
+        return;
+    }
+    *(uint64_t *)(void *)((char *)ld->cfg + kw->offset) = v * units[i].ms;
+}
+
+static void
+set_size(struct loader *ld, const struct keyword *kw, const char *key, const char *value)
+{
+    char label[LABEL_MAX];
+    uint64_t v;
+    size_t n = parse_digits(value, &v);
+
+    if (n > 0 && (strcmp(value + n, "k") == 0 || strcmp(value + n, "K") == 0)) {
+        v *= 1024;
+    } else if (n == 0 || value[n] != '\0') {
+        report(ld, ld->line,
+               "%s: %s: bad size '%s' (want a number of bytes, optionally with k for x1024, "
+               "as in 16k)",
+               section_label(ld, label, sizeof(label)), key, value);
+        return;
+    }
+    if (v < SR_CONFIG_MAX_HELLO_SIZE_MIN || v > SR_CONFIG_MAX_HELLO_SIZE_MAX) {
+        report(ld, ld->line, "%s: %s: bad size '%s' (must be %u..%u bytes)",
+               section_label(ld, label, sizeof(label)), key, value, SR_CONFIG_MAX_HELLO_SIZE_MIN,
+               SR_CONFIG_MAX_HELLO_SIZE_MAX);
+        return;
+    }
+    *(size_t *)(void *)((char *)ld->cfg + kw->offset) = (size_t)v;
+}
+
+static bool
+is_empty(struct loader *ld, const char *key, const char *value)
+{
+    char label[LABEL_MAX];
+
+    if (value[0] != '\0') {
+        return false;
+    }
+    report(ld, ld->line, "%s: %s: empty value", section_label(ld, label, sizeof(label)), key);
+    return true;
+}
+
+static void
+set_access_log(struct loader *ld, const struct keyword *kw, const char *key, const char *value)
+{
+    char *copy;
+
+    (void)kw;
+    if (is_empty(ld, key, value)) {
+        return;
+    }
+    copy = strdup(value);
+    if (copy == NULL) {
+        report_oom(ld);
+        return;
+    }
+    free(ld->cfg->access_log);
+    ld->cfg->access_log = copy;
+}
+
+static bool
+is_same_addr(const struct sr_addr *a, const struct sr_addr *b)
+{
+    return a->kind == b->kind && a->port == b->port && strcmp(a->host, b->host) == 0;
+}
+
+static void
+set_listen(struct loader *ld, const struct keyword *kw, const char *key, const char *value)
+{
+    struct sr_listener_config *l = &ld->cfg->listeners[ld->sec_index];
+    struct listener_tmp *lt = &ld->ltmp[ld->sec_index];
+    char label[LABEL_MAX];
+    enum sr_addr_error err;
+    struct sr_addr addr;
+    size_t i;
+
+    (void)kw;
+    (void)key;
+    lt->n_listen_keys++;
+    err = sr_addr_parse(value, strlen(value), &addr);
+    if (err != SR_ADDR_OK) {
+        report(ld, ld->line, "%s: bad listen address '%s': %s",
+               section_label(ld, label, sizeof(label)), value, sr_addr_error_str(err));
+        return;
+    }
+    if (addr.kind == SR_ADDR_NAME) {
+        report(ld, ld->line,
+               "%s: listen address '%s' is a host name (use an IPv4 or IPv6 literal, as in "
+               "0.0.0.0:8443 or [::]:8443)",
+               section_label(ld, label, sizeof(label)), value);
+        return;
+    }
+    for (i = 0; i < ld->n_listens; i++) {
+        if (is_same_addr(&ld->listens[i].addr, &addr)) {
+            report(ld, ld->line, "%s: listen address '%s' already used (first at %s:%u)",
+                   section_label(ld, label, sizeof(label)), value, ld->path, ld->listens[i].line);
+            return;
+        }
+    }
+    if (!grow(ld, (void **)&ld->listens, &ld->listens_cap, ld->n_listens + 1,
+              sizeof(*ld->listens)) ||
+        !grow(ld, (void **)&l->listen, &lt->listen_cap, l->n_listen + 1, sizeof(*l->listen))) {
+        return;
+    }
+    ld->listens[ld->n_listens].addr = addr;
+    ld->listens[ld->n_listens].line = ld->line;
+    ld->n_listens++;
+    l->listen[l->n_listen++] = addr;
+}
+
+static void
+set_listener_routes(struct loader *ld, const struct keyword *kw, const char *key, const char *value)
+{
+    struct listener_tmp *lt = &ld->ltmp[ld->sec_index];
+
+    (void)kw;
+    lt->routes_line = ld->line;
+    if (is_empty(ld, key, value)) {
+        return;
+    }
+    snprintf(lt->routes, sizeof(lt->routes), "%s", value);
+}
+
+static void
+set_no_sni(struct loader *ld, const struct keyword *kw, const char *key, const char *value)
+{
+    struct sr_listener_config *l = &ld->cfg->listeners[ld->sec_index];
+    char label[LABEL_MAX];
+
+    (void)kw;
+    if (strcmp(value, "default") == 0) {
+        l->no_sni = SR_NO_SNI_DEFAULT;
+    } else if (strcmp(value, "reject") == 0) {
+        l->no_sni = SR_NO_SNI_REJECT;
+    } else {
+        report(ld, ld->line, "%s: %s: bad value '%s' (default or reject)",
+               section_label(ld, label, sizeof(label)), key, value);
+    }
+}
+
+static uint32_t
+hash_text(const char *s)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+
+    while (*s != '\0') {
+        h = (h ^ (uint8_t)*s++) * 16777619u;
+    }
+    return h;
+}
+
+static uint32_t
+upstream_hash(const struct sr_addr *addr)
+{
+    char text[SR_ADDR_HOST_MAX + 16];
+
+    sr_addr_format(addr, text, sizeof(text));
+    return hash_text(text);
+}
+
+/* The index of <addr> in cfg->upstreams, adding it if new; UINT32_MAX when out of memory.
+ * Upstreams are few in practice but one per route is possible, hence the hash set. */
+static uint32_t
+intern_upstream(struct loader *ld, const struct sr_addr *addr)
+{
+    struct sr_config *cfg = ld->cfg;
+    size_t mask;
+    size_t i;
+
+    if ((cfg->n_upstreams + 1) * 2 > ld->up_slots_cap) {
+        size_t cap = ld->up_slots_cap ? ld->up_slots_cap * 2 : 64;
+        uint32_t *slots = calloc(cap, sizeof(*slots));
+
+        if (slots == NULL) {
+            report_oom(ld);
+            return UINT32_MAX;
+        }
+        for (i = 0; i < cfg->n_upstreams; i++) {
+            size_t j = upstream_hash(&cfg->upstreams[i].addr) & (cap - 1);
+
+            while (slots[j] != 0) {
+                j = (j + 1) & (cap - 1);
+            }
+            slots[j] = (uint32_t)i + 1;
+        }
+        free(ld->up_slots);
+        ld->up_slots = slots;
+        ld->up_slots_cap = cap;
+    }
+    mask = ld->up_slots_cap - 1;
+    for (i = upstream_hash(addr) & mask; ld->up_slots[i] != 0; i = (i + 1) & mask) {
+        if (is_same_addr(&cfg->upstreams[ld->up_slots[i] - 1].addr, addr)) {
+            return ld->up_slots[i] - 1;
+        }
+    }
+    if (!grow(ld, (void **)&cfg->upstreams, &ld->upstreams_cap, cfg->n_upstreams + 1,
+              sizeof(*cfg->upstreams))) {
+        return UINT32_MAX;
+    }
+    cfg->upstreams[cfg->n_upstreams].addr = *addr;
+    cfg->upstreams[cfg->n_upstreams].line = ld->line;
+    ld->up_slots[i] = (uint32_t)cfg->n_upstreams + 1;
+    return (uint32_t)cfg->n_upstreams++;
+}
+
+static void
+set_route(struct loader *ld, const struct keyword *kw, const char *key, const char *value)
+{
+    struct sr_routes *r = &ld->cfg->routes[ld->sec_index];
+    struct routes_tmp *rt = &ld->rtmp[ld->sec_index];
+    uint32_t upstream = UINT32_MAX;
+    char label[LABEL_MAX];
+    enum sr_route_add_result res;
+    enum sr_addr_error err;
+    struct sr_addr addr;
+    uint32_t prev = 0;
+    size_t len = strlen(key);
+    size_t skip;
+
+    (void)kw;
+    rt->n_keys++;
+    section_label(ld, label, sizeof(label));
+    /* The address first, but the key is added whatever it says, so that a later duplicate
+     * of this key is still reported. */
+    err = sr_addr_parse(value, strlen(value), &addr);
+    if (err != SR_ADDR_OK) {
+        report(ld, ld->line, "%s: route '%s': bad upstream '%s': %s", label, key, value,
+               sr_addr_error_str(err));
+    } else {
+        upstream = intern_upstream(ld, &addr);
+    }
+    if (!grow(ld, (void **)&rt->origin, &rt->cap, rt->n + 1, sizeof(*rt->origin))) {
+        return;
+    }
+    res = sr_route_add(r->table, key, len, (uint32_t)rt->n, &prev);
+    switch (res) {
+    case SR_ROUTE_ADDED:
+        rt->origin[rt->n].upstream = upstream;
+        rt->origin[rt->n].line = ld->line;
+        rt->n++;
+        break;
+    case SR_ROUTE_DUPLICATE:
+        report(ld, ld->line, "%s: duplicate route '%s' (first at %s:%u)", label, key, ld->path,
+               rt->origin[prev].line);
+        break;
+    case SR_ROUTE_BAD_NAME:
+        /* Say what is wrong with the name (of the suffix, for "*.suffix"): the route module
+         * only says that it is bad. */
+        skip = (len >= 2 && key[0] == '*' && key[1] == '.') ? 2 : 0;
+        report(ld, ld->line, "%s: bad route '%s': %s", label, key,
+               sr_name_error_str(sr_name_validate((const uint8_t *)key + skip, len - skip)));
+        break;
+    case SR_ROUTE_BAD_WILDCARD:
+        report(ld, ld->line, "%s: bad route '%s': %s", label, key, sr_route_add_result_str(res));
+        break;
+    case SR_ROUTE_NOMEM:
+        report_oom(ld);
+        break;
+    }
+}
+
+static const struct keyword keywords[] = {
+    {SEC_SNIROUTE, "hello_timeout", set_duration, offsetof(struct sr_config, hello_timeout_ms),
+     false},
+    {SEC_SNIROUTE, "connect_timeout", set_duration, offsetof(struct sr_config, connect_timeout_ms),
+     false},
+    {SEC_SNIROUTE, "idle_timeout", set_duration, offsetof(struct sr_config, idle_timeout_ms),
+     false},
+    {SEC_SNIROUTE, "drain_timeout", set_duration, offsetof(struct sr_config, drain_timeout_ms),
+     false},
+    {SEC_SNIROUTE, "max_hello_size", set_size, offsetof(struct sr_config, max_hello_size), false},
+    {SEC_SNIROUTE, "access_log", set_access_log, 0, false},
+    {SEC_LISTENER, "listen", set_listen, 0, true},
+    {SEC_LISTENER, "routes", set_listener_routes, 0, false},
+    {SEC_LISTENER, "no_sni", set_no_sni, 0, false},
+    {SEC_ROUTES, NULL, set_route, 0, true},
+};
+
+_Static_assert(sizeof(keywords) / sizeof(keywords[0]) <=
+                   sizeof(((struct loader *)0)->seen) / sizeof(unsigned),
+               "loader.seen must have a slot per keyword");
+
+/* ---- Sections ---- */
+
+/* Listener and routes names: [A-Za-z0-9_-]{1,63}, safe in a log line and a metric label. */
+static bool
+is_valid_section_name(const char *s, size_t len)
+{
+    size_t i;
+
+    if (len == 0 || len > SR_CONFIG_NAME_MAX) {
+        return false;
+    }
+    for (i = 0; i < len; i++) {
+        char c = s[i];
+
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || is_digit(c) || c == '_' ||
+              c == '-')) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static bool
+is_blank(char c)
+{
+    return c == ' ' || c == '\t' || c == '\v' || c == '\f' || c == '\r' || c == '\n';
+}
+
+/* The reader found "[<text>/<len>]" on the current line. */
+static void
+begin_section(struct loader *ld, const char *text, size_t len)
+{
+    struct sr_config *cfg = ld->cfg;
+    const char *name;
+    size_t kind_len;
+    size_t name_len;
+    size_t i;
+    bool is_listener;
+
+    memset(ld->seen, 0, sizeof(ld->seen));
+    ld->sec = SEC_SKIP;
+    while (len > 0 && is_blank(text[0])) {
+        text++;
+        len--;
+    }
+    while (len > 0 && is_blank(text[len - 1])) {
+        len--;
+    }
+    for (kind_len = 0; kind_len < len && !is_blank(text[kind_len]); kind_len++) {
+    }
+    name = text + kind_len;
+    name_len = len - kind_len;
+    while (name_len > 0 && is_blank(name[0])) {
+        name++;
+        name_len--;
+    }
+
+    if (kind_len == 8 && memcmp(text, "sniroute", 8) == 0 && name_len == 0) {
+        if (ld->sniroute_line != 0) {
+            report(ld, ld->line, "duplicate section [sniroute] (first at %s:%u)", ld->path,
+                   ld->sniroute_line);
+            return;
+        }
+        ld->sniroute_line = ld->line;
+        ld->sec = SEC_SNIROUTE;
+        return;
+    }
+    if (!((kind_len == 8 && memcmp(text, "listener", 8) == 0) ||
+          (kind_len == 6 && memcmp(text, "routes", 6) == 0))) {
+        report(ld, ld->line,
+               "unknown section [%.*s] (want [sniroute], [listener NAME] or "
+               "[routes NAME])",
+               (int)len, text);
+        return;
+    }
+    is_listener = kind_len == 8;
+    if (name_len == 0) {
+        report(ld, ld->line, "section [%.*s] needs a name, as in [%.*s NAME]", (int)kind_len, text,
+               (int)kind_len, text);
+        return;
+    }
+    if (!is_valid_section_name(name, name_len)) {
+        report(ld, ld->line, "bad %.*s name '%.*s' (1 to %d of A-Z a-z 0-9 _ -)", (int)kind_len,
+               text, (int)name_len, name, SR_CONFIG_NAME_MAX);
+        return;
+    }
+    if (is_listener) {
+        for (i = 0; i < cfg->n_listeners; i++) {
+            if (strlen(cfg->listeners[i].name) == name_len &&
+                memcmp(cfg->listeners[i].name, name, name_len) == 0) {
+                report(ld, ld->line, "duplicate listener '%.*s' (first at %s:%u)", (int)name_len,
+                       name, ld->path, cfg->listeners[i].line);
+                return;
+            }
+        }
+        if (!grow(ld, (void **)&cfg->listeners, &ld->listeners_cap, cfg->n_listeners + 1,
+                  sizeof(*cfg->listeners))) {
+            return;
+        }
+        if (!grow(ld, (void **)&ld->ltmp, &ld->ltmp_cap, cfg->n_listeners + 1, sizeof(*ld->ltmp))) {
+            return;
+        }
+        memcpy(cfg->listeners[cfg->n_listeners].name, name, name_len);
+        cfg->listeners[cfg->n_listeners].line = ld->line;
+        cfg->listeners[cfg->n_listeners].no_sni = SR_NO_SNI_DEFAULT;
+        ld->sec = SEC_LISTENER;
+        ld->sec_index = cfg->n_listeners++;
+        return;
+    }
+    for (i = 0; i < cfg->n_routes; i++) {
+        if (strlen(cfg->routes[i].name) == name_len &&
+            memcmp(cfg->routes[i].name, name, name_len) == 0) {
+            report(ld, ld->line, "duplicate routes '%.*s' (first at %s:%u)", (int)name_len, name,
+                   ld->path, cfg->routes[i].line);
+            return;
+        }
+    }
+    if (!grow(ld, (void **)&cfg->routes, &ld->routes_cap, cfg->n_routes + 1,
+              sizeof(*cfg->routes))) {
+        return;
+    }
+    if (!grow(ld, (void **)&ld->rtmp, &ld->rtmp_cap, cfg->n_routes + 1, sizeof(*ld->rtmp))) {
+        return;
+    }
+    cfg->routes[cfg->n_routes].table = sr_route_table_new();
+    if (cfg->routes[cfg->n_routes].table == NULL) {
+        report_oom(ld);
+        return;
+    }
+    memcpy(cfg->routes[cfg->n_routes].name, name, name_len);
+    cfg->routes[cfg->n_routes].line = ld->line;
+    ld->sec = SEC_ROUTES;
+    ld->sec_index = cfg->n_routes++;
+}
+
+/* ---- The reader and the handler ---- */
+
+/* inih's find_chars_or_comment(): the first of <chars> (any if NULL) in <s>, or an inline
+ * comment (a ';' after whitespace), or the end. */
+static const char *
+find_chars_or_comment(const char *s, const char *chars)
+{
+    bool was_space = false;
+
+    while (*s != '\0' && (chars == NULL || strchr(chars, *s) == NULL) &&
+           !(was_space && strchr(INI_INLINE_COMMENT_PREFIXES, *s) != NULL)) {
+        was_space = is_blank(*s);
+        s++;
+    }
+    return s;
+}
+
+/* Look at the line in <str> (NUL-terminated, no line ending) the way inih is about to, and
+ * replace any line inih would reject by one it accepts and that does nothing, after saying
+ * what is wrong. So inih never stops to report an error we could not place, and every bad
+ * line gets its own message. Sections are tracked here, since inih never tells the
+ * handler about them. */
+static void
+classify(struct loader *ld, char *str)
+{
+    const char *start = str;
+    const char *end;
+
+    ld->is_continuation = false;
+    while (is_blank(*start)) {
+        start++;
+    }
+    if (*start == '\0' || strchr(INI_START_COMMENT_PREFIXES, *start) != NULL) {
+        return; /* blank or comment */
+    }
+    if (ld->has_prev_key && start > str) {
+        ld->is_continuation = true; /* inih passes it as another value of the previous key */
+        return;
+    }
+    if (*start == '[') {
+        end = find_chars_or_comment(start + 1, "]");
+        if (*end != ']') {
+            report(ld, ld->line, "section header without ']'");
+            ld->sec = SEC_SKIP; /* its keys are not the previous section's */
+            strcpy(str, "[]");
+        } else {
+            const char *rest = end + 1;
+
+            while (is_blank(*rest)) {
+                rest++;
+            }
+            if (*rest != '\0' && strchr(INI_START_COMMENT_PREFIXES, *rest) == NULL) {
+                report(ld, ld->line, "unexpected text after ']'");
+            }
+            begin_section(ld, start + 1, (size_t)(end - start - 1));
+        }
+        ld->has_prev_key = false;
+        return;
+    }
+    end = find_chars_or_comment(start, "=:");
+    if (*end != '=' && *end != ':') {
+        report(ld, ld->line, "expected 'key = value' or '[section]'");
+        str[0] = '\0';
+        return;
+    }
+    while (end > start && is_blank(end[-1])) {
+        end--;
+    }
+    memcpy(ld->prev_key, start, (size_t)(end - start));
+    ld->prev_key[end - start] = '\0';
+    ld->has_prev_key = end > start; /* inih keeps an empty name, which means "none" */
+}
+
+/* inih's reader: one physical line per call, however long. */
+static char *
+read_line(char *str, int num, void *stream)
+{
+    struct loader *ld = stream;
+    size_t cap = (size_t)num - 1;
+    size_t len = 0;
+    bool is_long = false;
+    bool has_nul = false;
+    bool is_section = false;
+    int c = getc_unlocked(ld->fp);
+
+    if (c == EOF) {
+        return NULL;
+    }
+    ld->line++;
+    for (; c != EOF && c != '\n'; c = getc_unlocked(ld->fp)) {
+        if (c == '\r') {
+            int next = getc_unlocked(ld->fp);
+
+            if (next == '\n' || next == EOF) {
+                break; /* a CRLF line ending does not count towards the length */
+            }
+            ungetc(next, ld->fp);
+        }
+        if (c == '\0') {
+            has_nul = true;
+        }
+        if (len < cap) {
+            str[len++] = (char)c;
+        } else {
+            is_long = true;
+        }
+    }
+    str[len] = '\0';
+    if (ld->line == 1 && len >= 3 && memcmp(str, "\xEF\xBB\xBF", 3) == 0) {
+        memmove(str, str + 3, len - 2); /* a UTF-8 byte-order mark; inih skips it too */
+        len -= 3;
+    }
+    if (!is_long && !has_nul) {
+        classify(ld, str);
+        return str;
+    }
+    /* Hand inih nothing of it. A section header it must have been (or tried to be) leads
+     * into a section whose keys are ignored, not into the previous section. */
+    ld->is_continuation = false;
+    is_section = str[strspn(str, " \t")] == '[';
+    if (is_long) {
+        report(ld, ld->line, "line too long (max %zu bytes)", cap);
+    } else {
+        report(ld, ld->line, "NUL byte in line");
+    }
+    if (is_section) {
+        ld->sec = SEC_SKIP;
+        strcpy(str, "[]");
+        ld->has_prev_key = false;
+    } else {
+        str[0] = '\0';
+    }
+    return str;
+}
+
+static int
+on_key(void *user, const char *section, const char *key, const char *value)
+{
+    struct loader *ld = user;
+    char label[LABEL_MAX];
+    size_t i;
+
+    (void)section; /* our reader tracks sections; inih truncates long names */
+    if (ld->sec == SEC_SKIP) {
+        return 1;
+    }
+    if (ld->sec == SEC_NONE) {
+        report(ld, ld->line, "key '%s' outside any section", key);
+        return 1;
+    }
+    section_label(ld, label, sizeof(label));
+    if (ld->is_continuation) {
+        report(ld, ld->line, "%s: duplicate key '%s' " HINT_INDENT, label, ld->prev_key);
+        return 1;
+    }
+    if (key[0] == '\0') {
+        report(ld, ld->line, "%s: empty key", label);
+        return 1;
+    }
+    for (i = 0; i < sizeof(keywords) / sizeof(keywords[0]); i++) {
+        if (keywords[i].section == ld->sec &&
+            (keywords[i].key == NULL || strcmp(keywords[i].key, key) == 0)) {
+            break;
+        }
+    }
+    if (i == sizeof(keywords) / sizeof(keywords[0])) {
+        report(ld, ld->line, "%s: unknown key '%s'", label, key);
+        return 1;
+    }
+    if (!keywords[i].is_repeatable) {
+        if (ld->seen[i] != 0) {
+            report(ld, ld->line, "%s: duplicate key '%s' (first at %s:%u)", label, key, ld->path,
+                   ld->seen[i]);
+            return 1;
+        }
+        ld->seen[i] = ld->line;
+    }
+    keywords[i].set(ld, &keywords[i], key, value);
+    return 1; /* problems are reported above; inih must not count them again */
+}
+
+/* ---- Whole-file checks ---- */
+
+/* Turn the table's ordinals into upstream indexes, as sr_config.h promises. */
+static bool
+settle_values(struct sr_routes *r, const struct routes_tmp *rt)
+{
+    uint32_t *map = malloc((rt->n > 0 ? rt->n : 1) * sizeof(*map));
+    size_t i;
+    int rc;
+
+    if (map == NULL) {
+        return false;
+    }
+    for (i = 0; i < rt->n; i++) {
+        map[i] = rt->origin[i].upstream;
+    }
+    rc = sr_route_remap(r->table, map, rt->n);
+    free(map);
+    return rc == 0;
+}
+
+static void
+finish(struct loader *ld)
+{
+    struct sr_config *cfg = ld->cfg;
+    size_t i;
+    size_t j;
+
+    if (cfg->n_listeners == 0) {
+        report(ld, 0, "no [listener NAME] section (at least one is required)");
+    }
+    for (i = 0; i < cfg->n_listeners; i++) {
+        struct sr_listener_config *l = &cfg->listeners[i];
+        struct listener_tmp *lt = &ld->ltmp[i];
+
+        if (lt->n_listen_keys == 0) {
+            report(ld, l->line, "listener '%s': no listen address", l->name);
+        }
+        if (lt->routes_line == 0) {
+            report(ld, l->line, "listener '%s': missing key 'routes'", l->name);
+            continue;
+        }
+        if (lt->routes[0] == '\0') {
+            continue; /* "routes =" was reported as empty */
+        }
+        for (j = 0; j < cfg->n_routes; j++) {
+            if (strcmp(cfg->routes[j].name, lt->routes) == 0) {
+                break;
+            }
+        }
+        if (j == cfg->n_routes) {
+            report(ld, lt->routes_line, "listener '%s': no [routes %s] section", l->name,
+                   lt->routes);
+        } else {
+            l->routes = j;
+        }
+    }
+    for (i = 0; i < cfg->n_routes; i++) {
+        struct routes_tmp *rt = &ld->rtmp[i];
+
+        /* An empty map refuses every connection: surely a mistake, not a way to say so. */
+        if (rt->n_keys == 0) {
+            report(ld, cfg->routes[i].line,
+                   "routes '%s': no routes (add at least one, or a default = HOST:PORT)",
+                   cfg->routes[i].name);
+        }
+        if (!settle_values(&cfg->routes[i], rt)) {
+            report_oom(ld);
+        }
+    }
+}
+
+size_t
+sr_config_load(struct sr_config *cfg, const char *path, sr_config_error_fn on_error, void *ctx)
+{
+    struct loader ld;
+    size_t i;
+    int rc;
+
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->hello_timeout_ms = SR_CONFIG_HELLO_TIMEOUT_MS;
+    cfg->connect_timeout_ms = SR_CONFIG_CONNECT_TIMEOUT_MS;
+    cfg->idle_timeout_ms = SR_CONFIG_IDLE_TIMEOUT_MS;
+    cfg->drain_timeout_ms = SR_CONFIG_DRAIN_TIMEOUT_MS;
+    cfg->max_hello_size = SR_CONFIG_MAX_HELLO_SIZE;
+
+    memset(&ld, 0, sizeof(ld));
+    ld.cfg = cfg;
+    ld.path = path;
+    ld.on_error = on_error;
+    ld.ctx = ctx;
+    ld.sec = SEC_NONE;
+
+    cfg->access_log = strdup("stdout");
+    if (cfg->access_log == NULL) {
+        report_oom(&ld);
+        return ld.n_errors;
+    }
+    ld.fp = fopen(path, "r");
+    if (ld.fp == NULL) {
+        report(&ld, 0, "cannot open: %s", strerror(errno));
+        return ld.n_errors;
+    }
+    rc = ini_parse_stream(read_line, &ld, on_key, &ld);
+    if (ferror(ld.fp)) {
+        report(&ld, 0, "read error: %s", strerror(errno));
+    } else if (rc != 0) {
+        /* The reader hands inih only lines it accepts, so this means the mirror is wrong. */
+        report(&ld, rc > 0 ? (unsigned)rc : 0, "syntax error");
+    }
+    fclose(ld.fp);
+    finish(&ld);
+
+    for (i = 0; i < cfg->n_routes; i++) {
+        free(ld.rtmp[i].origin);
+    }
+    free(ld.rtmp);
+    free(ld.ltmp);
+    free(ld.listens);
+    free(ld.up_slots);
+    return ld.n_errors;
+}
+
+void
+sr_config_fini(struct sr_config *cfg)
+{
+    size_t i;
+
+    for (i = 0; i < cfg->n_listeners; i++) {
+        free(cfg->listeners[i].listen);
+    }
+    free(cfg->listeners);
+    for (i = 0; i < cfg->n_routes; i++) {
+        sr_route_table_free(cfg->routes[i].table);
+    }
+    free(cfg->routes);
+    free(cfg->upstreams);
+    free(cfg->access_log);
+    memset(cfg, 0, sizeof(*cfg));
+}

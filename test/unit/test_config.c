@@ -1,2 +1,674 @@
+/* SPDX-License-Identifier: MIT */
+/* Table-driven tests of the config loader: each case is a small INI text, written to a
+ * temporary file, and the exact error lines it must produce (none for a good config).
+ * "FILE" in an expected line stands for the temporary file's path. Then the fixtures in
+ * SR_CONFIG_DIR, field by field, and a 10k-route config. */
+#include "sniroute/config.h"
+
 #include <stdio.h>
-int main(void) { fprintf(stderr, "not written yet\n"); return 1; }
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "support/assert.h"
+
+#define MAX_ERRORS 16
+
+struct config_case {
+    const char *name;
+    const char *text;
+    size_t len; /* 0: strlen(text) */
+    const char *errors[MAX_ERRORS];
+};
+
+/* A tail that makes a config complete, for cases about [sniroute]. */
+#define GOOD_TAIL "[listener a]\nlisten = 127.0.0.1:8443\nroutes = m\n[routes m]\ndefault = b:443\n"
+
+static const struct config_case cases[] = {
+    {"minimal", GOOD_TAIL, 0, {NULL}},
+    {"comments, blank lines, ':' as separator, inline comments",
+     "; a comment\n# another\n\n[sniroute] ; the global section\nhello_timeout: 250ms ; short\n"
+     "\n" GOOD_TAIL,
+     0,
+     {NULL}},
+    {"CRLF line endings and a byte-order mark",
+     "\xEF\xBB\xBF[listener a]\r\nlisten = 127.0.0.1:8443\r\nroutes = m\r\n[routes m]\r\n"
+     "default = b:443\r\n",
+     0,
+     {NULL}},
+    {"no newline at the end",
+     "[listener a]\nlisten = 127.0.0.1:8443\nroutes = m\n[routes m]\n"
+     "default = b:443",
+     0,
+     {NULL}},
+    {"routes named before their section, and IPv6 listen",
+     "[listener a]\nroutes = later\nlisten = [::]:8443\nlisten = 0.0.0.0:8443\n"
+     "[routes later]\nexample.com = 127.0.0.1:9001\n",
+     0,
+     {NULL}},
+
+    /* Sections. */
+    {"empty file", "", 0, {"FILE: no [listener NAME] section (at least one is required)"}},
+    {"unknown section, its keys ignored",
+     "[server]\nport = 1\n" GOOD_TAIL,
+     0,
+     {"FILE:1: unknown section [server] (want [sniroute], [listener NAME] or [routes NAME])"}},
+    {"[sniroute] with a name",
+     "[sniroute main]\n" GOOD_TAIL,
+     0,
+     {"FILE:1: unknown section [sniroute main] (want [sniroute], [listener NAME] or [routes "
+      "NAME])"}},
+    {"[listener] without a name",
+     "[listener]\nlisten = 1.2.3.4:1\n" GOOD_TAIL,
+     0,
+     {"FILE:1: section [listener] needs a name, as in [listener NAME]"}},
+    {"[routes] without a name",
+     "[ routes ]\nx.com = a:1\n" GOOD_TAIL,
+     0,
+     {"FILE:1: section [routes] needs a name, as in [routes NAME]"}},
+    {"bad section names",
+     "[listener a.b]\n[routes x y]\n[listener "
+     "abcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcd]\n" GOOD_TAIL,
+     0,
+     {"FILE:1: bad listener name 'a.b' (1 to 63 of A-Z a-z 0-9 _ -)",
+      "FILE:2: bad routes name 'x y' (1 to 63 of A-Z a-z 0-9 _ -)",
+      "FILE:3: bad listener name "
+      "'abcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcd' (1 to 63 of A-Z a-z "
+      "0-9 _ -)"}},
+    {"a 63-character name and a 49-character one, past inih's section limit",
+     "[listener abcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabc]\nlisten = "
+     "127.0.0.1:1\nroutes = abcdefghijabcdefghijabcdefghijabcdefghijabcdefghi\n"
+     "[routes abcdefghijabcdefghijabcdefghijabcdefghijabcdefghi]\ndefault = b:1\n",
+     0,
+     {NULL}},
+    {"duplicate sections",
+     "[sniroute]\n[sniroute]\nhello_timeout = x\n" GOOD_TAIL
+     "[listener a]\nlisten = 127.0.0.1:1\n[routes m]\nx = y\n",
+     0,
+     {"FILE:2: duplicate section [sniroute] (first at FILE:1)",
+      "FILE:9: duplicate listener 'a' (first at FILE:4)",
+      "FILE:11: duplicate routes 'm' (first at FILE:7)"}},
+    {"key outside any section",
+     "listen = 1.2.3.4:1\n" GOOD_TAIL,
+     0,
+     {"FILE:1: key 'listen' outside any section"}},
+    {"section header without ']', its keys ignored",
+     "[listener b\nlisten = bad\n" GOOD_TAIL,
+     0,
+     {"FILE:1: section header without ']'"}},
+    {"text after ']'",
+     "[listener a] junk\nlisten = 127.0.0.1:1\nroutes = m\n[routes m]\n"
+     "default = b:1\n",
+     0,
+     {"FILE:1: unexpected text after ']'"}},
+    {"a ';' comment inside brackets",
+     "[listener a ;x]\n" GOOD_TAIL,
+     0,
+     {"FILE:1: section header without ']'"}},
+
+    /* Lines inih would reject. */
+    {"no '=' anywhere, each line reported",
+     "[sniroute]\nhello_timeout 5s\n" GOOD_TAIL "this is not a key\nexample.com\n",
+     0,
+     {"FILE:2: expected 'key = value' or '[section]'",
+      "FILE:8: expected 'key = value' or '[section]'",
+      "FILE:9: expected 'key = value' or '[section]'"}},
+    {"'=' only after an inline comment",
+     "[sniroute]\nkey ; = 1\n" GOOD_TAIL,
+     0,
+     {"FILE:2: expected 'key = value' or '[section]'"}},
+    {"empty key", "[sniroute]\n= 5s\n" GOOD_TAIL, 0, {"FILE:2: sniroute: empty key"}},
+    {"NUL byte",
+     "[sniroute]\nhello_timeout = 5\0s\n" GOOD_TAIL,
+     sizeof("[sniroute]\nhello_timeout = 5\0s\n" GOOD_TAIL) - 1,
+     {"FILE:2: NUL byte in line"}},
+
+    /* Multi-line values: an indented line continues the previous key. */
+    {"indented key",
+     "[listener a]\nlisten = 127.0.0.1:1\n  routes = m\nroutes = m\n[routes m]\ndefault = b:1\n",
+     0,
+     {"FILE:3: listener 'a': duplicate key 'listen' (an indented line continues the previous "
+      "value; remove the indentation)"}},
+    {"indented route",
+     "[listener a]\nlisten = 127.0.0.1:1\nroutes = m\n[routes m]\ndefault = b:1\n"
+     "\tx.example.com = c:1\n",
+     0,
+     {"FILE:6: routes 'm': duplicate key 'default' (an indented line continues the previous "
+      "value; remove the indentation)"}},
+    {"an indented first key is fine, the indented key after it continues it",
+     "[listener a]\n  listen = 127.0.0.1:1\n  routes = m\n[routes m]\n  default = b:1\n",
+     0,
+     {"FILE:3: listener 'a': duplicate key 'listen' (an indented line continues the previous "
+      "value; remove the indentation)",
+      "FILE:1: listener 'a': missing key 'routes'"}},
+    {"an indented comment is a comment",
+     "[listener a]\nlisten = 127.0.0.1:1\n  ; routes = x\nroutes = m\n[routes m]\n"
+     "default = b:1\n",
+     0,
+     {NULL}},
+
+    /* Keys. */
+    {"unknown keys",
+     "[sniroute]\ntimeout = 5s\n[listener https]\nlisten = 0.0.0.0:8443\nlisen = 1\n"
+     "Listen = 0.0.0.0:1\nroutes = m\n[routes m]\ndefault = b:1\n",
+     0,
+     {"FILE:2: sniroute: unknown key 'timeout'", "FILE:5: listener 'https': unknown key 'lisen'",
+      "FILE:6: listener 'https': unknown key 'Listen'"}},
+    {"duplicate keys",
+     "[sniroute]\nidle_timeout = 1h\nidle_timeout = 2h\n[listener a]\nlisten = 127.0.0.1:1\n"
+     "routes = m\nroutes = m\nno_sni = reject\nno_sni = reject\n[routes m]\ndefault = b:1\n",
+     0,
+     {"FILE:3: sniroute: duplicate key 'idle_timeout' (first at FILE:2)",
+      "FILE:7: listener 'a': duplicate key 'routes' (first at FILE:6)",
+      "FILE:9: listener 'a': duplicate key 'no_sni' (first at FILE:8)"}},
+
+    /* Durations and sizes. */
+    {"bad durations",
+     "[sniroute]\nhello_timeout = 5\nconnect_timeout = 0s\nidle_timeout = 5 s\n"
+     "drain_timeout = 1.5s\n" GOOD_TAIL,
+     0,
+     {"FILE:2: sniroute: hello_timeout: bad duration '5' (want an integer and a unit: ms, s, m "
+      "or h, as in 5s)",
+      "FILE:3: sniroute: connect_timeout: bad duration '0s' (must be more than 0)",
+      "FILE:4: sniroute: idle_timeout: bad duration '5 s' (want an integer and a unit: ms, s, m "
+      "or h, as in 5s)",
+      "FILE:5: sniroute: drain_timeout: bad duration '1.5s' (want an integer and a unit: ms, s, "
+      "m or h, as in 5s)"}},
+    {"more bad durations",
+     "[sniroute]\nhello_timeout = -5s\nconnect_timeout = 5S\nidle_timeout = 8761h\n"
+     "drain_timeout =\n" GOOD_TAIL,
+     0,
+     {"FILE:2: sniroute: hello_timeout: bad duration '-5s' (want an integer and a unit: ms, s, "
+      "m or h, as in 5s)",
+      "FILE:3: sniroute: connect_timeout: bad duration '5S' (want an integer and a unit: ms, s, "
+      "m or h, as in 5s)",
+      "FILE:4: sniroute: idle_timeout: bad duration '8761h' (at most 8760h)",
+      "FILE:5: sniroute: drain_timeout: bad duration '' (want an integer and a unit: ms, s, m "
+      "or h, as in 5s)"}},
+    {"bad sizes",
+     "[sniroute]\nmax_hello_size = 511\n" GOOD_TAIL "[sniroute]\n",
+     0,
+     {"FILE:2: sniroute: max_hello_size: bad size '511' (must be 512..262144 bytes)",
+      "FILE:8: duplicate section [sniroute] (first at FILE:1)"}},
+    {"more bad sizes",
+     "[sniroute]\nmax_hello_size = 257k\n" GOOD_TAIL,
+     0,
+     {"FILE:2: sniroute: max_hello_size: bad size '257k' (must be 512..262144 bytes)"}},
+    {"size syntax",
+     "[sniroute]\nmax_hello_size = 16kb\n" GOOD_TAIL,
+     0,
+     {"FILE:2: sniroute: max_hello_size: bad size '16kb' (want a number of bytes, optionally "
+      "with k for x1024, as in 16k)"}},
+    {"empty access_log",
+     "[sniroute]\naccess_log =\n" GOOD_TAIL,
+     0,
+     {"FILE:2: sniroute: access_log: empty value"}},
+
+    /* Listeners. */
+    {"listen addresses",
+     "[listener a]\nlisten = localhost:8443\nlisten = 0.0.0.0:0\nlisten = ::1:443\n"
+     "listen = 127.0.0.1:1\nlisten = 127.0.0.1:1\nroutes = m\n"
+     "[listener b]\nlisten = [::1]:443\nlisten = [0:0::1]:443\nroutes = m\n[routes m]\n"
+     "default = b:1\n",
+     0,
+     {"FILE:2: listener 'a': listen address 'localhost:8443' is a host name (use an IPv4 or "
+      "IPv6 literal, as in 0.0.0.0:8443 or [::]:8443)",
+      "FILE:3: listener 'a': bad listen address '0.0.0.0:0': port must be 1..65535",
+      "FILE:4: listener 'a': bad listen address '::1:443': an IPv6 literal needs brackets, as "
+      "in [::1]:443",
+      "FILE:6: listener 'a': listen address '127.0.0.1:1' already used (first at FILE:5)",
+      "FILE:10: listener 'b': listen address '[0:0::1]:443' already used (first at FILE:9)"}},
+    {"listener without listen or routes",
+     "[listener a]\nno_sni = reject\n",
+     0,
+     {"FILE:1: listener 'a': no listen address", "FILE:1: listener 'a': missing key 'routes'"}},
+    {"routes naming no section, bad no_sni",
+     "[listener a]\nlisten = 127.0.0.1:1\nroutes = mian\nno_sni = drop\n[routes main]\n"
+     "default = b:1\n[listener b]\nlisten = 127.0.0.2:1\nroutes =\n",
+     0,
+     {"FILE:4: listener 'a': no_sni: bad value 'drop' (default or reject)",
+      "FILE:9: listener 'b': routes: empty value",
+      "FILE:3: listener 'a': no [routes mian] section"}},
+
+    /* Routes. */
+    {"bad route keys",
+     "[listener a]\nlisten = 127.0.0.1:1\nroutes = m\n[routes m]\n* = b:1\n*. = b:1\n"
+     "**.x = b:1\na.*.b = b:1\n*x.com = b:1\nexa_mple..com = b:1\n*.-x/y = b:1\n",
+     0,
+     {"FILE:5: routes 'm': bad route '*': a wildcard must be a whole leading label, as in "
+      "*.example.com",
+      "FILE:6: routes 'm': bad route '*.': a wildcard must be a whole leading label, as in "
+      "*.example.com",
+      "FILE:7: routes 'm': bad route '**.x': a wildcard must be a whole leading label, as in "
+      "*.example.com",
+      "FILE:8: routes 'm': bad route 'a.*.b': a wildcard must be a whole leading label, as in "
+      "*.example.com",
+      "FILE:9: routes 'm': bad route '*x.com': a wildcard must be a whole leading label, as in "
+      "*.example.com",
+      "FILE:10: routes 'm': bad route 'exa_mple..com': empty label",
+      "FILE:11: routes 'm': bad route '*.-x/y': character not allowed in a host name"}},
+    {"duplicate routes",
+     "[listener a]\nlisten = 127.0.0.1:1\nroutes = m\n[routes m]\nexample.com = b:1\n"
+     "*.example.com = b:2\ndefault = b:3\nExample.COM. = c:1\n*.EXAMPLE.com = c:2\n"
+     "DEFAULT = c:3\n",
+     0,
+     {"FILE:8: routes 'm': duplicate route 'Example.COM.' (first at FILE:5)",
+      "FILE:9: routes 'm': duplicate route '*.EXAMPLE.com' (first at FILE:6)",
+      "FILE:10: routes 'm': duplicate route 'DEFAULT' (first at FILE:7)"}},
+    {"a duplicate of a route whose upstream was bad is still a duplicate",
+     "[listener a]\nlisten = 127.0.0.1:1\nroutes = m\n[routes m]\nexample.com = b\n"
+     "example.com = b:1\n",
+     0,
+     {"FILE:5: routes 'm': route 'example.com': bad upstream 'b': missing ':port'",
+      "FILE:6: routes 'm': duplicate route 'example.com' (first at FILE:5)"}},
+    {"bad upstreams",
+     "[listener a]\nlisten = 127.0.0.1:1\nroutes = m\n[routes m]\na.com = 1.2.3.4:99999\n"
+     "b.com = [1.2.3.4]:1\nc.com =\nd.com = 127.1:80\n",
+     0,
+     {"FILE:5: routes 'm': route 'a.com': bad upstream '1.2.3.4:99999': port must be 1..65535",
+      "FILE:6: routes 'm': route 'b.com': bad upstream '[1.2.3.4]:1': brackets must hold an "
+      "IPv6 literal and be followed by ':port'",
+      "FILE:7: routes 'm': route 'c.com': bad upstream '': empty address",
+      "FILE:8: routes 'm': route 'd.com': bad upstream '127.1:80': not an IPv4 literal or a "
+      "valid host name"}},
+    {"empty routes section",
+     "[listener a]\nlisten = 127.0.0.1:1\nroutes = m\n[routes m]\n; nothing yet\n"
+     "[routes unused]\n",
+     0,
+     {"FILE:4: routes 'm': no routes (add at least one, or a default = HOST:PORT)",
+      "FILE:6: routes 'unused': no routes (add at least one, or a default = HOST:PORT)"}},
+    {"route keys cannot contain ':'",
+     "[listener a]\nlisten = 127.0.0.1:1\nroutes = m\n[routes m]\nexample.com:443 = b:1\n",
+     0,
+     {"FILE:5: routes 'm': route 'example.com': bad upstream '443 = b:1': not an IPv4 literal "
+      "or a valid host name"}},
+};
+
+struct collected {
+    char *lines[64];
+    size_t n;
+};
+
+static void
+on_error(void *ctx, const char *msg)
+{
+    struct collected *c = ctx;
+
+    ASSERT_LT(c->n, 64);
+    c->lines[c->n] = strdup(msg);
+    ASSERT(c->lines[c->n] != NULL);
+    c->n++;
+}
+
+static void
+collected_free(struct collected *c)
+{
+    size_t i;
+
+    for (i = 0; i < c->n; i++) {
+        free(c->lines[i]);
+    }
+    c->n = 0;
+}
+
+/* <pattern> with every "FILE" replaced by <path>. */
+static char *
+expand(const char *pattern, const char *path)
+{
+    static char buf[4096];
+    size_t n = 0;
+
+    while (*pattern != '\0') {
+        if (strncmp(pattern, "FILE", 4) == 0) {
+            n += (size_t)snprintf(buf + n, sizeof(buf) - n, "%s", path);
+            pattern += 4;
+        } else {
+            buf[n++] = *pattern++;
+        }
+        ASSERT_LT(n, sizeof(buf) - 1);
+    }
+    buf[n] = '\0';
+    return buf;
+}
+
+static void
+write_file(const char *path, const char *text, size_t len)
+{
+    FILE *f = fopen(path, "wb");
+
+    ASSERT(f != NULL);
+    ASSERT_EQ(fwrite(text, 1, len, f), len);
+    ASSERT_EQ(fclose(f), 0);
+}
+
+static char tmp_path[256];
+
+static void
+make_tmp_path(void)
+{
+    const char *dir = getenv("TMPDIR");
+    int fd;
+
+    snprintf(tmp_path, sizeof(tmp_path), "%s/sniroute-test-config-XXXXXX",
+             dir != NULL && dir[0] != '\0' ? dir : "/tmp");
+    fd = mkstemp(tmp_path);
+    ASSERT(fd >= 0);
+    close(fd);
+}
+
+/* Load <text>/<len> and compare the error lines with <errors>; <cfg> is left loaded. */
+static void
+check_text(const char *name, const char *text, size_t len, const char *const *errors,
+           struct sr_config *cfg)
+{
+    struct collected got = {{NULL}, 0};
+    size_t n_want = 0;
+    size_t n;
+    size_t i;
+
+    write_file(tmp_path, text, len);
+    n = sr_config_load(cfg, tmp_path, on_error, &got);
+    while (n_want < MAX_ERRORS && errors[n_want] != NULL) {
+        n_want++;
+    }
+    for (i = 0; i < got.n || i < n_want; i++) {
+        const char *want = i < n_want ? expand(errors[i], tmp_path) : "(nothing)";
+        const char *have = i < got.n ? got.lines[i] : "(nothing)";
+
+        if (strcmp(want, have) != 0) {
+            for (n = 0; n < got.n; n++) {
+                fprintf(stderr, "  got: %s\n", got.lines[n]);
+            }
+            SR_FAIL("case \"%s\", error %zu:\n  want: %s\n  have: %s", name, i, want, have);
+        }
+    }
+    ASSERT_EQ(n, got.n);
+    collected_free(&got);
+}
+
+static void
+test_cases(void)
+{
+    size_t i;
+
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const struct config_case *c = &cases[i];
+        struct sr_config cfg;
+
+        check_text(c->name, c->text, c->len ? c->len : strlen(c->text), c->errors, &cfg);
+        sr_config_fini(&cfg);
+    }
+}
+
+/* A line of <n> bytes in a [routes] section: "x...x.example = b:1" padded with spaces. */
+static void
+test_line_length(void)
+{
+    static const char head[] =
+        "[listener a]\nlisten = 127.0.0.1:1\nroutes = m\n[routes m]\ndefault = b:1\n";
+    char text[1024];
+    char line[400];
+    const char *none[] = {NULL};
+    const char *too_long[] = {"FILE:6: line too long (max 199 bytes)", NULL};
+    const char *too_long_section[] = {"FILE:6: line too long (max 199 bytes)", NULL};
+    struct sr_config cfg;
+    struct sr_route_hit hit;
+    size_t n;
+
+    /* Exactly the limit: 199 bytes, accepted, and the route is there. */
+    memset(line, ' ', sizeof(line));
+    memcpy(line, "long.example = c:1", 18);
+    line[199] = '\0';
+    snprintf(text, sizeof(text), "%s%s\nshort.example = d:1\n", head, line);
+    check_text("199-byte line", text, strlen(text), none, &cfg);
+    ASSERT_EQ(sr_route_lookup(cfg.routes[0].table, "long.example", 12, &hit), SR_ROUTE_EXACT);
+    sr_config_fini(&cfg);
+
+    /* The same with a CRLF ending: the line ending does not count. */
+    snprintf(text, sizeof(text), "%s%s\r\nshort.example = d:1\n", head, line);
+    check_text("199-byte line, CRLF", text, strlen(text), none, &cfg);
+    sr_config_fini(&cfg);
+
+    /* One more byte, and 300: refused, and the tail is not read as a line of its own. */
+    for (n = 200; n <= 300; n += 100) {
+        memset(line, ' ', sizeof(line));
+        memcpy(line, "long.example = c:1", 18);
+        memcpy(line + n - 18, "tail.example = e:1", 18);
+        line[n] = '\0';
+        snprintf(text, sizeof(text), "%s%s\nshort.example = d:1\n", head, line);
+        check_text("too long", text, strlen(text), too_long, &cfg);
+        ASSERT_EQ(sr_route_count(cfg.routes[0].table), 2); /* default, short.example */
+        ASSERT_EQ(sr_route_lookup(cfg.routes[0].table, "tail.example", 12, &hit), SR_ROUTE_DEFAULT);
+        sr_config_fini(&cfg);
+    }
+
+    /* A section header too long to read: its keys belong to no section, not to [routes m]. */
+    memset(line, 'x', sizeof(line));
+    memcpy(line, "[routes ", 8);
+    line[300] = '\0';
+    snprintf(text, sizeof(text), "%s%s\nshort.example = d:1\n", head, line);
+    check_text("too long section", text, strlen(text), too_long_section, &cfg);
+    ASSERT_EQ(sr_route_count(cfg.routes[0].table), 1);
+    sr_config_fini(&cfg);
+}
+
+static void
+test_defaults_and_fields(void)
+{
+    const char *none[] = {NULL};
+    struct sr_config cfg;
+    struct sr_route_hit hit;
+
+    check_text("defaults", GOOD_TAIL, strlen(GOOD_TAIL), none, &cfg);
+    ASSERT_EQ(cfg.hello_timeout_ms, SR_CONFIG_HELLO_TIMEOUT_MS);
+    ASSERT_EQ(cfg.connect_timeout_ms, SR_CONFIG_CONNECT_TIMEOUT_MS);
+    ASSERT_EQ(cfg.idle_timeout_ms, SR_CONFIG_IDLE_TIMEOUT_MS);
+    ASSERT_EQ(cfg.drain_timeout_ms, SR_CONFIG_DRAIN_TIMEOUT_MS);
+    ASSERT_EQ(cfg.max_hello_size, SR_CONFIG_MAX_HELLO_SIZE);
+    ASSERT_STR_EQ(cfg.access_log, "stdout");
+    ASSERT_EQ(cfg.n_listeners, 1);
+    ASSERT_STR_EQ(cfg.listeners[0].name, "a");
+    ASSERT_EQ(cfg.listeners[0].line, 1);
+    ASSERT_EQ(cfg.listeners[0].n_listen, 1);
+    ASSERT_EQ(cfg.listeners[0].listen[0].kind, SR_ADDR_IPV4);
+    ASSERT_STR_EQ(cfg.listeners[0].listen[0].host, "127.0.0.1");
+    ASSERT_EQ(cfg.listeners[0].listen[0].port, 8443);
+    ASSERT_EQ(cfg.listeners[0].routes, 0);
+    ASSERT_EQ(cfg.listeners[0].no_sni, SR_NO_SNI_DEFAULT);
+    ASSERT_EQ(cfg.n_routes, 1);
+    ASSERT_STR_EQ(cfg.routes[0].name, "m");
+    ASSERT_EQ(cfg.routes[0].line, 4);
+    ASSERT_EQ(sr_route_lookup(cfg.routes[0].table, "x.org", 5, &hit), SR_ROUTE_DEFAULT);
+    ASSERT_EQ(hit.value, 0);
+    ASSERT_EQ(cfg.n_upstreams, 1);
+    ASSERT_STR_EQ(cfg.upstreams[0].addr.host, "b");
+    ASSERT_EQ(cfg.upstreams[0].line, 5);
+    sr_config_fini(&cfg);
+    ASSERT(cfg.listeners == NULL && cfg.access_log == NULL && cfg.n_routes == 0);
+    sr_config_fini(&cfg); /* twice is fine: it zeroes */
+}
+
+static void
+test_missing_file(void)
+{
+    struct collected got = {{NULL}, 0};
+    struct sr_config cfg;
+
+    ASSERT_EQ(sr_config_load(&cfg, "/nonexistent/sniroute.ini", on_error, &got), 1);
+    ASSERT_STR_EQ(got.lines[0], "/nonexistent/sniroute.ini: cannot open: No such file or "
+                                "directory");
+    sr_config_fini(&cfg);
+    collected_free(&got);
+}
+
+static size_t
+load_fixture(const char *name, struct sr_config *cfg, struct collected *got)
+{
+    char path[1024];
+
+    snprintf(path, sizeof(path), "%s/%s", SR_CONFIG_DIR, name);
+    return sr_config_load(cfg, path, on_error, got);
+}
+
+static uint32_t
+lookup_upstream(const struct sr_config *cfg, size_t routes, const char *name,
+                enum sr_route_kind kind)
+{
+    struct sr_route_hit hit;
+
+    ASSERT_EQ(sr_route_lookup(cfg->routes[routes].table, name, strlen(name), &hit), kind);
+    ASSERT_LT(hit.value, cfg->n_upstreams);
+    return hit.value;
+}
+
+static const char *
+upstream_text(const struct sr_config *cfg, uint32_t i)
+{
+    static char buf[SR_ADDR_HOST_MAX + 16];
+
+    sr_addr_format(&cfg->upstreams[i].addr, buf, sizeof(buf));
+    return buf;
+}
+
+static void
+test_fixture_full(void)
+{
+    struct collected got = {{NULL}, 0};
+    struct sr_config cfg;
+    const struct sr_listener_config *l;
+
+    ASSERT_EQ(load_fixture("full.ini", &cfg, &got), 0);
+    ASSERT_EQ(cfg.hello_timeout_ms, 3000);
+    ASSERT_EQ(cfg.connect_timeout_ms, 250);
+    ASSERT_EQ(cfg.idle_timeout_ms, 2 * 60 * 60 * 1000);
+    ASSERT_EQ(cfg.drain_timeout_ms, 60 * 1000);
+    ASSERT_EQ(cfg.max_hello_size, 32 * 1024);
+    ASSERT_STR_EQ(cfg.access_log, "/var/log/sniroute/access.log");
+
+    ASSERT_EQ(cfg.n_listeners, 2);
+    l = &cfg.listeners[0];
+    ASSERT_STR_EQ(l->name, "public");
+    ASSERT_EQ(l->n_listen, 2);
+    ASSERT_EQ(l->listen[0].kind, SR_ADDR_IPV4);
+    ASSERT_EQ(l->listen[1].kind, SR_ADDR_IPV6);
+    ASSERT_STR_EQ(l->listen[1].host, "::");
+    ASSERT_EQ(l->no_sni, SR_NO_SNI_REJECT);
+    ASSERT_STR_EQ(cfg.routes[l->routes].name, "public");
+    l = &cfg.listeners[1];
+    ASSERT_STR_EQ(l->name, "internal");
+    ASSERT_EQ(l->no_sni, SR_NO_SNI_DEFAULT);
+    ASSERT_STR_EQ(cfg.routes[l->routes].name, "internal");
+
+    ASSERT_EQ(cfg.n_routes, 2);
+    ASSERT_STR_EQ(cfg.routes[0].name, "public");
+    ASSERT_STR_EQ(upstream_text(&cfg, lookup_upstream(&cfg, 0, "example.com", SR_ROUTE_EXACT)),
+                  "127.0.0.1:9001");
+    ASSERT_STR_EQ(upstream_text(&cfg, lookup_upstream(&cfg, 0, "www.example.com", SR_ROUTE_EXACT)),
+                  "127.0.0.1:9001");
+    ASSERT_STR_EQ(
+        upstream_text(&cfg, lookup_upstream(&cfg, 0, "a.b.example.com", SR_ROUTE_WILDCARD)),
+        "127.0.0.1:9002");
+    ASSERT_STR_EQ(
+        upstream_text(&cfg, lookup_upstream(&cfg, 0, "x.api.example.com", SR_ROUTE_WILDCARD)),
+        "[::1]:9003");
+    ASSERT_STR_EQ(upstream_text(&cfg, lookup_upstream(&cfg, 0, "example.net", SR_ROUTE_DEFAULT)),
+                  "backend.internal:443");
+    ASSERT_STR_EQ(upstream_text(&cfg, lookup_upstream(&cfg, 1, "git.corp.example", SR_ROUTE_EXACT)),
+                  "10.0.0.5:443");
+    /* The same upstream text in two sections is stored once. */
+    ASSERT_EQ(lookup_upstream(&cfg, 1, "wiki.corp.example", SR_ROUTE_EXACT),
+              lookup_upstream(&cfg, 0, "example.com", SR_ROUTE_EXACT));
+    ASSERT_EQ(cfg.n_upstreams, 5);
+    sr_config_fini(&cfg);
+    ASSERT_EQ(got.n, 0);
+}
+
+static void
+test_fixture_minimal(void)
+{
+    struct collected got = {{NULL}, 0};
+    struct sr_config cfg;
+
+    ASSERT_EQ(load_fixture("minimal.ini", &cfg, &got), 0);
+    ASSERT_EQ(cfg.n_listeners, 1);
+    ASSERT_EQ(cfg.n_upstreams, 1);
+    ASSERT_EQ(lookup_upstream(&cfg, 0, "anything.example", SR_ROUTE_DEFAULT), 0);
+    sr_config_fini(&cfg);
+}
+
+/* errors.ini holds one of each common mistake; errors.expected lists the lines, with FILE
+ * for the fixture's path. */
+static void
+test_fixture_errors(void)
+{
+    struct collected got = {{NULL}, 0};
+    char path[1024];
+    char line[1024];
+    struct sr_config cfg;
+    size_t n;
+    size_t i = 0;
+    FILE *f;
+
+    n = load_fixture("errors.ini", &cfg, &got);
+    sr_config_fini(&cfg);
+    snprintf(path, sizeof(path), "%s/errors.expected", SR_CONFIG_DIR);
+    f = fopen(path, "r");
+    ASSERT(f != NULL);
+    snprintf(path, sizeof(path), "%s/errors.ini", SR_CONFIG_DIR);
+    while (fgets(line, sizeof(line), f) != NULL) {
+        line[strcspn(line, "\n")] = '\0';
+        ASSERT_LT(i, got.n);
+        ASSERT_STR_EQ(got.lines[i], expand(line, path));
+        i++;
+    }
+    fclose(f);
+    ASSERT_EQ(i, got.n);
+    ASSERT_EQ(n, got.n);
+    collected_free(&got);
+}
+
+/* 10,000 routes over 10 upstreams: everything is found, upstreams are shared. */
+static void
+test_many_routes(void)
+{
+    struct collected got = {{NULL}, 0};
+    struct sr_config cfg;
+    char name[64];
+    FILE *f = fopen(tmp_path, "w");
+    unsigned i;
+
+    ASSERT(f != NULL);
+    fprintf(f, "[listener a]\nlisten = 127.0.0.1:1\nroutes = big\n[routes big]\n");
+    for (i = 0; i < 10000; i++) {
+        fprintf(f, "%shost-%u.example.com = backend-%u.internal:%u\n", (i % 3) ? "" : "*.", i,
+                i % 10, 8000 + i % 10);
+    }
+    ASSERT_EQ(fclose(f), 0);
+    ASSERT_EQ(sr_config_load(&cfg, tmp_path, on_error, &got), 0);
+    ASSERT_EQ(sr_route_count(cfg.routes[0].table), 10000);
+    ASSERT_EQ(cfg.n_upstreams, 10);
+    for (i = 0; i < 10000; i++) {
+        uint32_t u;
+
+        snprintf(name, sizeof(name), "%shost-%u.example.com", (i % 3) ? "" : "www.", i);
+        u = lookup_upstream(&cfg, 0, name, (i % 3) ? SR_ROUTE_EXACT : SR_ROUTE_WILDCARD);
+        ASSERT_EQ(cfg.upstreams[u].addr.port, 8000 + i % 10);
+    }
+    sr_config_fini(&cfg);
+}
+
+int
+main(void)
+{
+    make_tmp_path();
+    test_cases();
+    test_line_length();
+    test_defaults_and_fields();
+    test_missing_file();
+    test_fixture_full();
+    test_fixture_minimal();
+    test_fixture_errors();
+    test_many_routes();
+    unlink(tmp_path);
+    return 0;
+}
