@@ -51,7 +51,7 @@ struct sr_listener_config {
     unsigned line;
     struct sr_addr *listen; /* IPv4 or IPv6 literals only; at least one */
     size_t n_listen;
-    size_t routes; /* index into sr_config.routes */
+    size_t routes; /* index into sr_config.routes (valid when the load returned 0) */
     enum sr_no_sni no_sni;
 };
 
@@ -61,7 +61,7 @@ struct sr_config {
     uint64_t idle_timeout_ms;
     uint64_t drain_timeout_ms;
     size_t max_hello_size;
-    char *access_log; /* "stdout", "stderr", "off" or a file path; owned */
+    char *access_log; /* "stdout" (the default), "stderr", "off" or a file path; owned */
 
     struct sr_listener_config *listeners;
     size_t n_listeners;
@@ -78,7 +78,20 @@ typedef void (*sr_config_error_fn)(void *ctx, const char *msg);
 /* Read <path> into <cfg> (which need not be initialized). Every problem found is passed to
  * <on_error> with <ctx>; the file is read to the end whatever happens, so one run reports
  * them all. Returns the number of problems: 0 means <cfg> is complete and valid. Whatever
- * it returns, the caller must call sr_config_fini(<cfg>) afterwards. */
+ * it returns, the caller must call sr_config_fini(<cfg>) afterwards.
+ *
+ * Messages are "FILE:LINE: what is wrong", one per problem, in line order, followed by the
+ * checks that need the whole file (a listener's missing keys, a [routes] name that is not
+ * defined, an empty [routes] section). Problems of the file as a whole have no line:
+ * "FILE: cannot open: ...", "FILE: no [listener NAME] section (...)". Inside a section the
+ * text starts with "sniroute: ", "listener 'NAME': " or "routes 'NAME': ". Control bytes
+ * from the file are shown as '?'.
+ *
+ * Rules beyond the grammar: lines are at most 199 bytes (inih's buffer, less the NUL; the
+ * line ending does not count); keys are case-sensitive; every [routes] section must hold at
+ * least one entry (an empty map would refuse every connection); a [routes] section no
+ * listener names is allowed; access_log defaults to "stdout"; durations are at most 8760h;
+ * a listener's <routes> index is meaningful only when the load returned 0. */
 size_t
 sr_config_load(struct sr_config *cfg, const char *path, sr_config_error_fn on_error, void *ctx);
 
