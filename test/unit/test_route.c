@@ -151,6 +151,10 @@ test_table(void)
     check_lookups(t);
     /* The name need not be NUL-terminated: "example.com" inside a longer buffer. */
     ASSERT_EQ(sr_route_lookup(t, "example.comX", 11, &hit), SR_ROUTE_EXACT);
+    /* No server name: the default alone. */
+    ASSERT_EQ(sr_route_lookup_default(t, &hit), SR_ROUTE_DEFAULT);
+    ASSERT_EQ(hit.value, 3);
+    ASSERT(hit.suffix == NULL);
     sr_route_table_free(t);
     sr_route_table_free(NULL);
 }
@@ -164,6 +168,7 @@ test_empty_and_no_default(void)
     ASSERT_EQ(sr_route_count(t), 0);
     ASSERT_EQ(sr_route_lookup(t, "example.com", 11, &hit), SR_ROUTE_MISS);
     ASSERT_EQ(sr_route_lookup(t, "", 0, &hit), SR_ROUTE_MISS);
+    ASSERT_EQ(sr_route_lookup_default(t, &hit), SR_ROUTE_MISS);
     ASSERT_EQ(sr_route_add(t, "*.example.com", 13, 7, NULL), SR_ROUTE_ADDED);
     ASSERT_EQ(sr_route_lookup(t, "example.com", 11, &hit), SR_ROUTE_MISS);
     ASSERT_EQ(sr_route_lookup(t, "a.example.com", 13, &hit), SR_ROUTE_WILDCARD);
