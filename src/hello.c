@@ -231,6 +231,16 @@ rd_uint(struct rd *rd, size_t end, size_t width, uint32_t *v)
     if (end - rd->hs_got < width) {
         return rd_malformed(rd, SR_HELLO_REASON_OVERRUN);
     }
+    if (rd_run(rd) >= width) { /* the usual case: all in this record and received */
+        const uint8_t *p = rd->buf + rd->pos;
+        size_t i;
+        for (i = 0; i < width; i++) {
+            x = x << 8 | p[i];
+        }
+        rd_advance(rd, width);
+        *v = x;
+        return true;
+    }
     while (width-- > 0) {
         if (!rd_more(rd)) {
             return false;
