@@ -19,9 +19,10 @@ is_digit(char c)
     return c >= '0' && c <= '9';
 }
 
-/* Port: 1 to 5 decimal digits, value 1..65535. No sign, no spaces, no hex. */
+/* Port: 1 to 5 decimal digits, value 1..65535 (0 too if <is_zero_ok>). No sign, no
+ * spaces, no hex. */
 static enum sr_addr_error
-parse_port(const char *p, size_t len, uint16_t *port)
+parse_port(const char *p, size_t len, bool is_zero_ok, uint16_t *port)
 {
     unsigned long v = 0;
     size_t i;
@@ -38,7 +39,7 @@ parse_port(const char *p, size_t len, uint16_t *port)
         }
         v = v * 10 + (unsigned long)(p[i] - '0');
     }
-    if (v == 0 || v > 65535) {
+    if ((v == 0 && !is_zero_ok) || v > 65535) {
         return SR_ADDR_BAD_PORT;
     }
     *port = (uint16_t)v;
@@ -164,8 +165,8 @@ parse_host(const char *p, size_t len, struct sr_addr *out)
     return SR_ADDR_OK;
 }
 
-enum sr_addr_error
-sr_addr_parse(const char *text, size_t len, struct sr_addr *out)
+static enum sr_addr_error
+addr_parse(const char *text, size_t len, bool is_zero_port_ok, struct sr_addr *out)
 {
     enum sr_addr_error err;
     const char *colon;
@@ -193,7 +194,7 @@ sr_addr_parse(const char *text, size_t len, struct sr_addr *out)
         if (memchr(text + 1, ':', inner_len) == NULL) {
             return SR_ADDR_BAD_BRACKETS;
         }
-        err = parse_port(close + 2, len - (size_t)(close - text) - 2, &port);
+        err = parse_port(close + 2, len - (size_t)(close - text) - 2, is_zero_port_ok, &port);
         if (err == SR_ADDR_OK) {
             err = parse_ipv6(text + 1, inner_len, out);
         }
@@ -213,7 +214,7 @@ sr_addr_parse(const char *text, size_t len, struct sr_addr *out)
                        ? SR_ADDR_IPV6_NO_BRACKETS
                        : SR_ADDR_BAD_HOST;
         }
-        err = parse_port(colon + 1, len - (size_t)(colon - text) - 1, &port);
+        err = parse_port(colon + 1, len - (size_t)(colon - text) - 1, is_zero_port_ok, &port);
         if (err == SR_ADDR_OK) {
             err = parse_host(text, (size_t)(colon - text), out);
         }
@@ -224,6 +225,18 @@ sr_addr_parse(const char *text, size_t len, struct sr_addr *out)
     }
     out->port = port;
     return SR_ADDR_OK;
+}
+
+enum sr_addr_error
+sr_addr_parse(const char *text, size_t len, struct sr_addr *out)
+{
+    return addr_parse(text, len, false, out);
+}
+
+enum sr_addr_error
+sr_addr_parse_listen(const char *text, size_t len, struct sr_addr *out)
+{
+    return addr_parse(text, len, true, out);
 }
 
 const char *

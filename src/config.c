@@ -339,7 +339,7 @@ set_listen(struct loader *ld, const struct keyword *kw, const char *key, const c
     (void)kw;
     (void)key;
     lt->n_listen_keys++;
-    err = sr_addr_parse(value, strlen(value), &addr);
+    err = sr_addr_parse_listen(value, strlen(value), &addr);
     if (err != SR_ADDR_OK) {
         report(ld, ld->line, "%s: bad listen address '%s': %s",
                section_label(ld, label, sizeof(label)), value, sr_addr_error_str(err));
@@ -352,7 +352,8 @@ set_listen(struct loader *ld, const struct keyword *kw, const char *key, const c
                section_label(ld, label, sizeof(label)), value);
         return;
     }
-    for (i = 0; i < ld->n_listens; i++) {
+    /* Port 0 asks the kernel for a free port, different each time: never a clash. */
+    for (i = 0; i < ld->n_listens && addr.port != 0; i++) {
         if (is_same_addr(&ld->listens[i].addr, &addr)) {
             report(ld, ld->line, "%s: listen address '%s' already used (first at %s:%u)",
                    section_label(ld, label, sizeof(label)), value, ld->path, ld->listens[i].line);

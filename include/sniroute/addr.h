@@ -47,6 +47,11 @@ enum sr_addr_error {
 enum sr_addr_error
 sr_addr_parse(const char *text, size_t len, struct sr_addr *out);
 
+/* Like sr_addr_parse(), but port 0 is accepted too: a listening address where the
+ * kernel picks a free port (tests and ad-hoc runs read the real one back). */
+enum sr_addr_error
+sr_addr_parse_listen(const char *text, size_t len, struct sr_addr *out);
+
 /* A static English phrase for <err>, e.g. "port must be 1..65535". */
 const char *
 sr_addr_error_str(enum sr_addr_error err);

@@ -159,6 +159,23 @@ test_long_names(void)
     ASSERT_STR_EQ(sr_addr_error_str(SR_ADDR_BAD_PORT), "port must be 1..65535");
 }
 
+static void
+test_listen_port_zero(void)
+{
+    struct sr_addr a;
+
+    /* Only a listening address may ask the kernel for a port. */
+    ASSERT_EQ(sr_addr_parse("127.0.0.1:0", 11, &a), SR_ADDR_BAD_PORT);
+    ASSERT_EQ(sr_addr_parse_listen("127.0.0.1:0", 11, &a), SR_ADDR_OK);
+    ASSERT_EQ(a.kind, SR_ADDR_IPV4);
+    ASSERT_EQ(a.port, 0);
+    ASSERT_EQ(sr_addr_parse_listen("[::1]:0", 7, &a), SR_ADDR_OK);
+    ASSERT_EQ(a.kind, SR_ADDR_IPV6);
+    ASSERT_EQ(sr_addr_parse_listen("127.0.0.1:65536", 15, &a), SR_ADDR_BAD_PORT);
+    ASSERT_EQ(sr_addr_parse_listen("127.0.0.1:443", 13, &a), SR_ADDR_OK);
+    ASSERT_EQ(a.port, 443);
+}
+
 int
 main(void)
 {
@@ -166,5 +183,6 @@ main(void)
     test_not_terminated();
     test_format_truncation();
     test_long_names();
+    test_listen_port_zero();
     return 0;
 }

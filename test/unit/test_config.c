@@ -206,14 +206,14 @@ static const struct config_case cases[] = {
 
     /* Listeners. */
     {"listen addresses",
-     "[listener a]\nlisten = localhost:8443\nlisten = 0.0.0.0:0\nlisten = ::1:443\n"
+     "[listener a]\nlisten = localhost:8443\nlisten = 0.0.0.0:65536\nlisten = ::1:443\n"
      "listen = 127.0.0.1:1\nlisten = 127.0.0.1:1\nroutes = m\n"
      "[listener b]\nlisten = [::1]:443\nlisten = [0:0::1]:443\nroutes = m\n[routes m]\n"
      "default = b:1\n",
      0,
      {"FILE:2: listener 'a': listen address 'localhost:8443' is a host name (use an IPv4 or "
       "IPv6 literal, as in 0.0.0.0:8443 or [::]:8443)",
-      "FILE:3: listener 'a': bad listen address '0.0.0.0:0': port must be 1..65535",
+      "FILE:3: listener 'a': bad listen address '0.0.0.0:65536': port must be 1..65535",
       "FILE:4: listener 'a': bad listen address '::1:443': an IPv6 literal needs brackets, as "
       "in [::1]:443",
       "FILE:6: listener 'a': listen address '127.0.0.1:1' already used (first at FILE:5)",
