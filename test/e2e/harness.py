@@ -330,6 +330,44 @@ class HoldBackend(_Acceptor):
         self.results.put(("ok",))
 
 
+class ResetBackend(_Acceptor):
+    """Plain TCP: reads the first bytes (the hello), then closes with a reset."""
+
+    def handle(self, conn):
+        conn.settimeout(10)
+        data = conn.recv(65536)
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.results.put(("ok", data))
+
+
+class StallBackend(_Acceptor):
+    """Plain TCP with a small receive buffer: accepts and never reads, until release()."""
+
+    def __init__(self):
+        self.released = threading.Event()
+        super().__init__()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+
+    def handle(self, conn):
+        self.results.put(("accepted",))
+        self.released.wait(60)
+        self.results.put(("ok",))
+
+    def release(self):
+        self.released.set()
+
+
+def rss_kib(pid):
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
 def dead_port():
     """A loopback port that refuses connections: bound but not listening, so no one else
     can take it while we hold the socket. Returns (socket, port)."""
@@ -526,6 +564,28 @@ def client_hello(sni, alpn=None, min_version=None):
     hello = out.read()
     assert hello[0] == 0x16 and len(hello) == 5 + struct.unpack(">H", hello[3:5])[0]
     return hello
+
+
+def inflate_hello(record, pad):
+    """The ClientHello in <record> with an extra extension of <pad> zero bytes (type
+    0x1a1a, a GREASE value that every parser must skip) placed first, so the hello stays
+    well-formed but its server_name comes only after <pad> bytes. Returned as one
+    handshake message in records of at most 16384 bytes."""
+    hs = record[5:]
+    body = hs[4:]
+    p = 34
+    p += 1 + body[p]
+    p += 2 + struct.unpack(">H", body[p:p + 2])[0]
+    p += 1 + body[p]
+    exts = body[p + 2:]
+    exts = struct.pack(">HH", 0x1A1A, pad) + bytes(pad) + exts
+    body = body[:p] + struct.pack(">H", len(exts)) + exts
+    msg = b"\x01" + struct.pack(">I", len(body))[1:] + body
+    out = b""
+    for i in range(0, len(msg), 16384):
+        part = msg[i:i + 16384]
+        out += record[:3] + struct.pack(">H", len(part)) + part
+    return out
 
 
 def reframe(record, cuts):

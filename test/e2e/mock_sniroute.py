@@ -11,6 +11,7 @@ suite fails against this, the suite (or this model) is wrong, not the daemon."""
 
 import os
 import re
+import select
 import signal
 import socket
 import struct
@@ -326,30 +327,46 @@ class Server:
         cs.settimeout(None)
         bs.sendall(buf)
         res = {}
+        last = [time.monotonic()]
+        idle = self.cfg["idle_timeout"]
+
+        def wake():
+            for s in (cs, bs):
+                try:
+                    s.shutdown(socket.SHUT_RD)
+                except OSError:
+                    pass
 
         def pump(src, dst, key):
             try:
-                while True:
+                while not res:
+                    if not select.select([src], [], [], min(idle, 0.5))[0]:
+                        if time.monotonic() - last[0] >= idle:
+                            res.setdefault("abort", "idle_timeout")
+                            wake()
+                        continue
                     b = src.recv(65536)
-                    if not b:
+                    if not b or res:
                         break
+                    last[0] = time.monotonic()
                     dst.sendall(b)
                     c[key] += len(b)
-                dst.shutdown(socket.SHUT_WR)
-                res[key] = "ok"
+                if not res:
+                    dst.shutdown(socket.SHUT_WR)
             except OSError:
-                res[key] = "reset"
-                for s in (src, dst):
-                    try:
-                        s.shutdown(socket.SHUT_RDWR)
-                    except OSError:
-                        pass
+                res.setdefault("abort", "client_reset" if key == "in" else "backend_reset")
+                wake()
 
         t = threading.Thread(target=pump, args=(bs, cs, "out"), daemon=True)
         t.start()
         pump(cs, bs, "in")
         t.join()
-        c["outcome"] = "ok" if set(res.values()) == {"ok"} else "client_reset"
+        why = res.get("abort")
+        c["outcome"] = why or "ok"
+        if why in ("client_reset", "backend_reset"):
+            # Pass the reset on: close the other side with SO_LINGER 0.
+            other = bs if why == "client_reset" else cs
+            other.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
 
     def run(self):
         for lname, lcfg in self.cfg["listeners"].items():
