@@ -1,1 +1,680 @@
-/* SPDX-License-Identifier: MIT */ /* placeholder: being written */ typedef int sr_placeholder_conn;
+/* SPDX-License-Identifier: MIT */
+/* One client connection: peek the ClientHello without consuming anything we will not
+ * forward, route by its server_name, connect to the upstream, send the peeked bytes first
+ * and relay both ways with backpressure, half-close and reset propagation. Memory per
+ * connection is constant: relay buffers come from the server's pool only while a read or a
+ * write is in flight, and the peek buffer lives only until the hello has been forwarded. */
+#include "sniroute/conn.h"
+
+#include <assert.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <uv.h>
+
+#include "sniroute/hello.h"
+#include "sniroute/log.h"
+
+static void on_handle_close(uv_handle_t *handle);
+static void on_timer(uv_timer_t *timer);
+static void connect_start(struct sr_conn *conn);
+static void connect_next(struct sr_conn *conn);
+static void pipe_put_buf(struct sr_pipe *pipe);
+static void relay_start(struct sr_conn *conn);
+
+/* A connection is freed when the last thing that will call back into it has done so: each
+ * open handle, plus a resolver request (not tied to a handle, so libuv does not cancel it
+ * for us). Write, connect and shutdown requests need no count: libuv runs their callbacks,
+ * with UV_ECANCELED if need be, before the close callback of their handle. */
+static void
+conn_release(struct sr_conn *conn)
+{
+    assert(conn->n_pending > 0);
+    if (--conn->n_pending > 0) {
+        return;
+    }
+    if (conn->addrs != NULL) {
+        uv_freeaddrinfo(conn->addrs);
+    }
+    pipe_put_buf(&conn->up);
+    pipe_put_buf(&conn->down);
+    free(conn->peek);
+    sr__server_conn_gone(conn->server, conn);
+    free(conn);
+}
+
+static void
+on_handle_close(uv_handle_t *handle)
+{
+    conn_release(handle->data);
+}
+
+static const char *
+route_name(enum sr_route_kind kind)
+{
+    switch (kind) {
+    case SR_ROUTE_EXACT:
+        return "exact";
+    case SR_ROUTE_WILDCARD:
+        return "wildcard";
+    case SR_ROUTE_DEFAULT:
+        return "default";
+    case SR_ROUTE_MISS:
+        break;
+    }
+    return "none";
+}
+
+static void
+conn_log(struct sr_conn *conn)
+{
+    struct sr_access_record rec;
+    char upstream[SR_ADDR_HOST_MAX + 16];
+    char line[1024];
+    uv_timeval64_t tv;
+    size_t len;
+
+    if (conn->server->access_log == NULL) {
+        return;
+    }
+    upstream[0] = '\0';
+    if (conn->upstream != NULL) {
+        sr_addr_format(&conn->upstream->addr, upstream, sizeof(upstream));
+    }
+    if (uv_gettimeofday(&tv) != 0) {
+        memset(&tv, 0, sizeof(tv));
+    }
+    memset(&rec, 0, sizeof(rec));
+    rec.time_ms = tv.tv_sec * 1000 + tv.tv_usec / 1000;
+    rec.listener = conn->listener->cfg->name;
+    rec.client = conn->client_text;
+    rec.sni = conn->sni;
+    rec.route = route_name(conn->route);
+    rec.upstream = upstream;
+    rec.bytes_in = conn->up.n_bytes;
+    rec.bytes_out = conn->down.n_bytes;
+    rec.duration_ms = uv_now(conn->server->loop) - conn->start_ms;
+    rec.outcome = conn->outcome;
+    rec.detail = conn->detail;
+    len = sr_log_format_access(line, sizeof(line), &rec);
+    fwrite(line, 1, len, conn->server->access_log);
+    fflush(conn->server->access_log);
+}
+
+static void
+close_tcp(uv_tcp_t *tcp, bool is_reset)
+{
+    /* uv_tcp_close_reset refuses a handle with a shutdown in flight; a FIN is then the
+     * best we can pass on. */
+    if (is_reset && uv_tcp_close_reset(tcp, on_handle_close) == 0) {
+        return;
+    }
+    uv_close((uv_handle_t *)tcp, on_handle_close);
+}
+
+/* Close everything. <reset_client>/<reset_backend> end that side with an RST instead of a
+ * FIN, which is how a reset on one side is passed on to the other. */
+static void
+conn_close_ex(struct sr_conn *conn, const char *outcome, bool reset_client, bool reset_backend)
+{
+    if (conn->state == SR_CONN_CLOSING) {
+        return;
+    }
+    if (conn->outcome == NULL) {
+        conn->outcome = outcome;
+    }
+    if (conn->state == SR_CONN_RESOLVING) {
+        /* The callback still comes, with UV_ECANCELED unless the lookup already runs. */
+        uv_cancel((uv_req_t *)&conn->resolve_req);
+    }
+    conn->state = SR_CONN_CLOSING;
+    conn_log(conn);
+
+    uv_close((uv_handle_t *)&conn->timer, on_handle_close);
+    close_tcp(&conn->client, reset_client);
+    if (conn->is_backend_open) {
+        conn->is_backend_open = false;
+        close_tcp(&conn->backend, reset_backend);
+    }
+}
+
+void
+sr_conn_close(struct sr_conn *conn, const char *outcome)
+{
+    conn_close_ex(conn, outcome, false, false);
+}
+
+static void
+on_timer(uv_timer_t *timer)
+{
+    struct sr_conn *conn = timer->data;
+    uint64_t idle_ms = conn->server->cfg->idle_timeout_ms;
+    uint64_t quiet_ms;
+
+    switch (conn->state) {
+    case SR_CONN_HELLO:
+        sr_conn_close(conn, "hello_timeout");
+        return;
+    case SR_CONN_RESOLVING:
+    case SR_CONN_CONNECTING:
+        sr_conn_close(conn, "connect_timeout");
+        return;
+    case SR_CONN_REFUSING:
+        sr_conn_close(conn, NULL);
+        return;
+    case SR_CONN_RELAYING:
+        /* Reads only note the time; the timer re-arms itself here for what is left, so the
+         * hot path never touches the timer heap. */
+        quiet_ms = uv_now(conn->server->loop) - conn->last_active_ms;
+        if (quiet_ms >= idle_ms) {
+            sr_conn_close(conn, "idle_timeout");
+        } else {
+            uv_timer_start(&conn->timer, on_timer, idle_ms - quiet_ms, 0);
+        }
+        return;
+    case SR_CONN_CLOSING:
+        return;
+    }
+}
+
+/* --- Refusing: a TLS alert, then close ------------------------------------------------ */
+
+static void
+on_alert_written(uv_write_t *req, int status)
+{
+    (void)status; /* the connection ends either way */
+    sr_conn_close(req->data, NULL);
+}
+
+/* Answer with a fatal TLS alert so the client learns why, instead of a bare reset. The
+ * alert goes out through the peek buffer, which holds nothing we still need. */
+static void
+conn_refuse(struct sr_conn *conn, uint8_t alert, const char *outcome)
+{
+    uv_buf_t buf;
+
+    conn->outcome = outcome;
+    conn->state = SR_CONN_REFUSING;
+    uv_read_stop((uv_stream_t *)&conn->client);
+    sr_hello_alert(conn->peek, alert);
+    buf = uv_buf_init((char *)conn->peek, SR_HELLO_ALERT_LEN);
+    conn->up.write_req.data = conn;
+    if (uv_write(&conn->up.write_req, (uv_stream_t *)&conn->client, &buf, 1, on_alert_written) !=
+        0) {
+        sr_conn_close(conn, NULL);
+    }
+}
+
+/* --- Peeking the ClientHello ------------------------------------------------------------ */
+
+static void
+on_hello_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
+{
+    struct sr_conn *conn = handle->data;
+    size_t cap = conn->server->cfg->max_hello_size;
+
+    (void)suggested;
+    /* Taken at the first byte, not at accept: a connection that sends nothing holds none. */
+    if (conn->peek == NULL) {
+        conn->peek = malloc(cap);
+    }
+    buf->base = (char *)conn->peek + conn->peek_len;
+    buf->len = conn->peek != NULL ? cap - conn->peek_len : 0; /* 0: read_cb gets UV_ENOBUFS */
+}
+
+static void
+conn_route(struct sr_conn *conn, const struct sr_hello_result *res)
+{
+    const struct sr_listener *listener = conn->listener;
+    const struct sr_config *cfg = conn->server->cfg;
+    struct sr_route_hit hit;
+    size_t len;
+
+    if (res->status == SR_HELLO_FOUND) {
+        /* The parser has validated the name, so this cannot fail; still, never route on a
+         * name we could not normalize. */
+        if (sr_name_normalize(res->sni.ptr, res->sni.len, conn->sni, &len) != SR_NAME_OK) {
+            conn->sni[0] = '\0';
+            conn->detail = "server name not normalizable";
+            conn_refuse(conn, SR_TLS_ALERT_DECODE_ERROR, "malformed");
+            return;
+        }
+        sr_route_lookup(listener->routes->table, conn->sni, len, &hit);
+    } else if (listener->cfg->no_sni == SR_NO_SNI_REJECT) {
+        conn_refuse(conn, SR_TLS_ALERT_HANDSHAKE_FAILURE, "no_sni");
+        return;
+    } else {
+        sr_route_lookup_default(listener->routes->table, &hit);
+    }
+    conn->route = hit.kind;
+    if (hit.kind == SR_ROUTE_MISS) {
+        conn_refuse(conn, SR_TLS_ALERT_UNRECOGNIZED_NAME, "no_route");
+        return;
+    }
+    assert(hit.value < cfg->n_upstreams);
+    conn->upstream = &cfg->upstreams[hit.value];
+
+    /* Whatever the client sent so far stays in the peek buffer, unparsed bytes after the
+     * hello included; reading resumes once all of it has reached the backend. */
+    uv_read_stop((uv_stream_t *)&conn->client);
+    uv_timer_start(&conn->timer, on_timer, cfg->connect_timeout_ms, 0);
+    connect_start(conn);
+}
+
+static void
+on_hello_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+{
+    struct sr_conn *conn = stream->data;
+    size_t cap = conn->server->cfg->max_hello_size;
+    struct sr_hello_scratch scratch;
+    struct sr_hello_result res;
+
+    (void)buf;
+    if (nread == 0) {
+        return;
+    }
+    if (nread < 0) {
+        conn->detail = uv_err_name((int)nread);
+        sr_conn_close(conn, nread == UV_EOF ? "incomplete" : "client_reset");
+        return;
+    }
+    conn->peek_len += (size_t)nread;
+    conn->up.n_bytes = conn->peek_len;
+    if (conn->peek_len < conn->parse_at) {
+        return; /* the parser said how much more it needs: no re-parse before that */
+    }
+
+    sr_hello_parse(conn->peek, conn->peek_len, &scratch, &res);
+    switch (res.status) {
+    case SR_HELLO_NEED_MORE:
+        conn->parse_at = conn->peek_len + res.need;
+        if (conn->parse_at > cap) {
+            conn->detail = "hello larger than max_hello_size";
+            conn_refuse(conn, SR_TLS_ALERT_HANDSHAKE_FAILURE, "too_large");
+        }
+        return;
+    case SR_HELLO_FOUND:
+    case SR_HELLO_NO_SNI:
+        conn_route(conn, &res);
+        return;
+    case SR_HELLO_NOT_TLS:
+        conn->detail = sr_hello_reason_str(res.reason);
+        sr_conn_close(conn, "not_tls");
+        return;
+    case SR_HELLO_MALFORMED:
+        conn->detail = sr_hello_reason_str(res.reason);
+        conn_refuse(conn, SR_TLS_ALERT_DECODE_ERROR, "malformed");
+        return;
+    }
+}
+
+/* --- Resolving and connecting --------------------------------------------------------- */
+
+static void
+on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *addrs)
+{
+    struct sr_conn *conn = req->data;
+
+    conn->addrs = addrs; /* freed with the connection, whatever happens next */
+    if (conn->state != SR_CONN_CLOSING) {
+        if (status != 0 || addrs == NULL) {
+            conn->detail = uv_err_name(status != 0 ? status : UV_EAI_NONAME);
+            sr_conn_close(conn, "resolve_failed");
+        } else {
+            conn->next_addr = addrs;
+            connect_next(conn);
+        }
+    }
+    conn_release(conn);
+}
+
+/* Start with the config's literal address, or ask libuv's resolver (a thread pool) for a
+ * name's addresses and try each in turn. */
+static void
+connect_start(struct sr_conn *conn)
+{
+    const struct sr_addr *addr = &conn->upstream->addr;
+    struct addrinfo hints;
+    char port[8];
+    int rc;
+
+    if (addr->kind == SR_ADDR_IPV4) {
+        rc = uv_ip4_addr(addr->host, addr->port, (struct sockaddr_in *)&conn->literal_addr);
+    } else if (addr->kind == SR_ADDR_IPV6) {
+        rc = uv_ip6_addr(addr->host, addr->port, (struct sockaddr_in6 *)&conn->literal_addr);
+    } else {
+        memset(&hints, 0, sizeof(hints));
+        hints.ai_family = AF_UNSPEC;
+        hints.ai_socktype = SOCK_STREAM;
+        snprintf(port, sizeof(port), "%u", (unsigned)addr->port);
+        conn->state = SR_CONN_RESOLVING;
+        conn->resolve_req.data = conn;
+        rc = uv_getaddrinfo(conn->server->loop, &conn->resolve_req, on_resolved, addr->host, port,
+                            &hints);
+        if (rc == 0) {
+            conn->n_pending++;
+            return;
+        }
+    }
+    if (rc != 0) {
+        conn->detail = uv_err_name(rc);
+        sr_conn_close(conn, addr->kind == SR_ADDR_NAME ? "resolve_failed" : "connect_failed");
+        return;
+    }
+    conn->literal_ai.ai_addr = (struct sockaddr *)&conn->literal_addr;
+    conn->next_addr = &conn->literal_ai;
+    connect_next(conn);
+}
+
+static void
+on_failed_backend_close(uv_handle_t *handle)
+{
+    struct sr_conn *conn = handle->data;
+
+    if (conn->state != SR_CONN_CLOSING) {
+        connect_next(conn);
+    }
+    conn_release(conn);
+}
+
+static void
+on_backend_connect(uv_connect_t *req, int status)
+{
+    struct sr_conn *conn = req->data;
+
+    if (status == UV_ECANCELED || conn->state == SR_CONN_CLOSING) {
+        return;
+    }
+    if (status == 0) {
+        relay_start(conn);
+        return;
+    }
+    /* A handle whose connect failed cannot connect again: close it, and only once it is
+     * closed reuse its memory for the next address. */
+    conn->last_connect_error = status;
+    conn->is_backend_open = false;
+    uv_close((uv_handle_t *)&conn->backend, on_failed_backend_close);
+}
+
+static void
+connect_next(struct sr_conn *conn)
+{
+    struct addrinfo *ai = conn->next_addr;
+    int rc;
+
+    if (ai == NULL) {
+        conn->detail = uv_err_name(conn->last_connect_error);
+        sr_conn_close(conn, "connect_failed");
+        return;
+    }
+    conn->next_addr = ai->ai_next;
+    conn->state = SR_CONN_CONNECTING;
+    rc = uv_tcp_init(conn->server->loop, &conn->backend);
+    if (rc != 0) {
+        conn->detail = uv_err_name(rc);
+        sr_conn_close(conn, "error");
+        return;
+    }
+    conn->backend.data = conn;
+    conn->is_backend_open = true;
+    conn->n_pending++;
+    conn->connect_req.data = conn;
+    rc = uv_tcp_connect(&conn->connect_req, &conn->backend, ai->ai_addr, on_backend_connect);
+    if (rc != 0) {
+        conn->last_connect_error = rc;
+        conn->is_backend_open = false;
+        uv_close((uv_handle_t *)&conn->backend, on_failed_backend_close);
+    }
+}
+
+/* --- Relaying ------------------------------------------------------------------------- */
+
+static struct sr_pipe *
+pipe_of(struct sr_conn *conn, const void *src)
+{
+    return src == (const void *)&conn->client ? &conn->up : &conn->down;
+}
+
+static void
+pipe_put_buf(struct sr_pipe *pipe)
+{
+    if (pipe->buf != NULL) {
+        sr__pool_put(pipe->conn->server, pipe->buf);
+        pipe->buf = NULL;
+    }
+}
+
+static void
+on_pipe_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
+{
+    struct sr_conn *conn = handle->data;
+    struct sr_pipe *pipe = pipe_of(conn, handle);
+
+    (void)suggested;
+    if (pipe->buf == NULL) {
+        pipe->buf = sr__pool_get(conn->server);
+    }
+    buf->base = pipe->buf;
+    buf->len = pipe->buf != NULL ? SR_RELAY_BUF_SIZE : 0; /* 0: read_cb gets UV_ENOBUFS */
+}
+
+static void on_pipe_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf);
+
+static void
+pipe_read_start(struct sr_pipe *pipe)
+{
+    int rc;
+
+    if (pipe->is_eof) {
+        return;
+    }
+    rc = uv_read_start((uv_stream_t *)pipe->src, on_pipe_alloc, on_pipe_read);
+    if (rc != 0) {
+        pipe->conn->detail = uv_err_name(rc);
+        sr_conn_close(pipe->conn, "error");
+    }
+}
+
+/* The side that failed is <pipe->src> for a read error, <pipe->dst> for a write error. */
+static void
+pipe_fail(struct sr_pipe *pipe, int err, bool is_src)
+{
+    struct sr_conn *conn = pipe->conn;
+    bool is_client = (is_src ? pipe->src : pipe->dst) == &conn->client;
+
+    conn->detail = uv_err_name(err);
+    /* Pass the reset on: the other side gets an RST too, so neither end mistakes a broken
+     * stream for a complete one. */
+    conn_close_ex(conn, is_client ? "client_reset" : "backend_reset", !is_client, is_client);
+}
+
+static void
+on_pipe_shutdown(uv_shutdown_t *req, int status)
+{
+    struct sr_pipe *pipe = req->data;
+    struct sr_conn *conn = pipe->conn;
+
+    if (status == UV_ECANCELED || conn->state == SR_CONN_CLOSING) {
+        return;
+    }
+    if (status != 0) {
+        pipe_fail(pipe, status, false);
+        return;
+    }
+    pipe->is_shut = true;
+    if (conn->up.is_shut && conn->down.is_shut) {
+        sr_conn_close(conn, "ok");
+    }
+}
+
+static void
+on_pipe_write(uv_write_t *req, int status)
+{
+    struct sr_pipe *pipe = req->data;
+    struct sr_conn *conn = pipe->conn;
+
+    if (pipe->buf != NULL) {
+        pipe_put_buf(pipe);
+    } else {
+        /* The first write up is the peek buffer; it is done with now. */
+        free(conn->peek);
+        conn->peek = NULL;
+    }
+    if (status == UV_ECANCELED || conn->state == SR_CONN_CLOSING) {
+        return;
+    }
+    if (status != 0) {
+        pipe_fail(pipe, status, false);
+        return;
+    }
+    pipe_read_start(pipe);
+}
+
+static void
+on_pipe_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+{
+    struct sr_conn *conn = stream->data;
+    struct sr_pipe *pipe = pipe_of(conn, stream);
+    uv_buf_t out;
+    int rc;
+
+    (void)buf;
+    if (nread == 0) {
+        pipe_put_buf(pipe); /* nothing now: an idle side holds no buffer */
+        return;
+    }
+    if (nread < 0) {
+        pipe_put_buf(pipe);
+        if (nread != UV_EOF) {
+            pipe_fail(pipe, (int)nread, true);
+            return;
+        }
+        /* Half-close: pass the FIN on, and keep the other direction flowing. */
+        pipe->is_eof = true;
+        uv_read_stop(stream);
+        pipe->shutdown_req.data = pipe;
+        rc = uv_shutdown(&pipe->shutdown_req, (uv_stream_t *)pipe->dst, on_pipe_shutdown);
+        if (rc != 0) {
+            pipe_fail(pipe, rc, false);
+        }
+        return;
+    }
+
+    pipe->n_bytes += (uint64_t)nread;
+    conn->last_active_ms = uv_now(conn->server->loop);
+
+    /* Most writes fit the socket buffer at once: then keep reading. libuv reads again in
+     * this wakeup only after a read that filled the buffer; keep the buffer for that one,
+     * otherwise give it back so an idle side holds none. */
+    out = uv_buf_init(pipe->buf, (unsigned)nread);
+    rc = uv_try_write((uv_stream_t *)pipe->dst, &out, 1);
+    if (rc == nread) {
+        if (nread < SR_RELAY_BUF_SIZE) {
+            pipe_put_buf(pipe);
+        }
+        return;
+    }
+    if (rc < 0 && rc != UV_EAGAIN) {
+        pipe_put_buf(pipe);
+        pipe_fail(pipe, rc, false);
+        return;
+    }
+    if (rc > 0) {
+        out.base += rc;
+        out.len -= (size_t)rc;
+    }
+    /* Backpressure: stop reading this side until the other side has taken the rest. */
+    uv_read_stop(stream);
+    rc = uv_write(&pipe->write_req, (uv_stream_t *)pipe->dst, &out, 1, on_pipe_write);
+    if (rc != 0) {
+        pipe_put_buf(pipe);
+        pipe_fail(pipe, rc, false);
+    }
+}
+
+static void
+relay_start(struct sr_conn *conn)
+{
+    uv_buf_t out;
+    int rc;
+
+    conn->state = SR_CONN_RELAYING;
+    conn->last_active_ms = uv_now(conn->server->loop);
+    uv_timer_start(&conn->timer, on_timer, conn->server->cfg->idle_timeout_ms, 0);
+    uv_tcp_nodelay(&conn->backend, 1);
+
+    /* The peeked bytes go first, unmodified; the client is read again once they are out. */
+    out = uv_buf_init((char *)conn->peek, (unsigned)conn->peek_len);
+    rc = uv_write(&conn->up.write_req, (uv_stream_t *)&conn->backend, &out, 1, on_pipe_write);
+    if (rc != 0) {
+        pipe_fail(&conn->up, rc, false);
+        return;
+    }
+    pipe_read_start(&conn->down);
+}
+
+/* --- Accepting -------------------------------------------------------------------------- */
+
+static void
+format_peer(uv_tcp_t *tcp, char *out, size_t cap)
+{
+    struct sockaddr_storage ss;
+    int len = sizeof(ss);
+
+    if (uv_tcp_getpeername(tcp, (struct sockaddr *)&ss, &len) != 0) {
+        snprintf(out, cap, "-");
+        return;
+    }
+    sr__format_sockaddr((const struct sockaddr *)&ss, out, cap);
+}
+
+int
+sr_conn_accept(struct sr_listener *listener)
+{
+    struct sr_server *server = listener->server;
+    struct sr_conn *conn;
+    int rc;
+
+    conn = calloc(1, sizeof(*conn));
+    if (conn == NULL) {
+        return UV_ENOMEM;
+    }
+    conn->server = server;
+    conn->listener = listener;
+    conn->state = SR_CONN_HELLO;
+    conn->up.conn = conn;
+    conn->up.src = &conn->client;
+    conn->up.dst = &conn->backend;
+    conn->up.write_req.data = &conn->up;
+    conn->down.conn = conn;
+    conn->down.src = &conn->backend;
+    conn->down.dst = &conn->client;
+    conn->down.write_req.data = &conn->down;
+    conn->start_ms = uv_now(server->loop);
+
+    uv_tcp_init(server->loop, &conn->client);
+    conn->client.data = conn;
+    uv_timer_init(server->loop, &conn->timer);
+    conn->timer.data = conn;
+    conn->n_pending = 2;
+    sr__server_conn_add(server, conn);
+
+    rc = uv_accept((uv_stream_t *)&listener->handle, (uv_stream_t *)&conn->client);
+    if (rc != 0) {
+        conn->detail = uv_err_name(rc);
+        sr_conn_close(conn, "error");
+        return rc;
+    }
+    /* Hellos and small records must not wait for Nagle: a peer of ours adds 40 ms per
+     * request without this. */
+    uv_tcp_nodelay(&conn->client, 1);
+    format_peer(&conn->client, conn->client_text, sizeof(conn->client_text));
+    uv_timer_start(&conn->timer, on_timer, server->cfg->hello_timeout_ms, 0);
+    rc = uv_read_start((uv_stream_t *)&conn->client, on_hello_alloc, on_hello_read);
+    if (rc != 0) {
+        conn->detail = uv_err_name(rc);
+        sr_conn_close(conn, "error");
+        return rc;
+    }
+    return 0;
+}

@@ -1,0 +1,91 @@
+/* SPDX-License-Identifier: MIT */
+/* One client connection, from accept to the last close callback: peek the ClientHello,
+ * route it, resolve and connect to the upstream, send the peeked bytes, relay both ways.
+ * Internal to the proxy (proxy.c owns the list of connections). */
+#ifndef SR_CONN_H
+#define SR_CONN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "sniroute/name.h"
+#include "sniroute/proxy.h"
+#include "sniroute/route.h"
+
+enum sr_conn_state {
+    SR_CONN_HELLO,      /* reading the ClientHello into the peek buffer */
+    SR_CONN_REFUSING,   /* writing a TLS alert before closing */
+    SR_CONN_RESOLVING,  /* uv_getaddrinfo in flight for the upstream's name */
+    SR_CONN_CONNECTING, /* uv_tcp_connect in flight to one resolved address */
+    SR_CONN_RELAYING,   /* bytes flow both ways (peeked bytes first) */
+    SR_CONN_CLOSING,    /* handles closing; freed when the last close callback runs */
+};
+
+/* One direction of the relay: bytes read from <src> are written to <dst>. */
+struct sr_pipe {
+    struct sr_conn *conn;
+    uv_tcp_t *src;
+    uv_tcp_t *dst;
+    char *buf;           /* pool buffer, held only while a read or write is in flight */
+    uv_write_t write_req;
+    uv_shutdown_t shutdown_req;
+    uint64_t n_bytes;    /* written to dst */
+    bool is_eof;         /* src sent FIN */
+    bool is_shut;        /* dst's write side is shut down (FIN passed on) */
+};
+
+struct sr_conn {
+    struct sr_server *server;
+    struct sr_listener *listener;
+    struct sr_conn *prev;
+    struct sr_conn *next;
+
+    enum sr_conn_state state;
+    int n_pending; /* open handles and requests that will call back; free at zero */
+
+    uv_tcp_t client;
+    uv_tcp_t backend;
+    uv_timer_t timer; /* hello, then connect, then idle timeout */
+    bool is_backend_open;
+
+    /* The peek buffer: bytes from the client until routing is decided; then the first
+     * write to the backend, then freed. */
+    uint8_t *peek;
+    size_t peek_len;
+    size_t parse_at; /* parse again once peek_len reaches this */
+
+    char sni[SR_NAME_MAX + 1]; /* normalized; "" when the hello had none */
+    enum sr_route_kind route;
+    const struct sr_upstream *upstream;
+
+    uv_getaddrinfo_t resolve_req;
+    struct addrinfo *addrs;      /* from the resolver, freed at close */
+    struct addrinfo *next_addr;  /* next one to try */
+    struct sockaddr_storage literal_addr; /* a literal upstream, as a one-entry list: */
+    struct addrinfo literal_ai;
+    uv_connect_t connect_req;
+    int last_connect_error;
+
+    struct sr_pipe up;   /* client to backend */
+    struct sr_pipe down; /* backend to client */
+
+    uint64_t start_ms;
+    uint64_t last_active_ms;
+    const char *outcome;
+    const char *detail;
+    char client_text[SR_SOCKADDR_TEXT_MAX];
+};
+
+/* Accept a pending connection on <listener> and start peeking. Returns 0 or a UV_E* code
+ * (the connection is then already closed). */
+int
+sr_conn_accept(struct sr_listener *listener);
+
+/* Close <conn> now with <outcome> (kept if one is already set), logging its access line.
+ * Idempotent. */
+void
+sr_conn_close(struct sr_conn *conn, const char *outcome);
+
+#endif

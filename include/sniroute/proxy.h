@@ -1,0 +1,98 @@
+/* SPDX-License-Identifier: MIT */
+/* The server: listening sockets, the set of open connections, the relay buffer pool and
+ * the drain on shutdown. One server runs on one libuv loop. It reads a loaded, valid
+ * config and never changes it. */
+#ifndef SR_PROXY_H
+#define SR_PROXY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include <uv.h>
+
+#include "sniroute/config.h"
+
+struct sr_conn;
+struct sr_server;
+
+/* "[" + INET6_ADDRSTRLEN (46, NUL included) + "]:65535" */
+#define SR_SOCKADDR_TEXT_MAX 56
+
+/* One bound, listening socket of a [listener] section. */
+struct sr_listener {
+    uv_tcp_t handle;
+    struct sr_server *server;
+    const struct sr_listener_config *cfg;
+    const struct sr_routes *routes;
+    char addr_text[SR_SOCKADDR_TEXT_MAX]; /* the bound address, port resolved ("127.0.0.1:40123") */
+};
+
+/* Relay buffers are taken only while a read or write is in flight and returned after, so an
+ * idle connection holds none. The pool keeps a bounded number for reuse. */
+struct sr_buf_pool {
+    void *free_list; /* singly linked through the first bytes of each free buffer */
+    size_t n_free;
+    size_t n_out;    /* handed out and not yet returned */
+};
+
+#define SR_RELAY_BUF_SIZE  16384
+#define SR_POOL_KEEP_MAX   256
+
+struct sr_server {
+    uv_loop_t *loop;
+    const struct sr_config *cfg;
+    FILE *access_log; /* NULL: access log off */
+
+    struct sr_listener *listeners;
+    size_t n_listeners;
+    size_t n_listeners_open; /* handles not yet closed */
+
+    struct sr_conn *conns; /* every open connection, for the drain */
+    size_t n_conns;
+    uint64_t n_accepted;
+
+    struct sr_buf_pool pool;
+    uv_timer_t drain_timer;
+    bool is_draining;
+    bool is_stopped; /* every handle of ours is closed or closing */
+};
+
+/* Bind and listen on every address of every listener in <cfg>; print one
+ * "listening on ADDR (listener NAME)" notice per socket. <cfg> and <access_log> must
+ * outlive the server. Returns 0, or a negative UV_E* code after logging which address
+ * failed (the server is then already stopped: run the loop to let handles close). */
+int
+sr_server_start(struct sr_server *server, uv_loop_t *loop, const struct sr_config *cfg,
+                FILE *access_log);
+
+/* Stop accepting and let open connections finish for the config's drain_timeout, then
+ * close what is left. When everything is closed the loop has nothing left of ours and
+ * uv_run returns. Calling it again closes all connections at once. */
+void
+sr_server_drain(struct sr_server *server);
+
+/* Free what the server still holds (the pool); call after uv_run has returned. */
+void
+sr_server_fini(struct sr_server *server);
+
+/* Relay buffer pool, shared with the connections. sr__pool_get returns NULL when out of
+ * memory. */
+void *
+sr__pool_get(struct sr_server *server);
+void
+sr__pool_put(struct sr_server *server, void *buf);
+
+/* Format an IPv4 or IPv6 socket address as "ip:port" or "[ip]:port" into <out>; room for
+ * SR_SOCKADDR_TEXT_MAX bytes is always enough. */
+void
+sr__format_sockaddr(const struct sockaddr *sa, char *out, size_t cap);
+
+/* A connection joins the server's list at accept and leaves it just before it is freed. */
+void
+sr__server_conn_add(struct sr_server *server, struct sr_conn *conn);
+void
+sr__server_conn_gone(struct sr_server *server, struct sr_conn *conn);
+
+#endif
