@@ -1009,6 +1009,16 @@ test_records(void)
         ASSERT_EQ(o.status, SR_HELLO_FOUND);
         ASSERT_EQ(res.n_records, 2);
         ASSERT_EQ(res.hello_len, 91);
+
+        /* The second, last record one byte longer than the rest of the message: refused
+         * from its header, before the extra byte arrives. */
+        b[49] = 42;
+        b[91] = 0;
+        sr_hello_parse(b, 50, &sc, &res);
+        ASSERT_EQ(res.status, SR_HELLO_MALFORMED);
+        ASSERT_EQ(res.reason, SR_HELLO_REASON_RECORD_TRAILING);
+        o = parse_exact(b, 92, NULL);
+        ASSERT_EQ(o.reason, SR_HELLO_REASON_RECORD_TRAILING);
     }
 
     /* A record holding the hello plus one byte: refused as soon as the lengths disagree. */
