@@ -179,11 +179,54 @@ on_timer(uv_timer_t *timer)
 
 /* --- Refusing: a TLS alert, then close ------------------------------------------------ */
 
+/* How long a refused client may take to read the alert and close. Closing a socket with
+ * unread input sends an RST, which can destroy the alert before the client reads it; so
+ * after the alert we send a FIN and drain what the client still sends, for at most this
+ * long (nginx calls it a lingering close). */
+#define SR_LINGER_MS 2000
+
+static void
+on_linger_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
+{
+    struct sr_conn *conn = handle->data;
+
+    (void)suggested;
+    /* The peek buffer holds nothing we need any more: discard into it. */
+    buf->base = (char *)conn->peek;
+    buf->len = conn->server->cfg->max_hello_size;
+}
+
+static void
+on_linger_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+{
+    (void)buf;
+    if (nread < 0) {
+        sr_conn_close(stream->data, NULL); /* EOF or error: the client is done */
+    }
+}
+
+static void
+on_linger_shutdown(uv_shutdown_t *req, int status)
+{
+    (void)req;
+    (void)status; /* reading on until EOF or the linger timer ends it either way */
+}
+
 static void
 on_alert_written(uv_write_t *req, int status)
 {
-    (void)status; /* the connection ends either way */
-    sr_conn_close(req->data, NULL);
+    struct sr_conn *conn = req->data;
+
+    if (conn->state == SR_CONN_CLOSING) {
+        return;
+    }
+    conn->up.shutdown_req.data = conn;
+    if (status != 0 ||
+        uv_shutdown(&conn->up.shutdown_req, (uv_stream_t *)&conn->client, on_linger_shutdown) !=
+            0 ||
+        uv_read_start((uv_stream_t *)&conn->client, on_linger_alloc, on_linger_read) != 0) {
+        sr_conn_close(conn, NULL);
+    }
 }
 
 /* Answer with a fatal TLS alert so the client learns why, instead of a bare reset. The
@@ -196,6 +239,7 @@ conn_refuse(struct sr_conn *conn, uint8_t alert, const char *outcome)
     conn->outcome = outcome;
     conn->state = SR_CONN_REFUSING;
     uv_read_stop((uv_stream_t *)&conn->client);
+    uv_timer_start(&conn->timer, on_timer, SR_LINGER_MS, 0);
     sr_hello_alert(conn->peek, alert);
     buf = uv_buf_init((char *)conn->peek, SR_HELLO_ALERT_LEN);
     conn->up.write_req.data = conn;
