@@ -18,6 +18,7 @@ import hashlib
 import os
 import random
 import re
+import select
 import shutil
 import signal
 import socket
@@ -25,7 +26,6 @@ import ssl
 import struct
 import sys
 import tempfile
-import threading
 import time
 import traceback
 
@@ -267,6 +267,9 @@ def main_routes(ctx):
         ("echo.test", "127.0.0.1:%d" % b["echo"].port),
         ("dead.test", "127.0.0.1:%d" % ctx.dead_port),
         ("reset.test", "127.0.0.1:%d" % b["reset"].port),
+        # .invalid never resolves (RFC 6761); the failure may be quick or take up to
+        # connect_timeout, depending on the machine's resolver.
+        ("nx.test", "nx.invalid:443"),
         ("stall.test", "127.0.0.1:%d" % b["stall"].port),
         # A name, resolved by the daemon; s_server listens on 127.0.0.1 only, so when
         # localhost also gives ::1 the daemon must go on to the next address.
@@ -597,9 +600,7 @@ def case_dead_backend(ctx):
     with connect(port) as s:
         lport = s.getsockname()[1]
         s.sendall(client_hello("dead.test"))
-        t0 = time.monotonic()
         how, data = wait_close(s, 2 + 5)  # connect_timeout is 2s
-        took = time.monotonic() - t0
     check(how == "eof", "dead backend: client got a %s (after %s), want a clean EOF"
           % (how, short(data)))
     check(data == b"", "dead backend: client got bytes before EOF: %s" % short(data))
@@ -607,7 +608,53 @@ def case_dead_backend(ctx):
     expect_log(e, sni="dead.test", route="exact", outcome="connect_failed")
     check(ctx.main.alive(), "daemon exited after a dead backend")
     expect_s_client(ctx, port, "example.com", "backend-exact")
-    del took
+
+
+def case_resolve_failed(ctx):
+    port = ctx.main.port()
+    with connect(port) as s:
+        lport = s.getsockname()[1]
+        s.sendall(client_hello("nx.test"))
+        how, data = wait_close(s, 2 + 8)  # connect_timeout is 2s
+    check(how == "eof" and data == b"", "unresolvable upstream: client got %s after %s, "
+          "want a clean EOF" % (how, short(data)))
+    e = ctx.main.wait_log_port(lport, "nx.test")
+    expect_log(e, sni="nx.test", route="exact",
+               outcome=one_of("resolve_failed", "connect_timeout"))
+    check(ctx.main.alive(), "daemon exited after an unresolvable upstream")
+
+
+def case_access_log_file_and_sigint(ctx):
+    """access_log = PATH writes there (and nothing to stdout); SIGINT drains like SIGTERM."""
+    b = ctx.backends
+    path = os.path.join(ctx.tmp, "access.log")
+    d = Daemon(ctx, "logfile", config(
+        [("drain_timeout", "5s"), ("access_log", path)],
+        [("https", ["127.0.0.1:0"], "r", "default")],
+        [("r", [("half.test", "127.0.0.1:%d" % b["capture"].port)])]), 1)
+    lport, reply = raw_exchange(d.port(), client_hello("half.test") + b"x")
+    check(reply.startswith(b"GOT "), "logfile daemon: no reply: %s" % short(reply))
+    deadline = time.monotonic() + 8
+    lines = []
+    while time.monotonic() < deadline:
+        if os.path.exists(path):
+            with open(path) as f:
+                lines = [parse_log_line(x) for x in f.read().splitlines() if x.strip()]
+        if any(e.get("client", "").endswith(":%d" % lport) for e in lines):
+            break
+        time.sleep(0.05)
+    mine = [e for e in lines if e.get("client", "").endswith(":%d" % lport)]
+    check(mine, "access_log = %s: no line for client port %d; file has %d line(s)"
+          % (path, lport, len(lines)))
+    expect_log(mine[0], sni="half.test", route="exact", outcome="ok")
+    d.signalled = True
+    d.proc.p.send_signal(signal.SIGINT)
+    status = d.proc.wait_exit(10)
+    check(status == 0, "SIGINT with no open connection: exit status %s (want 0 within 10s)"
+          % status)
+    d.stopped_status = status
+    check(d.logs() == [], "access_log = PATH but stdout has log lines: %s"
+          % [e["_raw"] for e in d.logs()][:2])
 
 
 def case_dribble_hello(ctx):
@@ -818,7 +865,6 @@ def case_backpressure(ctx):
         chunk = bytes(256 * 1024)
         total = 0
         deadline = time.monotonic() + 30
-        import select
         while total < limit and time.monotonic() < deadline:
             _, w, _ = select.select([], [s], [], 1.0)
             if not w:
@@ -985,12 +1031,14 @@ CASES = [
     ("bulk_64mib", "main", case_bulk_64mib),
     ("half_close", "main", case_half_close),
     ("dead_backend", "main", case_dead_backend),
+    ("resolve_failed", "main", case_resolve_failed),
     ("dribble_hello", "main", case_dribble_hello),
     ("hello_split_records", "main", case_hello_split_records),
     ("bad_clients", "nodefault", case_bad_clients),
     ("reset_propagation", "main", case_reset_propagation),
     ("backpressure", "main", case_backpressure),
     ("idle_timeout", "backends", case_idle_timeout),
+    ("access_log_file_and_sigint", "backends", case_access_log_file_and_sigint),
     ("ipv6", "ipv6", case_ipv6),
     ("sigterm_drain", "backends", case_sigterm_drain),
     ("drain_timeout_expires", "backends", case_drain_timeout_expires),
@@ -1021,6 +1069,17 @@ def ensure_group(ctx, g, state):
     if state[g] is not None:
         err = state[g]
         raise type(err)("setup of %s: %s" % (g, err))
+
+
+def where(exc):
+    """An unexpected exception as one line: type, message, and the innermost frames in
+    this suite's own files (a reset or timeout inside a helper names the case's line)."""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__)
+              if os.path.dirname(os.path.abspath(f.filename)) == os.path.dirname(
+                  os.path.abspath(__file__))]
+    at = " <- ".join("%s:%d %s" % (os.path.basename(f.filename), f.lineno, f.name)
+                     for f in reversed(frames[-3:]))
+    return "%s: %s (at %s)" % (type(exc).__name__, exc, at)
 
 
 def deaths(ctx):
@@ -1078,9 +1137,8 @@ def main():
             except Fail as e:
                 print("FAIL %s: %s%s" % (name, e, deaths(ctx)), flush=True)
                 failed += 1
-            except Exception:
-                print("FAIL %s: %s%s" % (name, traceback.format_exc(limit=4).strip()
-                                         .replace("\n", " | "), deaths(ctx)), flush=True)
+            except Exception as e:
+                print("FAIL %s: %s%s" % (name, where(e), deaths(ctx)), flush=True)
                 failed += 1
     finally:
         for d in ctx.daemons:
