@@ -26,6 +26,7 @@ import ssl
 import struct
 import sys
 import tempfile
+import threading
 import time
 import traceback
 
@@ -395,6 +396,10 @@ def case_route_exact(ctx):
     expect_s_client(ctx, port, "example.com", "backend-exact")
     expect_curl(ctx, "example.com", port, "backend-exact")
     py_tls(ctx, port, "example.com", "backend-exact")
+    rc, out, err = s_client(ctx, port, "example.com", "example.com", extra=["-tls1_2"])
+    check(rc == 0 and "CN = backend-exact" in out and "TLSv1.2" in out,
+          "s_client -tls1_2 -servername example.com: rc %d, %s" % (
+              rc, re.findall(r"^(?:subject=.*|Protocol *:.*)$", out, re.M)))
     e = ctx.main.wait_log(lambda e: e.get("sni") == "example.com", "sni=example.com", m)
     expect_log(e, listener="https", route="exact",
                upstream="127.0.0.1:%d" % ctx.backends["exact"].port, outcome="ok",
@@ -685,6 +690,16 @@ def case_hello_split_records(ctx):
     hello = client_hello("half.test")
     body_len = len(hello) - 5
     name_at = hello.index(b"half.test") - 5
+    for pad, what in [(12000, "12 KB hello in one record"),
+                      (15000, "15.5 KB hello, just under max_hello_size")]:
+        cap.drain_results()
+        big = inflate_hello(client_hello("half.test"), pad)
+        check(len(big) <= 16384, "test bug: %d-byte hello over the cap" % len(big))
+        lport, reply = raw_exchange(port, big + b"y")
+        r = cap.next_result(10, what)
+        check(r[0] == "ok" and r[1] == big + b"y",
+              "%s: backend got %s, want the hello byte for byte"
+              % (what, short(r[1] if len(r) > 1 else str(r))))
     for what, cuts in [("middle", [body_len // 2]),
                        ("inside the name", [name_at + 4]),
                        ("inside the handshake header", [2]),
@@ -721,6 +736,16 @@ def case_bad_clients(ctx):
             how, data = wait_close(s, 1 + 6)
             check(data == b"", "slow client: got bytes %s" % short(data))
             outcomes["slow"] = (lp, how, "hello_timeout")
+        # Incomplete: half a hello, then EOF.
+        with connect(port) as s:
+            lp = s.getsockname()[1]
+            s.sendall(hello[:len(hello) // 2])
+            s.shutdown(socket.SHUT_WR)
+            how, data = wait_close(s, 6)
+            check(data == b"", "incomplete hello: got bytes %s" % short(data))
+            outcomes["incomplete"] = (lp, how, "incomplete")
+        # Connect and close at once.
+        connect(port).close()
         # Not TLS.
         with connect(port) as s:
             lp = s.getsockname()[1]
@@ -821,6 +846,44 @@ def case_ipv6(ctx):
     e = d.wait_log_port(lport, "IPv6 client")
     check(e.get("client", "").startswith("[::1]:"), "IPv6 client logged as %s, want [::1]:PORT"
           % e.get("client"))
+
+
+def case_concurrent_connections(ctx):
+    """48 connections relaying at once, each its own random bytes, all echoed intact."""
+    port = ctx.main.port()
+    n = 48
+    size = 256 * 1024
+    errors = []
+    lock = threading.Lock()
+
+    def one(i):
+        try:
+            data = random.Random(100 + i).randbytes(size)
+            hello = client_hello("echo.test")
+            with connect(port, timeout=30) as s:
+                sender = threading.Thread(target=lambda: (s.sendall(hello + data),
+                                                          s.shutdown(socket.SHUT_WR)))
+                sender.start()
+                got = recv_all(s, time.monotonic() + 60)
+                sender.join(30)
+            if got != hello + data:
+                raise Fail("echoed %d bytes, want %d (first difference at %s)"
+                           % (len(got), len(hello) + len(data),
+                              next((k for k, (a, b) in enumerate(zip(got, hello + data))
+                                    if a != b), min(len(got), len(hello) + len(data)))))
+        except Exception as e:
+            with lock:
+                errors.append("connection %d: %s: %s" % (i, type(e).__name__, e))
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(90)
+    check(not any(t.is_alive() for t in threads), "concurrent: connections still running")
+    check(not errors, "concurrent: %d of %d failed; first: %s" % (len(errors), n, errors[0]
+                                                                   if errors else ""))
+    check(ctx.main.alive(), "daemon exited during concurrent connections")
 
 
 def case_reset_propagation(ctx):
@@ -1035,6 +1098,7 @@ CASES = [
     ("dribble_hello", "main", case_dribble_hello),
     ("hello_split_records", "main", case_hello_split_records),
     ("bad_clients", "nodefault", case_bad_clients),
+    ("concurrent_connections", "main", case_concurrent_connections),
     ("reset_propagation", "main", case_reset_propagation),
     ("backpressure", "main", case_backpressure),
     ("idle_timeout", "backends", case_idle_timeout),
