@@ -393,7 +393,8 @@ class Server:
             s.shutdown(socket.SHUT_RDWR)
             s.close()
         deadline = time.monotonic() + self.cfg["drain_timeout"]
-        while time.monotonic() < deadline:
+        stop.clear()  # a second signal ends the drain at once
+        while time.monotonic() < deadline and not stop.is_set():
             with self.lock:
                 if not self.active:
                     return 0

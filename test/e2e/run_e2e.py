@@ -384,6 +384,34 @@ def case_config_check_bad(ctx):
           % (sorted(got - want), short(err, 600)))
 
 
+def case_bad_config_does_not_start(ctx):
+    """A bad config, or a listener that cannot bind, never leaves a half-working daemon."""
+    path = os.path.join(ctx.tmp, "bad-run.ini")
+    with open(path, "w") as f:
+        f.write("[sniroute]\nfrobnicate = yes\n[listener https]\nlisten = 127.0.0.1:0\n"
+                "routes = r\n[routes r]\nexample.com = 127.0.0.1:9\n")
+    p = Proc([ctx.sniroute, "-c", path], "sniroute(bad-run)")
+    status = p.wait_exit(10)
+    p.stop()
+    check(status not in (None, 0), "-c with a bad config: exit status %s, want non-zero"
+          % status)
+    check("listening on" not in p.text("stderr"), "-c with a bad config listened: %s"
+          % p.tail("stderr"))
+    # The second address is taken (our own listening backend): the whole daemon must go.
+    busy = ctx.backends["echo"].port
+    path = os.path.join(ctx.tmp, "busy.ini")
+    with open(path, "w") as f:
+        f.write(config([("access_log", "stdout")],
+                       [("https", ["127.0.0.1:0", "127.0.0.1:%d" % busy], "r", "default")],
+                       [("r", [("example.com", "127.0.0.1:9")])]))
+    p = Proc([ctx.sniroute, "-c", path], "sniroute(busy)")
+    status = p.wait_exit(10)
+    p.stop()
+    check(status not in (None, 0), "listen address in use: exit status %s, want non-zero "
+          "(a daemon with one of two sockets is half-working); stderr: %s"
+          % (status, p.tail("stderr")))
+
+
 def case_config_check_generated(ctx):
     r = run([ctx.sniroute, "-t", "-c", ctx.main.path], timeout=20)
     check(r.returncode == 0, "-t on the suite's own config exited %d: %s"
@@ -1024,6 +1052,32 @@ def case_drain_timeout_expires(ctx):
     expect_log(e, sni="hold.test", outcome="drained")
 
 
+def case_second_signal(ctx):
+    """A second SIGTERM during the drain ends the open connections at once."""
+    b = ctx.backends
+    d = Daemon(ctx, "second-signal", config(
+        [("drain_timeout", "60s"), ("access_log", "stdout")],
+        [("https", ["127.0.0.1:0"], "r", "default")],
+        [("r", [("hold.test", "127.0.0.1:%d" % b["hold"].port)])]), 1)
+    s = connect(d.port())
+    try:
+        s.sendall(client_hello("hold.test"))
+        time.sleep(0.3)
+        d.term()
+        time.sleep(0.5)
+        check(d.alive(), "second signal: daemon exited on the first SIGTERM with a "
+              "connection open (drain_timeout 60s)")
+        d.term()
+        status = d.proc.wait_exit(8)
+        check(status is not None, "second signal: daemon still running 8s after the second "
+              "SIGTERM")
+        check(status == 0, "second signal: exit status %s" % status)
+        d.stopped_status = status
+        how, data = wait_close(s, 5)
+    finally:
+        s.close()
+
+
 def case_peek(ctx):
     path = os.path.join(ctx.tmp, "hello.bin")
     with open(path, "wb") as f:
@@ -1079,6 +1133,7 @@ def case_daemons_exit_cleanly(ctx):
 CASES = [
     ("config_check_example", None, case_config_check_example),
     ("config_check_bad", None, case_config_check_bad),
+    ("bad_config_does_not_start", "backends", case_bad_config_does_not_start),
     ("config_check_generated", "main", case_config_check_generated),
     ("route_exact", "main", case_route_exact),
     ("route_exact_case_and_dot", "main", case_route_exact_case_and_dot),
@@ -1106,6 +1161,7 @@ CASES = [
     ("ipv6", "ipv6", case_ipv6),
     ("sigterm_drain", "backends", case_sigterm_drain),
     ("drain_timeout_expires", "backends", case_drain_timeout_expires),
+    ("second_signal", "backends", case_second_signal),
     ("peek", None, case_peek),
     ("access_log_format", None, case_access_log_format),
     ("daemons_exit_cleanly", None, case_daemons_exit_cleanly),
