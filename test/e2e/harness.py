@@ -48,6 +48,17 @@ def short(data, n=80):
 # Processes
 
 
+def _die_with_parent():
+    """In the child before exec: get SIGKILL if the suite itself dies (killed by a CI
+    timeout, say), so no s_server or daemon outlives it."""
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except Exception:
+        pass
+
+
 class Proc:
     """A child process with stdout and stderr read line by line into lists by two threads,
     so a full pipe never blocks it. stop() ends it by PID: SIGTERM, wait, SIGKILL."""
@@ -60,7 +71,8 @@ class Proc:
         self.lines = {"stdout": [], "stderr": []}
         self.cond = threading.Condition()
         self.p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, env=env, cwd=cwd)
+                                  stderr=subprocess.PIPE, env=env, cwd=cwd,
+                                  preexec_fn=_die_with_parent)
         Proc.registry.append(self)
         self.threads = []
         for stream in ("stdout", "stderr"):
@@ -669,17 +681,21 @@ def conn_refused(port, host="127.0.0.1"):
 # Access log
 
 
+LOG_KV_RX = re.compile(r'([A-Za-z_][A-Za-z0-9_]*)=("(?:[^"\\]|\\.)*"|\S*)')
+
+
 def parse_log_line(line):
-    """"TIMESTAMP k=v k=v ..." into a dict; unknown keys are kept, tokens without '=' are
-    ignored. The timestamp lands in "_ts", the raw line in "_raw"."""
-    toks = line.split()
+    """"TIMESTAMP k=v k="quoted v" ..." into a dict; unknown keys are kept, quotes are
+    removed from quoted values. The timestamp lands in "_ts", the raw line in "_raw"."""
     d = {"_raw": line}
-    if toks and "=" not in toks[0]:
-        d["_ts"] = toks[0]
-    for t in toks:
-        k, eq, v = t.partition("=")
-        if eq:
-            d[k] = v
+    first = line.split(" ", 1)[0]
+    if first and "=" not in first:
+        d["_ts"] = first
+    for m in LOG_KV_RX.finditer(line):
+        v = m.group(2)
+        if len(v) >= 2 and v[0] == '"' and v[-1] == '"':
+            v = re.sub(r"\\(.)", r"\1", v[1:-1])
+        d[m.group(1)] = v
     return d
 
 

@@ -1223,6 +1223,8 @@ def main():
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (prints it)")
     args = ap.parse_args()
 
+    # SIGTERM (a CI timeout) unwinds like Ctrl-C, so the finally below stops what we started.
+    signal.signal(signal.SIGTERM, lambda *a: sys.exit(143))
     ctx = Ctx()
     ctx.sniroute = os.path.abspath(args.sniroute)
     here = os.path.dirname(os.path.abspath(__file__))
