@@ -299,6 +299,13 @@ def setup_backends(ctx):
 
 
 def group_main(ctx):
+    try:
+        fams = {a[0] for a in socket.getaddrinfo("localhost", 443, type=socket.SOCK_STREAM)}
+    except OSError:
+        fams = set()
+    if len(fams) < 2:
+        ctx.notes.append("localhost resolves to one address family here, so the default "
+                         "route (localhost:PORT) does not exercise trying each address")
     ctx.main = Daemon(ctx, "main", config(
         [("hello_timeout", "5s"), ("connect_timeout", "2s"), ("idle_timeout", "1m"),
          ("drain_timeout", "2s"), ("max_hello_size", "16k"), ("access_log", "stdout")],
@@ -480,7 +487,12 @@ def case_route_wildcard_longest(ctx):
     cap.drain_results()
     hello = client_hello("z.cap.example.com")
     lport, reply = raw_exchange(port, hello + b"after")
-    r = cap.next_result(10, "z.cap.example.com")
+    try:
+        r = cap.next_result(5, "z.cap.example.com")
+    except Fail as e:
+        raise Fail("%s; routed elsewhere? the client got %s; log: %s" % (
+            e, short(reply), [x["_raw"] for x in ctx.main.logs()
+                              if x.get("client", "").endswith(":%d" % lport)]))
     check(r[0] == "ok" and r[1] == hello + b"after",
           "z.cap.example.com: the *.cap.example.com backend got %s" % short(str(r)))
     check(reply == r[2], "z.cap.example.com: reply differs (%d bytes, want %d)"
