@@ -246,7 +246,9 @@ conn_refuse(struct sr_conn *conn, uint8_t alert, const char *outcome)
     if (uv_write(&conn->up.write_req, (uv_stream_t *)&conn->client, &buf, 1, on_alert_written) !=
         0) {
         sr_conn_close(conn, NULL);
+        return;
     }
+    conn->down.n_bytes += SR_HELLO_ALERT_LEN; /* bytes_out tells what the client was sent */
 }
 
 /* --- Peeking the ClientHello ------------------------------------------------------------ */
