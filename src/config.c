@@ -931,8 +931,11 @@ finish(struct loader *ld)
     }
 }
 
-size_t
-sr_config_load(struct sr_config *cfg, const char *path, sr_config_error_fn on_error, void *ctx)
+/* Both entry points: <fp> is the open file, or NULL when opening <name> failed with
+ * <open_errno> (the defaults still go into <cfg>, so the caller sees the same struct). */
+static size_t
+load(struct sr_config *cfg, FILE *fp, int open_errno, const char *name, sr_config_error_fn on_error,
+     void *ctx)
 {
     struct loader ld;
     size_t i;
@@ -947,7 +950,8 @@ sr_config_load(struct sr_config *cfg, const char *path, sr_config_error_fn on_er
 
     memset(&ld, 0, sizeof(ld));
     ld.cfg = cfg;
-    ld.path = path;
+    ld.path = name;
+    ld.fp = fp;
     ld.on_error = on_error;
     ld.ctx = ctx;
     ld.sec = SEC_NONE;
@@ -957,9 +961,8 @@ sr_config_load(struct sr_config *cfg, const char *path, sr_config_error_fn on_er
         report_oom(&ld);
         return ld.n_errors;
     }
-    ld.fp = fopen(path, "r");
-    if (ld.fp == NULL) {
-        report(&ld, 0, "cannot open: %s", strerror(errno));
+    if (fp == NULL) {
+        report(&ld, 0, "cannot open: %s", strerror(open_errno));
         return ld.n_errors;
     }
     rc = ini_parse_stream(read_line, &ld, on_key, &ld);
@@ -969,7 +972,6 @@ sr_config_load(struct sr_config *cfg, const char *path, sr_config_error_fn on_er
         /* The reader hands inih only lines it accepts, so this means the mirror is wrong. */
         report(&ld, rc > 0 ? (unsigned)rc : 0, "syntax error");
     }
-    fclose(ld.fp);
     finish(&ld);
 
     for (i = 0; i < cfg->n_routes; i++) {
@@ -980,6 +982,25 @@ sr_config_load(struct sr_config *cfg, const char *path, sr_config_error_fn on_er
     free(ld.listens);
     free(ld.up_slots);
     return ld.n_errors;
+}
+
+size_t
+sr_config_load(struct sr_config *cfg, const char *path, sr_config_error_fn on_error, void *ctx)
+{
+    FILE *fp = fopen(path, "r");
+    size_t n = load(cfg, fp, errno, path, on_error, ctx);
+
+    if (fp != NULL) {
+        fclose(fp);
+    }
+    return n;
+}
+
+size_t
+sr_config_load_stream(struct sr_config *cfg, FILE *fp, const char *name,
+                      sr_config_error_fn on_error, void *ctx)
+{
+    return load(cfg, fp, 0, name, on_error, ctx);
 }
 
 void
