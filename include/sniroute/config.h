@@ -93,16 +93,18 @@ typedef void (*sr_config_error_fn)(void *ctx, const char *msg);
  * least one entry (an empty map would refuse every connection); a [routes] section no
  * listener names is allowed; access_log defaults to "stdout"; durations are at most 8760h;
  * a listener's <routes> index is meaningful only when the load returned 0. */
-size_t sr_config_load(struct sr_config *cfg, const char *path, sr_config_error_fn on_error,
-                      void *ctx);
+size_t
+sr_config_load(struct sr_config *cfg, const char *path, sr_config_error_fn on_error, void *ctx);
 
 /* Like sr_config_load(), from the open stream <fp> (not NULL), which is read to its end but
  * not closed; <name> stands for the file in messages ("NAME:LINE: ..."). For tests and
  * the fuzz target, which load from memory (fmemopen). */
-size_t sr_config_load_stream(struct sr_config *cfg, FILE *fp, const char *name,
-                             sr_config_error_fn on_error, void *ctx);
+size_t
+sr_config_load_stream(struct sr_config *cfg, FILE *fp, const char *name,
+                      sr_config_error_fn on_error, void *ctx);
 
 /* Free everything <cfg> owns and zero it. Safe on a zeroed or failed config. */
-void sr_config_fini(struct sr_config *cfg);
+void
+sr_config_fini(struct sr_config *cfg);
 
 #endif
