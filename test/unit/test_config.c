@@ -501,6 +501,32 @@ test_missing_file(void)
     collected_free(&got);
 }
 
+/* sr_config_load_stream: the same messages as from a file, under the name it is given;
+ * the stream is read to its end and left open. */
+static void
+test_stream(void)
+{
+    static const char text[] = "[listener a]\nlisten = 127.0.0.1:1\nroutes = m\n[routes m]\n"
+                               "x.com = bad\n\x01 = a:1\n";
+    struct collected got = {{NULL}, 0};
+    struct sr_config cfg;
+    char buf[sizeof(text)];
+    FILE *f;
+
+    memcpy(buf, text, sizeof(text));
+    f = fmemopen(buf, sizeof(text) - 1, "r");
+    ASSERT(f != NULL);
+    ASSERT_EQ(sr_config_load_stream(&cfg, f, "mem.ini", on_error, &got), 2);
+    ASSERT_STR_EQ(got.lines[0], "mem.ini:5: routes 'm': route 'x.com': bad upstream 'bad': "
+                                "missing ':port'");
+    ASSERT_STR_EQ(got.lines[1], "mem.ini:6: routes 'm': bad route '?': character not allowed "
+                                "in a host name");
+    ASSERT_EQ(getc(f), EOF);
+    ASSERT_EQ(fclose(f), 0);
+    sr_config_fini(&cfg);
+    collected_free(&got);
+}
+
 static size_t
 load_fixture(const char *name, struct sr_config *cfg, struct collected *got)
 {
@@ -665,6 +691,7 @@ main(void)
     test_line_length();
     test_defaults_and_fields();
     test_missing_file();
+    test_stream();
     test_fixture_full();
     test_fixture_minimal();
     test_fixture_errors();
