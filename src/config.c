@@ -430,6 +430,12 @@ intern_upstream(struct loader *ld, const struct sr_addr *addr)
     size_t mask;
     size_t i;
 
+    /* Indexes are uint32_t (route values), slots hold index + 1 and UINT32_MAX means "bad
+     * address": a config needs billions of lines to get here, but must not wrap. */
+    if (cfg->n_upstreams >= UINT32_MAX - 1) {
+        report(ld, ld->line, "too many distinct upstreams");
+        return UINT32_MAX;
+    }
     if ((cfg->n_upstreams + 1) * 2 > ld->up_slots_cap) {
         size_t cap = ld->up_slots_cap ? ld->up_slots_cap * 2 : 64;
         uint32_t *slots = calloc(cap, sizeof(*slots));
