@@ -15,11 +15,9 @@
 #include "sniroute/hello.h"
 #include "sniroute/log.h"
 
-static void on_handle_close(uv_handle_t *handle);
 static void on_timer(uv_timer_t *timer);
 static void connect_start(struct sr_conn *conn);
 static void connect_next(struct sr_conn *conn);
-static void pipe_put_buf(struct sr_pipe *pipe);
 static void relay_start(struct sr_conn *conn);
 
 /* A connection is freed when the last thing that will call back into it has done so: each
@@ -36,15 +34,14 @@ conn_release(struct sr_conn *conn)
     if (conn->addrs != NULL) {
         uv_freeaddrinfo(conn->addrs);
     }
-    pipe_put_buf(&conn->up);
-    pipe_put_buf(&conn->down);
+    sr__relay_release(conn);
     free(conn->peek);
     sr__server_conn_gone(conn->server, conn);
     free(conn);
 }
 
-static void
-on_handle_close(uv_handle_t *handle)
+void
+sr__conn_on_handle_close(uv_handle_t *handle)
 {
     conn_release(handle->data);
 }
@@ -106,16 +103,16 @@ close_tcp(uv_tcp_t *tcp, bool is_reset)
 {
     /* uv_tcp_close_reset refuses a handle with a shutdown in flight; a FIN is then the
      * best we can pass on. */
-    if (is_reset && uv_tcp_close_reset(tcp, on_handle_close) == 0) {
+    if (is_reset && uv_tcp_close_reset(tcp, sr__conn_on_handle_close) == 0) {
         return;
     }
-    uv_close((uv_handle_t *)tcp, on_handle_close);
+    uv_close((uv_handle_t *)tcp, sr__conn_on_handle_close);
 }
 
 /* Close everything. <reset_client>/<reset_backend> end that side with an RST instead of a
  * FIN, which is how a reset on one side is passed on to the other. */
-static void
-conn_close_ex(struct sr_conn *conn, const char *outcome, bool reset_client, bool reset_backend)
+void
+sr__conn_close_ex(struct sr_conn *conn, const char *outcome, bool reset_client, bool reset_backend)
 {
     if (conn->state == SR_CONN_CLOSING) {
         return;
@@ -130,7 +127,8 @@ conn_close_ex(struct sr_conn *conn, const char *outcome, bool reset_client, bool
     conn->state = SR_CONN_CLOSING;
     conn_log(conn);
 
-    uv_close((uv_handle_t *)&conn->timer, on_handle_close);
+    uv_close((uv_handle_t *)&conn->timer, sr__conn_on_handle_close);
+    sr__relay_close(conn); /* stop watching the sockets before they are closed */
     close_tcp(&conn->client, reset_client);
     if (conn->is_backend_open) {
         conn->is_backend_open = false;
@@ -141,7 +139,7 @@ conn_close_ex(struct sr_conn *conn, const char *outcome, bool reset_client, bool
 void
 sr_conn_close(struct sr_conn *conn, const char *outcome)
 {
-    conn_close_ex(conn, outcome, false, false);
+    sr__conn_close_ex(conn, outcome, false, false);
 }
 
 static void
@@ -220,10 +218,9 @@ on_alert_written(uv_write_t *req, int status)
     if (conn->state == SR_CONN_CLOSING) {
         return;
     }
-    conn->up.shutdown_req.data = conn;
+    conn->shutdown_req.data = conn;
     if (status != 0 ||
-        uv_shutdown(&conn->up.shutdown_req, (uv_stream_t *)&conn->client, on_linger_shutdown) !=
-            0 ||
+        uv_shutdown(&conn->shutdown_req, (uv_stream_t *)&conn->client, on_linger_shutdown) != 0 ||
         uv_read_start((uv_stream_t *)&conn->client, on_linger_alloc, on_linger_read) != 0) {
         sr_conn_close(conn, NULL);
     }
@@ -242,9 +239,8 @@ conn_refuse(struct sr_conn *conn, uint8_t alert, const char *outcome)
     uv_timer_start(&conn->timer, on_timer, SR_LINGER_MS, 0);
     sr_hello_alert(conn->peek, alert);
     buf = uv_buf_init((char *)conn->peek, SR_HELLO_ALERT_LEN);
-    conn->up.write_req.data = conn;
-    if (uv_write(&conn->up.write_req, (uv_stream_t *)&conn->client, &buf, 1, on_alert_written) !=
-        0) {
+    conn->write_req.data = conn;
+    if (uv_write(&conn->write_req, (uv_stream_t *)&conn->client, &buf, 1, on_alert_written) != 0) {
         sr_conn_close(conn, NULL);
         return;
     }
@@ -475,166 +471,26 @@ connect_next(struct sr_conn *conn)
 
 /* --- Relaying ------------------------------------------------------------------------- */
 
-static struct sr_pipe *
-pipe_of(struct sr_conn *conn, const void *src)
-{
-    return src == (const void *)&conn->client ? &conn->up : &conn->down;
-}
-
 static void
-pipe_put_buf(struct sr_pipe *pipe)
+on_peek_written(uv_write_t *req, int status)
 {
-    if (pipe->buf != NULL) {
-        sr__pool_put(pipe->conn->server, pipe->buf);
-        pipe->buf = NULL;
-    }
-}
-
-static void
-on_pipe_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
-{
-    struct sr_conn *conn = handle->data;
-    struct sr_pipe *pipe = pipe_of(conn, handle);
-
-    (void)suggested;
-    if (pipe->buf == NULL) {
-        pipe->buf = sr__pool_get(conn->server);
-    }
-    buf->base = pipe->buf;
-    buf->len = pipe->buf != NULL ? SR_RELAY_BUF_SIZE : 0; /* 0: read_cb gets UV_ENOBUFS */
-}
-
-static void on_pipe_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf);
-
-static void
-pipe_read_start(struct sr_pipe *pipe)
-{
+    struct sr_conn *conn = req->data;
     int rc;
 
-    if (pipe->is_eof) {
-        return;
-    }
-    rc = uv_read_start((uv_stream_t *)pipe->src, on_pipe_alloc, on_pipe_read);
-    if (rc != 0) {
-        pipe->conn->detail = uv_err_name(rc);
-        sr_conn_close(pipe->conn, "error");
-    }
-}
-
-/* The side that failed is <pipe->src> for a read error, <pipe->dst> for a write error. */
-static void
-pipe_fail(struct sr_pipe *pipe, int err, bool is_src)
-{
-    struct sr_conn *conn = pipe->conn;
-    bool is_client = (is_src ? pipe->src : pipe->dst) == &conn->client;
-
-    conn->detail = uv_err_name(err);
-    /* Pass the reset on: the other side gets an RST too, so neither end mistakes a broken
-     * stream for a complete one. */
-    conn_close_ex(conn, is_client ? "client_reset" : "backend_reset", !is_client, is_client);
-}
-
-static void
-on_pipe_shutdown(uv_shutdown_t *req, int status)
-{
-    struct sr_pipe *pipe = req->data;
-    struct sr_conn *conn = pipe->conn;
-
+    free(conn->peek);
+    conn->peek = NULL;
     if (status == UV_ECANCELED || conn->state == SR_CONN_CLOSING) {
         return;
     }
     if (status != 0) {
-        pipe_fail(pipe, status, false);
+        conn->detail = uv_err_name(status);
+        sr__conn_close_ex(conn, "backend_reset", true, false);
         return;
     }
-    pipe->is_shut = true;
-    if (conn->up.is_shut && conn->down.is_shut) {
-        sr_conn_close(conn, "ok");
-    }
-}
-
-static void
-on_pipe_write(uv_write_t *req, int status)
-{
-    struct sr_pipe *pipe = req->data;
-    struct sr_conn *conn = pipe->conn;
-
-    if (pipe->buf != NULL) {
-        pipe_put_buf(pipe);
-    } else {
-        /* The first write up is the peek buffer; it is done with now. */
-        free(conn->peek);
-        conn->peek = NULL;
-    }
-    if (status == UV_ECANCELED || conn->state == SR_CONN_CLOSING) {
-        return;
-    }
-    if (status != 0) {
-        pipe_fail(pipe, status, false);
-        return;
-    }
-    pipe_read_start(pipe);
-}
-
-static void
-on_pipe_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
-{
-    struct sr_conn *conn = stream->data;
-    struct sr_pipe *pipe = pipe_of(conn, stream);
-    uv_buf_t out;
-    int rc;
-
-    (void)buf;
-    if (nread == 0) {
-        pipe_put_buf(pipe); /* nothing now: an idle side holds no buffer */
-        return;
-    }
-    if (nread < 0) {
-        pipe_put_buf(pipe);
-        if (nread != UV_EOF) {
-            pipe_fail(pipe, (int)nread, true);
-            return;
-        }
-        /* Half-close: pass the FIN on, and keep the other direction flowing. */
-        pipe->is_eof = true;
-        uv_read_stop(stream);
-        pipe->shutdown_req.data = pipe;
-        rc = uv_shutdown(&pipe->shutdown_req, (uv_stream_t *)pipe->dst, on_pipe_shutdown);
-        if (rc != 0) {
-            pipe_fail(pipe, rc, false);
-        }
-        return;
-    }
-
-    pipe->n_bytes += (uint64_t)nread;
-    conn->last_active_ms = uv_now(conn->server->loop);
-
-    /* Most writes fit the socket buffer at once: then keep reading. libuv reads again in
-     * this wakeup only after a read that filled the buffer; keep the buffer for that one,
-     * otherwise give it back so an idle side holds none. */
-    out = uv_buf_init(pipe->buf, (unsigned)nread);
-    rc = uv_try_write((uv_stream_t *)pipe->dst, &out, 1);
-    if (rc == nread) {
-        if (nread < SR_RELAY_BUF_SIZE) {
-            pipe_put_buf(pipe);
-        }
-        return;
-    }
-    if (rc < 0 && rc != UV_EAGAIN) {
-        pipe_put_buf(pipe);
-        pipe_fail(pipe, rc, false);
-        return;
-    }
-    if (rc > 0) {
-        out.base += rc;
-        out.len -= (size_t)rc;
-    }
-    /* Backpressure: stop reading this side until the other side has taken the rest. */
-    uv_read_stop(stream);
-    rc = uv_write(&pipe->write_req, (uv_stream_t *)pipe->dst, &out, 1, on_pipe_write);
+    rc = sr__relay_start(conn);
     if (rc != 0) {
-        pipe_put_buf(pipe);
-        pipe_fail(pipe, rc, false);
+        conn->detail = uv_err_name(rc);
+        sr_conn_close(conn, "error");
     }
 }
 
@@ -649,14 +505,14 @@ relay_start(struct sr_conn *conn)
     uv_timer_start(&conn->timer, on_timer, conn->server->cfg->idle_timeout_ms, 0);
     uv_tcp_nodelay(&conn->backend, 1);
 
-    /* The peeked bytes go first, unmodified; the client is read again once they are out. */
+    /* The peeked bytes go first, unmodified; the relay starts once they are out. */
     out = uv_buf_init((char *)conn->peek, (unsigned)conn->peek_len);
-    rc = uv_write(&conn->up.write_req, (uv_stream_t *)&conn->backend, &out, 1, on_pipe_write);
+    conn->write_req.data = conn;
+    rc = uv_write(&conn->write_req, (uv_stream_t *)&conn->backend, &out, 1, on_peek_written);
     if (rc != 0) {
-        pipe_fail(&conn->up, rc, false);
-        return;
+        conn->detail = uv_err_name(rc);
+        sr__conn_close_ex(conn, "backend_reset", true, false);
     }
-    pipe_read_start(&conn->down);
 }
 
 /* --- Accepting -------------------------------------------------------------------------- */
@@ -688,14 +544,8 @@ sr_conn_accept(struct sr_listener *listener)
     conn->server = server;
     conn->listener = listener;
     conn->state = SR_CONN_HELLO;
-    conn->up.conn = conn;
-    conn->up.src = &conn->client;
-    conn->up.dst = &conn->backend;
-    conn->up.write_req.data = &conn->up;
-    conn->down.conn = conn;
-    conn->down.src = &conn->backend;
-    conn->down.dst = &conn->client;
-    conn->down.write_req.data = &conn->down;
+    conn->up.pipe_fds[0] = conn->up.pipe_fds[1] = -1;
+    conn->down.pipe_fds[0] = conn->down.pipe_fds[1] = -1;
     conn->start_ms = uv_now(server->loop);
 
     uv_tcp_init(server->loop, &conn->client);

@@ -5,8 +5,11 @@
 #include "sniroute/proxy.h"
 
 #include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "sniroute/conn.h"
 #include "sniroute/log.h"
@@ -49,6 +52,40 @@ sr__pool_put(struct sr_server *server, void *buf)
     memcpy(buf, &pool->free_list, sizeof(void *));
     pool->free_list = buf;
     pool->n_free++;
+}
+
+int
+sr__pipe_get(struct sr_server *server, int fds[2])
+{
+    struct sr_pipe_pool *pipes = &server->pipes;
+
+    if (pipes->n_free > 0) {
+        pipes->n_free--;
+        fds[0] = pipes->fds[pipes->n_free][0];
+        fds[1] = pipes->fds[pipes->n_free][1];
+        return 0;
+    }
+    if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0) {
+        fds[0] = -1;
+        fds[1] = -1;
+        return -errno; /* libuv's codes are negated errno values on Unix */
+    }
+    return 0;
+}
+
+void
+sr__pipe_put(struct sr_server *server, const int fds[2])
+{
+    struct sr_pipe_pool *pipes = &server->pipes;
+
+    if (pipes->n_free >= SR_PIPE_KEEP_MAX) {
+        close(fds[0]);
+        close(fds[1]);
+        return;
+    }
+    pipes->fds[pipes->n_free][0] = fds[0];
+    pipes->fds[pipes->n_free][1] = fds[1];
+    pipes->n_free++;
 }
 
 static void
@@ -294,6 +331,11 @@ sr_server_fini(struct sr_server *server)
     assert(server->n_conns == 0);
     assert(server->pool.n_out == 0);
     pool_fini(&server->pool);
+    while (server->pipes.n_free > 0) {
+        server->pipes.n_free--;
+        close(server->pipes.fds[server->pipes.n_free][0]);
+        close(server->pipes.fds[server->pipes.n_free][1]);
+    }
     free(server->listeners);
     server->listeners = NULL;
 }

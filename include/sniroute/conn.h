@@ -23,17 +23,26 @@ enum sr_conn_state {
     SR_CONN_CLOSING,    /* handles closing; freed when the last close callback runs */
 };
 
-/* One direction of the relay: bytes read from <src> are written to <dst>. */
-struct sr_pipe {
-    struct sr_conn *conn;
-    uv_tcp_t *src;
-    uv_tcp_t *dst;
-    char *buf;           /* pool buffer, held only while a read or write is in flight */
-    uv_write_t write_req;
-    uv_shutdown_t shutdown_req;
-    uint64_t n_bytes;    /* written to dst */
-    bool is_eof;         /* src sent FIN */
-    bool is_shut;        /* dst's write side is shut down (FIN passed on) */
+/* One direction of the relay (relay.c): bytes read from <src_fd> are written to <dst_fd>
+ * through a kernel pipe (splice) or, when none can be had, a pool buffer. Either is held
+ * only while bytes are in flight. */
+enum sr_flow_wait {
+    SR_FLOW_WAIT_SRC, /* nothing in flight: wait for src to be readable */
+    SR_FLOW_WAIT_DST, /* bytes in flight: wait for dst to be writable (src is not read) */
+    SR_FLOW_DONE,     /* src sent FIN and it has been passed on */
+};
+
+struct sr_flow {
+    int src_fd;
+    int dst_fd;
+    int pipe_fds[2];  /* read end, write end; -1 when none */
+    char *buf;        /* the fallback: a pool buffer, NULL when none */
+    size_t buf_off;   /* buffer mode: bytes of buf already written */
+    size_t pending;   /* read from src, not yet written to dst */
+    uint64_t n_bytes; /* read from src (for the client side: the peeked bytes included) */
+    enum sr_flow_wait wait;
+    bool is_eof;  /* src sent FIN */
+    bool is_shut; /* dst's write side is shut down (FIN passed on) */
 };
 
 struct sr_conn {
@@ -68,8 +77,20 @@ struct sr_conn {
     uv_connect_t connect_req;
     int last_connect_error;
 
-    struct sr_pipe up;   /* client to backend */
-    struct sr_pipe down; /* backend to client */
+    /* One request of each kind is ever in flight: the peeked bytes to the backend, or a
+     * refusal's alert and FIN to the client. */
+    uv_write_t write_req;
+    uv_shutdown_t shutdown_req;
+
+    /* Relaying: poll handles on the two sockets, and what each is watched for. */
+    uv_poll_t client_poll;
+    uv_poll_t backend_poll;
+    int client_events;
+    int backend_events;
+    bool has_polls;
+
+    struct sr_flow up;   /* client to backend */
+    struct sr_flow down; /* backend to client */
 
     uint64_t start_ms;
     uint64_t last_active_ms;
@@ -87,5 +108,25 @@ sr_conn_accept(struct sr_listener *listener);
  * Idempotent. */
 void
 sr_conn_close(struct sr_conn *conn, const char *outcome);
+
+/* The same, ending the client or the backend side with an RST instead of a FIN: how a
+ * reset on one side is passed on to the other. */
+void
+sr__conn_close_ex(struct sr_conn *conn, const char *outcome, bool reset_client,
+                  bool reset_backend);
+
+/* Close callback for every handle of a connection: frees it after the last one. */
+void
+sr__conn_on_handle_close(uv_handle_t *handle);
+
+/* relay.c: start relaying once the peeked bytes are out (0 or a UV_E* code; on error the
+ * caller closes); close its handles (inside sr__conn_close_ex); give back its pipes and
+ * buffers (when the connection is freed). */
+int
+sr__relay_start(struct sr_conn *conn);
+void
+sr__relay_close(struct sr_conn *conn);
+void
+sr__relay_release(struct sr_conn *conn);
 
 #endif

@@ -40,6 +40,14 @@ struct sr_buf_pool {
 #define SR_RELAY_BUF_SIZE  16384
 #define SR_POOL_KEEP_MAX   256
 
+/* Kernel pipes for splicing, kept for reuse like buffers (each costs two descriptors). */
+#define SR_PIPE_KEEP_MAX 128
+
+struct sr_pipe_pool {
+    int fds[SR_PIPE_KEEP_MAX][2];
+    size_t n_free;
+};
+
 struct sr_server {
     uv_loop_t *loop;
     const struct sr_config *cfg;
@@ -54,6 +62,7 @@ struct sr_server {
     uint64_t n_accepted;
 
     struct sr_buf_pool pool;
+    struct sr_pipe_pool pipes;
     uv_timer_t drain_timer;
     bool is_draining;
     bool is_stopped; /* every handle of ours is closed or closing */
@@ -88,6 +97,13 @@ sr__pool_put(struct sr_server *server, void *buf);
  * SR_SOCKADDR_TEXT_MAX bytes is always enough. */
 void
 sr__format_sockaddr(const struct sockaddr *sa, char *out, size_t cap);
+
+/* An empty non-blocking pipe in <fds> (read end, write end): 0, or a UV_E* code when none
+ * can be had (descriptors exhausted). sr__pipe_put takes back an empty one. */
+int
+sr__pipe_get(struct sr_server *server, int fds[2]);
+void
+sr__pipe_put(struct sr_server *server, const int fds[2]);
 
 /* A connection joins the server's list at accept and leaves it just before it is freed. */
 void

@@ -1,0 +1,330 @@
+/* SPDX-License-Identifier: MIT */
+/* The relay: once the peeked bytes have reached the backend, move bytes both ways between
+ * the two sockets until both directions are done. Each direction splices through a kernel
+ * pipe (socket to pipe to socket: the bytes never enter user space) or, when no pipe can be
+ * had, reads into a pool buffer and writes it out. A pipe or buffer is held only while
+ * bytes are in flight, so an idle connection holds neither. libuv watches the sockets
+ * (uv_poll_t); the uv_tcp_t handles are left idle until close. */
+#include "sniroute/conn.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <uv.h>
+
+/* libuv's error codes are negated errno values on Unix (uv-errno.h). */
+#define SR_ERRNO(e) (-(e))
+
+/* A pipe holds 64 KiB by default: one splice moves at most that much. */
+#define SR_SPLICE_MAX (64 * 1024)
+/* Moves per direction per wakeup before yielding to other connections: a fast stream
+ * must not starve the loop (libuv caps its reads per wakeup for the same reason). */
+#define SR_FLOW_ROUNDS 8
+
+static void
+flow_release(struct sr_conn *conn, struct sr_flow *flow)
+{
+    if (flow->pipe_fds[0] >= 0) {
+        if (flow->pending == 0) {
+            sr__pipe_put(conn->server, flow->pipe_fds);
+        } else {
+            /* Bytes left in a pipe on a broken connection: the pipe cannot be reused. */
+            close(flow->pipe_fds[0]);
+            close(flow->pipe_fds[1]);
+        }
+        flow->pipe_fds[0] = -1;
+        flow->pipe_fds[1] = -1;
+    }
+    if (flow->buf != NULL) {
+        sr__pool_put(conn->server, flow->buf);
+        flow->buf = NULL;
+    }
+    flow->pending = 0;
+    flow->buf_off = 0;
+}
+
+void
+sr__relay_release(struct sr_conn *conn)
+{
+    flow_release(conn, &conn->up);
+    flow_release(conn, &conn->down);
+}
+
+/* Take a pipe, or failing that (descriptors exhausted) a buffer. */
+static int
+flow_acquire(struct sr_conn *conn, struct sr_flow *flow)
+{
+    if (flow->pipe_fds[0] >= 0 || flow->buf != NULL) {
+        return 0;
+    }
+    if (sr__pipe_get(conn->server, flow->pipe_fds) == 0) {
+        return 0;
+    }
+    flow->buf = sr__pool_get(conn->server);
+    return flow->buf != NULL ? 0 : UV_ENOMEM;
+}
+
+/* Move bytes from src into the pipe or buffer. Returns the count, 0 at EOF, or a negative
+ * UV_E* code (UV_EAGAIN: nothing to read now). */
+static ssize_t
+flow_fill(struct sr_flow *flow)
+{
+    ssize_t n;
+
+    do {
+        if (flow->pipe_fds[0] >= 0) {
+            n = splice(flow->src_fd, NULL, flow->pipe_fds[1], NULL, SR_SPLICE_MAX,
+                       SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+        } else {
+            n = read(flow->src_fd, flow->buf, SR_RELAY_BUF_SIZE);
+        }
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) {
+        return errno == EWOULDBLOCK ? UV_EAGAIN : SR_ERRNO(errno);
+    }
+    return n;
+}
+
+/* Move pending bytes from the pipe or buffer to dst. Returns the count or a negative UV_E*
+ * code (UV_EAGAIN: dst cannot take more now). */
+static ssize_t
+flow_flush(struct sr_flow *flow)
+{
+    ssize_t n;
+
+    do {
+        if (flow->pipe_fds[0] >= 0) {
+            n = splice(flow->pipe_fds[0], NULL, flow->dst_fd, NULL, flow->pending,
+                       SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+        } else {
+            /* send, not write: MSG_NOSIGNAL keeps a closed peer from raising SIGPIPE even if
+             * someone embeds us without ignoring it. */
+            n = send(flow->dst_fd, flow->buf + flow->buf_off, flow->pending, MSG_NOSIGNAL);
+        }
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) {
+        return errno == EWOULDBLOCK ? UV_EAGAIN : SR_ERRNO(errno);
+    }
+    return n;
+}
+
+static bool
+is_client_fd(const struct sr_conn *conn, int fd)
+{
+    return fd == conn->up.src_fd;
+}
+
+/* A socket failed: pass the reset on to the other side so neither end mistakes a broken
+ * stream for a complete one. */
+static void
+relay_fail(struct sr_conn *conn, int fd, int err)
+{
+    bool is_client = is_client_fd(conn, fd);
+
+    conn->detail = uv_err_name(err);
+    sr__conn_close_ex(conn, is_client ? "client_reset" : "backend_reset", !is_client, is_client);
+}
+
+/* Move as much as the sockets allow in one direction, then note what it waits for. */
+static void
+flow_pump(struct sr_conn *conn, struct sr_flow *flow)
+{
+    ssize_t n;
+    int round;
+
+    for (round = 0; round < SR_FLOW_ROUNDS; round++) {
+        if (flow->pending > 0) {
+            n = flow_flush(flow);
+            if (n == UV_EAGAIN) {
+                flow->wait = SR_FLOW_WAIT_DST; /* backpressure: src is not read meanwhile */
+                return;
+            }
+            if (n < 0) {
+                relay_fail(conn, flow->dst_fd, (int)n);
+                return;
+            }
+            flow->pending -= (size_t)n;
+            flow->buf_off += (size_t)n;
+            continue;
+        }
+        flow->buf_off = 0;
+        if (flow->is_eof) {
+            /* Half-close: pass the FIN on; the other direction keeps flowing. */
+            flow_release(conn, flow);
+            flow->wait = SR_FLOW_DONE;
+            if (shutdown(flow->dst_fd, SHUT_WR) != 0 && errno != ENOTCONN) {
+                relay_fail(conn, flow->dst_fd, SR_ERRNO(errno));
+                return;
+            }
+            flow->is_shut = true;
+            if (conn->up.is_shut && conn->down.is_shut) {
+                sr_conn_close(conn, "ok");
+            }
+            return;
+        }
+        if (flow_acquire(conn, flow) != 0) {
+            conn->detail = uv_err_name(UV_ENOMEM);
+            sr_conn_close(conn, "error");
+            return;
+        }
+        n = flow_fill(flow);
+        if (n == UV_EAGAIN) {
+            flow_release(conn, flow); /* empty: an idle direction holds no pipe or buffer */
+            flow->wait = SR_FLOW_WAIT_SRC;
+            return;
+        }
+        if (n < 0) {
+            relay_fail(conn, flow->src_fd, (int)n);
+            return;
+        }
+        if (n == 0) {
+            flow->is_eof = true;
+            continue;
+        }
+        flow->pending = (size_t)n;
+        flow->n_bytes += (uint64_t)n;
+        conn->last_active_ms = uv_now(conn->server->loop);
+    }
+    /* Out of rounds with work left: epoll is level-triggered, so the wakeup comes again. */
+    flow->wait = flow->pending > 0 ? SR_FLOW_WAIT_DST : SR_FLOW_WAIT_SRC;
+}
+
+static void on_relay_poll(uv_poll_t *handle, int status, int events);
+
+static int
+side_watch(uv_poll_t *poll, int *events, int want)
+{
+    int rc = 0;
+
+    if (want == *events) {
+        return 0;
+    }
+    rc = want != 0 ? uv_poll_start(poll, want, on_relay_poll) : uv_poll_stop(poll);
+    *events = want;
+    return rc;
+}
+
+/* Watch each socket for what its two directions wait for. */
+static void
+relay_watch(struct sr_conn *conn)
+{
+    int client = 0;
+    int backend = 0;
+    int rc;
+
+    if (conn->state == SR_CONN_CLOSING) {
+        return;
+    }
+    client |= conn->up.wait == SR_FLOW_WAIT_SRC ? UV_READABLE : 0;
+    client |= conn->down.wait == SR_FLOW_WAIT_DST ? UV_WRITABLE : 0;
+    backend |= conn->down.wait == SR_FLOW_WAIT_SRC ? UV_READABLE : 0;
+    backend |= conn->up.wait == SR_FLOW_WAIT_DST ? UV_WRITABLE : 0;
+    rc = side_watch(&conn->client_poll, &conn->client_events, client);
+    if (rc == 0) {
+        rc = side_watch(&conn->backend_poll, &conn->backend_events, backend);
+    }
+    if (rc != 0) {
+        conn->detail = uv_err_name(rc);
+        sr_conn_close(conn, "error");
+    }
+}
+
+static void
+on_relay_poll(uv_poll_t *handle, int status, int events)
+{
+    struct sr_conn *conn = handle->data;
+    bool is_client = handle == &conn->client_poll;
+    struct sr_flow *in = is_client ? &conn->up : &conn->down;  /* this socket is its src */
+    struct sr_flow *out = is_client ? &conn->down : &conn->up; /* this socket is its dst */
+
+    if (conn->state == SR_CONN_CLOSING) {
+        return;
+    }
+    if (status < 0) {
+        /* libuv reports POLLERR as UV_EBADF and stops the handle; the socket knows the
+         * real error (ECONNRESET, most often). */
+        int fd = in->src_fd;
+        int err = 0;
+        socklen_t len = sizeof(err);
+
+        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err != 0) {
+            status = SR_ERRNO(err);
+        }
+        relay_fail(conn, fd, status);
+        return;
+    }
+    if ((events & UV_WRITABLE) && out->wait == SR_FLOW_WAIT_DST) {
+        flow_pump(conn, out);
+    }
+    if ((events & UV_READABLE) && in->wait == SR_FLOW_WAIT_SRC && conn->state != SR_CONN_CLOSING) {
+        flow_pump(conn, in);
+    }
+    relay_watch(conn);
+}
+
+static void
+flow_init(struct sr_flow *flow, int src_fd, int dst_fd)
+{
+    flow->src_fd = src_fd;
+    flow->dst_fd = dst_fd;
+    flow->pipe_fds[0] = -1;
+    flow->pipe_fds[1] = -1;
+    flow->wait = SR_FLOW_WAIT_SRC;
+}
+
+int
+sr__relay_start(struct sr_conn *conn)
+{
+    uv_os_fd_t client_fd;
+    uv_os_fd_t backend_fd;
+    int rc;
+
+    rc = uv_fileno((uv_handle_t *)&conn->client, &client_fd);
+    if (rc == 0) {
+        rc = uv_fileno((uv_handle_t *)&conn->backend, &backend_fd);
+    }
+    if (rc != 0) {
+        return rc;
+    }
+    flow_init(&conn->up, client_fd, backend_fd);
+    flow_init(&conn->down, backend_fd, client_fd);
+
+    /* The tcp handles are idle from here on (no read, no write in flight), so libuv lets a
+     * poll handle watch the same descriptors. */
+    rc = uv_poll_init_socket(conn->server->loop, &conn->client_poll, client_fd);
+    if (rc != 0) {
+        return rc;
+    }
+    conn->client_poll.data = conn;
+    conn->n_pending++;
+    conn->has_polls = true;
+    rc = uv_poll_init_socket(conn->server->loop, &conn->backend_poll, backend_fd);
+    if (rc != 0) {
+        uv_close((uv_handle_t *)&conn->client_poll, sr__conn_on_handle_close);
+        conn->has_polls = false;
+        return rc;
+    }
+    conn->backend_poll.data = conn;
+    conn->n_pending++;
+
+    /* Bytes may already wait on either side: start by reading both. */
+    flow_pump(conn, &conn->up);
+    if (conn->state != SR_CONN_CLOSING) {
+        flow_pump(conn, &conn->down);
+    }
+    relay_watch(conn);
+    return 0;
+}
+
+void
+sr__relay_close(struct sr_conn *conn)
+{
+    if (conn->has_polls) {
+        conn->has_polls = false;
+        uv_close((uv_handle_t *)&conn->client_poll, sr__conn_on_handle_close);
+        uv_close((uv_handle_t *)&conn->backend_poll, sr__conn_on_handle_close);
+    }
+}
