@@ -637,13 +637,13 @@ run_streams(void)
     printf(",\"connections\":%" PRIu64 ",\"ready_at_go\":%zu,\"open_s\":%.3f,"
            "\"bytes_per_conn\":%" PRIu64 ",\"up_sent\":%" PRIu64 ",\"up_verified\":%" PRIu64
            ",\"down_verified\":%" PRIu64 ",\"up_gbps\":%.3f,\"down_gbps\":%.3f,"
-           "\"lost\":%" PRIu64 ",\"reordered\":%" PRIu64 ",\"mixed\":%" PRIu64
+           "\"up_sent_gbps\":%.3f,\"lost\":%" PRIu64 ",\"reordered\":%" PRIu64 ",\"mixed\":%" PRIu64
            ",\"corrupt\":%" PRIu64 ",\"no_trailer\":%" PRIu64 "}\n",
            n_conns, ready_at_go, (double)open_ns / 1e9, mode == M_INTEGRITY ? stream_bytes : 0,
            tot.up_sent, tot.up_verified, tot.down_verified,
            (double)tot.up_verified * 8 / elapsed / 1e9,
-           (double)tot.down_verified * 8 / elapsed / 1e9, tot.lost, tot.reordered, tot.mixed,
-           tot.corrupt, tot.no_trailer);
+           (double)tot.down_verified * 8 / elapsed / 1e9, (double)tot.up_sent * 8 / elapsed / 1e9,
+           tot.lost, tot.reordered, tot.mixed, tot.corrupt, tot.no_trailer);
     return 0;
 }
 

@@ -1,0 +1,708 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+"""End-to-end benchmark: sniroute beside a direct connection, the ceiling relay
+(bench/relay.c) and the SNI routers Debian ships (HAProxy, nginx stream + ssl_preread,
+sniproxy), with the same routes and one worker each (plus HAProxy and nginx on all cores).
+
+One command: `sudo bench/run.py` (root: it installs missing peers with apt-get and runs the
+measurements in a private network namespace, `unshare -n`, where fixed loopback ports and
+the namespace's own sysctls cannot disturb anything else). It builds a Release sniroute and
+the bench programs into bench-build/, then measures connection rate (two hello sizes),
+bulk throughput, idle memory per connection, an 8,000-connection integrity run and route
+table scale. Every figure is also given as a ratio to direct client->backend measured in
+the same run. Writes bench/results/results.md, results.json and *.png (gnuplot).
+
+Bounded: every child has a timeout, every loop a fixed count, only PIDs started here are
+stopped. Not a test: nothing here asserts a speed.
+"""
+import argparse
+import json
+import os
+import resource
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BUILD = os.path.join(REPO, "bench-build")
+RESULTS = os.path.join(REPO, "bench", "results")
+WORK = os.path.join(BUILD, "run")
+FIXTURES = os.path.join(REPO, "test", "fixtures", "hello")
+HELLOS = [("curl.bin", "curl.example"), ("hand-pq.bin", "pq.example")]
+BACKEND = "127.0.0.1:9000"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+NGINX_STREAM = "/usr/lib/nginx/modules/ngx_stream_module.so"
+
+# name, port, kind; "direct" has no proxy. Order is the table's order.
+TARGETS = [
+    ("direct", 9000, "direct"),
+    ("ceiling relay", 8447, "relay"),
+    ("sniroute", 8443, "sniroute"),
+    ("haproxy", 8444, "haproxy"),
+    ("nginx", 8445, "nginx"),
+    ("sniproxy", 8446, "sniproxy"),
+    ("haproxy 2 threads", 8448, "haproxy2"),
+    ("nginx 2 workers", 8449, "nginx2"),
+]
+
+started = []  # Popen objects we started; the only processes we ever stop
+
+
+def log(msg):
+    print("[bench %s] %s" % (time.strftime("%H:%M:%S"), msg), file=sys.stderr, flush=True)
+
+
+def sh(cmd, timeout=600, **kw):
+    return subprocess.run(cmd, check=True, timeout=timeout, **kw)
+
+
+# --- setup (outside the namespace) --------------------------------------------------------
+
+def install_peers():
+    want = []
+    if shutil.which("haproxy") is None:
+        want.append("haproxy")
+    if shutil.which("nginx") is None or not os.path.exists(NGINX_STREAM):
+        want += ["nginx", "libnginx-mod-stream"]
+    if shutil.which("sniproxy") is None:
+        want.append("sniproxy")
+    if shutil.which("gnuplot") is None:
+        want.append("gnuplot-nox")
+    if not want:
+        return
+    log("installing %s" % " ".join(want))
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    sh(["apt-get", "update", "-qq"], env=env)
+    sh(["apt-get", "install", "-y", "-qq"] + want, env=env)
+
+
+def build():
+    log("building Release into %s" % BUILD)
+    sh(["cmake", "-S", REPO, "-B", BUILD, "-DCMAKE_BUILD_TYPE=Release"], stdout=subprocess.DEVNULL)
+    sh(["cmake", "--build", BUILD, "-j2", "--target", "sniroute", "bench_loadgen",
+        "bench_backend", "bench_relay", "bench_route"], stdout=subprocess.DEVNULL)
+
+
+# --- processes -------------------------------------------------------------------------------
+
+def raise_nofile():
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
+
+
+def start(cmd, name, stdout=subprocess.DEVNULL, stderr=None):
+    errf = stderr or open(os.path.join(WORK, name + ".stderr"), "wb")
+    p = subprocess.Popen(cmd, stdout=stdout, stderr=errf, stdin=subprocess.DEVNULL)
+    started.append(p)
+    return p
+
+
+def stop(p, timeout=10):
+    if p.poll() is None:
+        p.send_signal(signal.SIGTERM)
+        try:
+            p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()  # our own child, by its PID
+            p.wait(5)
+    if p in started:
+        started.remove(p)
+
+
+def stop_all():
+    for p in list(started):
+        stop(p)
+
+
+def wait_port(port, timeout=15.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+def proc_tree(pid):
+    """<pid> and its descendants (nginx workers, sniproxy's binder)."""
+    children = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % d) as f:
+                s = f.read()
+        except OSError:
+            continue
+        ppid = int(s[s.rindex(")") + 2:].split()[1])
+        children.setdefault(ppid, []).append(int(d))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo += children.get(p, [])
+    return out
+
+
+def cpu_s(pid):
+    """utime + stime of the process tree, seconds (all threads included)."""
+    total = 0
+    for p in proc_tree(pid):
+        try:
+            with open("/proc/%d/stat" % p) as f:
+                s = f.read()
+        except OSError:
+            continue
+        fields = s[s.rindex(")") + 2:].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / CLK_TCK
+
+
+def rss_kib(pid):
+    total = 0
+    for p in proc_tree(pid):
+        try:
+            with open("/proc/%d/status" % p) as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+        except OSError:
+            pass
+    return total
+
+
+# --- configs -----------------------------------------------------------------------------
+
+def conf_sniroute(port, names, path):
+    with open(path, "w") as f:
+        f.write("[sniroute]\naccess_log = off\nidle_timeout = 1h\nhello_timeout = 30s\n\n")
+        f.write("[listener bench]\nlisten = 127.0.0.1:%d\nroutes = main\n\n[routes main]\n" % port)
+        for n in names:
+            f.write("%s = %s\n" % (n, BACKEND))
+
+
+def start_proxy(kind, port, name):
+    names = [h[1] for h in HELLOS]
+    d = os.path.join(WORK, kind)
+    os.makedirs(d, exist_ok=True)
+    if kind == "relay":
+        return start([os.path.join(BUILD, "bench_relay"), "127.0.0.1:%d" % port, BACKEND], name)
+    if kind == "sniroute":
+        cfg = os.path.join(d, "sniroute.ini")
+        conf_sniroute(port, names, cfg)
+        return start([os.path.join(BUILD, "sniroute"), "-c", cfg], name)
+    if kind in ("haproxy", "haproxy2"):
+        cfg = os.path.join(d, "haproxy.cfg")
+        with open(cfg, "w") as f:
+            f.write("global\n    nbthread %d\n    maxconn 9500\n\n" % (2 if kind == "haproxy2" else 1))
+            f.write("defaults\n    mode tcp\n    maxconn 9500\n    timeout connect 5s\n"
+                    "    timeout client 1h\n    timeout server 1h\n\n")
+            f.write("frontend fe\n    bind 127.0.0.1:%d\n    tcp-request inspect-delay 5s\n"
+                    "    tcp-request content accept if { req_ssl_hello_type 1 }\n"
+                    "    use_backend be if { req_ssl_sni -i %s }\n\n" % (port, " ".join(names)))
+            f.write("backend be\n    server s1 %s\n" % BACKEND)
+        return start(["haproxy", "-f", cfg, "-db"], name)
+    if kind in ("nginx", "nginx2"):
+        cfg = os.path.join(d, "nginx.conf")
+        with open(cfg, "w") as f:
+            f.write("load_module %s;\ndaemon off;\nmaster_process on;\n" % NGINX_STREAM)
+            f.write("worker_processes %d;\nworker_rlimit_nofile 20000;\n" % (2 if kind == "nginx2" else 1))
+            f.write("pid %s/nginx.pid;\nerror_log %s/error.log error;\n" % (d, d))
+            f.write("events { worker_connections 19000; }\n")
+            f.write("stream {\n    upstream be { server %s; }\n" % BACKEND)
+            f.write("    map $ssl_preread_server_name $up {\n")
+            for n in names:
+                f.write("        %s be;\n" % n)
+            f.write("    }\n    server {\n        listen 127.0.0.1:%d;\n        ssl_preread on;\n"
+                    "        proxy_pass $up;\n        proxy_half_close on;\n    }\n}\n" % port)
+        return start(["nginx", "-p", d, "-c", cfg, "-e", os.path.join(d, "error.log")], name)
+    if kind == "sniproxy":
+        cfg = os.path.join(d, "sniproxy.conf")
+        with open(cfg, "w") as f:
+            f.write("user nobody\npidfile %s/sniproxy.pid\n" % d)
+            f.write("error_log {\n    filename %s/error.log\n    priority error\n}\n" % d)
+            f.write("listener 127.0.0.1:%d {\n    protocol tls\n    table bench\n}\n" % port)
+            f.write("table bench {\n")
+            for n in names:
+                f.write("    ^%s$ %s\n" % (n.replace(".", "\\\\."), BACKEND))
+            f.write("}\n")
+        os.chmod(d, 0o777)
+        return start(["sniproxy", "-f", "-c", cfg], name)
+    raise ValueError(kind)
+
+
+# --- measurements --------------------------------------------------------------------------
+
+def loadgen(args, timeout):
+    cmd = [os.path.join(BUILD, "bench_loadgen")] + args
+    r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout,
+                       text=True)
+    lines = [l for l in r.stdout.splitlines() if l.startswith("{")]
+    if r.returncode != 0 or not lines:
+        raise RuntimeError("loadgen failed: %s: %s" % (" ".join(cmd), r.stderr.strip()))
+    return json.loads(lines[-1])
+
+
+def measured(target, pid, args, timeout):
+    """Run loadgen against <target>, with the proxy's CPU time over the run."""
+    c0 = cpu_s(pid) if pid else 0.0
+    res = loadgen(args, timeout)
+    res["proxy_cpu_s"] = (cpu_s(pid) - c0) if pid else None
+    res["target"] = target
+    return res
+
+
+def run_idle(target, port, pid, n):
+    """Open <n> connections, hold them, sample the proxy's RSS before and at 'ready'."""
+    fix = os.path.join(FIXTURES, HELLOS[0][0])
+    rss0 = rss_kib(pid)
+    p = subprocess.Popen([os.path.join(BUILD, "bench_loadgen"), "idle", "-a", "127.0.0.1:%d" % port,
+                          "-f", fix, "-n", str(n), "-H", "3", "-T", "60", "-L", target],
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    started.append(p)
+    try:
+        ready = json.loads(p.stdout.readline() or "{}")
+        time.sleep(0.5)
+        rss1 = rss_kib(pid)
+        out, _ = p.communicate(timeout=70)
+    finally:
+        stop(p)
+    final = json.loads([l for l in out.splitlines() if l.startswith("{")][-1])
+    n_ok = final.get("ready", 0)
+    final.update({"target": target, "rss0_kib": rss0, "rss1_kib": rss1,
+                  "open_s": ready.get("open_s"),
+                  "bytes_per_conn": (rss1 - rss0) * 1024.0 / n_ok if n_ok else None})
+    return final
+
+
+def med(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+def route_scale(sizes, port, raw):
+    """Config load time and RSS of the daemon for N names, then a short rate run through it."""
+    out = []
+    fix = os.path.join(FIXTURES, HELLOS[0][0])
+    for n in sizes:
+        cfg = os.path.join(WORK, "routes-%d.ini" % n)
+        names = ["curl.example"] + ["host-%d.bench-routes.example" % i for i in range(n - 1)]
+        conf_sniroute(port, names, cfg)
+        name_bytes = sum(len(x) for x in names)
+        t0 = time.monotonic()
+        p = start([os.path.join(BUILD, "sniroute"), "-c", cfg], "sniroute-routes",
+                  stderr=subprocess.PIPE)
+        line = p.stderr.readline().decode(errors="replace")  # "listening on ..." once loaded
+        load_s = time.monotonic() - t0
+        ok = "listening" in line
+        rss = rss_kib(p.pid)
+        res = None
+        if ok:
+            res = measured("sniroute %d names" % n, p.pid,
+                           ["rate", "-a", "127.0.0.1:%d" % port, "-f", fix, "-c", "50", "-t", "3",
+                            "-L", "routes-%d" % n], 30)
+            raw.append(res)
+        stop(p)
+        os.unlink(cfg)
+        out.append({"names": n, "load_s": load_s if ok else None, "rss_kib": rss,
+                    "name_bytes": name_bytes, "conn_per_s": res["conn_per_s"] if res else None,
+                    "started": ok})
+        log("routes %d: load %.2f s, RSS %d KiB" % (n, load_s, rss))
+    return out
+
+
+def inside(opts):
+    os.makedirs(WORK, exist_ok=True)
+    os.makedirs(RESULTS, exist_ok=True)
+    sh(["ip", "link", "set", "lo", "up"])
+    # The namespace's own sysctls: enough ephemeral ports, and reuse of TIME_WAIT ports for
+    # outgoing connections (several hundred thousand short connections per run).
+    for key, val in (("net/ipv4/ip_local_port_range", "1024 65000"),
+                     ("net/ipv4/tcp_tw_reuse", "1"),
+                     ("net/core/somaxconn", "8192")):
+        try:
+            with open("/proc/sys/" + key, "w") as f:
+                f.write(val)
+        except OSError as e:
+            log("cannot set %s: %s" % (key, e))
+    hard = raise_nofile()
+    n_big = max(100, min(opts.conns, (hard - 200) // 2))
+
+    targets = [t for t in TARGETS if not opts.only or t[0] in opts.only.split(",")
+               or t[2] in opts.only.split(",")]
+    if not any(t[2] == "direct" for t in targets):
+        targets.insert(0, TARGETS[0])
+    raw = []
+    summary = {"started": time.strftime("%Y-%m-%d %H:%M:%S %z"), "machine": machine(),
+               "command": " ".join(["bench/run.py"] + sys.argv[1:]).replace(" --inside", ""),
+               "conns": n_big, "nofile_hard": hard}
+
+    backend = start([os.path.join(BUILD, "bench_backend"), "-l", BACKEND]
+                    + sum([["-f", os.path.join(FIXTURES, h[0])] for h in HELLOS], []),
+                    "backend", stdout=subprocess.PIPE)
+    if not wait_port(9000):
+        raise RuntimeError("backend did not start")
+    procs = {}
+    for name, port, kind in targets:
+        if kind == "direct":
+            continue
+        procs[name] = start_proxy(kind, port, name)
+        if not wait_port(port):
+            raise RuntimeError("%s did not start (see %s)" % (name, WORK))
+    log("started: %s" % ", ".join(t[0] for t in targets))
+
+    def pid_of(name):
+        return procs[name].pid if name in procs else None
+
+    # 1. Idle memory first, on fresh processes (freed memory from earlier runs would hide growth).
+    idle = {}
+    for name, port, kind in targets:
+        if kind in ("direct", "haproxy2", "nginx2"):
+            continue
+        idle[name] = run_idle(name, port, pid_of(name), n_big)
+        raw.append(idle[name])
+        log("idle %s: %s B/conn, ready %s, dropped %s" % (
+            name, "%.0f" % idle[name]["bytes_per_conn"] if idle[name]["bytes_per_conn"] else "?",
+            idle[name]["ready"], idle[name]["dropped"]))
+
+    # 2. Connection rate, interleaved so every repetition has its own direct figure.
+    rate = {}
+    for rep in range(opts.reps):
+        for fix, _ in HELLOS:
+            for name, port, kind in targets:
+                r = measured(name, pid_of(name),
+                             ["rate", "-a", "127.0.0.1:%d" % port, "-f", os.path.join(FIXTURES, fix),
+                              "-c", str(opts.concurrency), "-t", str(opts.seconds), "-L", name],
+                             opts.seconds + 30)
+                r["rep"] = rep
+                raw.append(r)
+                rate.setdefault((name, fix), []).append(r)
+        log("rate repetition %d/%d done" % (rep + 1, opts.reps))
+
+    # 3. Bulk, both ways, verified; ends with a half-close whose tail must arrive.
+    bulk = {}
+    for rep in range(opts.bulk_reps):
+        for name, port, kind in targets:
+            r = measured(name, pid_of(name),
+                         ["bulk", "-a", "127.0.0.1:%d" % port, "-f", os.path.join(FIXTURES, HELLOS[0][0]),
+                          "-n", str(opts.streams), "-t", str(opts.seconds), "-T", "60", "-L", name],
+                         opts.seconds + 90)
+            r["rep"] = rep
+            raw.append(r)
+            bulk.setdefault(name, []).append(r)
+        log("bulk repetition %d/%d done" % (rep + 1, opts.bulk_reps))
+
+    # 4. Integrity at n_big concurrent connections through sniroute (and direct, as a check
+    #    of the harness itself).
+    integ = {}
+    for name, port, kind in targets:
+        if kind not in ("direct", "sniroute") and not opts.integrity_all:
+            continue
+        if kind in ("haproxy2", "nginx2"):
+            continue
+        r = measured(name, pid_of(name),
+                     ["integrity", "-a", "127.0.0.1:%d" % port, "-f", os.path.join(FIXTURES, HELLOS[0][0]),
+                      "-n", str(n_big), "-b", str(opts.integrity_bytes), "-T", "120", "-L", name], 200)
+        raw.append(r)
+        integ[name] = r
+        log("integrity %s: %d/%d complete, lost %d reordered %d mixed %d corrupt %d" % (
+            name, r["completed"] - r["resets"], r["connections"], r["lost"], r["reordered"],
+            r["mixed"], r["corrupt"]))
+
+    for p in list(procs.values()):
+        stop(p)
+    backend.send_signal(signal.SIGTERM)
+    bout, _ = backend.communicate(timeout=10)
+    started.remove(backend)
+    summary["backend"] = json.loads(bout.decode().strip().splitlines()[-1])
+
+    # 5. Route-table scale through the daemon, and the table-only microbenchmark.
+    routes = []
+    if not opts.no_routes:
+        backend = start([os.path.join(BUILD, "bench_backend"), "-l", BACKEND]
+                        + ["-f", os.path.join(FIXTURES, HELLOS[0][0])], "backend2")
+        wait_port(9000)
+        routes = route_scale([2, 1000, 100000, 1000000], 8450, raw)
+        stop(backend)
+        log("bench_route")
+        summary["bench_route"] = subprocess.run([os.path.join(BUILD, "bench_route")],
+                                                stdout=subprocess.PIPE, text=True,
+                                                timeout=300).stdout
+    summary["finished"] = time.strftime("%Y-%m-%d %H:%M:%S %z")
+    summary["load_after"] = open("/proc/loadavg").read().strip()
+    report(summary, targets, idle, rate, bulk, integ, routes, raw, opts)
+
+
+# --- report --------------------------------------------------------------------------------
+
+def machine():
+    model = "?"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    with open("/proc/meminfo") as f:
+        mem = f.readline().split()[1]
+    return {"nproc": os.cpu_count(), "kernel": os.uname().release, "cpu": model,
+            "mem_gib": round(int(mem) / 1048576, 1),
+            "load_before": open("/proc/loadavg").read().strip(),
+            "haproxy": first_line(["haproxy", "-v"]), "nginx": first_line(["nginx", "-v"]),
+            "sniproxy": first_line(["sniproxy", "-V"]),
+            "sniroute_commit": first_line(["git", "-C", REPO, "rev-parse", "--short", "HEAD"])}
+
+
+def first_line(cmd):
+    try:
+        r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=10)
+        return r.stdout.strip().splitlines()[0]
+    except (OSError, IndexError, subprocess.SubprocessError):
+        return "?"
+
+
+def fmt(x, spec="%.0f", none="–"):
+    return none if x is None else spec % x
+
+
+def ratio(x, base):
+    return None if x is None or not base else x / base
+
+
+def report(summary, targets, idle, rate, bulk, integ, routes, raw, opts):
+    names = [t[0] for t in targets]
+    rows = {}
+    for name in names:
+        row = {}
+        for fix, _ in HELLOS:
+            runs = rate.get((name, fix), [])
+            row["cps_" + fix] = med([r["conn_per_s"] for r in runs])
+            row["p50_" + fix] = med([r["lat_us"]["p50"] for r in runs])
+            row["p99_" + fix] = med([r["lat_us"]["p99"] for r in runs])
+            row["max_" + fix] = med([r["lat_us"]["max"] for r in runs])
+            row["cpu_us_" + fix] = med([r["proxy_cpu_s"] * 1e6 / r["completed"]
+                                        for r in runs if r["proxy_cpu_s"] is not None and r["completed"]])
+            row["err_" + fix] = sum(r["connect_errors"] + r["reply_errors"] + r["resets"] for r in runs)
+        b = bulk.get(name, [])
+        row["up_gbps"] = med([r["up_gbps"] for r in b])
+        row["bulk_gbps"] = med([r["up_gbps"] + r["down_gbps"] for r in b])
+        # Upstream bytes are verified by the backend and reported in its trailer; a proxy that
+        # drops the tail at half-close loses the trailer, so show what was sent, marked.
+        row["up_unverified"] = bool(b) and not row["up_gbps"]
+        if row["up_unverified"]:
+            row["up_gbps"] = med([r["up_sent_gbps"] for r in b])
+            row["bulk_gbps"] = med([r["up_sent_gbps"] + r["down_gbps"] for r in b])
+        row["down_gbps"] = med([r["down_gbps"] for r in b])
+        moved = [(r, (r["up_sent"] if row["up_unverified"] else r["up_verified"]) + r["down_verified"])
+                 for r in b]
+        row["cpu_ns_kib"] = med([r["proxy_cpu_s"] * 1e9 / (n / 1024) for r, n in moved
+                                 if r["proxy_cpu_s"] is not None and n])
+        row["bulk_bad"] = sum(r["lost"] + r["reordered"] + r["mixed"] + r["corrupt"] + r["no_trailer"]
+                              for r in b)
+        row["bulk_lost"] = sum(r["lost"] for r in b)
+        i = idle.get(name)
+        row["idle_b"] = i["bytes_per_conn"] if i else None
+        row["idle_ok"] = ("%d/%d" % (i["ready"], i["connections"])) if i else "–"
+        rows[name] = row
+    d = rows["direct"]
+    summary["rows"] = rows
+
+    md = []
+    m = summary["machine"]
+    md.append("# sniroute benchmark results\n")
+    md.append("Generated by `bench/run.py` on %s (finished %s). Raw runs: `results.json`.\n"
+              % (summary["started"], summary["finished"]))
+    md.append("Machine: %s CPUs (`nproc`), %s, kernel %s, %s GiB RAM. Load average before: %s; after: %s "
+              "(other work shares this machine, see Caveats). Peers: %s; %s; %s. sniroute at %s (Release build).\n"
+              % (m["nproc"], m["cpu"], m["kernel"], m["mem_gib"], m["load_before"], summary["load_after"],
+                 m["haproxy"], m["nginx"], m["sniproxy"], m["sniroute_commit"]))
+    md.append("Command: `%s` (as root; the measurements run inside `unshare -n`).\n" % summary["command"])
+    md.append("Setup: loopback only; load generator, proxy and backend share the CPUs. Same two routes "
+              "(curl.example, pq.example → one backend) in every proxy; one worker each unless the name "
+              "says otherwise; access logs off. Medians of %d runs × %g s (rate, %d concurrent clients), "
+              "%d runs × %g s (bulk, %d streams each way). Every ratio is to `direct` "
+              "(load generator → backend, no proxy) measured in the same harness run, interleaved.\n"
+              % (opts.reps, opts.seconds, opts.concurrency, opts.bulk_reps, opts.seconds, opts.streams))
+
+    md.append("## Connection rate\n")
+    md.append("Each connection: connect, send a ClientHello (curl's 517 B, or a 1,856 B post-quantum-sized "
+              "one), read the backend's 64-byte reply, FIN, wait for EOF. Latency is connect → reply; "
+              "*added* is the median minus direct's. CPU is the proxy's utime+stime over the run "
+              "(`/proc/PID/stat`, all its processes and threads) per completed connection.\n")
+    md.append("| target | conn/s 517 B | × direct | conn/s 1.9 KB | × direct | × ceiling (517 B) | added p50 µs | "
+              "added p99 µs | max µs | CPU µs/conn 517 B | CPU µs/conn 1.9 KB | errors |")
+    md.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    c0, c1 = HELLOS[0][0], HELLOS[1][0]
+    ceil = rows.get("ceiling relay", {}).get("cps_" + c0)
+    for name in names:
+        r = rows[name]
+        md.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %d |" % (
+            name, fmt(r["cps_" + c0]), fmt(ratio(r["cps_" + c0], d["cps_" + c0]), "%.2f"),
+            fmt(r["cps_" + c1]), fmt(ratio(r["cps_" + c1], d["cps_" + c1]), "%.2f"),
+            fmt(ratio(r["cps_" + c0], ceil), "%.2f"),
+            fmt(None if name == "direct" else r["p50_" + c0] - d["p50_" + c0], "%+.0f"),
+            fmt(None if name == "direct" else r["p99_" + c0] - d["p99_" + c0], "%+.0f"),
+            fmt(r["max_" + c0]), fmt(r["cpu_us_" + c0], "%.1f"), fmt(r["cpu_us_" + c1], "%.1f"),
+            r["err_" + c0] + r["err_" + c1]))
+    md.append("")
+
+    md.append("## Bulk\n")
+    md.append("%d streams, each moving a self-describing pattern both ways at once for %g s; every byte is "
+              "checked at the far end (backend for upstream, load generator for downstream). Each stream "
+              "ends with a client half-close: the backend reports what it received in a trailer, so bytes "
+              "lost at half-close show up as `lost`. CPU per KiB counts bytes in both directions.\n"
+              % (opts.streams, opts.seconds))
+    md.append("| target | up Gbit/s | down Gbit/s | total Gbit/s | × direct | CPU ns/KiB | × HAProxy CPU/KiB | "
+              "lost / reordered / mixed / corrupt |")
+    md.append("|---|---:|---:|---:|---:|---:|---:|---|")
+    hcpu = rows.get("haproxy", {}).get("cpu_ns_kib")
+    for name in names:
+        r = rows[name]
+        b = bulk.get(name, [])
+        md.append("| %s | %s | %s | %s | %s | %s | %s | %s |" % (
+            name, fmt(r["up_gbps"], "%.2f") + (" (sent, unverified)" if r["up_unverified"] else ""),
+            fmt(r["down_gbps"], "%.2f"), fmt(r["bulk_gbps"], "%.2f"),
+            fmt(ratio(r["bulk_gbps"], d["bulk_gbps"]), "%.2f"), fmt(r["cpu_ns_kib"], "%.0f"),
+            fmt(ratio(r["cpu_ns_kib"], hcpu), "%.2f"),
+            " / ".join(str(sum(x[k] for x in b)) for k in ("lost", "reordered", "mixed", "corrupt"))))
+    md.append("")
+
+    md.append("## Idle memory\n")
+    md.append("%d connections opened (hello sent, reply read) and held; the proxy's RSS (`VmRSS`, whole "
+              "process tree) sampled before and while they are held, on a freshly started proxy. Kernel "
+              "socket memory is not included (it is the same for every proxy).\n" % summary["conns"])
+    md.append("| target | held | RSS before KiB | RSS held KiB | bytes/conn |")
+    md.append("|---|---:|---:|---:|---:|")
+    for name in names:
+        i = idle.get(name)
+        if i:
+            md.append("| %s | %s | %d | %d | %s |" % (name, rows[name]["idle_ok"], i["rss0_kib"],
+                                                   i["rss1_kib"], fmt(i["bytes_per_conn"])))
+    md.append("")
+
+    md.append("## Load with integrity\n")
+    md.append("%d connections opened first, then all of them move %d bytes each way at once; every 16-byte "
+              "block carries its connection id and index, so bytes from another connection (`mixed`), out "
+              "of place (`reordered`), damaged (`corrupt`) or missing (`lost`, including at the closing "
+              "half-close) are told apart.\n" % (summary["conns"], opts.integrity_bytes))
+    md.append("| target | connections | completed | bytes verified | lost | reordered | mixed | corrupt | "
+              "errors | seconds |")
+    md.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for name in names:
+        r = integ.get(name)
+        if r:
+            md.append("| %s | %d | %d | %d | %d | %d | %d | %d | %d | %.2f |" % (
+                name, r["connections"], r["completed"] - r["resets"], r["up_verified"] + r["down_verified"],
+                r["lost"], r["reordered"], r["mixed"], r["corrupt"],
+                r["connect_errors"] + r["reply_errors"] + r["resets"] + r["no_trailer"], r["elapsed_s"]))
+    md.append("")
+
+    if routes:
+        md.append("## Route-table scale\n")
+        md.append("sniroute started on a config of N exact names (`host-I.bench-routes.example`, plus the "
+                  "benchmark's name); load time is spawn → the `listening` line; RSS right after; then a 3 s "
+                  "rate run (517 B hello, 50 clients) through it.\n")
+        md.append("| names | load s | RSS MiB | RSS beyond 2-name config, bytes/name | of which name text | "
+                  "conn/s through it |")
+        md.append("|---:|---:|---:|---:|---:|---:|")
+        base = routes[0]
+        for r in routes:
+            per = None
+            if r["names"] > base["names"]:
+                per = (r["rss_kib"] - base["rss_kib"]) * 1024.0 / (r["names"] - base["names"])
+            md.append("| %d | %s | %.1f | %s | %s | %s |" % (
+                r["names"], fmt(r["load_s"], "%.3f"), r["rss_kib"] / 1024.0, fmt(per),
+                fmt(r["name_bytes"] / r["names"], "%.0f"), fmt(r["conn_per_s"])))
+        md.append("\nTable alone (`bench_route`, the existing microbenchmark):\n")
+        md.append("```\n%s```\n" % summary.get("bench_route", ""))
+    md.append("## Reload\n")
+    md.append("n/a (no reload yet; issue 5).\n")
+    md.append("## Caveats\n")
+    md.append("- Two CPUs shared by load generator, proxy and backend, and with other work on this machine "
+              "(see the load averages above): absolute figures move from run to run; the ratios to `direct` "
+              "taken in the same run are the figures to compare.\n"
+              "- CPU time comes from `/proc/PID/stat` in clock ticks (%d Hz).\n"
+              "- Connection rate is kernel-bound on loopback: connect, accept, FIN and TIME_WAIT dominate.\n"
+              % CLK_TCK)
+    md.append("Charts: `rate.png` (connection rate × direct), `bulk.png` (Gbit/s), `idle.png` (bytes per "
+              "idle connection).\n")
+
+    with open(os.path.join(RESULTS, "results.md"), "w") as f:
+        f.write("\n".join(md))
+    with open(os.path.join(RESULTS, "results.json"), "w") as f:
+        json.dump({"summary": summary, "idle": idle, "integrity": integ, "routes": routes, "runs": raw},
+                  f, indent=1, default=str)
+    charts(names, rows, idle)
+    log("wrote %s" % os.path.join(RESULTS, "results.md"))
+
+
+def charts(names, rows, idle):
+    if shutil.which("gnuplot") is None:
+        log("gnuplot missing: no charts")
+        return
+    d = rows["direct"]
+    c0, c1 = HELLOS[0][0], HELLOS[1][0]
+    dat = os.path.join(WORK, "chart.dat")
+    with open(dat, "w") as f:
+        for name in names:
+            r = rows[name]
+            f.write('"%s" %s %s %s %s %s\n' % (
+                name.replace(" ", "\\n"), fmt(ratio(r["cps_" + c0], d["cps_" + c0]), "%.3f", "0"),
+                fmt(ratio(r["cps_" + c1], d["cps_" + c1]), "%.3f", "0"),
+                fmt(r["up_gbps"], "%.3f", "0"), fmt(r["down_gbps"], "%.3f", "0"),
+                fmt(idle[name]["bytes_per_conn"] if name in idle else None, "%.0f", "0")))
+    common = ("set terminal pngcairo size 1000,480 font ',10'\nset style data histograms\n"
+              "set style histogram clustered gap 1\nset style fill solid 0.8 border -1\n"
+              "set grid ytics\nset key top right\nset yrange [0:*]\nset xtics noenhanced\n")
+    script = common + (
+        "set output '%s/rate.png'\nset title 'Connection rate, ratio to direct (same run)'\n"
+        "plot '%s' using 2:xtic(1) title '517 B hello', '' using 3 title '1.9 KB hello'\n"
+        "set output '%s/bulk.png'\nset title 'Bulk throughput, Gbit/s each way (verified)'\n"
+        "plot '%s' using 4:xtic(1) title 'up', '' using 5 title 'down'\n"
+        "set output '%s/idle.png'\nset title 'Proxy RSS per idle connection, bytes'\nset logscale y\n"
+        "set yrange [10:*]\nplot '%s' using 6:xtic(1) title 'bytes per connection'\n") % (
+        RESULTS, dat, RESULTS, dat, RESULTS, dat)
+    subprocess.run(["gnuplot"], input=script, text=True, timeout=60, check=False)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--reps", type=int, default=5, help="rate repetitions (5)")
+    ap.add_argument("--bulk-reps", type=int, default=3, help="bulk repetitions (3)")
+    ap.add_argument("--seconds", type=float, default=5, help="seconds per rate/bulk run (5)")
+    ap.add_argument("--concurrency", type=int, default=50, help="rate: concurrent clients (50)")
+    ap.add_argument("--streams", type=int, default=4, help="bulk: streams (4)")
+    ap.add_argument("--conns", type=int, default=8000, help="idle and integrity connections (8000)")
+    ap.add_argument("--integrity-bytes", type=int, default=65536, help="bytes each way per connection")
+    ap.add_argument("--integrity-all", action="store_true", help="integrity through every peer too")
+    ap.add_argument("--only", help="comma-separated targets (direct is always added)")
+    ap.add_argument("--no-routes", action="store_true", help="skip the route-table scale runs")
+    ap.add_argument("--no-install", action="store_true", help="do not apt-get the peers")
+    ap.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
+    opts = ap.parse_args()
+    if opts.inside:
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
+        try:
+            inside(opts)
+        finally:
+            stop_all()
+        return
+    if os.geteuid() != 0:
+        sys.exit("bench/run.py: run as root (apt-get for the peers, unshare -n for the network)")
+    if not opts.no_install:
+        install_peers()
+    build()
+    os.makedirs(WORK, exist_ok=True)
+    cmd = ["unshare", "-n", sys.executable, os.path.abspath(__file__), "--inside"] + sys.argv[1:]
+    sys.exit(subprocess.run(cmd, timeout=3600).returncode)
+
+
+if __name__ == "__main__":
+    main()
