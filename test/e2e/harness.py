@@ -65,14 +65,22 @@ class Proc:
 
     registry = []
 
-    def __init__(self, argv, name, env=None, cwd=None):
+    def __init__(self, argv, name, env=None, cwd=None, preexec=None):
+        """<preexec>, if given, runs in the child before exec, after the parent-death
+        signal is set (to lower a resource limit, say)."""
         self.name = name
         self.argv = argv
         self.lines = {"stdout": [], "stderr": []}
         self.cond = threading.Condition()
+
+        def child():
+            _die_with_parent()
+            if preexec is not None:
+                preexec()
+
         self.p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE, env=env, cwd=cwd,
-                                  preexec_fn=_die_with_parent)
+                                  preexec_fn=child)
         Proc.registry.append(self)
         self.threads = []
         for stream in ("stdout", "stderr"):
@@ -700,3 +708,239 @@ def parse_log_line(line):
 
 
 TS_RX = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
+
+
+# ---------------------------------------------------------------------------------------
+# A sniroute daemon on its own (without run_e2e.py's context object), and what the fault
+# and abuse suite measures about it: memory, CPU time, descriptors.
+
+
+LISTEN_RX = re.compile(r"listening on (\[[^\]]+\]|[0-9.]+):(\d+) \(listener ([^)\s]+)\)")
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
+
+
+def sniroute_config(settings, listeners, routes):
+    """INI text: <settings> [(key, value)] for [sniroute]; <listeners> [(name, [listen],
+    routes, no_sni)]; <routes> [(name, [(key, value)])]."""
+    out = ["; written by the sniroute test harness", "[sniroute]"]
+    out += ["%s = %s" % kv for kv in settings]
+    for name, listens, rname, no_sni in listeners:
+        out += ["", "[listener %s]" % name]
+        out += ["listen = %s" % a for a in listens]
+        out += ["routes = %s" % rname, "no_sni = %s" % no_sni]
+    for rname, entries in routes:
+        out += ["", "[routes %s]" % rname]
+        out += ["%s = %s" % kv for kv in entries]
+    return "\n".join(out) + "\n"
+
+
+class Sniroute:
+    """sniroute -c CONFIG in the foreground, config written to <tmp>/<name>.ini; waits for
+    <n_sockets> "listening on" lines. The access log is read from stdout. <preexec> runs
+    in the child before exec (see nofile_limit)."""
+
+    def __init__(self, binary, tmp, name, config_text, n_sockets=1, preexec=None):
+        self.name = name
+        self.path = os.path.join(tmp, name + ".ini")
+        self.stopped_status = None
+        with open(self.path, "w") as f:
+            f.write(config_text)
+        self.proc = Proc([binary, "-c", self.path], "sniroute(" + name + ")", preexec=preexec)
+        self.addrs = {}
+        idx = 0
+        for _ in range(n_sockets):
+            i, m = self.proc.wait_line("stderr", LISTEN_RX.pattern, 15, idx)
+            idx = i + 1
+            self.addrs.setdefault(m.group(3), []).append((m.group(1).strip("[]"),
+                                                          int(m.group(2))))
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def port(self, listener="https"):
+        for host, port in self.addrs.get(listener, []):
+            if ":" not in host:
+                return port
+        raise Fail("%s: no IPv4 socket for listener %s in %s" % (self.name, listener,
+                                                                 self.addrs))
+
+    def alive(self):
+        return self.proc.alive()
+
+    def mark(self):
+        with self.proc.cond:
+            return len(self.proc.lines["stdout"])
+
+    def logs(self, start=0):
+        with self.proc.cond:
+            lines = list(self.proc.lines["stdout"][start:])
+        return [parse_log_line(x) for x in lines if "outcome=" in x]
+
+    def wait_log(self, pred, desc, start=0, timeout=8):
+        """The first access-log line after <start> for which pred(entry) holds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for e in self.logs(start):
+                if pred(e):
+                    return e
+            if time.monotonic() > deadline:
+                seen = [e["_raw"] for e in self.logs(start)][-6:]
+                raise Fail("%s: no access-log line for %s within %ss; lines since: %s"
+                           % (self.name, desc, timeout, seen or "(none)"))
+            time.sleep(0.05)
+
+    def wait_log_port(self, client_port, desc, start=0, timeout=8):
+        return self.wait_log(lambda e: e.get("client", "").endswith(":%d" % client_port),
+                             "%s (client port %d)" % (desc, client_port), start, timeout)
+
+    def wait_log_count(self, n, start=0, timeout=20):
+        """Wait until at least <n> access-log lines follow <start>; returns them (fewer
+        if <timeout> passes first: the caller decides whether that is a failure)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            got = self.logs(start)
+            if len(got) >= n or time.monotonic() > deadline:
+                return got
+            time.sleep(0.1)
+
+    def rss_kib(self):
+        return rss_kib(self.pid)
+
+    def cpu_seconds(self):
+        return cpu_seconds(self.pid)
+
+    def n_fds(self):
+        return n_fds(self.pid)
+
+    def sanitizer_report(self):
+        """The first sanitizer report on stderr (a line and what follows), or None."""
+        err = self.proc.text("stderr")
+        for pat in SANITIZER_MARKS:
+            if pat in err:
+                i = err.index(pat)
+                return err[i:i + 400]
+        return None
+
+    def stop(self):
+        if self.stopped_status is None:
+            self.stopped_status = self.proc.stop(signal.SIGTERM, timeout=15)
+        return self.stopped_status
+
+
+def cpu_seconds(pid):
+    """User plus system CPU time of <pid> so far, in seconds (fields 14 and 15 of
+    /proc/PID/stat, counted after the parenthesised command name)."""
+    with open("/proc/%d/stat" % pid) as f:
+        rest = f.read().rsplit(")", 1)[1].split()
+    return (int(rest[11]) + int(rest[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def n_fds(pid):
+    try:
+        return len(os.listdir("/proc/%d/fd" % pid))
+    except OSError:
+        return None
+
+
+def fd_kinds(pid):
+    """Counts of <pid>'s open descriptors by kind: "socket", "pipe", "anon_inode", "file"."""
+    out = {}
+    try:
+        names = os.listdir("/proc/%d/fd" % pid)
+    except OSError:
+        return out
+    for n in names:
+        try:
+            target = os.readlink("/proc/%d/fd/%s" % (pid, n))
+        except OSError:
+            continue
+        kind = target.split(":", 1)[0] if ":[" in target else "file"
+        out[kind] = out.get(kind, 0) + 1
+    return out
+
+
+def raise_nofile():
+    """Raise this process's soft RLIMIT_NOFILE to its hard limit; returns the new soft."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def nofile_limit(n):
+    """A preexec for Proc/Sniroute: the child runs with RLIMIT_NOFILE <n> (soft and hard),
+    or with the hard limit if <n> is None."""
+    def f():
+        import resource
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        want = hard if n is None else min(n, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, want if n is not None else hard))
+    return f
+
+
+def binary_has_asan(path):
+    """True if <path> was linked with AddressSanitizer (its runtime symbols are in the
+    file: clang links the runtime statically). ASan's quarantine keeps freed memory for a
+    while, so RSS after churn says little about leaks there."""
+    try:
+        with open(path, "rb") as f:
+            return b"__asan_init" in f.read()
+    except OSError:
+        return False
+
+
+class BlackHole:
+    """A loopback port whose connects neither succeed nor fail: a listener with backlog 0
+    that never accepts, its accept queue filled by our own connections, so the kernel
+    drops further SYNs (a full accept queue drops, SYN cookies or not) and a connect only
+    ever times out. Loopback only, no privileges. Raises Skip if the kernel answers
+    anyway."""
+
+    def __init__(self, max_fillers=16):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(0)
+        self.port = self.sock.getsockname()[1]
+        self.fillers = []
+        for _ in range(max_fillers):
+            if self.probe(0.3) == "pending":
+                return
+        self.close()
+        raise Skip("could not fill a backlog-0 accept queue with %d connections; the "
+                   "kernel keeps completing handshakes" % max_fillers)
+
+    def probe(self, wait):
+        """One more non-blocking connect, kept open: "connected", "refused" or
+        "pending" (still no answer after <wait> seconds)."""
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.setblocking(False)
+        self.fillers.append(s)
+        s.connect_ex(("127.0.0.1", self.port))
+        _, w, _ = select.select([], [s], [], wait)
+        if not w:
+            return "pending"
+        err = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        return "connected" if err == 0 else "refused"
+
+    def close(self):
+        for s in self.fillers:
+            s.close()
+        self.fillers = []
+        self.sock.close()
+
+
+def peer_closed(s):
+    """Without blocking: "eof" or "reset" if the peer has closed <s>, "data" if bytes are
+    waiting, None if it is still open and quiet."""
+    r, _, _ = select.select([s], [], [], 0)
+    if not r:
+        return None
+    try:
+        b = s.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+    except BlockingIOError:
+        return None
+    except ConnectionResetError:
+        return "reset"
+    return "eof" if b == b"" else "data"
