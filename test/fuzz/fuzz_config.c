@@ -133,6 +133,7 @@ check_lookup(const struct sr_config *a, const struct sr_config *b, size_t r, con
 static void
 check_same(const struct sr_config *a, const struct sr_config *b, bool is_valid)
 {
+    struct sr_route_hit hit;
     size_t i;
     size_t j;
 
@@ -177,6 +178,9 @@ check_same(const struct sr_config *a, const struct sr_config *b, bool is_valid)
             continue; /* values of a failed load may be UINT32_MAX (a bad upstream) */
         }
         CHECK(sr_route_count(a->routes[i].table) >= 1);
+        if (sr_route_lookup_default(a->routes[i].table, &hit) != SR_ROUTE_MISS) {
+            CHECK(hit.kind == SR_ROUTE_DEFAULT && hit.value < a->n_upstreams);
+        }
         check_lookup(a, b, i, "example.com");
         check_lookup(a, b, i, "www.example.com");
         check_lookup(a, b, i, "default");
