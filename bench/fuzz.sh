@@ -12,12 +12,13 @@ cd "$(dirname "$0")/.."
 secs=${1:-300}
 [ $# -gt 0 ] && shift
 targets=${*:-fuzz_hello fuzz_config}
-build=build-fuzz
+build="build-fuzz"
 
 if [ ! -f "$build/CMakeCache.txt" ]; then
     CC=clang cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Debug -DSNIROUTE_SANITIZE=ON \
         -DSNIROUTE_FUZZ=ON >/dev/null
 fi
+# shellcheck disable=SC2086 # one word per target
 cmake --build "$build" -j"$(nproc)" --target $targets >/dev/null
 
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1
