@@ -9,6 +9,7 @@
 #include <assert.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include <uv.h>
 
@@ -191,7 +192,7 @@ on_linger_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
     (void)suggested;
     /* The peek buffer holds nothing we need any more: discard into it. */
     buf->base = (char *)conn->peek;
-    buf->len = conn->server->cfg->max_hello_size;
+    buf->len = conn->peek_cap;
 }
 
 static void
@@ -249,19 +250,49 @@ conn_refuse(struct sr_conn *conn, uint8_t alert, const char *outcome)
 
 /* --- Peeking the ClientHello ------------------------------------------------------------ */
 
+/* The pending error of <tcp>'s socket as a UV_E* code, or <otherwise> if there is none. */
+static int
+socket_error(uv_tcp_t *tcp, int otherwise)
+{
+    uv_os_fd_t fd;
+    socklen_t len = sizeof(int);
+    int err = 0;
+
+    if (uv_fileno((uv_handle_t *)tcp, &fd) != 0 ||
+        getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err == 0) {
+        return otherwise;
+    }
+    return -err; /* libuv's codes are negated errno values on Unix */
+}
+
 static void
 on_hello_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
 {
     struct sr_conn *conn = handle->data;
-    size_t cap = conn->server->cfg->max_hello_size;
+    size_t max = conn->server->cfg->max_hello_size;
+    size_t want = conn->parse_at > conn->peek_len ? conn->parse_at : conn->peek_len + 1;
+    size_t cap;
+    uint8_t *peek;
 
     (void)suggested;
-    /* Taken at the first byte, not at accept: a connection that sends nothing holds none. */
-    if (conn->peek == NULL) {
-        conn->peek = malloc(cap);
+    /* Taken at the first byte, not at accept, and small at first: most hellos fit in
+     * SR_PEEK_INITIAL, and one byte from a client must not cost max_hello_size. It grows
+     * to what the parser says the hello needs; no view into it is held between reads. */
+    if (conn->peek_cap < want) {
+        cap = conn->peek_cap == 0 ? SR_PEEK_INITIAL : conn->peek_cap * 2;
+        cap = cap < want ? want : cap;
+        cap = cap > max ? max : cap;
+        peek = realloc(conn->peek, cap);
+        if (peek == NULL) {
+            buf->base = NULL;
+            buf->len = 0; /* read_cb gets UV_ENOBUFS */
+            return;
+        }
+        conn->peek = peek;
+        conn->peek_cap = cap;
     }
     buf->base = (char *)conn->peek + conn->peek_len;
-    buf->len = conn->peek != NULL ? cap - conn->peek_len : 0; /* 0: read_cb gets UV_ENOBUFS */
+    buf->len = conn->peek_cap - conn->peek_len;
 }
 
 static void
@@ -315,9 +346,16 @@ on_hello_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     if (nread == 0) {
         return;
     }
+    if (nread == UV_EOF) {
+        /* libuv reports a hangup after a short read as EOF without reading on; the socket
+         * still holds the error if it was in fact a reset. */
+        nread = socket_error(&conn->client, UV_EOF);
+    }
     if (nread < 0) {
         conn->detail = uv_err_name((int)nread);
-        sr_conn_close(conn, nread == UV_EOF ? "incomplete" : "client_reset");
+        sr_conn_close(conn, nread == UV_EOF       ? "incomplete"
+                            : nread == UV_ENOBUFS ? "error"
+                                                  : "client_reset");
         return;
     }
     conn->peek_len += (size_t)nread;
@@ -479,6 +517,7 @@ on_peek_written(uv_write_t *req, int status)
 
     free(conn->peek);
     conn->peek = NULL;
+    conn->peek_cap = 0;
     if (status == UV_ECANCELED || conn->state == SR_CONN_CLOSING) {
         return;
     }

@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "sniroute/conn.h"
@@ -78,7 +79,7 @@ sr__pipe_put(struct sr_server *server, const int fds[2])
 {
     struct sr_pipe_pool *pipes = &server->pipes;
 
-    if (pipes->n_free >= SR_PIPE_KEEP_MAX) {
+    if (pipes->n_free >= pipes->keep_max) {
         close(fds[0]);
         close(fds[1]);
         return;
@@ -86,6 +87,17 @@ sr__pipe_put(struct sr_server *server, const int fds[2])
     pipes->fds[pipes->n_free][0] = fds[0];
     pipes->fds[pipes->n_free][1] = fds[1];
     pipes->n_free++;
+}
+
+static size_t
+pipe_keep_max(void)
+{
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY) {
+        return SR_PIPE_KEEP_MAX;
+    }
+    return rl.rlim_cur / 64 < SR_PIPE_KEEP_MAX ? (size_t)(rl.rlim_cur / 64) : SR_PIPE_KEEP_MAX;
 }
 
 static void
@@ -259,6 +271,7 @@ sr_server_start(struct sr_server *server, uv_loop_t *loop, const struct sr_confi
     server->access_log = access_log;
     uv_timer_init(loop, &server->drain_timer);
     server->drain_timer.data = server;
+    server->pipes.keep_max = pipe_keep_max();
 
     for (i = 0; i < cfg->n_listeners; i++) {
         n += cfg->listeners[i].n_listen;

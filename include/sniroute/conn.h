@@ -14,6 +14,10 @@
 #include "sniroute/proxy.h"
 #include "sniroute/route.h"
 
+/* The peek buffer's first size: today's largest common hellos (Chrome's, with a
+ * post-quantum key share) are about 2 KB. */
+#define SR_PEEK_INITIAL 4096
+
 enum sr_conn_state {
     SR_CONN_HELLO,      /* reading the ClientHello into the peek buffer */
     SR_CONN_REFUSING,   /* writing a TLS alert before closing */
@@ -63,6 +67,7 @@ struct sr_conn {
      * write to the backend, then freed. */
     uint8_t *peek;
     size_t peek_len;
+    size_t peek_cap; /* grows from SR_PEEK_INITIAL up to max_hello_size */
     size_t parse_at; /* parse again once peek_len reaches this */
 
     char sni[SR_NAME_MAX + 1]; /* normalized; "" when the hello had none */

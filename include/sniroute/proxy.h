@@ -40,12 +40,15 @@ struct sr_buf_pool {
 #define SR_RELAY_BUF_SIZE  16384
 #define SR_POOL_KEEP_MAX   256
 
-/* Kernel pipes for splicing, kept for reuse like buffers (each costs two descriptors). */
+/* Kernel pipes for splicing, kept for reuse like buffers. Each costs two descriptors, so
+ * the pool keeps at most one pipe per 64 descriptors of RLIMIT_NOFILE (and never more than
+ * SR_PIPE_KEEP_MAX): under a tight limit, descriptors go to clients first. */
 #define SR_PIPE_KEEP_MAX 128
 
 struct sr_pipe_pool {
     int fds[SR_PIPE_KEEP_MAX][2];
     size_t n_free;
+    size_t keep_max;
 };
 
 struct sr_server {
