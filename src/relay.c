@@ -244,23 +244,29 @@ on_relay_poll(uv_poll_t *handle, int status, int events)
         return;
     }
     if (status < 0) {
-        /* libuv reports POLLERR as UV_EBADF and stops the handle; the socket knows the
-         * real error (ECONNRESET, most often). */
-        int fd = in->src_fd;
-        int err = 0;
-        socklen_t len = sizeof(err);
-
-        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err != 0) {
-            status = SR_ERRNO(err);
-        }
-        relay_fail(conn, fd, status);
-        return;
+        /* libuv reports POLLERR as UV_EBADF and stops the handle. Bytes that arrived before
+         * the error (a reset, most often) are still readable: let the pumps forward them
+         * and meet the error through their own reads and writes. */
+        *(is_client ? &conn->client_events : &conn->backend_events) = 0;
+        events = UV_READABLE | UV_WRITABLE;
     }
     if ((events & UV_WRITABLE) && out->wait == SR_FLOW_WAIT_DST) {
         flow_pump(conn, out);
     }
     if ((events & UV_READABLE) && in->wait == SR_FLOW_WAIT_SRC && conn->state != SR_CONN_CLOSING) {
         flow_pump(conn, in);
+    }
+    if (status < 0 && conn->state != SR_CONN_CLOSING) {
+        /* The pumps did not meet the error (this socket is not being read or written just
+         * now): take it from the socket itself rather than wait for the next byte. */
+        int fd = in->src_fd;
+        int err = 0;
+        socklen_t len = sizeof(err);
+
+        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err != 0) {
+            relay_fail(conn, fd, SR_ERRNO(err));
+            return;
+        }
     }
     relay_watch(conn);
 }
