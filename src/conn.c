@@ -37,6 +37,7 @@ conn_release(struct sr_conn *conn)
     }
     sr__relay_release(conn);
     free(conn->peek);
+    sr_generation_unref(conn->gen);
     sr__server_conn_gone(conn->server, conn);
     free(conn);
 }
@@ -84,7 +85,7 @@ conn_log(struct sr_conn *conn)
     }
     memset(&rec, 0, sizeof(rec));
     rec.time_ms = tv.tv_sec * 1000 + tv.tv_usec / 1000;
-    rec.listener = conn->listener->cfg->name;
+    rec.listener = conn->lcfg->name;
     rec.client = conn->client_text;
     rec.sni = conn->sni;
     rec.route = route_name(conn->route);
@@ -147,7 +148,7 @@ static void
 on_timer(uv_timer_t *timer)
 {
     struct sr_conn *conn = timer->data;
-    uint64_t idle_ms = conn->server->cfg->idle_timeout_ms;
+    uint64_t idle_ms = conn->gen->cfg.idle_timeout_ms;
     uint64_t quiet_ms;
 
     switch (conn->state) {
@@ -269,7 +270,7 @@ static void
 on_hello_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
 {
     struct sr_conn *conn = handle->data;
-    size_t max = conn->server->cfg->max_hello_size;
+    size_t max = conn->gen->cfg.max_hello_size;
     size_t want = conn->parse_at > conn->peek_len ? conn->parse_at : conn->peek_len + 1;
     size_t cap;
     uint8_t *peek;
@@ -298,8 +299,7 @@ on_hello_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
 static void
 conn_route(struct sr_conn *conn, const struct sr_hello_result *res)
 {
-    const struct sr_listener *listener = conn->listener;
-    const struct sr_config *cfg = conn->server->cfg;
+    const struct sr_config *cfg = &conn->gen->cfg;
     struct sr_route_hit hit;
     size_t len;
 
@@ -312,12 +312,12 @@ conn_route(struct sr_conn *conn, const struct sr_hello_result *res)
             conn_refuse(conn, SR_TLS_ALERT_DECODE_ERROR, "malformed");
             return;
         }
-        sr_route_lookup(listener->routes->table, conn->sni, len, &hit);
-    } else if (listener->cfg->no_sni == SR_NO_SNI_REJECT) {
+        sr_route_lookup(conn->routes->table, conn->sni, len, &hit);
+    } else if (conn->lcfg->no_sni == SR_NO_SNI_REJECT) {
         conn_refuse(conn, SR_TLS_ALERT_HANDSHAKE_FAILURE, "no_sni");
         return;
     } else {
-        sr_route_lookup_default(listener->routes->table, &hit);
+        sr_route_lookup_default(conn->routes->table, &hit);
     }
     conn->route = hit.kind;
     if (hit.kind == SR_ROUTE_MISS) {
@@ -338,7 +338,7 @@ static void
 on_hello_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 {
     struct sr_conn *conn = stream->data;
-    size_t cap = conn->server->cfg->max_hello_size;
+    size_t cap = conn->gen->cfg.max_hello_size;
     struct sr_hello_scratch scratch;
     struct sr_hello_result res;
 
@@ -541,7 +541,7 @@ relay_start(struct sr_conn *conn)
 
     conn->state = SR_CONN_RELAYING;
     conn->last_active_ms = uv_now(conn->server->loop);
-    uv_timer_start(&conn->timer, on_timer, conn->server->cfg->idle_timeout_ms, 0);
+    uv_timer_start(&conn->timer, on_timer, conn->gen->cfg.idle_timeout_ms, 0);
     uv_tcp_nodelay(&conn->backend, 1);
 
     /* The peeked bytes go first, unmodified; the relay starts once they are out. */
@@ -581,7 +581,9 @@ sr_conn_accept(struct sr_listener *listener)
         return UV_ENOMEM;
     }
     conn->server = server;
-    conn->listener = listener;
+    conn->gen = sr_generation_ref(server->gen);
+    conn->lcfg = listener->cfg;
+    conn->routes = &conn->gen->cfg.routes[listener->cfg->routes];
     conn->state = SR_CONN_HELLO;
     conn->up.pipe_fds[0] = conn->up.pipe_fds[1] = -1;
     conn->down.pipe_fds[0] = conn->down.pipe_fds[1] = -1;
@@ -604,7 +606,7 @@ sr_conn_accept(struct sr_listener *listener)
      * request without this. */
     uv_tcp_nodelay(&conn->client, 1);
     format_peer(&conn->client, conn->client_text, sizeof(conn->client_text));
-    uv_timer_start(&conn->timer, on_timer, server->cfg->hello_timeout_ms, 0);
+    uv_timer_start(&conn->timer, on_timer, conn->gen->cfg.hello_timeout_ms, 0);
     rc = uv_read_start((uv_stream_t *)&conn->client, on_hello_alloc, on_hello_read);
     if (rc != 0) {
         conn->detail = uv_err_name(rc);

@@ -27,8 +27,9 @@ usage(FILE *out)
             "       sniroute -h | -V          help, version\n"
             "\n"
             "sniroute routes TLS connections by the server name in the ClientHello, without\n"
-            "decrypting anything. SIGTERM or SIGINT stop accepting and let open connections\n"
-            "finish (up to drain_timeout); a second one closes them at once.\n",
+            "decrypting anything. SIGHUP reloads the config (an invalid one is logged and\n"
+            "ignored). SIGTERM or SIGINT stop accepting and let open connections finish (up to\n"
+            "drain_timeout); a second one closes them at once.\n",
             SR_DEFAULT_CONFIG);
 }
 
@@ -66,63 +67,139 @@ open_access_log(const char *spec, FILE **out)
     return 0;
 }
 
+/* What the running daemon needs in its signal callbacks. */
+struct daemon {
+    const char *path;
+    struct sr_server server;
+    FILE *access_log;
+    uv_signal_t sigterm;
+    uv_signal_t sigint;
+    uv_signal_t sighup;
+};
+
+static void
+close_access_log(FILE *log)
+{
+    if (log != NULL && log != stdout && log != stderr) {
+        fclose(log);
+    }
+}
+
+static void
+on_reload_error(void *ctx, const char *msg)
+{
+    (void)ctx;
+    sr_log_notice("reload: %s", msg);
+}
+
+/* SIGHUP: read the config again. A config with problems is logged and changes nothing;
+ * a valid one takes effect for new connections at once. The access log is reopened either
+ * way, so "mv access.log access.log.1 && kill -HUP" rotates it. */
+static void
+reload(struct daemon *d)
+{
+    struct sr_generation *next;
+    FILE *log = NULL;
+    size_t n_errors = 0;
+    int rc;
+
+    next = sr_generation_load(d->path, on_reload_error, NULL, &n_errors);
+    if (next == NULL) {
+        d->server.n_reloads_failed++;
+        sr_log_notice("reload failed: %zu problem(s) in %s; still running generation %llu",
+                      n_errors, d->path, (unsigned long long)d->server.gen->id);
+        return;
+    }
+    if (open_access_log(next->cfg.access_log, &log) != 0) {
+        d->server.n_reloads_failed++;
+        sr_generation_unref(next);
+        sr_log_notice("reload failed; still running generation %llu",
+                      (unsigned long long)d->server.gen->id);
+        return;
+    }
+    rc = sr_server_reload(&d->server, next);
+    if (rc != 0) {
+        close_access_log(log);
+        sr_log_notice("reload failed: %s; still running generation %llu", uv_strerror(rc),
+                      (unsigned long long)d->server.gen->id);
+        return;
+    }
+    if (d->access_log != NULL) {
+        fflush(d->access_log);
+    }
+    close_access_log(d->access_log);
+    d->access_log = log;
+    d->server.access_log = log;
+    sr_log_notice("reloaded %s: generation %llu", d->path, (unsigned long long)d->server.gen->id);
+}
+
 static void
 on_signal(uv_signal_t *handle, int signum)
 {
-    struct sr_server *server = handle->data;
+    struct daemon *d = handle->data;
+    const char *name = signum == SIGTERM ? "SIGTERM" : signum == SIGINT ? "SIGINT" : "SIGHUP";
 
-    if (!server->is_draining) {
-        sr_log_notice("%s: no longer accepting; draining",
-                      signum == SIGTERM ? "SIGTERM" : "SIGINT");
-    } else {
-        sr_log_notice("%s again: closing every connection now",
-                      signum == SIGTERM ? "SIGTERM" : "SIGINT");
+    if (signum == SIGHUP) {
+        reload(d);
+        return;
     }
-    sr_server_drain(server);
+    if (!d->server.is_draining) {
+        sr_log_notice("%s: no longer accepting; draining", name);
+    } else {
+        sr_log_notice("%s again: closing every connection now", name);
+    }
+    sr_server_drain(&d->server);
+}
+
+static void
+signal_watch(uv_loop_t *loop, uv_signal_t *handle, int signum, struct daemon *d)
+{
+    uv_signal_init(loop, handle);
+    handle->data = d;
+    uv_signal_start(handle, on_signal, signum);
+    /* Signal handles do not keep the loop alive: uv_run returns once the server has closed
+     * all of its handles, after a drain. */
+    uv_unref((uv_handle_t *)handle);
 }
 
 static int
-run(const struct sr_config *cfg)
+run(const char *path, struct sr_generation *gen)
 {
-    struct sr_server server;
-    uv_signal_t sigterm;
-    uv_signal_t sigint;
-    FILE *access_log = NULL;
+    struct daemon d;
     uv_loop_t loop;
     int status = 0;
     int rc;
 
-    if (open_access_log(cfg->access_log, &access_log) != 0) {
+    memset(&d, 0, sizeof(d));
+    d.path = path;
+    if (open_access_log(gen->cfg.access_log, &d.access_log) != 0) {
+        sr_generation_unref(gen);
         return 1;
     }
     rc = uv_loop_init(&loop);
     if (rc != 0) {
         sr_log_notice("uv_loop_init: %s", uv_strerror(rc));
-        goto out_log;
+        sr_generation_unref(gen);
+        close_access_log(d.access_log);
+        return 1;
     }
-    /* Signal handles do not keep the loop alive: uv_run returns once the server has
-     * closed all of its handles, after a drain. */
-    uv_signal_init(&loop, &sigterm);
-    uv_signal_init(&loop, &sigint);
-    sigterm.data = &server;
-    sigint.data = &server;
-    uv_signal_start(&sigterm, on_signal, SIGTERM);
-    uv_signal_start(&sigint, on_signal, SIGINT);
-    uv_unref((uv_handle_t *)&sigterm);
-    uv_unref((uv_handle_t *)&sigint);
+    signal_watch(&loop, &d.sigterm, SIGTERM, &d);
+    signal_watch(&loop, &d.sigint, SIGINT, &d);
+    signal_watch(&loop, &d.sighup, SIGHUP, &d);
 
-    rc = sr_server_start(&server, &loop, cfg, access_log);
+    rc = sr_server_start(&d.server, &loop, gen, d.access_log);
     if (rc != 0) {
         status = 1;
     }
     uv_run(&loop, UV_RUN_DEFAULT);
     if (status == 0) {
-        sr_log_notice("stopped after %llu connection(s)", (unsigned long long)server.n_accepted);
+        sr_log_notice("stopped after %llu connection(s)", (unsigned long long)d.server.n_accepted);
     }
-    sr_server_fini(&server);
+    sr_server_fini(&d.server);
 
-    uv_close((uv_handle_t *)&sigterm, NULL);
-    uv_close((uv_handle_t *)&sigint, NULL);
+    uv_close((uv_handle_t *)&d.sigterm, NULL);
+    uv_close((uv_handle_t *)&d.sigint, NULL);
+    uv_close((uv_handle_t *)&d.sighup, NULL);
     uv_run(&loop, UV_RUN_DEFAULT);
     rc = uv_loop_close(&loop);
     if (rc != 0) {
@@ -130,10 +207,7 @@ run(const struct sr_config *cfg)
         sr_log_notice("uv_loop_close: %s", uv_strerror(rc));
         status = 1;
     }
-out_log:
-    if (access_log != NULL && access_log != stdout && access_log != stderr) {
-        fclose(access_log);
-    }
+    close_access_log(d.access_log);
     return status;
 }
 
@@ -142,9 +216,9 @@ main(int argc, char **argv)
 {
     const char *path = SR_DEFAULT_CONFIG;
     struct error_count errors = {0};
-    struct sr_config cfg;
+    struct sr_generation *gen;
+    size_t n_errors = 0;
     int is_check = 0;
-    int status;
     int i;
 
     if (argc >= 2 && strcmp(argv[1], "peek") == 0) {
@@ -175,19 +249,16 @@ main(int argc, char **argv)
     /* A closed peer must give EPIPE on write, not kill the process. */
     signal(SIGPIPE, SIG_IGN);
 
-    sr_config_load(&cfg, path, on_config_error, &errors);
-    if (errors.n > 0) {
-        fprintf(stderr, "%s: %zu problem(s); %s\n", path, errors.n,
+    gen = sr_generation_load(path, on_config_error, &errors, &n_errors);
+    if (gen == NULL) {
+        fprintf(stderr, "%s: %zu problem(s); %s\n", path, n_errors,
                 is_check ? "not valid" : "not starting");
-        sr_config_fini(&cfg);
         return 1;
     }
     if (is_check) {
         printf("%s: ok\n", path);
-        sr_config_fini(&cfg);
+        sr_generation_unref(gen);
         return 0;
     }
-    status = run(&cfg);
-    sr_config_fini(&cfg);
-    return status;
+    return run(path, gen);
 }

@@ -19,6 +19,44 @@
  * at net.core.somaxconn anyway. */
 #define SR_LISTEN_BACKLOG 4096
 
+struct sr_generation *
+sr_generation_load(const char *path, sr_config_error_fn on_error, void *ctx, size_t *n_errors)
+{
+    struct sr_generation *gen = calloc(1, sizeof(*gen));
+
+    if (gen == NULL) {
+        *n_errors = 1;
+        on_error(ctx, "out of memory loading the config");
+        return NULL;
+    }
+    *n_errors = sr_config_load(&gen->cfg, path, on_error, ctx);
+    if (*n_errors > 0) {
+        sr_config_fini(&gen->cfg);
+        free(gen);
+        return NULL;
+    }
+    gen->id = 1;
+    gen->n_refs = 1;
+    return gen;
+}
+
+struct sr_generation *
+sr_generation_ref(struct sr_generation *gen)
+{
+    gen->n_refs++;
+    return gen;
+}
+
+void
+sr_generation_unref(struct sr_generation *gen)
+{
+    if (gen == NULL || --gen->n_refs > 0) {
+        return;
+    }
+    sr_config_fini(&gen->cfg);
+    free(gen);
+}
+
 void *
 sr__pool_get(struct sr_server *server)
 {
@@ -201,19 +239,45 @@ on_listener_close(uv_handle_t *handle)
     struct sr_listener *listener = handle->data;
     struct sr_server *server = listener->server;
 
+    free(listener);
     server->n_listeners_open--;
     server_check_stopped(server);
 }
 
-static int
-listener_bind(struct sr_listener *listener, const struct sr_addr *addr)
+/* Take <listener> out of the server's list and close its socket. */
+static void
+listener_close(struct sr_listener *listener)
 {
-    struct sr_server *server = listener->server;
+    struct sr_listener **link = &listener->server->listeners;
+
+    while (*link != listener) {
+        link = &(*link)->next;
+    }
+    *link = listener->next;
+    uv_close((uv_handle_t *)&listener->handle, on_listener_close);
+}
+
+/* A new listening socket for <addr>, bound and listening, not yet in the server's list.
+ * Returns NULL after logging why. */
+static struct sr_listener *
+listener_open(struct sr_server *server, const struct sr_listener_config *lc,
+              const struct sr_addr *addr)
+{
+    struct sr_listener *listener;
     struct sockaddr_storage ss;
     int len = sizeof(ss);
     unsigned flags = 0;
+    char want[SR_ADDR_HOST_MAX + 16];
     int rc;
 
+    listener = calloc(1, sizeof(*listener));
+    if (listener == NULL) {
+        sr_log_notice("listener %s: out of memory", lc->name);
+        return NULL;
+    }
+    listener->server = server;
+    listener->addr = *addr;
+    listener->cfg = lc;
     if (addr->kind == SR_ADDR_IPV6) {
         rc = uv_ip6_addr(addr->host, addr->port, (struct sockaddr_in6 *)&ss);
         /* "[::]:443" and "0.0.0.0:443" may both be listed: keep the families apart. */
@@ -221,12 +285,11 @@ listener_bind(struct sr_listener *listener, const struct sr_addr *addr)
     } else {
         rc = uv_ip4_addr(addr->host, addr->port, (struct sockaddr_in *)&ss);
     }
-    if (rc != 0) {
-        return rc;
+    if (rc == 0) {
+        rc = uv_tcp_init(server->loop, &listener->handle);
     }
-    rc = uv_tcp_init(server->loop, &listener->handle);
     if (rc != 0) {
-        return rc;
+        goto fail_free;
     }
     listener->handle.data = listener;
     server->n_listeners_open++;
@@ -234,17 +297,33 @@ listener_bind(struct sr_listener *listener, const struct sr_addr *addr)
     if (rc == 0) {
         rc = uv_listen((uv_stream_t *)&listener->handle, SR_LISTEN_BACKLOG, on_listener_connection);
     }
-    if (rc != 0) {
-        return rc;
+    if (rc == 0) {
+        /* Port 0 asks the kernel for a free port; report the one we got. */
+        rc = uv_tcp_getsockname(&listener->handle, (struct sockaddr *)&ss, &len);
     }
-    /* Port 0 asks the kernel for a free port; report the one we got. */
-    rc = uv_tcp_getsockname(&listener->handle, (struct sockaddr *)&ss, &len);
     if (rc != 0) {
-        return rc;
+        uv_close((uv_handle_t *)&listener->handle, on_listener_close);
+        goto fail_log;
     }
     sr__format_sockaddr((const struct sockaddr *)&ss, listener->addr_text,
                         sizeof(listener->addr_text));
-    return 0;
+    sr_log_notice("listening on %s (listener %s)", listener->addr_text, lc->name);
+    return listener;
+
+fail_free:
+    free(listener);
+fail_log:
+    sr_addr_format(addr, want, sizeof(want));
+    sr_log_notice("listener %s: cannot listen on %s: %s", lc->name, want, uv_strerror(rc));
+    return NULL;
+}
+
+static bool
+is_same_addr(const struct sr_addr *a, const struct sr_addr *b)
+{
+    /* Port 0 means "any free port": such a socket is never the one asked for again. */
+    return a->port != 0 && a->kind == b->kind && a->port == b->port &&
+           strcmp(a->host, b->host) == 0;
 }
 
 static void
@@ -256,54 +335,114 @@ on_drain_timeout(uv_timer_t *timer)
     sr_server_drain(server);
 }
 
-int
-sr_server_start(struct sr_server *server, uv_loop_t *loop, const struct sr_config *cfg,
-                FILE *access_log)
+/* Make the listening sockets match <gen>'s config: keep those whose address is still
+ * there, bind the new ones, close the rest. All or nothing: if one new address cannot be
+ * bound, the sockets opened here are closed again and the old set stays as it was. */
+static int
+server_apply(struct sr_server *server, struct sr_generation *gen)
 {
-    size_t n = 0;
+    const struct sr_config *cfg = &gen->cfg;
+    struct sr_listener *opened = NULL;
+    struct sr_listener *listener;
+    struct sr_listener *next;
     size_t i;
     size_t j;
+
+    for (listener = server->listeners; listener != NULL; listener = listener->next) {
+        listener->is_kept = false;
+    }
+    for (i = 0; i < cfg->n_listeners; i++) {
+        for (j = 0; j < cfg->listeners[i].n_listen; j++) {
+            const struct sr_addr *addr = &cfg->listeners[i].listen[j];
+
+            for (listener = server->listeners; listener != NULL; listener = listener->next) {
+                if (!listener->is_kept && is_same_addr(&listener->addr, addr)) {
+                    listener->is_kept = true;
+                    break;
+                }
+            }
+            if (listener != NULL) {
+                continue;
+            }
+            listener = listener_open(server, &cfg->listeners[i], addr);
+            if (listener == NULL) {
+                for (listener = opened; listener != NULL; listener = next) {
+                    next = listener->next;
+                    uv_close((uv_handle_t *)&listener->handle, on_listener_close);
+                }
+                return UV_EADDRINUSE;
+            }
+            listener->is_kept = true;
+            listener->next = opened;
+            opened = listener;
+        }
+    }
+
+    /* Commit: point kept sockets at their new [listener] section, close the others. */
+    for (listener = server->listeners; listener != NULL; listener = next) {
+        next = listener->next;
+        if (!listener->is_kept) {
+            sr_log_notice("no longer listening on %s (listener %s)", listener->addr_text,
+                          listener->cfg->name);
+            listener_close(listener);
+            continue;
+        }
+        for (i = 0; i < cfg->n_listeners; i++) {
+            for (j = 0; j < cfg->listeners[i].n_listen; j++) {
+                if (is_same_addr(&listener->addr, &cfg->listeners[i].listen[j])) {
+                    listener->cfg = &cfg->listeners[i];
+                }
+            }
+        }
+    }
+    for (listener = opened; listener != NULL; listener = next) {
+        next = listener->next;
+        listener->next = server->listeners;
+        server->listeners = listener;
+    }
+    return 0;
+}
+
+int
+sr_server_start(struct sr_server *server, uv_loop_t *loop, struct sr_generation *gen,
+                FILE *access_log)
+{
     int rc;
 
     memset(server, 0, sizeof(*server));
     server->loop = loop;
-    server->cfg = cfg;
+    server->gen = gen;
     server->access_log = access_log;
     uv_timer_init(loop, &server->drain_timer);
     server->drain_timer.data = server;
     server->pipes.keep_max = pipe_keep_max();
 
-    for (i = 0; i < cfg->n_listeners; i++) {
-        n += cfg->listeners[i].n_listen;
+    rc = server_apply(server, gen);
+    if (rc != 0) {
+        sr_server_drain(server);
     }
-    server->listeners = calloc(n, sizeof(*server->listeners));
-    if (server->listeners == NULL) {
-        server->is_draining = true;
-        server_check_stopped(server);
-        return UV_ENOMEM;
+    return rc;
+}
+
+int
+sr_server_reload(struct sr_server *server, struct sr_generation *next)
+{
+    int rc;
+
+    if (server->is_draining) {
+        sr_generation_unref(next);
+        return UV_ECANCELED;
     }
-
-    for (i = 0; i < cfg->n_listeners; i++) {
-        const struct sr_listener_config *lc = &cfg->listeners[i];
-
-        for (j = 0; j < lc->n_listen; j++) {
-            struct sr_listener *listener = &server->listeners[server->n_listeners++];
-            char want[SR_ADDR_HOST_MAX + 16];
-
-            listener->server = server;
-            listener->cfg = lc;
-            listener->routes = &cfg->routes[lc->routes];
-            rc = listener_bind(listener, &lc->listen[j]);
-            if (rc != 0) {
-                sr_addr_format(&lc->listen[j], want, sizeof(want));
-                sr_log_notice("listener %s: cannot listen on %s: %s", lc->name, want,
-                              uv_strerror(rc));
-                sr_server_drain(server);
-                return rc;
-            }
-            sr_log_notice("listening on %s (listener %s)", listener->addr_text, lc->name);
-        }
+    rc = server_apply(server, next);
+    if (rc != 0) {
+        sr_generation_unref(next);
+        server->n_reloads_failed++;
+        return rc;
     }
+    next->id = server->gen->id + 1;
+    sr_generation_unref(server->gen);
+    server->gen = next;
+    server->n_reloads_ok++;
     return 0;
 }
 
@@ -312,7 +451,6 @@ sr_server_drain(struct sr_server *server)
 {
     struct sr_conn *conn;
     struct sr_conn *next;
-    size_t i;
 
     if (server->is_draining) {
         /* Asked again, or the drain timed out: end what is left now. */
@@ -323,17 +461,14 @@ sr_server_drain(struct sr_server *server)
         return;
     }
     server->is_draining = true;
-    for (i = 0; i < server->n_listeners; i++) {
-        uv_handle_t *handle = (uv_handle_t *)&server->listeners[i].handle;
-
-        if (handle->loop != NULL && !uv_is_closing(handle)) {
-            uv_close(handle, on_listener_close);
-        }
+    while (server->listeners != NULL) {
+        listener_close(server->listeners);
     }
     if (server->n_conns > 0) {
         sr_log_notice("draining %zu open connection(s) for up to %llu ms", server->n_conns,
-                      (unsigned long long)server->cfg->drain_timeout_ms);
-        uv_timer_start(&server->drain_timer, on_drain_timeout, server->cfg->drain_timeout_ms, 0);
+                      (unsigned long long)server->gen->cfg.drain_timeout_ms);
+        uv_timer_start(&server->drain_timer, on_drain_timeout, server->gen->cfg.drain_timeout_ms,
+                       0);
     }
     server_check_stopped(server);
 }
@@ -342,6 +477,9 @@ void
 sr_server_fini(struct sr_server *server)
 {
     assert(server->n_conns == 0);
+    assert(server->listeners == NULL);
+    sr_generation_unref(server->gen);
+    server->gen = NULL;
     assert(server->pool.n_out == 0);
     pool_fini(&server->pool);
     while (server->pipes.n_free > 0) {
@@ -349,6 +487,4 @@ sr_server_fini(struct sr_server *server)
         close(server->pipes.fds[server->pipes.n_free][0]);
         close(server->pipes.fds[server->pipes.n_free][1]);
     }
-    free(server->listeners);
-    server->listeners = NULL;
 }

@@ -51,7 +51,11 @@ struct sr_flow {
 
 struct sr_conn {
     struct sr_server *server;
-    struct sr_listener *listener;
+    /* The config this connection was accepted under (a reference), its [listener] section
+     * and route map: a reload does not change them under an open connection. */
+    struct sr_generation *gen;
+    const struct sr_listener_config *lcfg;
+    const struct sr_routes *routes;
     struct sr_conn *prev;
     struct sr_conn *next;
 

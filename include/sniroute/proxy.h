@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
-/* The server: listening sockets, the set of open connections, the relay buffer pool and
- * the drain on shutdown. One server runs on one libuv loop. It reads a loaded, valid
- * config and never changes it. */
+/* The server: listening sockets, the set of open connections, the relay buffer pool, the
+ * reload and the drain on shutdown. One server runs on one libuv loop. A config is never
+ * changed once loaded: a reload brings a new generation, and each connection keeps the
+ * one it was accepted under. */
 #ifndef SR_PROXY_H
 #define SR_PROXY_H
 
@@ -20,13 +21,37 @@ struct sr_server;
 /* "[" + INET6_ADDRSTRLEN (46, NUL included) + "]:65535" */
 #define SR_SOCKADDR_TEXT_MAX 56
 
-/* One bound, listening socket of a [listener] section. */
+/* A loaded, valid config with a reference count: the server holds the current one and
+ * each connection the one it was accepted under, so a reload never changes the rules, or
+ * frees the strings, under an open connection. */
+struct sr_generation {
+    struct sr_config cfg;
+    uint64_t id; /* 1 for the config at start, then one more per successful reload */
+    size_t n_refs;
+};
+
+/* Allocate a generation and load <path> into it; every problem goes to <on_error>.
+ * Returns NULL with <*n_errors> set when the config is not valid (or memory ran out). */
+struct sr_generation *
+sr_generation_load(const char *path, sr_config_error_fn on_error, void *ctx, size_t *n_errors);
+
+struct sr_generation *
+sr_generation_ref(struct sr_generation *gen);
+
+/* Drop a reference; the last one frees the config. NULL is accepted. */
+void
+sr_generation_unref(struct sr_generation *gen);
+
+/* One bound, listening socket of a [listener] section. Listening sockets are kept across
+ * reloads when the same address is still configured, so no connection is refused. */
 struct sr_listener {
     uv_tcp_t handle;
     struct sr_server *server;
-    const struct sr_listener_config *cfg;
-    const struct sr_routes *routes;
-    char addr_text[SR_SOCKADDR_TEXT_MAX]; /* the bound address, port resolved ("127.0.0.1:40123") */
+    struct sr_listener *next;
+    struct sr_addr addr;                  /* as configured: the key across reloads */
+    const struct sr_listener_config *cfg; /* in the server's current generation */
+    bool is_kept;                         /* reload bookkeeping */
+    char addr_text[SR_SOCKADDR_TEXT_MAX]; /* as bound, port resolved ("127.0.0.1:40123") */
 };
 
 /* Relay buffers are taken only while a read or write is in flight and returned after, so an
@@ -53,16 +78,17 @@ struct sr_pipe_pool {
 
 struct sr_server {
     uv_loop_t *loop;
-    const struct sr_config *cfg;
-    FILE *access_log; /* NULL: access log off */
+    struct sr_generation *gen; /* the current config; holds one reference */
+    FILE *access_log;          /* NULL: access log off */
 
-    struct sr_listener *listeners;
-    size_t n_listeners;
-    size_t n_listeners_open; /* handles not yet closed */
+    struct sr_listener *listeners; /* open listening sockets, not yet closing */
+    size_t n_listeners_open;       /* listener handles not yet closed */
 
     struct sr_conn *conns; /* every open connection, for the drain */
     size_t n_conns;
     uint64_t n_accepted;
+    uint64_t n_reloads_ok;
+    uint64_t n_reloads_failed;
 
     struct sr_buf_pool pool;
     struct sr_pipe_pool pipes;
@@ -71,13 +97,21 @@ struct sr_server {
     bool is_stopped; /* every handle of ours is closed or closing */
 };
 
-/* Bind and listen on every address of every listener in <cfg>; print one
- * "listening on ADDR (listener NAME)" notice per socket. <cfg> and <access_log> must
- * outlive the server. Returns 0, or a negative UV_E* code after logging which address
- * failed (the server is then already stopped: run the loop to let handles close). */
+/* Bind and listen on every address of every listener in <gen>'s config, taking over the
+ * caller's reference to <gen>; print one "listening on ADDR (listener NAME)" notice per
+ * socket. <access_log> must outlive the server. Returns 0, or a negative UV_E* code after
+ * logging which address failed (the server is then already stopped: run the loop to let
+ * handles close). */
 int
-sr_server_start(struct sr_server *server, uv_loop_t *loop, const struct sr_config *cfg,
+sr_server_start(struct sr_server *server, uv_loop_t *loop, struct sr_generation *gen,
                 FILE *access_log);
+
+/* Switch to <next> (taking over the caller's reference): listening sockets whose address
+ * is still configured are kept, new ones are bound, the rest are closed; new connections
+ * use the new routes at once, open ones keep theirs. If a new address cannot be bound,
+ * nothing changes and a negative UV_E* code is returned (the failure is logged). */
+int
+sr_server_reload(struct sr_server *server, struct sr_generation *next);
 
 /* Stop accepting and let open connections finish for the config's drain_timeout, then
  * close what is left. When everything is closed the loop has nothing left of ours and
@@ -85,7 +119,7 @@ sr_server_start(struct sr_server *server, uv_loop_t *loop, const struct sr_confi
 void
 sr_server_drain(struct sr_server *server);
 
-/* Free what the server still holds (the pool); call after uv_run has returned. */
+/* Free what the server still holds (pools, the config); call after uv_run has returned. */
 void
 sr_server_fini(struct sr_server *server);
 
