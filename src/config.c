@@ -101,7 +101,7 @@ struct loader {
     /* The current section. */
     enum section_kind sec;
     size_t sec_index; /* into cfg->listeners or cfg->routes */
-    unsigned seen[16];
+    unsigned seen[32];
     unsigned sniroute_line;
 
     size_t listeners_cap;
@@ -288,6 +288,26 @@ set_size(struct loader *ld, const struct keyword *kw, const char *key, const cha
         return;
     }
     *(size_t *)(void *)((char *)ld->cfg + kw->offset) = (size_t)v;
+}
+
+/* A count of connections: a decimal number, 0 meaning "no limit". <kw->offset> is in
+ * struct sr_config for [sniroute], in struct sr_listener_config for [listener]. */
+static void
+set_count(struct loader *ld, const struct keyword *kw, const char *key, const char *value)
+{
+    char label[LABEL_MAX];
+    uint64_t v;
+    size_t n = parse_digits(value, &v);
+    char *base;
+
+    if (n == 0 || value[n] != '\0' || v > SR_CONFIG_MAX_CONNECTIONS_MAX) {
+        report(ld, ld->line, "%s: %s: bad count '%s' (want 0..%u; 0 means no limit)",
+               section_label(ld, label, sizeof(label)), key, value, SR_CONFIG_MAX_CONNECTIONS_MAX);
+        return;
+    }
+    base =
+        kw->section == SEC_LISTENER ? (char *)&ld->cfg->listeners[ld->sec_index] : (char *)ld->cfg;
+    *(uint32_t *)(void *)(base + kw->offset) = (uint32_t)v;
 }
 
 static bool
@@ -539,9 +559,15 @@ static const struct keyword keywords[] = {
      false},
     {SEC_SNIROUTE, "max_hello_size", set_size, offsetof(struct sr_config, max_hello_size), false},
     {SEC_SNIROUTE, "access_log", set_access_log, 0, false},
+    {SEC_SNIROUTE, "max_connections", set_count, offsetof(struct sr_config, max_connections),
+     false},
+    {SEC_SNIROUTE, "max_connections_per_ip", set_count,
+     offsetof(struct sr_config, max_connections_per_ip), false},
     {SEC_LISTENER, "listen", set_listen, 0, true},
     {SEC_LISTENER, "routes", set_listener_routes, 0, false},
     {SEC_LISTENER, "no_sni", set_no_sni, 0, false},
+    {SEC_LISTENER, "max_connections", set_count,
+     offsetof(struct sr_listener_config, max_connections), false},
     {SEC_ROUTES, NULL, set_route, 0, true},
 };
 

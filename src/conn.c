@@ -73,7 +73,7 @@ conn_log(struct sr_conn *conn)
     uv_timeval64_t tv;
     size_t len;
 
-    if (conn->server->access_log == NULL) {
+    if (conn->server->access_log == NULL || conn->is_quiet) {
         return;
     }
     upstream[0] = '\0';
@@ -556,23 +556,13 @@ relay_start(struct sr_conn *conn)
 
 /* --- Accepting -------------------------------------------------------------------------- */
 
-static void
-format_peer(uv_tcp_t *tcp, char *out, size_t cap)
-{
-    struct sockaddr_storage ss;
-    int len = sizeof(ss);
-
-    if (uv_tcp_getpeername(tcp, (struct sockaddr *)&ss, &len) != 0) {
-        snprintf(out, cap, "-");
-        return;
-    }
-    sr__format_sockaddr((const struct sockaddr *)&ss, out, cap);
-}
-
 int
 sr_conn_accept(struct sr_listener *listener)
 {
     struct sr_server *server = listener->server;
+    struct sockaddr_storage peer;
+    int peer_len = sizeof(peer);
+    const char *limit;
     struct sr_conn *conn;
     int rc;
 
@@ -605,7 +595,22 @@ sr_conn_accept(struct sr_listener *listener)
     /* Hellos and small records must not wait for Nagle: a peer of ours adds 40 ms per
      * request without this. */
     uv_tcp_nodelay(&conn->client, 1);
-    format_peer(&conn->client, conn->client_text, sizeof(conn->client_text));
+    if (uv_tcp_getpeername(&conn->client, (struct sockaddr *)&peer, &peer_len) == 0) {
+        sr__format_sockaddr((const struct sockaddr *)&peer, conn->client_text,
+                            sizeof(conn->client_text));
+    } else {
+        /* A client that reset before we got here: still counted and logged, as "-". */
+        memset(&peer, 0, sizeof(peer));
+        snprintf(conn->client_text, sizeof(conn->client_text), "-");
+    }
+    limit = sr__server_admit(server, conn, (const struct sockaddr *)&peer);
+    if (limit != NULL) {
+        /* Over a limit: closed at once, counted, and not logged line by line (a flood would
+         * flood the log too); the server logs a summary at most once a second. */
+        conn->is_quiet = true;
+        sr_conn_close(conn, limit);
+        return 0;
+    }
     uv_timer_start(&conn->timer, on_timer, conn->gen->cfg.hello_timeout_ms, 0);
     rc = uv_read_start((uv_stream_t *)&conn->client, on_hello_alloc, on_hello_read);
     if (rc != 0) {

@@ -198,9 +198,97 @@ sr__server_conn_add(struct sr_server *server, struct sr_conn *conn)
     server->n_accepted++;
 }
 
+/* The count for listener <name>, added on first use. NULL when out of memory. */
+static struct sr_listener_count *
+listener_count(struct sr_server *server, const char *name, size_t *index)
+{
+    struct sr_listener_count *grown;
+    size_t i;
+
+    for (i = 0; i < server->n_lcounts; i++) {
+        if (strcmp(server->lcounts[i].name, name) == 0) {
+            *index = i;
+            return &server->lcounts[i];
+        }
+    }
+    grown = realloc(server->lcounts, (server->n_lcounts + 1) * sizeof(*grown));
+    if (grown == NULL) {
+        return NULL;
+    }
+    server->lcounts = grown;
+    *index = server->n_lcounts++;
+    snprintf(grown[*index].name, sizeof(grown[*index].name), "%s", name);
+    grown[*index].n_conns = 0;
+    return &grown[*index];
+}
+
+/* At most one line a second, however many connections are refused: a flood must not
+ * flood the log, nor slow anything else down. */
+static const char *
+server_refuse(struct sr_server *server, enum sr_limit_kind kind)
+{
+    static const char *const names[SR_LIMIT_N] = {"max_connections", "listener_max_connections",
+                                                  "max_connections_per_ip"};
+    uint64_t now = uv_now(server->loop);
+    size_t i;
+
+    server->n_refused[kind]++;
+    if (now - server->refusal_notice_ms >= 1000 || server->refusal_notice_ms == 0) {
+        uint64_t n[SR_LIMIT_N];
+
+        for (i = 0; i < SR_LIMIT_N; i++) {
+            n[i] = server->n_refused[i] - server->n_refused_noticed[i];
+            server->n_refused_noticed[i] = server->n_refused[i];
+        }
+        server->refusal_notice_ms = now;
+        sr_log_notice("refused over limits since the last notice: %llu max_connections, "
+                      "%llu listener max_connections, %llu max_connections_per_ip",
+                      (unsigned long long)n[0], (unsigned long long)n[1], (unsigned long long)n[2]);
+    }
+    return names[kind];
+}
+
+const char *
+sr__server_admit(struct sr_server *server, struct sr_conn *conn, const struct sockaddr *peer)
+{
+    const struct sr_config *cfg = &conn->gen->cfg;
+    struct sr_listener_count *lc;
+    uint32_t n_from_ip = 0;
+    size_t index;
+
+    /* Count first, then compare: the counts are released with the connection whatever
+     * happens, and they stay right across reloads that change the limits. */
+    lc = listener_count(server, conn->lcfg->name, &index);
+    if (lc != NULL) {
+        lc->n_conns++;
+        conn->lcount = index + 1;
+    }
+    if (sr_ipkey_from_sockaddr(&conn->ipkey, peer) == 0) {
+        n_from_ip = sr_ipcount_add(server->per_ip, &conn->ipkey);
+        conn->has_ipkey = n_from_ip > 0;
+    }
+    if (cfg->max_connections != 0 && server->n_conns > cfg->max_connections) {
+        return server_refuse(server, SR_LIMIT_GLOBAL);
+    }
+    if (conn->lcfg->max_connections != 0 && lc != NULL &&
+        lc->n_conns > conn->lcfg->max_connections) {
+        return server_refuse(server, SR_LIMIT_LISTENER);
+    }
+    if (cfg->max_connections_per_ip != 0 && n_from_ip > cfg->max_connections_per_ip) {
+        return server_refuse(server, SR_LIMIT_PER_IP);
+    }
+    return NULL;
+}
+
 void
 sr__server_conn_gone(struct sr_server *server, struct sr_conn *conn)
 {
+    if (conn->lcount != 0) {
+        server->lcounts[conn->lcount - 1].n_conns--;
+    }
+    if (conn->has_ipkey) {
+        sr_ipcount_remove(server->per_ip, &conn->ipkey);
+    }
     if (conn->prev != NULL) {
         conn->prev->next = conn->next;
     } else {
@@ -416,6 +504,13 @@ sr_server_start(struct sr_server *server, uv_loop_t *loop, struct sr_generation 
     uv_timer_init(loop, &server->drain_timer);
     server->drain_timer.data = server;
     server->pipes.keep_max = pipe_keep_max();
+    server->per_ip = sr_ipcount_new();
+    if (server->per_ip == NULL) {
+        sr_log_notice("out of memory");
+        server->listeners = NULL;
+        sr_server_drain(server);
+        return UV_ENOMEM;
+    }
 
     rc = server_apply(server, gen);
     if (rc != 0) {
@@ -480,6 +575,10 @@ sr_server_fini(struct sr_server *server)
     assert(server->listeners == NULL);
     sr_generation_unref(server->gen);
     server->gen = NULL;
+    sr_ipcount_free(server->per_ip);
+    server->per_ip = NULL;
+    free(server->lcounts);
+    server->lcounts = NULL;
     assert(server->pool.n_out == 0);
     pool_fini(&server->pool);
     while (server->pipes.n_free > 0) {

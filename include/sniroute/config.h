@@ -21,6 +21,10 @@
 #define SR_CONFIG_IDLE_TIMEOUT_MS    3600000u
 #define SR_CONFIG_DRAIN_TIMEOUT_MS   30000u
 #define SR_CONFIG_MAX_HELLO_SIZE     16384u
+/* Upper bound for the max_connections keys: more than a process can have descriptors for
+ * is surely a typo. */
+#define SR_CONFIG_MAX_CONNECTIONS_MAX 10000000u
+
 /* Bounds on max_hello_size: below 512 real hellos do not fit; above 256 KiB a slow client
  * could pin too much memory per connection during the peek. */
 #define SR_CONFIG_MAX_HELLO_SIZE_MIN 512u
@@ -54,6 +58,7 @@ struct sr_listener_config {
     size_t n_listen;
     size_t routes; /* index into sr_config.routes (valid when the load returned 0) */
     enum sr_no_sni no_sni;
+    uint32_t max_connections; /* open connections through this listener; 0: no limit */
 };
 
 struct sr_config {
@@ -62,6 +67,8 @@ struct sr_config {
     uint64_t idle_timeout_ms;
     uint64_t drain_timeout_ms;
     size_t max_hello_size;
+    uint32_t max_connections;        /* open connections in all; 0: no limit */
+    uint32_t max_connections_per_ip; /* open connections from one client address; 0: none */
     char *access_log; /* "stdout" (the default), "stderr", "off" or a file path; owned */
 
     struct sr_listener_config *listeners;

@@ -10,6 +10,7 @@
 
 #include <uv.h>
 
+#include "sniroute/ipcount.h"
 #include "sniroute/name.h"
 #include "sniroute/proxy.h"
 #include "sniroute/route.h"
@@ -100,6 +101,13 @@ struct sr_conn {
 
     struct sr_flow up;   /* client to backend */
     struct sr_flow down; /* backend to client */
+
+    /* Limits (proxy.c): which listener count and which client address this connection
+     * is counted under. */
+    size_t lcount;            /* 1 + index into server->lcounts; 0: not counted */
+    struct sr_ipkey ipkey;
+    bool has_ipkey;
+    bool is_quiet;            /* refused over a limit: no access-log line of its own */
 
     uint64_t start_ms;
     uint64_t last_active_ms;

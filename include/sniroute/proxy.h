@@ -14,6 +14,7 @@
 #include <uv.h>
 
 #include "sniroute/config.h"
+#include "sniroute/ipcount.h"
 
 struct sr_conn;
 struct sr_server;
@@ -76,6 +77,21 @@ struct sr_pipe_pool {
     size_t keep_max;
 };
 
+/* Open connections per [listener] name, kept across reloads (a name's count carries over
+ * to the section of the same name in the new config). */
+struct sr_listener_count {
+    char name[SR_CONFIG_NAME_MAX + 1];
+    size_t n_conns;
+};
+
+/* Connections refused over a limit, by which limit. */
+enum sr_limit_kind {
+    SR_LIMIT_GLOBAL,   /* [sniroute] max_connections */
+    SR_LIMIT_LISTENER, /* [listener] max_connections */
+    SR_LIMIT_PER_IP,   /* [sniroute] max_connections_per_ip */
+    SR_LIMIT_N,
+};
+
 struct sr_server {
     uv_loop_t *loop;
     struct sr_generation *gen; /* the current config; holds one reference */
@@ -87,6 +103,12 @@ struct sr_server {
     struct sr_conn *conns; /* every open connection, for the drain */
     size_t n_conns;
     uint64_t n_accepted;
+    struct sr_listener_count *lcounts;
+    size_t n_lcounts;
+    struct sr_ipcount *per_ip; /* open connections per client address */
+    uint64_t n_refused[SR_LIMIT_N];
+    uint64_t n_refused_noticed[SR_LIMIT_N]; /* as of the last notice */
+    uint64_t refusal_notice_ms;             /* loop time of the last notice */
     uint64_t n_reloads_ok;
     uint64_t n_reloads_failed;
 
@@ -141,6 +163,13 @@ int
 sr__pipe_get(struct sr_server *server, int fds[2]);
 void
 sr__pipe_put(struct sr_server *server, const int fds[2]);
+
+/* Count a just-accepted <conn> from <peer> (zeroed if unknown) against the limits of its
+ * generation. Returns NULL if it may proceed, or the name of the limit it is over (the
+ * caller closes it at once; the refusal is counted and summarized in a rate-limited
+ * notice). Counts are released by sr__server_conn_gone. */
+const char *
+sr__server_admit(struct sr_server *server, struct sr_conn *conn, const struct sockaddr *peer);
 
 /* A connection joins the server's list at accept and leaves it just before it is freed. */
 void

@@ -190,6 +190,16 @@ static const struct config_case cases[] = {
      0,
      {"FILE:2: sniroute: max_hello_size: bad size '511' (must be 512..262144 bytes)",
       "FILE:8: duplicate section [sniroute] (first at FILE:1)"}},
+    {"bad counts",
+     "[sniroute]\nmax_connections = -1\nmax_connections_per_ip = 10000001\n"
+     "[listener a]\nlisten = 127.0.0.1:8443\nroutes = m\nmax_connections = 5k\n"
+     "[routes m]\ndefault = b:1\n",
+     0,
+     {"FILE:2: sniroute: max_connections: bad count '-1' (want 0..10000000; 0 means no limit)",
+      "FILE:3: sniroute: max_connections_per_ip: bad count '10000001' (want 0..10000000; 0 "
+      "means no limit)",
+      "FILE:7: listener 'a': max_connections: bad count '5k' (want 0..10000000; 0 means no "
+      "limit)"}},
     {"more bad sizes",
      "[sniroute]\nmax_hello_size = 257k\n" GOOD_TAIL,
      0,
@@ -465,6 +475,9 @@ test_defaults_and_fields(void)
     ASSERT_EQ(cfg.idle_timeout_ms, SR_CONFIG_IDLE_TIMEOUT_MS);
     ASSERT_EQ(cfg.drain_timeout_ms, SR_CONFIG_DRAIN_TIMEOUT_MS);
     ASSERT_EQ(cfg.max_hello_size, SR_CONFIG_MAX_HELLO_SIZE);
+    ASSERT_EQ(cfg.max_connections, 0);
+    ASSERT_EQ(cfg.max_connections_per_ip, 0);
+    ASSERT_EQ(cfg.listeners[0].max_connections, 0);
     ASSERT_STR_EQ(cfg.access_log, "stdout");
     ASSERT_EQ(cfg.n_listeners, 1);
     ASSERT_STR_EQ(cfg.listeners[0].name, "a");
@@ -486,6 +499,22 @@ test_defaults_and_fields(void)
     sr_config_fini(&cfg);
     ASSERT(cfg.listeners == NULL && cfg.access_log == NULL && cfg.n_routes == 0);
     sr_config_fini(&cfg); /* twice is fine: it zeroes */
+}
+
+static void
+test_limits(void)
+{
+    static const char text[] = "[sniroute]\nmax_connections = 20000\nmax_connections_per_ip = 0\n"
+                               "[listener a]\nlisten = 127.0.0.1:8443\nroutes = m\n"
+                               "max_connections = 300\n[routes m]\ndefault = b:1\n";
+    const char *none[] = {NULL};
+    struct sr_config cfg;
+
+    check_text("limits", text, strlen(text), none, &cfg);
+    ASSERT_EQ(cfg.max_connections, 20000);
+    ASSERT_EQ(cfg.max_connections_per_ip, 0);
+    ASSERT_EQ(cfg.listeners[0].max_connections, 300);
+    sr_config_fini(&cfg);
 }
 
 static void
@@ -690,6 +719,7 @@ main(void)
     test_cases();
     test_line_length();
     test_defaults_and_fields();
+    test_limits();
     test_missing_file();
     test_stream();
     test_fixture_full();
