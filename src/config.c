@@ -340,6 +340,42 @@ set_access_log(struct loader *ld, const struct keyword *kw, const char *key, con
     ld->cfg->access_log = copy;
 }
 
+/* user and group: an account name as getpwnam/getgrnam take it. Whether it exists is
+ * checked by the daemon (sniroute -t included): the loader does no lookups. */
+static void
+set_account(struct loader *ld, const struct keyword *kw, const char *key, const char *value)
+{
+    bool is_user = strcmp(kw->key, "user") == 0;
+    char label[LABEL_MAX];
+    char **slot = is_user ? &ld->cfg->user : &ld->cfg->group;
+    size_t i;
+
+    if (is_empty(ld, key, value)) {
+        return;
+    }
+    for (i = 0; value[i] != '\0'; i++) {
+        char c = value[i];
+
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || is_digit(c) || c == '_' ||
+              c == '-' || c == '.')) {
+            report(ld, ld->line, "%s: %s: bad account name '%s'",
+                   section_label(ld, label, sizeof(label)), key, value);
+            return;
+        }
+    }
+    free(*slot);
+    *slot = strdup(value);
+    if (*slot == NULL) {
+        report_oom(ld);
+        return;
+    }
+    if (is_user) {
+        ld->cfg->user_line = ld->line;
+    } else {
+        ld->cfg->group_line = ld->line;
+    }
+}
+
 static bool
 is_same_addr(const struct sr_addr *a, const struct sr_addr *b)
 {
@@ -559,6 +595,8 @@ static const struct keyword keywords[] = {
      false},
     {SEC_SNIROUTE, "max_hello_size", set_size, offsetof(struct sr_config, max_hello_size), false},
     {SEC_SNIROUTE, "access_log", set_access_log, 0, false},
+    {SEC_SNIROUTE, "user", set_account, 0, false},
+    {SEC_SNIROUTE, "group", set_account, 0, false},
     {SEC_SNIROUTE, "max_connections", set_count, offsetof(struct sr_config, max_connections),
      false},
     {SEC_SNIROUTE, "max_connections_per_ip", set_count,
@@ -1050,5 +1088,7 @@ sr_config_fini(struct sr_config *cfg)
     free(cfg->routes);
     free(cfg->upstreams);
     free(cfg->access_log);
+    free(cfg->user);
+    free(cfg->group);
     memset(cfg, 0, sizeof(*cfg));
 }

@@ -3,10 +3,14 @@
  * in raw ClientHello bytes (peek). The only place that decides the exit status; it owns the
  * loop, the config and the server, and tears all of them down before it returns. */
 #include <errno.h>
+#include <stdbool.h>
+#include <grp.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <uv.h>
 
@@ -67,6 +71,83 @@ open_access_log(const char *spec, FILE **out)
     return 0;
 }
 
+/* The account named by user/group, looked up once at start (and by -t). */
+struct account {
+    bool is_set;
+    uid_t uid;
+    gid_t gid;
+};
+
+/* Look up user and group; every problem is printed as FILE:LINE. Returns how many. */
+static size_t
+account_lookup(const char *path, const struct sr_config *cfg, struct account *acc)
+{
+    const struct passwd *pw = NULL;
+    const struct group *gr = NULL;
+    size_t n_errors = 0;
+
+    memset(acc, 0, sizeof(*acc));
+    if (cfg->user == NULL && cfg->group == NULL) {
+        return 0;
+    }
+    if (cfg->user != NULL) {
+        pw = getpwnam(cfg->user);
+        if (pw == NULL) {
+            fprintf(stderr, "%s:%u: sniroute: user: no such user '%s'\n", path, cfg->user_line,
+                    cfg->user);
+            n_errors++;
+        }
+    }
+    if (cfg->group != NULL) {
+        gr = getgrnam(cfg->group);
+        if (gr == NULL) {
+            fprintf(stderr, "%s:%u: sniroute: group: no such group '%s'\n", path, cfg->group_line,
+                    cfg->group);
+            n_errors++;
+        }
+    }
+    if (cfg->user == NULL && cfg->group != NULL) {
+        fprintf(stderr, "%s:%u: sniroute: group: needs a user as well\n", path, cfg->group_line);
+        n_errors++;
+    }
+    if (n_errors == 0) {
+        acc->is_set = true;
+        acc->uid = pw->pw_uid;
+        acc->gid = gr != NULL ? gr->gr_gid : pw->pw_gid;
+    }
+    return n_errors;
+}
+
+/* After binding: give up root for good (supplementary groups, group, then user; setuid
+ * last, since it takes the right to change the others). Returns 0, or -1 after logging. */
+static int
+drop_privileges(const struct sr_config *cfg, const struct account *acc)
+{
+    if (!acc->is_set) {
+        return 0;
+    }
+    if (geteuid() != 0) {
+        if (geteuid() == acc->uid && getegid() == acc->gid) {
+            return 0; /* started as that account already, e.g. by systemd's User= */
+        }
+        sr_log_notice("user = %s: switching accounts needs root (or start as that user)",
+                      cfg->user);
+        return -1;
+    }
+    if (setgroups(1, &acc->gid) != 0 || setgid(acc->gid) != 0 || setuid(acc->uid) != 0) {
+        sr_log_notice("cannot switch to user %s: %s", cfg->user, strerror(errno));
+        return -1;
+    }
+    if (acc->uid != 0 && setuid(0) == 0) {
+        sr_log_notice("still able to regain root after switching to %s; refusing to run",
+                      cfg->user);
+        return -1;
+    }
+    sr_log_notice("running as user %s (uid %u, gid %u)", cfg->user, (unsigned)acc->uid,
+                  (unsigned)acc->gid);
+    return 0;
+}
+
 /* What the running daemon needs in its signal callbacks. */
 struct daemon {
     const char *path;
@@ -83,6 +164,12 @@ close_access_log(FILE *log)
     if (log != NULL && log != stdout && log != stderr) {
         fclose(log);
     }
+}
+
+static bool
+is_same_text(const char *a, const char *b)
+{
+    return (a == NULL && b == NULL) || (a != NULL && b != NULL && strcmp(a, b) == 0);
 }
 
 static void
@@ -116,6 +203,10 @@ reload(struct daemon *d)
         sr_log_notice("reload failed; still running generation %llu",
                       (unsigned long long)d->server.gen->id);
         return;
+    }
+    if (!is_same_text(next->cfg.user, d->server.gen->cfg.user) ||
+        !is_same_text(next->cfg.group, d->server.gen->cfg.group)) {
+        sr_log_notice("reload: user and group changes take effect at the next start");
     }
     rc = sr_server_reload(&d->server, next);
     if (rc != 0) {
@@ -163,7 +254,7 @@ signal_watch(uv_loop_t *loop, uv_signal_t *handle, int signum, struct daemon *d)
 }
 
 static int
-run(const char *path, struct sr_generation *gen)
+run(const char *path, struct sr_generation *gen, const struct account *acc)
 {
     struct daemon d;
     uv_loop_t loop;
@@ -190,6 +281,9 @@ run(const char *path, struct sr_generation *gen)
     rc = sr_server_start(&d.server, &loop, gen, d.access_log);
     if (rc != 0) {
         status = 1;
+    } else if (drop_privileges(&gen->cfg, acc) != 0) {
+        status = 1;
+        sr_server_drain(&d.server);
     }
     uv_run(&loop, UV_RUN_DEFAULT);
     if (status == 0) {
@@ -217,6 +311,7 @@ main(int argc, char **argv)
     const char *path = SR_DEFAULT_CONFIG;
     struct error_count errors = {0};
     struct sr_generation *gen;
+    struct account acc;
     size_t n_errors = 0;
     int is_check = 0;
     int i;
@@ -255,10 +350,17 @@ main(int argc, char **argv)
                 is_check ? "not valid" : "not starting");
         return 1;
     }
+    n_errors = account_lookup(path, &gen->cfg, &acc);
+    if (n_errors > 0) {
+        fprintf(stderr, "%s: %zu problem(s); %s\n", path, n_errors,
+                is_check ? "not valid" : "not starting");
+        sr_generation_unref(gen);
+        return 1;
+    }
     if (is_check) {
         printf("%s: ok\n", path);
         sr_generation_unref(gen);
         return 0;
     }
-    return run(path, gen);
+    return run(path, gen, &acc);
 }

@@ -70,6 +70,10 @@ struct sr_config {
     uint32_t max_connections;        /* open connections in all; 0: no limit */
     uint32_t max_connections_per_ip; /* open connections from one client address; 0: none */
     char *access_log; /* "stdout" (the default), "stderr", "off" or a file path; owned */
+    char *user;       /* drop root to this user after binding; NULL: stay as started */
+    char *group;      /* and to this group (default: the user's primary group); owned */
+    unsigned user_line;
+    unsigned group_line;
 
     struct sr_listener_config *listeners;
     size_t n_listeners;
