@@ -376,6 +376,20 @@ set_account(struct loader *ld, const struct keyword *kw, const char *key, const 
     }
 }
 
+static void
+set_watch(struct loader *ld, const struct keyword *kw, const char *key, const char *value)
+{
+    char label[LABEL_MAX];
+
+    (void)kw;
+    if (strcmp(value, "yes") == 0 || strcmp(value, "no") == 0) {
+        ld->cfg->is_watched = value[0] == 'y';
+        return;
+    }
+    report(ld, ld->line, "%s: %s: bad value '%s' (yes or no)",
+           section_label(ld, label, sizeof(label)), key, value);
+}
+
 static bool
 is_same_addr(const struct sr_addr *a, const struct sr_addr *b)
 {
@@ -595,6 +609,7 @@ static const struct keyword keywords[] = {
      false},
     {SEC_SNIROUTE, "max_hello_size", set_size, offsetof(struct sr_config, max_hello_size), false},
     {SEC_SNIROUTE, "access_log", set_access_log, 0, false},
+    {SEC_SNIROUTE, "watch", set_watch, 0, false},
     {SEC_SNIROUTE, "user", set_account, 0, false},
     {SEC_SNIROUTE, "group", set_account, 0, false},
     {SEC_SNIROUTE, "max_connections", set_count, offsetof(struct sr_config, max_connections),

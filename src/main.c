@@ -156,7 +156,39 @@ struct daemon {
     uv_signal_t sigterm;
     uv_signal_t sigint;
     uv_signal_t sighup;
+    /* watch = yes: the config's directory is watched (a Kubernetes ConfigMap replaces the
+     * file by swapping a symlink in it), and a change is reloaded once things settle. */
+    uv_fs_event_t watcher;
+    uv_timer_t settle_timer;
+    uint64_t config_hash; /* of the bytes last loaded, so a touch does not reload */
+    bool is_watching;
 };
+
+/* Changes come in bursts (an editor's write and rename, kubelet's symlink dance): reload
+ * once, this long after the last event. */
+#define SR_WATCH_SETTLE_MS 300
+
+/* FNV-1a of the file's bytes, or 0 if it cannot be read. */
+static uint64_t
+file_hash(const char *path)
+{
+    uint64_t h = 14695981039346656037ull;
+    unsigned char buf[4096];
+    size_t n;
+    size_t i;
+    FILE *f = fopen(path, "rb");
+
+    if (f == NULL) {
+        return 0;
+    }
+    while ((n = fread(buf, 1, sizeof(buf), f)) > 0) {
+        for (i = 0; i < n; i++) {
+            h = (h ^ buf[i]) * 1099511628211ull;
+        }
+    }
+    fclose(f);
+    return h;
+}
 
 static void
 close_access_log(FILE *log)
@@ -225,6 +257,67 @@ reload(struct daemon *d)
 }
 
 static void
+on_settled(uv_timer_t *timer)
+{
+    struct daemon *d = timer->data;
+    uint64_t h = file_hash(d->path);
+
+    if (h == 0 || h == d->config_hash) {
+        return; /* gone for a moment (a rename in progress), or the same bytes */
+    }
+    d->config_hash = h;
+    sr_log_notice("%s changed; reloading", d->path);
+    reload(d);
+}
+
+static void
+on_config_dir_event(uv_fs_event_t *handle, const char *filename, int events, int status)
+{
+    struct daemon *d = handle->data;
+
+    (void)filename;
+    (void)events;
+    (void)status;
+    uv_timer_start(&d->settle_timer, on_settled, SR_WATCH_SETTLE_MS, 0);
+}
+
+/* Watch the directory that holds the config, not the file: editors and Kubernetes replace
+ * the file (rename, symlink swap), which a watch on the old inode would not see. */
+static void
+watch_start(struct daemon *d, uv_loop_t *loop)
+{
+    char dir[4096];
+    char *slash;
+    int rc;
+
+    snprintf(dir, sizeof(dir), "%s", d->path);
+    slash = strrchr(dir, '/');
+    if (slash == NULL) {
+        snprintf(dir, sizeof(dir), ".");
+    } else if (slash == dir) {
+        dir[1] = '\0';
+    } else {
+        *slash = '\0';
+    }
+    d->config_hash = file_hash(d->path);
+    uv_fs_event_init(loop, &d->watcher);
+    uv_timer_init(loop, &d->settle_timer);
+    d->watcher.data = d;
+    d->settle_timer.data = d;
+    d->is_watching = true;
+    rc = uv_fs_event_start(&d->watcher, on_config_dir_event, dir, 0);
+    if (rc != 0) {
+        sr_log_notice("watch: cannot watch %s: %s; reload with SIGHUP instead", dir,
+                      uv_strerror(rc));
+    } else {
+        sr_log_notice("watching %s for changes to %s", dir, d->path);
+    }
+    /* Like the signal handles, they must not keep the loop alive after a drain. */
+    uv_unref((uv_handle_t *)&d->watcher);
+    uv_unref((uv_handle_t *)&d->settle_timer);
+}
+
+static void
 on_signal(uv_signal_t *handle, int signum)
 {
     struct daemon *d = handle->data;
@@ -278,6 +371,9 @@ run(const char *path, struct sr_generation *gen, const struct account *acc)
     signal_watch(&loop, &d.sigint, SIGINT, &d);
     signal_watch(&loop, &d.sighup, SIGHUP, &d);
 
+    if (gen->cfg.is_watched) {
+        watch_start(&d, &loop);
+    }
     rc = sr_server_start(&d.server, &loop, gen, d.access_log);
     if (rc != 0) {
         status = 1;
@@ -294,6 +390,10 @@ run(const char *path, struct sr_generation *gen, const struct account *acc)
     uv_close((uv_handle_t *)&d.sigterm, NULL);
     uv_close((uv_handle_t *)&d.sigint, NULL);
     uv_close((uv_handle_t *)&d.sighup, NULL);
+    if (d.is_watching) {
+        uv_close((uv_handle_t *)&d.watcher, NULL);
+        uv_close((uv_handle_t *)&d.settle_timer, NULL);
+    }
     uv_run(&loop, UV_RUN_DEFAULT);
     rc = uv_loop_close(&loop);
     if (rc != 0) {

@@ -5,6 +5,7 @@
 #ifndef SR_CONFIG_H
 #define SR_CONFIG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -70,6 +71,7 @@ struct sr_config {
     uint32_t max_connections;        /* open connections in all; 0: no limit */
     uint32_t max_connections_per_ip; /* open connections from one client address; 0: none */
     char *access_log; /* "stdout" (the default), "stderr", "off" or a file path; owned */
+    bool is_watched;  /* watch = yes: reload when the file changes */
     char *user;       /* drop root to this user after binding; NULL: stay as started */
     char *group;      /* and to this group (default: the user's primary group); owned */
     unsigned user_line;

@@ -260,9 +260,55 @@ def case_fifty_reloads_under_load(ctx):
             be.stop()
 
 
+def case_watch_file_and_configmap_swap(ctx):
+    """watch = yes: a Kubernetes-style ConfigMap update (the ..data symlink swapped to a
+    new directory) is reloaded without a signal; touching the file without changing its
+    bytes is not. Fails if the swap is missed or a touch reloads."""
+    a, b = CaptureBackend(), CaptureBackend()
+    port = free_port()
+    texts = [config(["127.0.0.1:%d" % port], [(HELLO_NAME, "127.0.0.1:%d" % be.port)],
+                    "watch = yes") for be in (a, b)]
+    # The ConfigMap layout: cm/sniroute.ini -> ..data/sniroute.ini, ..data -> ..v1
+    cm = os.path.join(ctx.tmp, "cm")
+    os.makedirs(os.path.join(cm, "..v1"))
+    os.makedirs(os.path.join(cm, "..v2"))
+    for name, text in (("..v1", texts[0]), ("..v2", texts[1])):
+        with open(os.path.join(cm, name, "sniroute.ini"), "w") as f:
+            f.write(text)
+    os.symlink("..v1", os.path.join(cm, "..data"))
+    os.symlink("..data/sniroute.ini", os.path.join(cm, "sniroute.ini"))
+    path = os.path.join(cm, "sniroute.ini")
+    proc = harness.Proc([ctx.binary, "-c", path], "sniroute(watch)")
+    try:
+        _, m = proc.wait_line("stderr", r"listening on 127\.0\.0\.1:(\d+)", 10)
+        check(ask(port, ctx.hello).startswith(b"GOT"), "before: no reply")
+        check(a.next_result(5, "v1 backend")[0] == "ok", "v1 backend")
+        # kubelet's swap: a new symlink renamed over ..data.
+        os.symlink("..v2", os.path.join(cm, "..data_tmp"))
+        os.rename(os.path.join(cm, "..data_tmp"), os.path.join(cm, "..data"))
+        proc.wait_line("stderr", r"reloaded", 5)
+        check(ask(port, ctx.hello).startswith(b"GOT"), "after the swap: no reply")
+        check(b.next_result(5, "v2 backend")[0] == "ok", "the swap was not applied")
+        # The same bytes again: no reload.
+        with proc.cond:
+            mark = len(proc.lines["stderr"])
+        os.utime(os.path.join(cm, "..v2", "sniroute.ini"))
+        time.sleep(1.0)
+        with proc.cond:
+            later = proc.lines["stderr"][mark:]
+        check(not any("reloaded" in x for x in later), "touching the file reloaded: %s" % later)
+        status = proc.stop()
+        check(status == 0, "exit status %s" % status)
+        return None
+    finally:
+        proc.stop()
+        for be in (a, b):
+            be.stop()
+
+
 CASES = [case_new_routes_open_connections_kept, case_invalid_config_ignored,
          case_listeners_added_and_removed, case_access_log_reopened,
-         case_fifty_reloads_under_load]
+         case_fifty_reloads_under_load, case_watch_file_and_configmap_swap]
 
 
 def main():
