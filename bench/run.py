@@ -8,8 +8,8 @@ One command: `sudo bench/run.py` (root: it installs missing peers with apt-get a
 measurements in a private network namespace, `unshare -n`, where fixed loopback ports and
 the namespace's own sysctls cannot disturb anything else). It builds a Release sniroute and
 the bench programs into bench-build/, then measures connection rate (two hello sizes),
-bulk throughput, idle memory per connection, an 8,000-connection integrity run and route
-table scale. Every figure is also given as a ratio to direct client->backend measured in
+bulk throughput, idle memory per connection, an 8,000-connection integrity run, route
+table scale and reload under traffic. Every figure is also given as a ratio to direct client->backend measured in
 the same run. Writes bench/results/results.md, results.json and *.png (gnuplot).
 
 Bounded: every child has a timeout, every loop a fixed count, only PIDs started here are
@@ -321,6 +321,71 @@ def route_scale(sizes, port, raw):
     return out
 
 
+def read_line_until(p, word, timeout):
+    """Read <p>'s stderr (a pipe) until a line containing <word>; None after <timeout> s."""
+    import select
+    deadline = time.monotonic() + timeout
+    buf = b""
+    fd = p.stderr.fileno()
+    while time.monotonic() < deadline:
+        r, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+        if not r:
+            break
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            break
+        buf += chunk
+        while b"\n" in buf:
+            line, buf = buf.split(b"\n", 1)
+            if word.encode() in line:
+                return line.decode(errors="replace")
+    return None
+
+
+def reload_test(port, n_names, n_reloads, raw):
+    """SIGHUP a <n_names>-name config <n_reloads> times while a rate run flows through the
+    daemon: reload time (SIGHUP to the "reloaded" notice) and connections that failed."""
+    fix = os.path.join(FIXTURES, HELLOS[0][0])
+    cfg = os.path.join(WORK, "reload.ini")
+
+    def write(gen):
+        conf_sniroute(port, ["curl.example"] + ["g%d-host-%d.bench-reload.example" % (gen, i)
+                                                for i in range(n_names - 1)], cfg)
+
+    write(0)
+    p = start([os.path.join(BUILD, "sniroute"), "-c", cfg], "sniroute-reload", stderr=subprocess.PIPE)
+    out = {"names": n_names, "reload_s": [], "errors": None, "conn_per_s": None}
+    try:
+        if read_line_until(p, "listening", 30) is None:
+            log("reload: sniroute did not start")
+            return out
+        seconds = 2.0 * (n_reloads + 1)
+        lg = subprocess.Popen([os.path.join(BUILD, "bench_loadgen"), "rate", "-a", "127.0.0.1:%d" % port,
+                               "-f", fix, "-c", "50", "-t", str(seconds), "-L", "reload"],
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        started.append(lg)
+        for gen in range(1, n_reloads + 1):
+            time.sleep(1.0)
+            write(gen)  # a different set of names each time: a real rebuild
+            t0 = time.monotonic()
+            p.send_signal(signal.SIGHUP)
+            line = read_line_until(p, "reloaded", 30)
+            out["reload_s"].append(time.monotonic() - t0 if line else None)
+        res_text, _ = lg.communicate(timeout=seconds + 30)
+        started.remove(lg)
+        res = json.loads([l for l in res_text.splitlines() if l.startswith("{")][-1])
+        res["target"] = "sniroute reload"
+        raw.append(res)
+        out["errors"] = res["connect_errors"] + res["reply_errors"] + res["resets"]
+        out["completed"] = res["completed"]
+        out["conn_per_s"] = res["conn_per_s"]
+    finally:
+        stop(p)
+        os.unlink(cfg)
+    log("reload: %s s, %s failed connections" % (out["reload_s"], out["errors"]))
+    return out
+
+
 def inside(opts):
     os.makedirs(WORK, exist_ok=True)
     os.makedirs(RESULTS, exist_ok=True)
@@ -367,6 +432,7 @@ def inside(opts):
 
     if opts.routes_only:
         print(json.dumps(route_scale([2, 1000, 100000, 1000000], 8450, raw), indent=1))
+        print(json.dumps(reload_test(8451, 100000, 3, raw), indent=1))
         return
 
     # 1. Idle memory first, on fresh processes (freed memory from earlier runs would hide growth).
@@ -438,6 +504,7 @@ def inside(opts):
                         + ["-f", os.path.join(FIXTURES, HELLOS[0][0])], "backend2")
         wait_port(9000)
         routes = route_scale([2, 1000, 100000, 1000000], 8450, raw)
+        summary["reload"] = reload_test(8451, 100000, 3, raw)
         stop(backend)
         log("bench_route")
         summary["bench_route"] = subprocess.run([os.path.join(BUILD, "bench_route")],
@@ -464,7 +531,10 @@ def machine():
             "load_before": open("/proc/loadavg").read().strip(),
             "haproxy": first_line(["haproxy", "-v"]), "nginx": first_line(["nginx", "-v"]),
             "sniproxy": first_line(["sniproxy", "-V"]),
-            "sniroute_commit": first_line(["git", "-C", REPO, "rev-parse", "--short", "HEAD"])}
+            "sniroute_commit": first_line(["git", "-C", REPO, "rev-parse", "--short", "HEAD"]),
+            "src_uncommitted": subprocess.run(["git", "-C", REPO, "status", "--porcelain", "--", "src",
+                                               "include", "CMakeLists.txt"], stdout=subprocess.PIPE,
+                                              text=True, timeout=10).stdout.split("\n")[:-1]}
 
 
 def first_line(cmd):
@@ -529,7 +599,9 @@ def report(summary, targets, idle, rate, bulk, integ, routes, raw, opts):
     md.append("Machine: %s CPUs (`nproc`), %s, kernel %s, %s GiB RAM. Load average before: %s; after: %s "
               "(other work shares this machine, see Caveats). Peers: %s; %s; %s. sniroute at %s (Release build).\n"
               % (m["nproc"], m["cpu"], m["kernel"], m["mem_gib"], m["load_before"], summary["load_after"],
-                 m["haproxy"], m["nginx"], m["sniproxy"], m["sniroute_commit"]))
+                 m["haproxy"], m["nginx"], m["sniproxy"],
+                 m["sniroute_commit"] + (" plus uncommitted changes to %s" % ", ".join(
+                     x[3:] for x in m["src_uncommitted"]) if m["src_uncommitted"] else "")))
     md.append("Command: `%s` (as root; the measurements run inside `unshare -n`).\n" % summary["command"])
     md.append("Setup: loopback only; load generator, proxy and backend share the CPUs. Same two routes "
               "(curl.example, pq.example → one backend) in every proxy; one worker each unless the name "
@@ -630,7 +702,19 @@ def report(summary, targets, idle, rate, bulk, integ, routes, raw, opts):
         md.append("\nTable alone (`bench_route`, the existing microbenchmark):\n")
         md.append("```\n%s```\n" % summary.get("bench_route", ""))
     md.append("## Reload\n")
-    md.append("n/a (no reload yet; issue 5).\n")
+    rl = summary.get("reload")
+    if rl and rl["reload_s"]:
+        md.append("A rate run (517 B hello, 50 clients) flows through sniroute on a %d-name config while "
+                  "it is rewritten with a different set of %d names and reloaded with SIGHUP %d times, "
+                  "about a second apart. Reload time is SIGHUP → the `reloaded` notice.\n"
+                  % (rl["names"], rl["names"], len(rl["reload_s"])))
+        md.append("| names | reload s (each) | connections during the run | failed or refused | conn/s |")
+        md.append("|---:|---|---:|---:|---:|")
+        md.append("| %d | %s | %s | %s | %s |\n" % (
+            rl["names"], ", ".join(fmt(x, "%.3f") for x in rl["reload_s"]), rl.get("completed", "–"),
+            fmt(rl["errors"], "%d"), fmt(rl["conn_per_s"])))
+    else:
+        md.append("Not measured in this run.\n")
     md.append("## Caveats\n")
     md.append("- Two CPUs shared by load generator, proxy and backend, and with other work on this machine "
               "(see the load averages above): absolute figures move from run to run; the ratios to `direct` "
