@@ -80,7 +80,8 @@ struct totals {
     uint64_t mixed;
     uint64_t reordered;
     uint64_t corrupt;
-    uint64_t no_trailer;
+    uint64_t no_trailer;  /* streams that ended without the backend's trailer */
+    uint64_t unconfirmed; /* upstream bytes sent on those streams */
 };
 
 static enum mode mode;
@@ -215,7 +216,7 @@ stream_finish(struct lconn *c)
     tot.corrupt += d->n_corrupt + (d->part_len != 0 && !d->in_trailer);
     if (!d->has_trailer || d->trailer.conn_id != c->id) {
         tot.no_trailer++;
-        tot.lost += c->up_pos; /* nothing says the upstream bytes arrived */
+        tot.unconfirmed += c->up_pos; /* the backend's account of them never arrived */
     } else {
         tot.up_verified +=
             d->trailer.up_received -
@@ -638,12 +639,12 @@ run_streams(void)
            "\"bytes_per_conn\":%" PRIu64 ",\"up_sent\":%" PRIu64 ",\"up_verified\":%" PRIu64
            ",\"down_verified\":%" PRIu64 ",\"up_gbps\":%.3f,\"down_gbps\":%.3f,"
            "\"up_sent_gbps\":%.3f,\"lost\":%" PRIu64 ",\"reordered\":%" PRIu64 ",\"mixed\":%" PRIu64
-           ",\"corrupt\":%" PRIu64 ",\"no_trailer\":%" PRIu64 "}\n",
+           ",\"corrupt\":%" PRIu64 ",\"no_trailer\":%" PRIu64 ",\"unconfirmed\":%" PRIu64 "}\n",
            n_conns, ready_at_go, (double)open_ns / 1e9, mode == M_INTEGRITY ? stream_bytes : 0,
            tot.up_sent, tot.up_verified, tot.down_verified,
            (double)tot.up_verified * 8 / elapsed / 1e9,
            (double)tot.down_verified * 8 / elapsed / 1e9, (double)tot.up_sent * 8 / elapsed / 1e9,
-           tot.lost, tot.reordered, tot.mixed, tot.corrupt, tot.no_trailer);
+           tot.lost, tot.reordered, tot.mixed, tot.corrupt, tot.no_trailer, tot.unconfirmed);
     return 0;
 }
 

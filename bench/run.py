@@ -635,12 +635,13 @@ def report(summary, targets, idle, rate, bulk, integ, routes, raw, opts):
     md.append("## Bulk\n")
     md.append("%d streams, each moving a self-describing pattern both ways at once for %g s; every byte is "
               "checked at the far end (backend for upstream, load generator for downstream). Each stream "
-              "ends with a client half-close: the backend reports what it received in a trailer, so bytes "
-              "lost at half-close show up as `lost`. CPU per KiB counts bytes in both directions.\n"
+              "ends with a client half-close: the backend reports what it received in a trailer, so a proxy "
+              "that cuts the tail at half-close shows in the last column (its upstream figure is then "
+              "what was sent, unverified). CPU per KiB counts bytes in both directions.\n"
               % (opts.streams, opts.seconds))
     md.append("| target | up Gbit/s | down Gbit/s | total Gbit/s | × direct | CPU ns/KiB | × HAProxy CPU/KiB | "
-              "lost / reordered / mixed / corrupt |")
-    md.append("|---|---:|---:|---:|---:|---:|---:|---|")
+              "lost / reordered / mixed / corrupt | streams whose tail was cut at half-close |")
+    md.append("|---|---:|---:|---:|---:|---:|---:|---|---:|")
     hcpu = rows.get("haproxy", {}).get("cpu_ns_kib")
     for name in names:
         r = rows[name]
@@ -650,7 +651,8 @@ def report(summary, targets, idle, rate, bulk, integ, routes, raw, opts):
             fmt(r["down_gbps"], "%.2f"), fmt(r["bulk_gbps"], "%.2f"),
             fmt(ratio(r["bulk_gbps"], d["bulk_gbps"]), "%.2f"), fmt(r["cpu_ns_kib"], "%.0f"),
             fmt(ratio(r["cpu_ns_kib"], hcpu), "%.2f"),
-            " / ".join(str(sum(x[k] for x in b)) for k in ("lost", "reordered", "mixed", "corrupt"))))
+            " / ".join(str(sum(x[k] for x in b)) for k in ("lost", "reordered", "mixed", "corrupt")),
+            "%d of %d" % (sum(x["no_trailer"] for x in b), sum(x["connections"] for x in b))))
     md.append("")
 
     md.append("## Idle memory\n")
