@@ -1,0 +1,107 @@
+/* SPDX-License-Identifier: MIT */
+/* The admin endpoint: a tiny HTTP/1.1 server on one libuv loop that answers GET (and HEAD)
+ * for /metrics, /healthz and /readyz, one request per connection (every response says
+ * "Connection: close"). It is meant for loopback or a pod network, not the internet: no
+ * keep-alive, no request bodies, no TLS, no auth. Each connection is bounded in size (a head
+ * of at most SR_ADMIN_HEAD_MAX bytes), in time (SR_ADMIN_TIMEOUT_MS for the head) and in
+ * number (SR_ADMIN_CONNS_MAX; beyond, new connections are closed at once). */
+#ifndef SR_ADMIN_H
+#define SR_ADMIN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+/* A request head larger than this gets 431; Prometheus' scrape requests are ~300 bytes. */
+#define SR_ADMIN_HEAD_MAX 8192
+/* Time for the whole request head, and again for the client to take the response. */
+#define SR_ADMIN_TIMEOUT_MS 5000
+/* Open admin connections at once; a scraper needs one, a human with curl one more. */
+#define SR_ADMIN_CONNS_MAX 64
+
+/* --- The request-head parser (pure: no I/O, no allocation) ----------------------------- */
+
+enum sr_admin_parse_status {
+    SR_ADMIN_PARSE_NEED_MORE = 0, /* no end of head yet, and nothing wrong so far */
+    SR_ADMIN_PARSE_OK,            /* a complete, valid head: see the request */
+    SR_ADMIN_PARSE_BAD,           /* malformed: answer 400 */
+    SR_ADMIN_PARSE_TOO_LARGE,     /* no end of head within SR_ADMIN_HEAD_MAX bytes: 431 */
+};
+
+enum sr_admin_method {
+    SR_ADMIN_GET = 0,
+    SR_ADMIN_HEAD,
+    SR_ADMIN_OTHER, /* any other valid token: answered 405 (or 404 for an unknown path) */
+};
+
+struct sr_admin_request {
+    enum sr_admin_method method;
+    const char *path; /* the target up to '?' or its end, into the caller's buffer */
+    size_t path_len;
+    size_t head_len; /* bytes of the head, the empty line included */
+};
+
+/* Parse the request head at the start of <buf> (<len> bytes received so far, not
+ * NUL-terminated) into <*req>, which is meaningful for OK only; its <path> points into <buf>.
+ *
+ * Accepts (RFC 9112): optional empty lines first (section 2.2), then
+ * "METHOD SP origin-form SP HTTP/1.0|HTTP/1.1", then header lines "name: value" with a
+ * token name and a value of visible characters, spaces and tabs, then an empty line. Lines
+ * end with CRLF or a bare LF. Refuses as BAD: a method that is not a token, a target that
+ * does not start with '/' or holds a byte outside 0x21-0x7E, any other version, a header
+ * line without ':', with space before the ':' or an empty name, a folded line (obs-fold),
+ * a bare CR or a control byte. Header values are not interpreted (a request body, if any, is
+ * ignored: the connection closes after the response). TOO_LARGE when <len> reaches
+ * SR_ADMIN_HEAD_MAX without the head ending; a head that ends within it is parsed. */
+enum sr_admin_parse_status sr_admin_parse_request(const char *buf, size_t len,
+                                                  struct sr_admin_request *req);
+
+/* --- The server -------------------------------------------------------------------------- */
+
+/* /metrics: fill *<out> with a heap buffer of *<len> bytes (the admin free()s it once the
+ * response is sent) and return 0, or return a negative code (the admin answers 500). Runs on
+ * the admin's loop thread. sr_metrics_format() has this shape once its workers and info are
+ * bound in. */
+typedef int (*sr_admin_metrics_fn)(void *ctx, char **out, size_t *len);
+
+/* /readyz: NULL when ready (200 "ready"), else a short static reason such as "draining" or
+ * "listeners not bound" (503 "not ready: REASON"). Runs on the admin's loop thread. */
+typedef const char *(*sr_admin_ready_fn)(void *ctx);
+
+struct sr_admin_conn;
+
+/* Caller-owned; all fields are private except those marked read-only. */
+struct sr_admin {
+    uv_loop_t *loop;
+    uv_tcp_t listener;
+    sr_admin_metrics_fn metrics_cb;
+    sr_admin_ready_fn ready_cb;
+    void *ctx;
+    struct sr_admin_conn *conns; /* open connections, for sr_admin_stop */
+    size_t n_conns;
+    size_t n_open; /* read-only: handles (listener and connections) not yet closed */
+    bool is_listening;
+    bool is_stopped;
+    struct sockaddr_storage addr; /* read-only: the bound address, the OS's port for 0 */
+    uint64_t n_requests;          /* read-only: responses started, any status */
+};
+
+/* Bind <addr> (IPv4 or IPv6, port 0 for any) on <loop> and start serving. <metrics_cb> and
+ * <ready_cb> (either may be NULL: 500 for /metrics, always ready for /readyz) get <ctx>.
+ * <admin> must stay put until its handles are closed (see sr_admin_stop). Returns 0, or a
+ * negative UV_E* code; then nothing is left listening, but the loop must still run once to
+ * close the handle before <admin> may go. */
+int sr_admin_start(struct sr_admin *admin, uv_loop_t *loop, const struct sockaddr *addr,
+                   sr_admin_metrics_fn metrics_cb, sr_admin_ready_fn ready_cb, void *ctx);
+
+/* Stop listening and close every admin connection now (a response in flight is cut).
+ * Idempotent. The handles close in the loop's next iteration: <admin> may be freed once
+ * uv_run has returned (or admin->n_open is 0), and uv_loop_close then succeeds. */
+void sr_admin_stop(struct sr_admin *admin);
+
+/* The bound port (host order), for tests and the startup notice. */
+unsigned sr_admin_port(const struct sr_admin *admin);
+
+#endif

@@ -1,0 +1,495 @@
+/* SPDX-License-Identifier: MIT */
+/* The admin endpoint: read one request head (bounded in bytes and time), answer it, close.
+ * The parser is a pure function of the bytes so that it is tested by tables; the server around
+ * it is the connection life cycle of conn.c in miniature: a count of open handles, freed in
+ * the last close callback, and a lingering close so the response is not lost to an RST. */
+#include "sniroute/admin.h"
+
+#include <assert.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* --- The request-head parser ------------------------------------------------------------ */
+
+/* RFC 9110 5.6.2: tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" / "-" / "." / "^" /
+ * "_" / "`" / "|" / "~" / DIGIT / ALPHA */
+static bool
+is_tchar(unsigned char c)
+{
+    if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) {
+        return true;
+    }
+    return c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL;
+}
+
+/* A control byte other than HT is never valid in a head (CR and LF are handled by the line
+ * splitter before this is asked). */
+static bool
+is_ctl(unsigned char c)
+{
+    return (c < 0x20 && c != '\t') || c == 0x7f;
+}
+
+/* "METHOD SP /target SP HTTP/1.x", exactly: one space each, nothing after the version. */
+static bool
+parse_request_line(const char *p, size_t n, struct sr_admin_request *req)
+{
+    size_t i = 0, m, t;
+
+    while (i < n && is_tchar((unsigned char)p[i])) {
+        i++;
+    }
+    if (i == 0 || i >= n || p[i] != ' ') {
+        return false;
+    }
+    m = i;
+    req->method = (m == 3 && memcmp(p, "GET", 3) == 0)    ? SR_ADMIN_GET
+                  : (m == 4 && memcmp(p, "HEAD", 4) == 0) ? SR_ADMIN_HEAD
+                                                          : SR_ADMIN_OTHER;
+    t = ++i;
+    while (i < n && (unsigned char)p[i] > 0x20 && (unsigned char)p[i] < 0x7f) {
+        i++;
+    }
+    if (i == t || p[t] != '/' || i >= n || p[i] != ' ') {
+        return false;
+    }
+    req->path = p + t;
+    req->path_len = i - t;
+    for (m = t; m < i; m++) {
+        if (p[m] == '?') {
+            req->path_len = m - t;
+            break;
+        }
+    }
+    i++;
+    return n - i == 8 && (memcmp(p + i, "HTTP/1.1", 8) == 0 || memcmp(p + i, "HTTP/1.0", 8) == 0);
+}
+
+/* "name: value": a token name directly followed by ':' (RFC 9112 5.1 refuses whitespace
+ * before the colon), not a continuation line (obs-fold, 5.2). The value is not looked at
+ * beyond the control bytes the caller has already refused. */
+static bool
+parse_header_line(const char *p, size_t n)
+{
+    size_t i = 0;
+
+    while (i < n && is_tchar((unsigned char)p[i])) {
+        i++;
+    }
+    return i > 0 && i < n && p[i] == ':';
+}
+
+enum sr_admin_parse_status
+sr_admin_parse_request(const char *buf, size_t len, struct sr_admin_request *req)
+{
+    bool has_request_line = false;
+    size_t pos = 0, i, end, eol;
+    const char *nl;
+
+    memset(req, 0, sizeof(*req));
+    for (;;) {
+        nl = memchr(buf + pos, '\n', len - pos);
+        end = nl != NULL ? (size_t)(nl - buf) : len;
+        eol = nl != NULL ? end + 1 : len;
+        /* Refuse bad bytes as soon as they arrive, not only once their line ends: a client
+         * speaking TLS or binary to this port gets its 400 at once. */
+        for (i = pos; i < end; i++) {
+            if (buf[i] == '\r') {
+                if (i + 1 == end && nl != NULL) {
+                    break; /* CRLF */
+                }
+                if (i + 1 < len) {
+                    return SR_ADMIN_PARSE_BAD; /* a CR not followed by LF */
+                }
+            } else if (is_ctl((unsigned char)buf[i])) {
+                return SR_ADMIN_PARSE_BAD;
+            }
+        }
+        if (eol > SR_ADMIN_HEAD_MAX || (nl == NULL && len >= SR_ADMIN_HEAD_MAX)) {
+            return SR_ADMIN_PARSE_TOO_LARGE;
+        }
+        if (nl == NULL) {
+            return SR_ADMIN_PARSE_NEED_MORE;
+        }
+        if (end > pos && buf[end - 1] == '\r') {
+            end--;
+        }
+        if (!has_request_line) {
+            /* RFC 9112 2.2: empty lines before the request line are to be ignored. */
+            if (end > pos) {
+                if (!parse_request_line(buf + pos, end - pos, req)) {
+                    return SR_ADMIN_PARSE_BAD;
+                }
+                has_request_line = true;
+            }
+        } else if (end == pos) {
+            req->head_len = eol;
+            return SR_ADMIN_PARSE_OK;
+        } else if (!parse_header_line(buf + pos, end - pos)) {
+            return SR_ADMIN_PARSE_BAD;
+        }
+        pos = eol;
+    }
+}
+
+/* --- Connections ------------------------------------------------------------------------- */
+
+enum sr_admin_conn_state {
+    SR_ADMIN_READING,   /* reading the request head */
+    SR_ADMIN_WRITING,   /* the response is being written */
+    SR_ADMIN_LINGERING, /* response sent and FIN too: discard input until EOF or the timer */
+    SR_ADMIN_CLOSING,   /* handles closing; freed in the last close callback */
+};
+
+struct sr_admin_conn {
+    struct sr_admin *admin;
+    struct sr_admin_conn *prev;
+    struct sr_admin_conn *next;
+    enum sr_admin_conn_state state;
+    int n_pending; /* open handles; the connection is freed when it drops to zero */
+    uv_tcp_t tcp;
+    uv_timer_t timer;
+    uv_write_t write_req;
+    uv_shutdown_t shutdown_req;
+    char *body;     /* the /metrics text (ours to free), or NULL */
+    char head[160]; /* the response's status line and headers */
+    char text[96];  /* a short body: "ok\n", "not ready: ...\n" */
+    size_t len;     /* bytes of <buf> received */
+    char buf[SR_ADMIN_HEAD_MAX];
+};
+
+static void
+on_conn_close(uv_handle_t *handle)
+{
+    struct sr_admin_conn *conn = handle->data;
+    struct sr_admin *admin = conn->admin;
+
+    admin->n_open--;
+    if (--conn->n_pending > 0) {
+        return;
+    }
+    if (conn->prev != NULL) {
+        conn->prev->next = conn->next;
+    } else {
+        admin->conns = conn->next;
+    }
+    if (conn->next != NULL) {
+        conn->next->prev = conn->prev;
+    }
+    admin->n_conns--;
+    free(conn->body);
+    free(conn);
+}
+
+static void
+conn_close(struct sr_admin_conn *conn)
+{
+    if (conn->state == SR_ADMIN_CLOSING) {
+        return;
+    }
+    conn->state = SR_ADMIN_CLOSING;
+    uv_close((uv_handle_t *)&conn->timer, on_conn_close);
+    uv_close((uv_handle_t *)&conn->tcp, on_conn_close);
+}
+
+static void
+on_linger_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
+{
+    struct sr_admin_conn *conn = handle->data;
+
+    (void)suggested;
+    buf->base = conn->buf; /* the request is answered: its bytes are not needed any more */
+    buf->len = sizeof(conn->buf);
+}
+
+static void
+on_linger_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+{
+    (void)buf;
+    if (nread < 0) {
+        conn_close(stream->data); /* EOF or error: the client has what it will get */
+    }
+}
+
+static void
+on_shutdown(uv_shutdown_t *req, int status)
+{
+    struct sr_admin_conn *conn = req->data;
+
+    if (conn->state == SR_ADMIN_CLOSING) {
+        return;
+    }
+    /* Closing a socket with unread input sends an RST, which may destroy the response before
+     * the client has read it; so after the FIN, read and discard until the client closes. */
+    conn->state = SR_ADMIN_LINGERING;
+    if (status != 0 ||
+        uv_read_start((uv_stream_t *)&conn->tcp, on_linger_alloc, on_linger_read) != 0) {
+        conn_close(conn);
+    }
+}
+
+static void
+on_write(uv_write_t *req, int status)
+{
+    struct sr_admin_conn *conn = req->data;
+
+    if (conn->state == SR_ADMIN_CLOSING) {
+        return;
+    }
+    conn->shutdown_req.data = conn;
+    if (status != 0 ||
+        uv_shutdown(&conn->shutdown_req, (uv_stream_t *)&conn->tcp, on_shutdown) != 0) {
+        conn_close(conn);
+    }
+}
+
+static void on_timeout(uv_timer_t *timer);
+
+/* Send the response: <status> <reason>, then <body> of <body_len> bytes unless <is_head>.
+ * <body> must live until the write completes (conn->text, conn->body or a literal). */
+static void
+respond(struct sr_admin_conn *conn, int status, const char *reason, const char *content_type,
+        const char *body, size_t body_len, bool is_head)
+{
+    uv_buf_t bufs[2];
+    int n;
+
+    uv_read_stop((uv_stream_t *)&conn->tcp);
+    conn->admin->n_requests++;
+    conn->state = SR_ADMIN_WRITING;
+    uv_timer_start(&conn->timer, on_timeout, SR_ADMIN_TIMEOUT_MS, 0);
+    n = snprintf(conn->head, sizeof(conn->head),
+                 "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s"
+                 "Connection: close\r\n\r\n",
+                 status, reason, content_type, body_len,
+                 status == 405 ? "Allow: GET, HEAD\r\n" : "");
+    assert(n > 0 && (size_t)n < sizeof(conn->head));
+    bufs[0] = uv_buf_init(conn->head, (unsigned)n);
+    bufs[1] = uv_buf_init((char *)body, (unsigned)body_len);
+    conn->write_req.data = conn;
+    if (uv_write(&conn->write_req, (uv_stream_t *)&conn->tcp, bufs, is_head ? 1 : 2, on_write) !=
+        0) {
+        conn_close(conn);
+    }
+}
+
+#define TEXT_PLAIN "text/plain; charset=utf-8"
+#define PROMETHEUS "text/plain; version=0.0.4; charset=utf-8"
+#define RESPOND_ERROR(conn, status, reason, body)                                                  \
+    respond(conn, status, reason, TEXT_PLAIN, body, sizeof(body) - 1, false)
+
+static bool
+path_is(const struct sr_admin_request *req, const char *path)
+{
+    return req->path_len == strlen(path) && memcmp(req->path, path, req->path_len) == 0;
+}
+
+static void
+answer(struct sr_admin_conn *conn, const struct sr_admin_request *req)
+{
+    struct sr_admin *admin = conn->admin;
+    bool is_head = req->method == SR_ADMIN_HEAD;
+    const char *not_ready;
+    size_t len = 0;
+    int n;
+
+    if (!path_is(req, "/metrics") && !path_is(req, "/healthz") && !path_is(req, "/readyz")) {
+        RESPOND_ERROR(conn, 404, "Not Found", "not found\n");
+        return;
+    }
+    if (req->method == SR_ADMIN_OTHER) {
+        RESPOND_ERROR(conn, 405, "Method Not Allowed", "method not allowed\n");
+        return;
+    }
+    if (path_is(req, "/healthz")) {
+        respond(conn, 200, "OK", TEXT_PLAIN, "ok\n", 3, is_head);
+        return;
+    }
+    if (path_is(req, "/readyz")) {
+        not_ready = admin->ready_cb != NULL ? admin->ready_cb(admin->ctx) : NULL;
+        if (not_ready == NULL) {
+            respond(conn, 200, "OK", TEXT_PLAIN, "ready\n", 6, is_head);
+            return;
+        }
+        n = snprintf(conn->text, sizeof(conn->text), "not ready: %s\n", not_ready);
+        len = n < 0 ? 0 : (size_t)n < sizeof(conn->text) ? (size_t)n : sizeof(conn->text) - 1;
+        respond(conn, 503, "Service Unavailable", TEXT_PLAIN, conn->text, len, is_head);
+        return;
+    }
+    if (admin->metrics_cb == NULL || admin->metrics_cb(admin->ctx, &conn->body, &len) != 0 ||
+        conn->body == NULL) {
+        free(conn->body);
+        conn->body = NULL;
+        RESPOND_ERROR(conn, 500, "Internal Server Error", "metrics unavailable\n");
+        return;
+    }
+    respond(conn, 200, "OK", PROMETHEUS, conn->body, len, is_head);
+}
+
+static void
+on_timeout(uv_timer_t *timer)
+{
+    struct sr_admin_conn *conn = timer->data;
+
+    if (conn->state == SR_ADMIN_READING && conn->len > 0) {
+        RESPOND_ERROR(conn, 408, "Request Timeout", "request timeout\n");
+        return;
+    }
+    conn_close(conn); /* silent or slow to take the response: nothing more to say */
+}
+
+static void
+on_head_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
+{
+    struct sr_admin_conn *conn = handle->data;
+
+    (void)suggested;
+    /* The parser answers TOO_LARGE once the buffer is full, so room is never zero here. */
+    buf->base = conn->buf + conn->len;
+    buf->len = sizeof(conn->buf) - conn->len;
+}
+
+static void
+on_head_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+{
+    struct sr_admin_conn *conn = stream->data;
+    struct sr_admin_request req;
+
+    (void)buf;
+    if (nread == 0) {
+        return;
+    }
+    if (nread < 0) {
+        conn_close(conn); /* gone before the head ended: no one to answer */
+        return;
+    }
+    conn->len += (size_t)nread;
+    switch (sr_admin_parse_request(conn->buf, conn->len, &req)) {
+    case SR_ADMIN_PARSE_NEED_MORE:
+        return;
+    case SR_ADMIN_PARSE_OK:
+        answer(conn, &req);
+        return;
+    case SR_ADMIN_PARSE_BAD:
+        RESPOND_ERROR(conn, 400, "Bad Request", "bad request\n");
+        return;
+    case SR_ADMIN_PARSE_TOO_LARGE:
+        RESPOND_ERROR(conn, 431, "Request Header Fields Too Large", "request head too large\n");
+        return;
+    }
+}
+
+static void
+on_connection(uv_stream_t *server, int status)
+{
+    struct sr_admin *admin = server->data;
+    struct sr_admin_conn *conn;
+
+    if (status != 0 || admin->is_stopped) {
+        return; /* EMFILE and the like: libuv calls again when it can accept */
+    }
+    conn = calloc(1, sizeof(*conn));
+    if (conn == NULL) {
+        return;
+    }
+    conn->admin = admin;
+    conn->state = SR_ADMIN_READING;
+    uv_tcp_init(admin->loop, &conn->tcp);
+    uv_timer_init(admin->loop, &conn->timer);
+    conn->tcp.data = conn;
+    conn->timer.data = conn;
+    conn->n_pending = 2;
+    admin->n_open += 2;
+    conn->next = admin->conns;
+    if (admin->conns != NULL) {
+        admin->conns->prev = conn;
+    }
+    admin->conns = conn;
+    admin->n_conns++;
+
+    /* Over the limit the connection is accepted only to be closed, so the backlog drains. */
+    if (uv_accept(server, (uv_stream_t *)&conn->tcp) != 0 || admin->n_conns > SR_ADMIN_CONNS_MAX) {
+        conn_close(conn);
+        return;
+    }
+    uv_timer_start(&conn->timer, on_timeout, SR_ADMIN_TIMEOUT_MS, 0);
+    if (uv_read_start((uv_stream_t *)&conn->tcp, on_head_alloc, on_head_read) != 0) {
+        conn_close(conn);
+    }
+}
+
+/* --- The server ---------------------------------------------------------------------------- */
+
+static void
+on_listener_close(uv_handle_t *handle)
+{
+    struct sr_admin *admin = handle->data;
+
+    admin->n_open--;
+}
+
+int
+sr_admin_start(struct sr_admin *admin, uv_loop_t *loop, const struct sockaddr *addr,
+               sr_admin_metrics_fn metrics_cb, sr_admin_ready_fn ready_cb, void *ctx)
+{
+    int len = sizeof(admin->addr);
+    int rc;
+
+    memset(admin, 0, sizeof(*admin));
+    admin->loop = loop;
+    admin->metrics_cb = metrics_cb;
+    admin->ready_cb = ready_cb;
+    admin->ctx = ctx;
+    rc = uv_tcp_init(loop, &admin->listener);
+    if (rc != 0) {
+        admin->is_stopped = true;
+        return rc;
+    }
+    admin->listener.data = admin;
+    admin->n_open = 1;
+    rc = uv_tcp_bind(&admin->listener, addr, 0);
+    if (rc == 0) {
+        rc = uv_listen((uv_stream_t *)&admin->listener, 16, on_connection);
+    }
+    if (rc == 0) {
+        rc = uv_tcp_getsockname(&admin->listener, (struct sockaddr *)&admin->addr, &len);
+    }
+    if (rc != 0) {
+        admin->is_stopped = true;
+        uv_close((uv_handle_t *)&admin->listener, on_listener_close);
+        return rc;
+    }
+    admin->is_listening = true;
+    return 0;
+}
+
+void
+sr_admin_stop(struct sr_admin *admin)
+{
+    struct sr_admin_conn *conn, *next;
+
+    admin->is_stopped = true;
+    if (admin->is_listening) {
+        admin->is_listening = false;
+        uv_close((uv_handle_t *)&admin->listener, on_listener_close);
+    }
+    for (conn = admin->conns; conn != NULL; conn = next) {
+        next = conn->next;
+        conn_close(conn);
+    }
+}
+
+unsigned
+sr_admin_port(const struct sr_admin *admin)
+{
+    const struct sockaddr *sa = (const struct sockaddr *)&admin->addr;
+
+    if (sa->sa_family == AF_INET) {
+        return ntohs(((const struct sockaddr_in *)sa)->sin_port);
+    }
+    if (sa->sa_family == AF_INET6) {
+        return ntohs(((const struct sockaddr_in6 *)sa)->sin6_port);
+    }
+    return 0;
+}
