@@ -411,7 +411,8 @@ def inside(opts):
     raw = []
     summary = {"started": time.strftime("%Y-%m-%d %H:%M:%S %z"), "machine": machine(),
                "command": " ".join(["bench/run.py"] + sys.argv[1:]).replace(" --inside", ""),
-               "conns": n_big, "nofile_hard": hard}
+               "conns": n_big, "nofile_hard": hard, "opts": vars(opts),
+               "targets": targets}
 
     backend = start([os.path.join(BUILD, "bench_backend"), "-l", BACKEND]
                     + sum([["-f", os.path.join(FIXTURES, h[0])] for h in HELLOS], []),
@@ -646,7 +647,7 @@ def report(summary, targets, idle, rate, bulk, integ, routes, raw, opts):
     for name in names:
         r = rows[name]
         b = bulk.get(name, [])
-        md.append("| %s | %s | %s | %s | %s | %s | %s | %s |" % (
+        md.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
             name, fmt(r["up_gbps"], "%.2f") + (" (sent, unverified)" if r["up_unverified"] else ""),
             fmt(r["down_gbps"], "%.2f"), fmt(r["bulk_gbps"], "%.2f"),
             fmt(ratio(r["bulk_gbps"], d["bulk_gbps"]), "%.2f"), fmt(r["cpu_ns_kib"], "%.0f"),
@@ -765,6 +766,24 @@ def charts(names, rows, idle):
     subprocess.run(["gnuplot"], input=script, text=True, timeout=60, check=False)
 
 
+def report_again():
+    """Rewrite results.md and the charts from results.json (after editing the report code)."""
+    with open(os.path.join(RESULTS, "results.json")) as f:
+        data = json.load(f)
+    summary = data["summary"]
+    opts = argparse.Namespace(**summary["opts"])
+    targets = [tuple(t) for t in summary["targets"]]
+    rate, bulk = {}, {}
+    for r in data["runs"]:
+        if r["mode"] == "rate" and "rep" in r:
+            rate.setdefault((r["target"], r["hello"]), []).append(r)
+        elif r["mode"] == "bulk":
+            bulk.setdefault(r["target"], []).append(r)
+    os.makedirs(WORK, exist_ok=True)
+    report(summary, targets, data["idle"], rate, bulk, data["integrity"], data["routes"], data["runs"],
+           opts)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--reps", type=int, default=5, help="rate repetitions (5)")
@@ -779,8 +798,12 @@ def main():
     ap.add_argument("--no-routes", action="store_true", help="skip the route-table scale runs")
     ap.add_argument("--routes-only", action="store_true", help="only the route-table scale runs")
     ap.add_argument("--no-install", action="store_true", help="do not apt-get the peers")
+    ap.add_argument("--report-only", action="store_true", help="rewrite results.md from results.json")
     ap.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
     opts = ap.parse_args()
+    if opts.report_only:
+        report_again()
+        return
     if opts.inside:
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
         try:
