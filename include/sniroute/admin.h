@@ -55,8 +55,8 @@ struct sr_admin_request {
  * a bare CR or a control byte. Header values are not interpreted (a request body, if any, is
  * ignored: the connection closes after the response). TOO_LARGE when <len> reaches
  * SR_ADMIN_HEAD_MAX without the head ending; a head that ends within it is parsed. */
-enum sr_admin_parse_status sr_admin_parse_request(const char *buf, size_t len,
-                                                  struct sr_admin_request *req);
+enum sr_admin_parse_status
+sr_admin_parse_request(const char *buf, size_t len, struct sr_admin_request *req);
 
 /* --- The server -------------------------------------------------------------------------- */
 
@@ -93,15 +93,18 @@ struct sr_admin {
  * <admin> must stay put until its handles are closed (see sr_admin_stop). Returns 0, or a
  * negative UV_E* code; then nothing is left listening, but the loop must still run once to
  * close the handle before <admin> may go. */
-int sr_admin_start(struct sr_admin *admin, uv_loop_t *loop, const struct sockaddr *addr,
-                   sr_admin_metrics_fn metrics_cb, sr_admin_ready_fn ready_cb, void *ctx);
+int
+sr_admin_start(struct sr_admin *admin, uv_loop_t *loop, const struct sockaddr *addr,
+               sr_admin_metrics_fn metrics_cb, sr_admin_ready_fn ready_cb, void *ctx);
 
 /* Stop listening and close every admin connection now (a response in flight is cut).
  * Idempotent. The handles close in the loop's next iteration: <admin> may be freed once
  * uv_run has returned (or admin->n_open is 0), and uv_loop_close then succeeds. */
-void sr_admin_stop(struct sr_admin *admin);
+void
+sr_admin_stop(struct sr_admin *admin);
 
 /* The bound port (host order), for tests and the startup notice. */
-unsigned sr_admin_port(const struct sr_admin *admin);
+unsigned
+sr_admin_port(const struct sr_admin *admin);
 
 #endif

@@ -30,6 +30,21 @@ struct sr_access_record {
 size_t
 sr_log_format_access(char *out, size_t cap, const struct sr_access_record *rec);
 
+/* Format <rec> as one JSON object (RFC 8259) and a newline into <out> of <cap> bytes, with the
+ * keys of the text line in the same order: time, listener, client, sni, route, upstream,
+ * bytes_in, bytes_out, duration_ms, outcome, detail. Every key is always there; a missing
+ * string (NULL or "") is null, never "-"; numbers are JSON integers. Strings are escaped per
+ * RFC 8259 section 7: '"', '\\' and control bytes (as \n, \t... or \u00XX); a byte that is
+ * not part of valid UTF-8 becomes \ufffd, so the line is valid JSON whatever the input.
+ *
+ * Returns the length written (newline included, NUL not counted). When the object would not
+ * fit, the string values are cut (never inside an escape or a UTF-8 sequence) so that it does
+ * and it stays valid JSON; if even the object with empty strings does not fit, nothing is
+ * written and 0 is returned (<out> is then "" when <cap> > 0). A record of validated values
+ * (LDH names, addresses, the README's outcomes) always fits in 1024 bytes. */
+size_t
+sr_log_format_access_json(char *out, size_t cap, const struct sr_access_record *rec);
+
 /* Write an ISO 8601 UTC timestamp with milliseconds ("2026-11-22T11:00:00.123Z") for
  * <time_ms> into <out> (at least 25 bytes). Returns its length. */
 size_t

@@ -151,38 +151,49 @@ struct sr_metrics_info {
  * <n_upstream_ids>, plus one "_other" row each; all counters zero. Call it before the worker
  * starts; rows never move after, which is what lets a scrape read them from another thread.
  * Returns 0, or -ENOMEM with <m> zeroed (sr_metrics_fini() is then still safe). */
-int sr_metrics_init(struct sr_metrics *m, size_t n_listener_ids, size_t n_upstream_ids);
+int
+sr_metrics_init(struct sr_metrics *m, size_t n_listener_ids, size_t n_upstream_ids);
 
 /* Free <m>'s rows and zero it. No scrape may be reading it. */
-void sr_metrics_fini(struct sr_metrics *m);
+void
+sr_metrics_fini(struct sr_metrics *m);
 
 /* Names: init with room for <cap> names (returns 0, or -ENOMEM); intern returns the id of
  * <name> (NUL-terminated, copied), adding it if new; "_other" (<cap>) when the table is full
  * or out of memory. Lookup is a linear scan: it runs per name per reload, never per
  * connection. Not thread-safe: intern on the thread that scrapes. */
-int sr_metrics_names_init(struct sr_metrics_names *names, size_t cap);
-uint32_t sr_metrics_names_intern(struct sr_metrics_names *names, const char *name);
-void sr_metrics_names_fini(struct sr_metrics_names *names);
+int
+sr_metrics_names_init(struct sr_metrics_names *names, size_t cap);
+uint32_t
+sr_metrics_names_intern(struct sr_metrics_names *names, const char *name);
+void
+sr_metrics_names_fini(struct sr_metrics_names *names);
 
 /* Format the exposition of all <n_workers> registries in <workers> (each counter summed
  * over them) with <info>, into a new heap buffer: *<out> (NUL-terminated, to be free()d by
  * the caller) of *<len> bytes, NUL excluded. Every listener named in info->listeners gets
  * every series, zeros included; an upstream gets its series once anything was counted for
  * it; an "_other" row only when it is not zero. Returns 0, or -ENOMEM (*<out> NULL). */
-int sr_metrics_format(char **out, size_t *len, const struct sr_metrics *const *workers,
-                      size_t n_workers, const struct sr_metrics_info *info);
+int
+sr_metrics_format(char **out, size_t *len, const struct sr_metrics *const *workers,
+                  size_t n_workers, const struct sr_metrics_info *info);
 
 /* The log's outcome string ("ok", "no_route", ...) as an id; unknown or NULL gives ERROR. */
-enum sr_metrics_outcome sr_metrics_outcome_parse(const char *outcome);
+enum sr_metrics_outcome
+sr_metrics_outcome_parse(const char *outcome);
 
 /* A failed connect's code as an error class: <err> is a negated errno (libuv's UV_E* codes
  * on Unix); UV_ECANCELED and friends are OTHER. Resolver failures: pass RESOLVE directly. */
-enum sr_metrics_connect_error sr_metrics_connect_error_from_errno(int err);
+enum sr_metrics_connect_error
+sr_metrics_connect_error_from_errno(int err);
 
 /* Label values, for tests and for logs that want the same words. */
-const char *sr_metrics_outcome_name(enum sr_metrics_outcome o);
-const char *sr_metrics_hello_name(enum sr_metrics_hello h);
-const char *sr_metrics_hello_reason_name(enum sr_hello_reason r);
+const char *
+sr_metrics_outcome_name(enum sr_metrics_outcome o);
+const char *
+sr_metrics_hello_name(enum sr_metrics_hello h);
+const char *
+sr_metrics_hello_reason_name(enum sr_hello_reason r);
 
 /* --- The hot path ----------------------------------------------------------------------
  * Each call is an index computation, one compare to fold an unknown id into "_other", and
