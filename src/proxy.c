@@ -7,6 +7,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -182,6 +183,7 @@ server_check_stopped(struct sr_server *server)
     if (server->n_conns == 0 && server->n_listeners_open == 0) {
         server->is_stopped = true;
         uv_close((uv_handle_t *)&server->drain_timer, NULL);
+        uv_close((uv_handle_t *)&server->trim_timer, NULL);
     }
 }
 
@@ -280,9 +282,30 @@ sr__server_admit(struct sr_server *server, struct sr_conn *conn, const struct so
     return NULL;
 }
 
+/* glibc keeps freed heap pages that are not at the top of the heap: after a burst of
+ * connections (a flood, a reconnect storm) the daemon would stay at its peak size although
+ * the memory is free. Once closes stop coming for a moment, give it back. Under steady
+ * traffic the timer keeps being pushed back and nothing is trimmed: that memory is in use. */
+#define SR_TRIM_AFTER_CLOSES 256
+#define SR_TRIM_QUIET_MS     250
+
+static void
+on_trim(uv_timer_t *timer)
+{
+    struct sr_server *server = timer->data;
+
+    if (server->n_closed_since_trim >= SR_TRIM_AFTER_CLOSES) {
+        malloc_trim(0);
+    }
+    server->n_closed_since_trim = 0;
+}
+
 void
 sr__server_conn_gone(struct sr_server *server, struct sr_conn *conn)
 {
+    if (++server->n_closed_since_trim >= SR_TRIM_AFTER_CLOSES / 4 && !server->is_stopped) {
+        uv_timer_start(&server->trim_timer, on_trim, SR_TRIM_QUIET_MS, 0);
+    }
     if (conn->lcount != 0) {
         server->lcounts[conn->lcount - 1].n_conns--;
     }
@@ -503,6 +526,8 @@ sr_server_start(struct sr_server *server, uv_loop_t *loop, struct sr_generation 
     server->access_log = access_log;
     uv_timer_init(loop, &server->drain_timer);
     server->drain_timer.data = server;
+    uv_timer_init(loop, &server->trim_timer);
+    server->trim_timer.data = server;
     server->pipes.keep_max = pipe_keep_max();
     server->per_ip = sr_ipcount_new();
     if (server->per_ip == NULL) {

@@ -115,6 +115,8 @@ struct sr_server {
     struct sr_buf_pool pool;
     struct sr_pipe_pool pipes;
     uv_timer_t drain_timer;
+    uv_timer_t trim_timer;      /* returns freed heap to the kernel after a burst */
+    size_t n_closed_since_trim;
     bool is_draining;
     bool is_stopped; /* every handle of ours is closed or closing */
 };
