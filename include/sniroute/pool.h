@@ -92,10 +92,11 @@ struct sr_pool {
  * (over SR_POOL_MAX_SERVERS); on an error <*pool> is zeroed and must not be used.
  *
  * The name is the server's identity for source_hash: a client's server depends on the
- * names in the pool, not on their order or index, so reordering `server =` lines, adding
- * or removing one, a reload, another worker or another sniroute with the same servers all
- * send a client to the same server (as long as it is up). Two servers with the same name
- * would tie; the config loader should refuse duplicates. */
+ * names in the pool, not on their order or index, so reordering `server =` lines, a
+ * reload, another worker or another sniroute with the same servers all send a client to
+ * the same server (as long as it is up); adding a server moves only the clients it wins
+ * (about 1/n), removing one only the clients it had. Two servers with the same name would
+ * tie; the config loader should refuse duplicates. */
 enum sr_pool_error
 sr_pool_init(struct sr_pool *pool, const struct sr_pool_params *params,
              const char *const *ids, size_t n);
