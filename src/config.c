@@ -390,6 +390,46 @@ set_watch(struct loader *ld, const struct keyword *kw, const char *key, const ch
            section_label(ld, label, sizeof(label)), key, value);
 }
 
+static void
+set_log_format(struct loader *ld, const struct keyword *kw, const char *key, const char *value)
+{
+    char label[LABEL_MAX];
+
+    (void)kw;
+    if (strcmp(value, "text") == 0) {
+        ld->cfg->log_format = SR_LOG_FORMAT_TEXT;
+    } else if (strcmp(value, "json") == 0) {
+        ld->cfg->log_format = SR_LOG_FORMAT_JSON;
+    } else {
+        report(ld, ld->line, "%s: %s: bad value '%s' (text or json)",
+               section_label(ld, label, sizeof(label)), key, value);
+    }
+}
+
+static void
+set_admin(struct loader *ld, const struct keyword *kw, const char *key, const char *value)
+{
+    char label[LABEL_MAX];
+    enum sr_addr_error err;
+    struct sr_addr addr;
+
+    (void)kw;
+    err = sr_addr_parse_listen(value, strlen(value), &addr);
+    if (err != SR_ADDR_OK) {
+        report(ld, ld->line, "%s: %s: bad address '%s': %s",
+               section_label(ld, label, sizeof(label)), key, value, sr_addr_error_str(err));
+        return;
+    }
+    if (addr.kind == SR_ADDR_NAME) {
+        report(ld, ld->line,
+               "%s: %s: '%s' is a host name (use an IP literal, as in 127.0.0.1:9090)",
+               section_label(ld, label, sizeof(label)), key, value);
+        return;
+    }
+    ld->cfg->admin = addr;
+    ld->cfg->has_admin = true;
+}
+
 static bool
 is_same_addr(const struct sr_addr *a, const struct sr_addr *b)
 {
@@ -610,6 +650,8 @@ static const struct keyword keywords[] = {
     {SEC_SNIROUTE, "max_hello_size", set_size, offsetof(struct sr_config, max_hello_size), false},
     {SEC_SNIROUTE, "access_log", set_access_log, 0, false},
     {SEC_SNIROUTE, "watch", set_watch, 0, false},
+    {SEC_SNIROUTE, "log_format", set_log_format, 0, false},
+    {SEC_SNIROUTE, "admin", set_admin, 0, false},
     {SEC_SNIROUTE, "user", set_account, 0, false},
     {SEC_SNIROUTE, "group", set_account, 0, false},
     {SEC_SNIROUTE, "max_connections", set_count, offsetof(struct sr_config, max_connections),

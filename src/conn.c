@@ -25,6 +25,18 @@ static void relay_start(struct sr_conn *conn);
  * open handle, plus a resolver request (not tied to a handle, so libuv does not cancel it
  * for us). Write, connect and shutdown requests need no count: libuv runs their callbacks,
  * with UV_ECANCELED if need be, before the close callback of their handle. */
+static struct sr_metrics *
+conn_metrics(struct sr_conn *conn)
+{
+    return &conn->server->metrics;
+}
+
+static void
+conn_hello_metric(struct sr_conn *conn, enum sr_metrics_hello result, enum sr_hello_reason reason)
+{
+    sr_metrics_hello(conn_metrics(conn), result, reason);
+}
+
 static void
 conn_release(struct sr_conn *conn)
 {
@@ -95,7 +107,9 @@ conn_log(struct sr_conn *conn)
     rec.duration_ms = uv_now(conn->server->loop) - conn->start_ms;
     rec.outcome = conn->outcome;
     rec.detail = conn->detail;
-    len = sr_log_format_access(line, sizeof(line), &rec);
+    len = conn->gen->cfg.log_format == SR_LOG_FORMAT_JSON
+              ? sr_log_format_access_json(line, sizeof(line), &rec)
+              : sr_log_format_access(line, sizeof(line), &rec);
     fwrite(line, 1, len, conn->server->access_log);
     fflush(conn->server->access_log);
 }
@@ -128,6 +142,13 @@ sr__conn_close_ex(struct sr_conn *conn, const char *outcome, bool reset_client, 
     }
     conn->state = SR_CONN_CLOSING;
     conn_log(conn);
+    if (conn->is_counted) {
+        sr_metrics_conn_closed(conn_metrics(conn), conn->lid,
+                               sr_metrics_outcome_parse(conn->outcome));
+        sr_metrics_bytes(conn_metrics(conn), conn->lid,
+                         conn->upstream != NULL ? conn->uid : UINT32_MAX, conn->up.n_bytes,
+                         conn->down.n_bytes);
+    }
 
     uv_close((uv_handle_t *)&conn->timer, sr__conn_on_handle_close);
     sr__relay_close(conn); /* stop watching the sockets before they are closed */
@@ -153,10 +174,12 @@ on_timer(uv_timer_t *timer)
 
     switch (conn->state) {
     case SR_CONN_HELLO:
+        conn_hello_metric(conn, SR_METRICS_HELLO_TIMEOUT, SR_HELLO_REASON_NONE);
         sr_conn_close(conn, "hello_timeout");
         return;
     case SR_CONN_RESOLVING:
     case SR_CONN_CONNECTING:
+        sr_metrics_connect_failed(conn_metrics(conn), conn->uid, SR_METRICS_CONNECT_TIMEOUT);
         sr_conn_close(conn, "connect_timeout");
         return;
     case SR_CONN_REFUSING:
@@ -320,12 +343,15 @@ conn_route(struct sr_conn *conn, const struct sr_hello_result *res)
         sr_route_lookup_default(conn->routes->table, &hit);
     }
     conn->route = hit.kind;
+    sr_metrics_route(conn_metrics(conn), conn->lid, hit.kind);
     if (hit.kind == SR_ROUTE_MISS) {
         conn_refuse(conn, SR_TLS_ALERT_UNRECOGNIZED_NAME, "no_route");
         return;
     }
     assert(hit.value < cfg->n_upstreams);
     conn->upstream = &cfg->upstreams[hit.value];
+    conn->uid = conn->gen->upstream_ids[hit.value];
+    sr_metrics_upstream_selected(conn_metrics(conn), conn->uid);
 
     /* Whatever the client sent so far stays in the peek buffer, unparsed bytes after the
      * hello included; reading resumes once all of it has reached the backend. */
@@ -353,6 +379,11 @@ on_hello_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     }
     if (nread < 0) {
         conn->detail = uv_err_name((int)nread);
+        conn_hello_metric(conn,
+                          nread == UV_EOF       ? SR_METRICS_HELLO_INCOMPLETE
+                          : nread == UV_ENOBUFS ? SR_METRICS_HELLO_ERROR
+                                                : SR_METRICS_HELLO_CLIENT_RESET,
+                          SR_HELLO_REASON_NONE);
         sr_conn_close(conn, nread == UV_EOF       ? "incomplete"
                             : nread == UV_ENOBUFS ? "error"
                                                   : "client_reset");
@@ -370,19 +401,25 @@ on_hello_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         conn->parse_at = conn->peek_len + res.need;
         if (conn->parse_at > cap) {
             conn->detail = "hello larger than max_hello_size";
+            conn_hello_metric(conn, SR_METRICS_HELLO_TOO_LARGE, SR_HELLO_REASON_NONE);
             conn_refuse(conn, SR_TLS_ALERT_HANDSHAKE_FAILURE, "too_large");
         }
         return;
     case SR_HELLO_FOUND:
     case SR_HELLO_NO_SNI:
+        conn_hello_metric(
+            conn, res.status == SR_HELLO_FOUND ? SR_METRICS_HELLO_FOUND : SR_METRICS_HELLO_NO_SNI,
+            SR_HELLO_REASON_NONE);
         conn_route(conn, &res);
         return;
     case SR_HELLO_NOT_TLS:
         conn->detail = sr_hello_reason_str(res.reason);
+        conn_hello_metric(conn, SR_METRICS_HELLO_NOT_TLS, res.reason);
         sr_conn_close(conn, "not_tls");
         return;
     case SR_HELLO_MALFORMED:
         conn->detail = sr_hello_reason_str(res.reason);
+        conn_hello_metric(conn, SR_METRICS_HELLO_MALFORMED, res.reason);
         conn_refuse(conn, SR_TLS_ALERT_DECODE_ERROR, "malformed");
         return;
     }
@@ -399,6 +436,7 @@ on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *addrs)
     if (conn->state != SR_CONN_CLOSING) {
         if (status != 0 || addrs == NULL) {
             conn->detail = uv_err_name(status != 0 ? status : UV_EAI_NONAME);
+            sr_metrics_connect_failed(conn_metrics(conn), conn->uid, SR_METRICS_CONNECT_RESOLVE);
             sr_conn_close(conn, "resolve_failed");
         } else {
             conn->next_addr = addrs;
@@ -466,9 +504,13 @@ on_backend_connect(uv_connect_t *req, int status)
         return;
     }
     if (status == 0) {
+        sr_metrics_connect_ok(conn_metrics(conn), conn->uid,
+                              (uv_hrtime() - conn->connect_start_ns) / 1000);
         relay_start(conn);
         return;
     }
+    sr_metrics_connect_failed(conn_metrics(conn), conn->uid,
+                              sr_metrics_connect_error_from_errno(status));
     /* A handle whose connect failed cannot connect again: close it, and only once it is
      * closed reuse its memory for the next address. */
     conn->last_connect_error = status;
@@ -499,6 +541,7 @@ connect_next(struct sr_conn *conn)
     conn->is_backend_open = true;
     conn->n_pending++;
     conn->connect_req.data = conn;
+    conn->connect_start_ns = uv_hrtime();
     rc = uv_tcp_connect(&conn->connect_req, &conn->backend, ai->ai_addr, on_backend_connect);
     if (rc != 0) {
         conn->last_connect_error = rc;
@@ -603,6 +646,7 @@ sr_conn_accept(struct sr_listener *listener)
         memset(&peer, 0, sizeof(peer));
         snprintf(conn->client_text, sizeof(conn->client_text), "-");
     }
+    conn->lid = conn->gen->listener_ids[listener->cfg - conn->gen->cfg.listeners];
     limit = sr__server_admit(server, conn, (const struct sockaddr *)&peer);
     if (limit != NULL) {
         /* Over a limit: closed at once, counted, and not logged line by line (a flood would
@@ -611,6 +655,8 @@ sr_conn_accept(struct sr_listener *listener)
         sr_conn_close(conn, limit);
         return 0;
     }
+    sr_metrics_conn_accepted(conn_metrics(conn), conn->lid);
+    conn->is_counted = true;
     uv_timer_start(&conn->timer, on_timer, conn->gen->cfg.hello_timeout_ms, 0);
     rc = uv_read_start((uv_stream_t *)&conn->client, on_hello_alloc, on_hello_read);
     if (rc != 0) {

@@ -14,6 +14,7 @@
 
 #include <uv.h>
 
+#include "sniroute/admin.h"
 #include "sniroute/config.h"
 #include "sniroute/log.h"
 #include "sniroute/peek.h"
@@ -158,6 +159,10 @@ struct daemon {
     uv_signal_t sighup;
     /* watch = yes: the config's directory is watched (a Kubernetes ConfigMap replaces the
      * file by swapping a symlink in it), and a change is reloaded once things settle. */
+    /* admin = ADDR: /metrics, /healthz, /readyz; running until the server has stopped,
+     * so a drain shows as "not ready" rather than as a refused probe. */
+    struct sr_admin admin;
+    bool has_admin;
     uv_fs_event_t watcher;
     uv_timer_t settle_timer;
     uint64_t config_hash; /* of the bytes last loaded, so a touch does not reload */
@@ -317,6 +322,65 @@ watch_start(struct daemon *d, uv_loop_t *loop)
     uv_unref((uv_handle_t *)&d->settle_timer);
 }
 
+static int
+on_admin_metrics(void *ctx, char **out, size_t *len)
+{
+    struct daemon *d = ctx;
+
+    return sr_server_metrics(&d->server, out, len);
+}
+
+static const char *
+on_admin_ready(void *ctx)
+{
+    struct daemon *d = ctx;
+
+    if (d->server.is_draining) {
+        return "draining";
+    }
+    if (d->server.listeners == NULL) {
+        return "listeners not bound";
+    }
+    return NULL;
+}
+
+static void
+on_server_stopped(struct sr_server *server)
+{
+    struct daemon *d = server->data;
+
+    if (d->has_admin) {
+        sr_admin_stop(&d->admin);
+    }
+}
+
+static int
+admin_start(struct daemon *d, uv_loop_t *loop, const struct sr_addr *addr)
+{
+    struct sockaddr_storage ss;
+    char text[SR_SOCKADDR_TEXT_MAX];
+    int rc;
+
+    if (addr->kind == SR_ADDR_IPV6) {
+        rc = uv_ip6_addr(addr->host, addr->port, (struct sockaddr_in6 *)&ss);
+    } else {
+        rc = uv_ip4_addr(addr->host, addr->port, (struct sockaddr_in *)&ss);
+    }
+    if (rc == 0) {
+        rc = sr_admin_start(&d->admin, loop, (const struct sockaddr *)&ss, on_admin_metrics,
+                            on_admin_ready, d);
+    }
+    if (rc != 0) {
+        sr_addr_format(addr, text, sizeof(text));
+        sr_log_notice("admin: cannot listen on %s: %s", text, uv_strerror(rc));
+        return rc;
+    }
+    d->has_admin = true;
+    sr__format_sockaddr((const struct sockaddr *)&d->admin.addr, text, sizeof(text));
+    sr_log_notice("admin on %s (/metrics, /healthz, /readyz)", text);
+    return 0;
+}
+
 static void
 on_signal(uv_signal_t *handle, int signum)
 {
@@ -374,10 +438,13 @@ run(const char *path, struct sr_generation *gen, const struct account *acc)
     if (gen->cfg.is_watched) {
         watch_start(&d, &loop);
     }
+    d.server.on_stopped = on_server_stopped;
+    d.server.data = &d;
     rc = sr_server_start(&d.server, &loop, gen, d.access_log);
     if (rc != 0) {
         status = 1;
-    } else if (drop_privileges(&gen->cfg, acc) != 0) {
+    } else if ((gen->cfg.has_admin && admin_start(&d, &loop, &gen->cfg.admin) != 0) ||
+               drop_privileges(&gen->cfg, acc) != 0) {
         status = 1;
         sr_server_drain(&d.server);
     }

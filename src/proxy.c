@@ -55,7 +55,50 @@ sr_generation_unref(struct sr_generation *gen)
         return;
     }
     sr_config_fini(&gen->cfg);
+    free(gen->listener_ids);
+    free(gen->upstream_ids);
     free(gen);
+}
+
+/* Give <gen>'s listeners and upstreams their metric row ids (interning new names). */
+static int
+server_intern(struct sr_server *server, struct sr_generation *gen)
+{
+    const struct sr_config *cfg = &gen->cfg;
+    char text[SR_ADDR_HOST_MAX + 16];
+    size_t i;
+
+    gen->listener_ids = calloc(cfg->n_listeners + 1, sizeof(uint32_t));
+    gen->upstream_ids = calloc(cfg->n_upstreams + 1, sizeof(uint32_t));
+    if (gen->listener_ids == NULL || gen->upstream_ids == NULL) {
+        return UV_ENOMEM;
+    }
+    for (i = 0; i < cfg->n_listeners; i++) {
+        gen->listener_ids[i] =
+            sr_metrics_names_intern(&server->listener_names, cfg->listeners[i].name);
+    }
+    for (i = 0; i < cfg->n_upstreams; i++) {
+        sr_addr_format(&cfg->upstreams[i].addr, text, sizeof(text));
+        gen->upstream_ids[i] = sr_metrics_names_intern(&server->upstream_names, text);
+    }
+    return 0;
+}
+
+int
+sr_server_metrics(struct sr_server *server, char **out, size_t *len)
+{
+    const struct sr_metrics *workers[1] = {&server->metrics};
+    struct sr_metrics_info info;
+
+    memset(&info, 0, sizeof(info));
+    info.version = SNIROUTE_VERSION;
+    info.start_time_ms = server->start_time_ms;
+    info.config_generation = server->gen != NULL ? server->gen->id : 0;
+    info.reloads_ok = server->n_reloads_ok;
+    info.reloads_failed = server->n_reloads_failed;
+    info.listeners = &server->listener_names;
+    info.upstreams = &server->upstream_names;
+    return sr_metrics_format(out, len, workers, 1, &info);
 }
 
 void *
@@ -184,6 +227,9 @@ server_check_stopped(struct sr_server *server)
         server->is_stopped = true;
         uv_close((uv_handle_t *)&server->drain_timer, NULL);
         uv_close((uv_handle_t *)&server->trim_timer, NULL);
+        if (server->on_stopped != NULL) {
+            server->on_stopped(server);
+        }
     }
 }
 
@@ -227,18 +273,19 @@ listener_count(struct sr_server *server, const char *name, size_t *index)
 /* At most one line a second, however many connections are refused: a flood must not
  * flood the log, nor slow anything else down. */
 static const char *
-server_refuse(struct sr_server *server, enum sr_limit_kind kind)
+server_refuse(struct sr_server *server, const struct sr_conn *conn, enum sr_metrics_limit kind)
 {
-    static const char *const names[SR_LIMIT_N] = {"max_connections", "listener_max_connections",
-                                                  "max_connections_per_ip"};
+    static const char *const names[SR_METRICS_N_LIMITS] = {
+        "max_connections", "listener_max_connections", "max_connections_per_ip"};
     uint64_t now = uv_now(server->loop);
     size_t i;
 
     server->n_refused[kind]++;
+    sr_metrics_limit_rejected(&server->metrics, conn->lid, kind);
     if (now - server->refusal_notice_ms >= 1000 || server->refusal_notice_ms == 0) {
-        uint64_t n[SR_LIMIT_N];
+        uint64_t n[SR_METRICS_N_LIMITS];
 
-        for (i = 0; i < SR_LIMIT_N; i++) {
+        for (i = 0; i < SR_METRICS_N_LIMITS; i++) {
             n[i] = server->n_refused[i] - server->n_refused_noticed[i];
             server->n_refused_noticed[i] = server->n_refused[i];
         }
@@ -270,14 +317,14 @@ sr__server_admit(struct sr_server *server, struct sr_conn *conn, const struct so
         conn->has_ipkey = n_from_ip > 0;
     }
     if (cfg->max_connections != 0 && server->n_conns > cfg->max_connections) {
-        return server_refuse(server, SR_LIMIT_GLOBAL);
+        return server_refuse(server, conn, SR_METRICS_LIMIT_GLOBAL);
     }
     if (conn->lcfg->max_connections != 0 && lc != NULL &&
         lc->n_conns > conn->lcfg->max_connections) {
-        return server_refuse(server, SR_LIMIT_LISTENER);
+        return server_refuse(server, conn, SR_METRICS_LIMIT_LISTENER);
     }
     if (cfg->max_connections_per_ip != 0 && n_from_ip > cfg->max_connections_per_ip) {
-        return server_refuse(server, SR_LIMIT_PER_IP);
+        return server_refuse(server, conn, SR_METRICS_LIMIT_PER_IP);
     }
     return NULL;
 }
@@ -518,10 +565,13 @@ int
 sr_server_start(struct sr_server *server, uv_loop_t *loop, struct sr_generation *gen,
                 FILE *access_log)
 {
+    uv_timeval64_t tv;
     int rc;
 
-    memset(server, 0, sizeof(*server));
     server->loop = loop;
+    if (uv_gettimeofday(&tv) == 0) {
+        server->start_time_ms = (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000;
+    }
     server->gen = gen;
     server->access_log = access_log;
     uv_timer_init(loop, &server->drain_timer);
@@ -530,7 +580,12 @@ sr_server_start(struct sr_server *server, uv_loop_t *loop, struct sr_generation 
     server->trim_timer.data = server;
     server->pipes.keep_max = pipe_keep_max();
     server->per_ip = sr_ipcount_new();
-    if (server->per_ip == NULL) {
+    if (server->per_ip == NULL ||
+        sr_metrics_init(&server->metrics, SR_METRICS_LISTENERS_MAX, SR_METRICS_UPSTREAMS_MAX) !=
+            0 ||
+        sr_metrics_names_init(&server->listener_names, SR_METRICS_LISTENERS_MAX) != 0 ||
+        sr_metrics_names_init(&server->upstream_names, SR_METRICS_UPSTREAMS_MAX) != 0 ||
+        server_intern(server, gen) != 0) {
         sr_log_notice("out of memory");
         server->listeners = NULL;
         sr_server_drain(server);
@@ -553,7 +608,10 @@ sr_server_reload(struct sr_server *server, struct sr_generation *next)
         sr_generation_unref(next);
         return UV_ECANCELED;
     }
-    rc = server_apply(server, next);
+    rc = server_intern(server, next);
+    if (rc == 0) {
+        rc = server_apply(server, next);
+    }
     if (rc != 0) {
         sr_generation_unref(next);
         server->n_reloads_failed++;
@@ -604,6 +662,9 @@ sr_server_fini(struct sr_server *server)
     server->per_ip = NULL;
     free(server->lcounts);
     server->lcounts = NULL;
+    sr_metrics_fini(&server->metrics);
+    sr_metrics_names_fini(&server->listener_names);
+    sr_metrics_names_fini(&server->upstream_names);
     assert(server->pool.n_out == 0);
     pool_fini(&server->pool);
     while (server->pipes.n_free > 0) {

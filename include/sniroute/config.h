@@ -37,6 +37,12 @@ enum sr_no_sni {
     SR_NO_SNI_REJECT,      /* always refuse with a TLS alert */
 };
 
+/* How access-log lines are written. */
+enum sr_log_format {
+    SR_LOG_FORMAT_TEXT = 0, /* key=value after a timestamp */
+    SR_LOG_FORMAT_JSON,     /* one JSON object a line, for log pipelines */
+};
+
 /* One distinct upstream address. Route values index sr_config.upstreams; the same text
  * used by many routes is stored once. */
 struct sr_upstream {
@@ -72,6 +78,9 @@ struct sr_config {
     uint32_t max_connections_per_ip; /* open connections from one client address; 0: none */
     char *access_log; /* "stdout" (the default), "stderr", "off" or a file path; owned */
     bool is_watched;  /* watch = yes: reload when the file changes */
+    enum sr_log_format log_format;
+    bool has_admin;         /* admin = ADDR: serve /metrics, /healthz, /readyz there */
+    struct sr_addr admin;   /* an IP literal; port 0 lets the kernel choose */
     char *user;       /* drop root to this user after binding; NULL: stay as started */
     char *group;      /* and to this group (default: the user's primary group); owned */
     unsigned user_line;

@@ -109,6 +109,12 @@ struct sr_conn {
     bool has_ipkey;
     bool is_quiet;            /* refused over a limit: no access-log line of its own */
 
+    /* Metrics (the server's registry): row ids, and whether accept was counted. */
+    uint32_t lid;
+    uint32_t uid;
+    bool is_counted;
+    uint64_t connect_start_ns;
+
     uint64_t start_ms;
     uint64_t last_active_ms;
     const char *outcome;

@@ -15,12 +15,17 @@
 
 #include "sniroute/config.h"
 #include "sniroute/ipcount.h"
+#include "sniroute/metrics.h"
 
 struct sr_conn;
 struct sr_server;
 
 /* "[" + INET6_ADDRSTRLEN (46, NUL included) + "]:65535" */
 #define SR_SOCKADDR_TEXT_MAX 56
+
+/* Metric rows: listener names and upstream addresses beyond these share an "_other" row. */
+#define SR_METRICS_LISTENERS_MAX 256
+#define SR_METRICS_UPSTREAMS_MAX 1024
 
 /* A loaded, valid config with a reference count: the server holds the current one and
  * each connection the one it was accepted under, so a reload never changes the rules, or
@@ -29,6 +34,10 @@ struct sr_generation {
     struct sr_config cfg;
     uint64_t id; /* 1 for the config at start, then one more per successful reload */
     size_t n_refs;
+    /* Metric row ids (sr_metrics_names) of cfg.listeners[i] and cfg.upstreams[i], set when
+     * the server takes the generation. */
+    uint32_t *listener_ids;
+    uint32_t *upstream_ids;
 };
 
 /* Allocate a generation and load <path> into it; every problem goes to <on_error>.
@@ -84,14 +93,6 @@ struct sr_listener_count {
     size_t n_conns;
 };
 
-/* Connections refused over a limit, by which limit. */
-enum sr_limit_kind {
-    SR_LIMIT_GLOBAL,   /* [sniroute] max_connections */
-    SR_LIMIT_LISTENER, /* [listener] max_connections */
-    SR_LIMIT_PER_IP,   /* [sniroute] max_connections_per_ip */
-    SR_LIMIT_N,
-};
-
 struct sr_server {
     uv_loop_t *loop;
     struct sr_generation *gen; /* the current config; holds one reference */
@@ -106,11 +107,23 @@ struct sr_server {
     struct sr_listener_count *lcounts;
     size_t n_lcounts;
     struct sr_ipcount *per_ip; /* open connections per client address */
-    uint64_t n_refused[SR_LIMIT_N];
-    uint64_t n_refused_noticed[SR_LIMIT_N]; /* as of the last notice */
+    uint64_t n_refused[SR_METRICS_N_LIMITS]; /* by enum sr_metrics_limit */
+    uint64_t n_refused_noticed[SR_METRICS_N_LIMITS]; /* as of the last notice */
     uint64_t refusal_notice_ms;             /* loop time of the last notice */
     uint64_t n_reloads_ok;
     uint64_t n_reloads_failed;
+
+    /* Metrics: this server's registry (one writer: this loop) and the names of its rows,
+     * append-only so ids keep their meaning across reloads. */
+    struct sr_metrics metrics;
+    struct sr_metrics_names listener_names;
+    struct sr_metrics_names upstream_names;
+    uint64_t start_time_ms;
+
+    /* Called once when the server has closed everything of its own after a drain (main
+     * stops the admin endpoint then, so the loop can end). */
+    void (*on_stopped)(struct sr_server *server);
+    void *data;
 
     struct sr_buf_pool pool;
     struct sr_pipe_pool pipes;
@@ -122,13 +135,19 @@ struct sr_server {
 };
 
 /* Bind and listen on every address of every listener in <gen>'s config, taking over the
- * caller's reference to <gen>; print one "listening on ADDR (listener NAME)" notice per
+ * caller's reference to <gen>. <server> must be zeroed before (with on_stopped and data
+ * set, if wanted); print one "listening on ADDR (listener NAME)" notice per
  * socket. <access_log> must outlive the server. Returns 0, or a negative UV_E* code after
  * logging which address failed (the server is then already stopped: run the loop to let
  * handles close). */
 int
 sr_server_start(struct sr_server *server, uv_loop_t *loop, struct sr_generation *gen,
                 FILE *access_log);
+
+/* The Prometheus exposition of the server's metrics, in a new heap buffer (*<out>, *<len>)
+ * the caller frees. Returns 0 or a negative errno. */
+int
+sr_server_metrics(struct sr_server *server, char **out, size_t *len);
 
 /* Switch to <next> (taking over the caller's reference): listening sockets whose address
  * is still configured are kept, new ones are bound, the rest are closed; new connections

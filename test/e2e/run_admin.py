@@ -1,100 +1,210 @@
+#!/usr/bin/env python3
 # SPDX-License-Identifier: MIT
-"""Scrape the admin endpoint with a real client: `test_admin --serve` serves a small
-registry on 127.0.0.1 (port chosen by the OS), curl fetches /metrics, /healthz, /readyz and
-a few wrong requests, and promtext.py parses the exposition strictly (lint on), including
-label values that need escaping. The daemon's own e2e test reuses promtext the same way.
+"""The admin endpoint and the JSON access log through the real daemon: /healthz, /readyz
+(not ready while draining), /metrics scraped with curl and parsed strictly, with exact
+counts for a known set of connections, and reload counters.
 
-Usage: run_admin.py --test-admin build/test_admin"""
+    run_admin.py --sniroute build/sniroute
+"""
 
 import argparse
+import json
 import os
 import signal
-import subprocess
+import socket
 import sys
+import tempfile
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
 import promtext  # noqa: E402
-
-TIMEOUT = 10
-
-
-def curl(port, path, *args):
-    """(status code, headers text, body bytes) of one request made by curl."""
-    out = subprocess.run(
-        ["curl", "-sS", "--max-time", str(TIMEOUT), "-D", "-", *args,
-         "http://127.0.0.1:%d%s" % (port, path)],
-        stdout=subprocess.PIPE, check=True, timeout=TIMEOUT + 5).stdout
-    head, _, body = out.partition(b"\r\n\r\n")
-    status = int(head.split(b" ", 2)[1])
-    return status, head.decode("latin-1"), body
+from harness import CaptureBackend, Fail, HoldBackend, check  # noqa: E402
 
 
-def check(cond, msg):
-    if not cond:
-        raise AssertionError(msg)
+def free_port():
+    """A fixed port: a listener on port 0 would get a new one at the reload below."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def curl(port, path):
+    """(status, body) of GET http://127.0.0.1:PORT/PATH with a real client."""
+    r = harness.run(["curl", "-s", "-o", "-", "-w", "\n%{http_code}", "--max-time", "10",
+                     "http://127.0.0.1:%d%s" % (port, path)])
+    out = harness.txt(r.stdout)
+    body, _, code = out.rpartition("\n")
+    return int(code or 0), body
+
+
+def scrape(port):
+    status, body = curl(port, "/metrics")
+    check(status == 200, "/metrics: HTTP %d" % status)
+    try:
+        return promtext.parse(body, lint=True)
+    except promtext.ParseError as e:
+        raise Fail("/metrics is not valid Prometheus text: %s" % e)
+
+
+def metric(fams, name, **labels):
+    try:
+        return promtext.value(fams, name, **labels)
+    except KeyError:
+        return 0.0
+
+
+def exchange(port, data):
+    with harness.connect(port) as s:
+        s.sendall(data)
+        s.shutdown(socket.SHUT_WR)
+        return harness.recv_all(s, time.monotonic() + 10)
 
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--test-admin", required=True)
+    ap.add_argument("--sniroute", required=True)
     args = ap.parse_args()
+    passed = failed = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        be = CaptureBackend()
+        hold = HoldBackend()
+        dead_sock, dead_port = harness.dead_port()
+        text = ("[sniroute]\nadmin = 127.0.0.1:0\nlog_format = json\ndrain_timeout = 10s\n"
+                "[listener web]\nlisten = 127.0.0.1:%d\nroutes = main\n"
+                "[routes main]\nok.test = 127.0.0.1:%d\nhold.test = 127.0.0.1:%d\n"
+                "dead.test = 127.0.0.1:%d\n" % (free_port(), be.port, hold.port, dead_port))
+        d = harness.Sniroute(os.path.abspath(args.sniroute), tmp, "admin", text)
+        cases = []
 
-    proc = subprocess.Popen([args.test_admin, "--serve"], stdout=subprocess.PIPE)
-    try:
-        line = proc.stdout.readline().decode()
-        check(line.startswith("port "), "no port line: %r" % line)
-        port = int(line.split()[1])
+        def case(fn):
+            cases.append(fn)
+            return fn
 
-        status, head, body = curl(port, "/metrics")
-        check(status == 200, "/metrics: %d" % status)
-        check("Content-Type: text/plain; version=0.0.4; charset=utf-8\r\n" in head, head)
-        fams = promtext.parse(body, lint=True)
-        v = promtext.value
-        check(v(fams, "sniroute_connections_accepted_total",
-                listener='quote"back\\slash\nnewline') == 1, "escaped listener")
-        check(v(fams, "sniroute_connections_accepted_total", listener="_other") == 1, "_other")
-        check(v(fams, "sniroute_config_reloads_total", result="failed") == 1, "reloads")
-        check(v(fams, "sniroute_upstream_connect_duration_seconds_bucket",
-                upstream="[::1]:8443", le="2.5") == 0, "bucket 2.5")
-        check(v(fams, "sniroute_upstream_connect_duration_seconds_bucket",
-                upstream="[::1]:8443", le="5") == 1, "bucket 5")
-        check(v(fams, "sniroute_upstream_connect_duration_seconds_sum",
-                upstream="[::1]:8443") == 3.0, "sum")
-        check(v(fams, "sniroute_hello_results_total", result="not_tls",
-                reason="not_handshake") == 1, "hello")
-        n = sum(len(f.samples) for f in fams.values())
-        print("ok /metrics: %d families, %d samples, strict parse with lint" % (len(fams), n))
+        _, m = d.proc.wait_line("stderr", r"admin on 127\.0\.0\.1:(\d+)", 10)
+        aport = int(m.group(1))
+        port = d.port("web")
+        hello_ok = harness.client_hello("ok.test")
 
-        for path, want_status, want_body in (("/healthz", 200, b"ok\n"),
-                                             ("/readyz", 200, b"ready\n"),
-                                             ("/nope", 404, b"not found\n")):
-            status, head, body = curl(port, path)
-            check((status, body) == (want_status, want_body),
-                  "%s: %d %r" % (path, status, body))
-            check("\r\nConnection: close" in head, head)
-            print("ok %s: %d %r" % (path, status, body))
+        @case
+        def health_and_ready():
+            check(curl(aport, "/healthz") == (200, "ok\n"), "/healthz: %r" % (curl(aport, "/healthz"),))
+            check(curl(aport, "/readyz") == (200, "ready\n"), "/readyz: %r" % (curl(aport, "/readyz"),))
+            check(curl(aport, "/nope")[0] == 404, "unknown path is not 404")
 
-        status, head, body = curl(port, "/metrics", "-X", "POST", "-d", "x=1")
-        check(status == 405 and "\r\nAllow: GET, HEAD\r\n" in head, "POST: %d" % status)
-        out = subprocess.run(["curl", "-sS", "--max-time", str(TIMEOUT), "-I",
-                              "http://127.0.0.1:%d/metrics" % port],
-                             stdout=subprocess.PIPE, check=True, timeout=TIMEOUT + 5).stdout
-        check(out.startswith(b"HTTP/1.1 200 OK\r\n") and out.endswith(b"\r\n\r\n")
-              and out.count(b"HTTP/1.1") == 1, "HEAD: %r" % out)
-        status, head, body = curl(port, "/metrics", "-H", "X-Big: " + "a" * 9000)
-        check(status == 431, "big head: %d" % status)
-        print("ok POST 405, HEAD 200 without body, 9 KB head 431")
+        @case
+        def exact_counts():
+            """A known set of connections, then exact counters. Fails on any miscount."""
+            before = scrape(aport)
+            for _ in range(3):
+                check(exchange(port, hello_ok).startswith(b"GOT"), "ok.test not routed")
+            exchange(port, harness.client_hello("unknown.test"))    # no_route
+            exchange(port, b"SSH-2.0-OpenSSH_9.2\r\n")               # not_tls
+            exchange(port, harness.client_hello("dead.test"))        # connect_failed
+            d.wait_log_count(6, start=0, timeout=10)
+            time.sleep(0.2)
+            after = scrape(aport)
 
-        proc.send_signal(signal.SIGTERM)
-        rc = proc.wait(timeout=TIMEOUT)
-        check(rc == 0, "test_admin --serve exited %d" % rc)
-        print("ok clean exit")
-        return 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+            def delta(name, **labels):
+                return metric(after, name, **labels) - metric(before, name, **labels)
+
+            want = {
+                ("sniroute_connections_accepted_total", ("listener", "web")): 6,
+                ("sniroute_connections_closed_total", ("listener", "web"), ("outcome", "ok")): 3,
+                ("sniroute_connections_closed_total", ("listener", "web"),
+                 ("outcome", "no_route")): 1,
+                ("sniroute_connections_closed_total", ("listener", "web"),
+                 ("outcome", "not_tls")): 1,
+                ("sniroute_connections_closed_total", ("listener", "web"),
+                 ("outcome", "connect_failed")): 1,
+                ("sniroute_hello_results_total", ("result", "found"), ("reason", "none")): 5,
+                ("sniroute_hello_results_total", ("result", "not_tls"),
+                 ("reason", "not_handshake")): 1,
+                ("sniroute_route_lookups_total", ("listener", "web"), ("kind", "exact")): 4,
+                ("sniroute_route_lookups_total", ("listener", "web"), ("kind", "none")): 1,
+                ("sniroute_upstream_connect_failures_total",
+                 ("upstream", "127.0.0.1:%d" % dead_port), ("error", "refused")): 1,
+                ("sniroute_upstream_connect_duration_seconds_count",
+                 ("upstream", "127.0.0.1:%d" % be.port)): 3,
+                ("sniroute_upstream_bytes_in_total", ("upstream", "127.0.0.1:%d" % be.port)):
+                    3 * len(hello_ok),
+            }
+            for (name, *labels), n in want.items():
+                got = delta(name, **dict(labels))
+                check(got == n, "%s%s: +%s, want +%d" % (name, dict(labels), got, n))
+            check(metric(after, "sniroute_connections_active", listener="web") == 0,
+                  "connections_active is not 0 with nothing open")
+
+        @case
+        def json_access_log():
+            """Every access-log line is one JSON object with the documented keys."""
+            lines = [x for x in d.proc.text("stdout").splitlines() if x.strip()]
+            check(len(lines) >= 6, "only %d access-log lines" % len(lines))
+            keys = ["time", "listener", "client", "sni", "route", "upstream", "bytes_in",
+                    "bytes_out", "duration_ms", "outcome", "detail"]
+            for line in lines:
+                obj = json.loads(line)
+                check(list(obj) == keys, "keys %s" % list(obj))
+            obj = json.loads([x for x in lines if "ok.test" in x][0])
+            check(obj["outcome"] == "ok" and obj["bytes_in"] == len(hello_ok)
+                  and obj["route"] == "exact", "line %s" % obj)
+
+        @case
+        def reload_counters():
+            before = scrape(aport)
+            os.kill(d.pid, signal.SIGHUP)
+            d.proc.wait_line("stderr", r"reloaded", 5)
+            with open(d.path) as f:
+                good = f.read()
+            with open(d.path, "w") as f:
+                f.write(good + "bogus line\n")
+            os.kill(d.pid, signal.SIGHUP)
+            d.proc.wait_line("stderr", r"reload failed", 5)
+            with open(d.path, "w") as f:
+                f.write(good)
+            after = scrape(aport)
+            check(metric(after, "sniroute_config_generation")
+                  == metric(before, "sniroute_config_generation") + 1, "generation")
+            check(metric(after, "sniroute_config_reloads_total", result="ok") == 1, "reloads ok")
+            check(metric(after, "sniroute_config_reloads_total", result="failed") == 1,
+                  "reloads failed")
+
+        @case
+        def not_ready_while_draining():
+            """SIGTERM with a connection open: /readyz answers 503 while it drains; once the
+            connection ends the daemon exits 0 (the admin endpoint closes with it)."""
+            s = harness.connect(port)
+            s.sendall(harness.client_hello("hold.test"))
+            time.sleep(0.3)
+            os.kill(d.pid, signal.SIGTERM)
+            d.proc.wait_line("stderr", r"draining", 5)
+            status, body = curl(aport, "/readyz")
+            check(status == 503 and "draining" in body, "/readyz while draining: %d %r"
+                  % (status, body))
+            check(curl(aport, "/healthz")[0] == 200, "/healthz while draining")
+            s.close()
+            check(d.proc.wait_exit(10) == 0, "exit status %s" % d.proc.p.returncode)
+            report = d.sanitizer_report()
+            check(report is None, report or "")
+
+        try:
+            for fn in cases:
+                try:
+                    fn()
+                    print("PASS %s" % fn.__name__)
+                    passed += 1
+                except (Fail, KeyError, ValueError) as e:
+                    print("FAIL %s: %s" % (fn.__name__, e))
+                    failed += 1
+        finally:
+            harness.Proc.stop_all()
+            be.stop()
+            hold.stop()
+    print("%d passed, %d failed" % (passed, failed))
+    sys.exit(1 if failed else 0)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
