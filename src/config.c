@@ -39,10 +39,22 @@ enum section_kind {
     SEC_SNIROUTE, /* [sniroute] */
     SEC_LISTENER, /* [listener NAME] */
     SEC_ROUTES,   /* [routes NAME] */
+    SEC_UPSTREAM, /* [upstream NAME] */
     SEC_SKIP,     /* a section already reported as wrong: its keys are ignored */
 };
 
 struct loader;
+
+/* Room for a section label, as section_label() writes it. */
+#define LABEL_MAX (SR_CONFIG_NAME_MAX + 16)
+
+/* A route target naming [upstream NAME]: which target, which name, where first named. */
+struct pool_ref {
+    uint32_t upstream;
+    char name[SR_CONFIG_NAME_MAX + 1];
+    unsigned line;
+    char where[LABEL_MAX + SR_NAME_MAX + 16]; /* "routes 'm': route 'x'", for the message */
+};
 
 /* One key of the grammar: sniproxy's struct Keyword, nginx's command arrays. */
 struct keyword {
@@ -113,6 +125,16 @@ struct loader {
     struct listen_seen *listens;
     size_t n_listens;
     size_t listens_cap;
+
+    size_t pools_cap;
+    size_t *pool_servers_cap; /* parallel to cfg->pools */
+    size_t pool_servers_cap_n;
+    size_t trusted_cap_n;
+    size_t *trusted_cap; /* parallel to cfg->listeners */
+    /* Route targets that name a pool: the name, resolved at the end. */
+    struct pool_ref *pool_refs;
+    size_t n_pool_refs;
+    size_t pool_refs_cap;
 
     /* Upstream set: open addressing over cfg->upstreams, slot = index + 1, 0 empty. */
     uint32_t *up_slots;
@@ -195,14 +217,15 @@ section_label(const struct loader *ld, char *buf, size_t cap)
     case SEC_ROUTES:
         snprintf(buf, cap, "routes '%s'", ld->cfg->routes[ld->sec_index].name);
         break;
+    case SEC_UPSTREAM:
+        snprintf(buf, cap, "upstream '%s'", ld->cfg->pools[ld->sec_index].name);
+        break;
     default:
         snprintf(buf, cap, "sniroute");
         break;
     }
     return buf;
 }
-
-#define LABEL_MAX (SR_CONFIG_NAME_MAX + 16)
 
 /* ---- Values ---- */
 
@@ -582,6 +605,152 @@ intern_upstream(struct loader *ld, const struct sr_addr *addr)
     return (uint32_t)cfg->n_upstreams++;
 }
 
+/* A route target that names a pool: one target per pool name, found by a scan (pools are
+ * few). Returns its index in cfg->upstreams, UINT32_MAX when out of memory. */
+static uint32_t
+intern_pool_ref(struct loader *ld, const char *name, const char *where)
+{
+    struct sr_config *cfg = ld->cfg;
+    size_t i;
+
+    for (i = 0; i < ld->n_pool_refs; i++) {
+        if (strcmp(ld->pool_refs[i].name, name) == 0) {
+            return ld->pool_refs[i].upstream;
+        }
+    }
+    if (cfg->n_upstreams >= UINT32_MAX - 1 ||
+        !grow(ld, (void **)&ld->pool_refs, &ld->pool_refs_cap, ld->n_pool_refs + 1,
+              sizeof(*ld->pool_refs)) ||
+        !grow(ld, (void **)&cfg->upstreams, &ld->upstreams_cap, cfg->n_upstreams + 1,
+              sizeof(*cfg->upstreams))) {
+        return UINT32_MAX;
+    }
+    memset(&cfg->upstreams[cfg->n_upstreams], 0, sizeof(cfg->upstreams[0]));
+    cfg->upstreams[cfg->n_upstreams].line = ld->line;
+    ld->pool_refs[ld->n_pool_refs].upstream = (uint32_t)cfg->n_upstreams;
+    snprintf(ld->pool_refs[ld->n_pool_refs].name, sizeof(ld->pool_refs[0].name), "%s", name);
+    ld->pool_refs[ld->n_pool_refs].line = ld->line;
+    snprintf(ld->pool_refs[ld->n_pool_refs].where, sizeof(ld->pool_refs[0].where), "%s", where);
+    ld->n_pool_refs++;
+    return (uint32_t)cfg->n_upstreams++;
+}
+
+static bool is_valid_section_name(const char *s, size_t len);
+
+static void
+set_server(struct loader *ld, const struct keyword *kw, const char *key, const char *value)
+{
+    struct sr_pool_config *pc = &ld->cfg->pools[ld->sec_index];
+    size_t *cap = &ld->pool_servers_cap[ld->sec_index];
+    char label[LABEL_MAX];
+    enum sr_addr_error err;
+    struct sr_addr addr;
+    size_t i;
+
+    (void)kw;
+    section_label(ld, label, sizeof(label));
+    err = sr_addr_parse(value, strlen(value), &addr);
+    if (err != SR_ADDR_OK) {
+        report(ld, ld->line, "%s: %s: bad address '%s': %s", label, key, value,
+               sr_addr_error_str(err));
+        return;
+    }
+    for (i = 0; i < pc->n_servers; i++) {
+        if (is_same_addr(&pc->servers[i], &addr)) {
+            report(ld, ld->line, "%s: %s: '%s' listed twice", label, key, value);
+            return;
+        }
+    }
+    if (pc->n_servers == SR_POOL_MAX_SERVERS) {
+        report(ld, ld->line, "%s: %s: more than %d servers", label, key, SR_POOL_MAX_SERVERS);
+        return;
+    }
+    if (!grow(ld, (void **)&pc->servers, cap, pc->n_servers + 1, sizeof(*pc->servers))) {
+        return;
+    }
+    pc->servers[pc->n_servers++] = addr;
+}
+
+static void
+set_balance(struct loader *ld, const struct keyword *kw, const char *key, const char *value)
+{
+    char label[LABEL_MAX];
+
+    (void)kw;
+    if (sr_pool_balance_parse(value, strlen(value), &ld->cfg->pools[ld->sec_index].balance) !=
+        SR_POOL_OK) {
+        report(ld, ld->line,
+               "%s: %s: bad value '%s' (round_robin, least_conn, random_two or source_hash)",
+               section_label(ld, label, sizeof(label)), key, value);
+    }
+}
+
+/* proxy_protocol: v1 | v2 | none in [upstream]; accept | none in [listener]. */
+static void
+set_proxy_protocol(struct loader *ld, const struct keyword *kw, const char *key, const char *value)
+{
+    char label[LABEL_MAX];
+
+    if (kw->section == SEC_LISTENER) {
+        if (strcmp(value, "accept") == 0 || strcmp(value, "none") == 0) {
+            ld->cfg->listeners[ld->sec_index].is_proxy_accepted = value[0] == 'a';
+            return;
+        }
+        report(ld, ld->line, "%s: %s: bad value '%s' (accept or none)",
+               section_label(ld, label, sizeof(label)), key, value);
+        return;
+    }
+    if (strcmp(value, "v1") == 0) {
+        ld->cfg->pools[ld->sec_index].proxy_protocol = SR_PROXY_PROTOCOL_V1;
+    } else if (strcmp(value, "v2") == 0) {
+        ld->cfg->pools[ld->sec_index].proxy_protocol = SR_PROXY_PROTOCOL_V2;
+    } else if (strcmp(value, "none") == 0) {
+        ld->cfg->pools[ld->sec_index].proxy_protocol = SR_PROXY_PROTOCOL_NONE;
+    } else {
+        report(ld, ld->line, "%s: %s: bad value '%s' (v1, v2 or none)",
+               section_label(ld, label, sizeof(label)), key, value);
+    }
+}
+
+/* trusted_proxies: CIDRs separated by spaces or commas; the key may repeat (lines are
+ * short: inih allows 199 bytes). */
+static void
+set_trusted_proxies(struct loader *ld, const struct keyword *kw, const char *key, const char *value)
+{
+    struct sr_cidr_list *list = &ld->cfg->listeners[ld->sec_index].trusted_proxies;
+    size_t *cap = &ld->trusted_cap[ld->sec_index];
+    char label[LABEL_MAX];
+    const char *p = value;
+
+    (void)kw;
+    section_label(ld, label, sizeof(label));
+    if (is_empty(ld, key, value)) {
+        return;
+    }
+    while (*p != '\0') {
+        size_t len = strcspn(p, " ,\t");
+        enum sr_cidr_error err;
+        struct sr_cidr cidr;
+        char shown[SR_CIDR_TEXT_MAX];
+
+        if (len == 0) {
+            p++;
+            continue;
+        }
+        err = sr_cidr_parse(p, len, &cidr);
+        if (err == SR_CIDR_HOST_BITS && sr_cidr_format(&cidr, shown, sizeof(shown)) > 0) {
+            report(ld, ld->line, "%s: %s: '%.*s': %s (did you mean %s?)", label, key, (int)len, p,
+                   sr_cidr_error_str(err), shown);
+        } else if (err != SR_CIDR_OK) {
+            report(ld, ld->line, "%s: %s: '%.*s': %s", label, key, (int)len, p,
+                   sr_cidr_error_str(err));
+        } else if (grow(ld, (void **)&list->items, cap, list->n + 1, sizeof(*list->items))) {
+            list->items[list->n++] = cidr;
+        }
+        p += len;
+    }
+}
+
 static void
 set_route(struct loader *ld, const struct keyword *kw, const char *key, const char *value)
 {
@@ -601,8 +770,13 @@ set_route(struct loader *ld, const struct keyword *kw, const char *key, const ch
     section_label(ld, label, sizeof(label));
     /* The address first, but the key is added whatever it says, so that a later duplicate
      * of this key is still reported. */
-    err = sr_addr_parse(value, strlen(value), &addr);
-    if (err != SR_ADDR_OK) {
+    if (strpbrk(value, ":[") == NULL && is_valid_section_name(value, strlen(value))) {
+        char where[sizeof(((struct pool_ref *)0)->where)];
+
+        /* A bare name: an [upstream NAME] pool, which may come later in the file. */
+        snprintf(where, sizeof(where), "%s: route '%s'", label, key);
+        upstream = intern_pool_ref(ld, value, where);
+    } else if ((err = sr_addr_parse(value, strlen(value), &addr)) != SR_ADDR_OK) {
         report(ld, ld->line, "%s: route '%s': bad upstream '%s': %s", label, key, value,
                sr_addr_error_str(err));
     } else {
@@ -663,6 +837,11 @@ static const struct keyword keywords[] = {
     {SEC_LISTENER, "no_sni", set_no_sni, 0, false},
     {SEC_LISTENER, "max_connections", set_count,
      offsetof(struct sr_listener_config, max_connections), false},
+    {SEC_LISTENER, "proxy_protocol", set_proxy_protocol, 0, false},
+    {SEC_LISTENER, "trusted_proxies", set_trusted_proxies, 0, true},
+    {SEC_UPSTREAM, "server", set_server, 0, true},
+    {SEC_UPSTREAM, "balance", set_balance, 0, false},
+    {SEC_UPSTREAM, "proxy_protocol", set_proxy_protocol, 0, false},
     {SEC_ROUTES, NULL, set_route, 0, true},
 };
 
@@ -708,6 +887,7 @@ begin_section(struct loader *ld, const char *text, size_t len)
     size_t name_len;
     size_t i;
     bool is_listener;
+    bool is_upstream;
 
     memset(ld->seen, 0, sizeof(ld->seen));
     ld->sec = SEC_SKIP;
@@ -737,15 +917,16 @@ begin_section(struct loader *ld, const char *text, size_t len)
         ld->sec = SEC_SNIROUTE;
         return;
     }
+    is_upstream = kind_len == 8 && memcmp(text, "upstream", 8) == 0;
     if (!((kind_len == 8 && memcmp(text, "listener", 8) == 0) ||
-          (kind_len == 6 && memcmp(text, "routes", 6) == 0))) {
+          (kind_len == 6 && memcmp(text, "routes", 6) == 0) || is_upstream)) {
         report(ld, ld->line,
-               "unknown section [%.*s] (want [sniroute], [listener NAME] or "
-               "[routes NAME])",
+               "unknown section [%.*s] (want [sniroute], [listener NAME], [routes NAME] or "
+               "[upstream NAME])",
                (int)len, text);
         return;
     }
-    is_listener = kind_len == 8;
+    is_listener = kind_len == 8 && !is_upstream;
     if (name_len == 0) {
         report(ld, ld->line, "section [%.*s] needs a name, as in [%.*s NAME]", (int)kind_len, text,
                (int)kind_len, text);
@@ -754,6 +935,27 @@ begin_section(struct loader *ld, const char *text, size_t len)
     if (!is_valid_section_name(name, name_len)) {
         report(ld, ld->line, "bad %.*s name '%.*s' (1 to %d of A-Z a-z 0-9 _ -)", (int)kind_len,
                text, (int)name_len, name, SR_CONFIG_NAME_MAX);
+        return;
+    }
+    if (is_upstream) {
+        for (i = 0; i < cfg->n_pools; i++) {
+            if (strlen(cfg->pools[i].name) == name_len &&
+                memcmp(cfg->pools[i].name, name, name_len) == 0) {
+                report(ld, ld->line, "duplicate upstream '%.*s' (first at %s:%u)", (int)name_len,
+                       name, ld->path, cfg->pools[i].line);
+                return;
+            }
+        }
+        if (!grow(ld, (void **)&cfg->pools, &ld->pools_cap, cfg->n_pools + 1,
+                  sizeof(*cfg->pools)) ||
+            !grow(ld, (void **)&ld->pool_servers_cap, &ld->pool_servers_cap_n, cfg->n_pools + 1,
+                  sizeof(*ld->pool_servers_cap))) {
+            return;
+        }
+        memcpy(cfg->pools[cfg->n_pools].name, name, name_len);
+        cfg->pools[cfg->n_pools].line = ld->line;
+        ld->sec = SEC_UPSTREAM;
+        ld->sec_index = cfg->n_pools++;
         return;
     }
     if (is_listener) {
@@ -769,7 +971,9 @@ begin_section(struct loader *ld, const char *text, size_t len)
                   sizeof(*cfg->listeners))) {
             return;
         }
-        if (!grow(ld, (void **)&ld->ltmp, &ld->ltmp_cap, cfg->n_listeners + 1, sizeof(*ld->ltmp))) {
+        if (!grow(ld, (void **)&ld->ltmp, &ld->ltmp_cap, cfg->n_listeners + 1, sizeof(*ld->ltmp)) ||
+            !grow(ld, (void **)&ld->trusted_cap, &ld->trusted_cap_n, cfg->n_listeners + 1,
+                  sizeof(*ld->trusted_cap))) {
             return;
         }
         memcpy(cfg->listeners[cfg->n_listeners].name, name, name_len);
@@ -1043,6 +1247,41 @@ finish(struct loader *ld)
             l->routes = j;
         }
     }
+    for (i = 0; i < cfg->n_listeners; i++) {
+        struct sr_listener_config *l = &cfg->listeners[i];
+
+        /* Accepting PROXY headers from anyone would let anyone claim any address. */
+        if (l->is_proxy_accepted && l->trusted_proxies.n == 0) {
+            report(ld, l->line,
+                   "listener '%s': proxy_protocol = accept needs trusted_proxies (the CIDRs "
+                   "of the load balancers in front)",
+                   l->name);
+        }
+        if (!l->is_proxy_accepted && l->trusted_proxies.n > 0) {
+            report(ld, l->line, "listener '%s': trusted_proxies without proxy_protocol = accept",
+                   l->name);
+        }
+    }
+    for (i = 0; i < cfg->n_pools; i++) {
+        if (cfg->pools[i].n_servers == 0) {
+            report(ld, cfg->pools[i].line, "upstream '%s': no server (add server = HOST:PORT)",
+                   cfg->pools[i].name);
+        }
+    }
+    for (i = 0; i < ld->n_pool_refs; i++) {
+        const struct pool_ref *ref = &ld->pool_refs[i];
+
+        for (j = 0; j < cfg->n_pools; j++) {
+            if (strcmp(cfg->pools[j].name, ref->name) == 0) {
+                cfg->upstreams[ref->upstream].pool = j + 1;
+                break;
+            }
+        }
+        if (j == cfg->n_pools) {
+            report(ld, ref->line, "%s: bad upstream '%s': missing ':port' (or no [upstream %s])",
+                   ref->where, ref->name, ref->name);
+        }
+    }
     for (i = 0; i < cfg->n_routes; i++) {
         struct routes_tmp *rt = &ld->rtmp[i];
 
@@ -1108,6 +1347,9 @@ load(struct sr_config *cfg, FILE *fp, int open_errno, const char *name, sr_confi
     free(ld.ltmp);
     free(ld.listens);
     free(ld.up_slots);
+    free(ld.pool_refs);
+    free(ld.pool_servers_cap);
+    free(ld.trusted_cap);
     return ld.n_errors;
 }
 
@@ -1137,6 +1379,7 @@ sr_config_fini(struct sr_config *cfg)
 
     for (i = 0; i < cfg->n_listeners; i++) {
         free(cfg->listeners[i].listen);
+        free(cfg->listeners[i].trusted_proxies.items);
     }
     free(cfg->listeners);
     for (i = 0; i < cfg->n_routes; i++) {
@@ -1144,6 +1387,10 @@ sr_config_fini(struct sr_config *cfg)
     }
     free(cfg->routes);
     free(cfg->upstreams);
+    for (i = 0; i < cfg->n_pools; i++) {
+        free(cfg->pools[i].servers);
+    }
+    free(cfg->pools);
     free(cfg->access_log);
     free(cfg->user);
     free(cfg->group);

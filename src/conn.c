@@ -15,9 +15,12 @@
 
 #include "sniroute/hello.h"
 #include "sniroute/log.h"
+#include "sniroute/proxyproto.h"
 
 static void on_timer(uv_timer_t *timer);
 static void connect_start(struct sr_conn *conn);
+static void pool_pick(struct sr_conn *conn);
+static void target_failed(struct sr_conn *conn, const char *outcome);
 static void connect_next(struct sr_conn *conn);
 static void relay_start(struct sr_conn *conn);
 
@@ -48,6 +51,10 @@ conn_release(struct sr_conn *conn)
         uv_freeaddrinfo(conn->addrs);
     }
     sr__relay_release(conn);
+    if (conn->is_pool_counted) {
+        sr_pool_conn_end(conn->pool, conn->pool_index);
+    }
+    free(conn->proxy_header);
     free(conn->peek);
     sr_generation_unref(conn->gen);
     sr__server_conn_gone(conn->server, conn);
@@ -89,7 +96,15 @@ conn_log(struct sr_conn *conn)
         return;
     }
     upstream[0] = '\0';
-    if (conn->upstream != NULL) {
+    if (conn->pool != NULL) {
+        /* "pool/server": which pool, and which of its servers was tried last. */
+        int n = snprintf(upstream, sizeof(upstream), "%s/",
+                         conn->gen->cfg.pools[conn->upstream->pool - 1].name);
+
+        if (n > 0 && (size_t)n < sizeof(upstream)) {
+            sr_addr_format(conn->target, upstream + n, sizeof(upstream) - (size_t)n);
+        }
+    } else if (conn->upstream != NULL) {
         sr_addr_format(&conn->upstream->addr, upstream, sizeof(upstream));
     }
     if (uv_gettimeofday(&tv) != 0) {
@@ -274,6 +289,14 @@ conn_refuse(struct sr_conn *conn, uint8_t alert, const char *outcome)
 
 /* --- Peeking the ClientHello ------------------------------------------------------------ */
 
+/* The most the peek buffer may hold: the hello, and a PROXY header before it if one is
+ * expected. */
+static size_t
+peek_max(const struct sr_conn *conn)
+{
+    return conn->gen->cfg.max_hello_size + (conn->is_proxy_expected ? SR_PROXYPROTO_PARSE_MAX : 0);
+}
+
 /* The pending error of <tcp>'s socket as a UV_E* code, or <otherwise> if there is none. */
 static int
 socket_error(uv_tcp_t *tcp, int otherwise)
@@ -293,7 +316,7 @@ static void
 on_hello_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
 {
     struct sr_conn *conn = handle->data;
-    size_t max = conn->gen->cfg.max_hello_size;
+    size_t max = peek_max(conn);
     size_t want = conn->parse_at > conn->peek_len ? conn->parse_at : conn->peek_len + 1;
     size_t cap;
     uint8_t *peek;
@@ -357,14 +380,58 @@ conn_route(struct sr_conn *conn, const struct sr_hello_result *res)
      * hello included; reading resumes once all of it has reached the backend. */
     uv_read_stop((uv_stream_t *)&conn->client);
     uv_timer_start(&conn->timer, on_timer, cfg->connect_timeout_ms, 0);
+    if (conn->upstream->pool != 0) {
+        conn->pool = &conn->gen->pools[conn->upstream->pool - 1];
+        conn->proxy_send = cfg->pools[conn->upstream->pool - 1].proxy_protocol;
+        pool_pick(conn);
+        return;
+    }
+    conn->target = &conn->upstream->addr;
     connect_start(conn);
+}
+
+/* proxy_protocol = accept: read the PROXY header at the start of the peek buffer. Returns
+ * true once it is complete and valid (the hello follows it); false while more bytes are
+ * needed (parse_at set) or after closing the connection for a bad header. */
+static bool
+proxy_header_read(struct sr_conn *conn)
+{
+    struct sr_proxyproto_result pp;
+
+    sr_proxyproto_parse(conn->peek, conn->peek_len, &pp);
+    switch (pp.status) {
+    case SR_PROXYPROTO_NEED_MORE:
+        conn->parse_at = conn->peek_len + pp.need;
+        return false;
+    case SR_PROXYPROTO_OK:
+        conn->proxy_len = pp.header_len;
+        if (pp.command == SR_PROXYPROTO_CMD_PROXY && pp.family != SR_PROXYPROTO_FAMILY_UNSPEC) {
+            /* From here on the client is who the load balancer says: in the log, in the
+             * PROXY header we send on, and for source_hash. */
+            conn->has_proxied = true;
+            conn->proxied_src = pp.src;
+            conn->proxied_dst = pp.dst;
+            sr__format_sockaddr((const struct sockaddr *)&pp.src, conn->client_text,
+                                sizeof(conn->client_text));
+            conn->has_source_key =
+                sr_ipkey_from_sockaddr(&conn->source_key, (const struct sockaddr *)&pp.src) == 0;
+        }
+        return true;
+    case SR_PROXYPROTO_NOT_PROXY:
+    case SR_PROXYPROTO_INVALID:
+        conn->detail = pp.status == SR_PROXYPROTO_NOT_PROXY ? "no PROXY header"
+                                                            : sr_proxyproto_reason_str(pp.reason);
+        sr_conn_close(conn, "proxy_invalid");
+        return false;
+    }
+    return false;
 }
 
 static void
 on_hello_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 {
     struct sr_conn *conn = stream->data;
-    size_t cap = conn->gen->cfg.max_hello_size;
+    size_t cap = peek_max(conn);
     struct sr_hello_scratch scratch;
     struct sr_hello_result res;
 
@@ -395,7 +462,10 @@ on_hello_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         return; /* the parser said how much more it needs: no re-parse before that */
     }
 
-    sr_hello_parse(conn->peek, conn->peek_len, &scratch, &res);
+    if (conn->is_proxy_expected && conn->proxy_len == 0 && !proxy_header_read(conn)) {
+        return; /* incomplete (waiting for more) or refused */
+    }
+    sr_hello_parse(conn->peek + conn->proxy_len, conn->peek_len - conn->proxy_len, &scratch, &res);
     switch (res.status) {
     case SR_HELLO_NEED_MORE:
         conn->parse_at = conn->peek_len + res.need;
@@ -437,7 +507,7 @@ on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *addrs)
         if (status != 0 || addrs == NULL) {
             conn->detail = uv_err_name(status != 0 ? status : UV_EAI_NONAME);
             sr_metrics_connect_failed(conn_metrics(conn), conn->uid, SR_METRICS_CONNECT_RESOLVE);
-            sr_conn_close(conn, "resolve_failed");
+            target_failed(conn, "resolve_failed");
         } else {
             conn->next_addr = addrs;
             connect_next(conn);
@@ -446,12 +516,65 @@ on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *addrs)
     conn_release(conn);
 }
 
+/* Choose the next server of the connection's pool (one not tried yet) and connect to it;
+ * none left: the connection ends. */
+static void
+pool_pick(struct sr_conn *conn)
+{
+    const struct sr_pool_config *pc = &conn->gen->cfg.pools[conn->upstream->pool - 1];
+    enum sr_pool_pick pick;
+    size_t i;
+
+    pick = sr_pool_pick(conn->pool, uv_now(conn->server->loop),
+                        conn->has_source_key ? conn->source_key.bytes : NULL, conn->pool_tried, &i);
+    if (pick == SR_POOL_NONE_LEFT) {
+        if (conn->detail == NULL) {
+            conn->detail = "no server available";
+        }
+        sr_conn_close(conn, "connect_failed");
+        return;
+    }
+    conn->pool_index = i;
+    conn->pool_tried |= (uint64_t)1 << i;
+    conn->target = &pc->servers[i];
+    sr_pool_conn_start(conn->pool, i);
+    conn->is_pool_counted = true;
+    connect_start(conn);
+}
+
+/* Every address of the target failed (or its name did not resolve): a pool moves on to
+ * its next server, within the same connect_timeout; a single address ends here. */
+static void
+target_failed(struct sr_conn *conn, const char *outcome)
+{
+    char text[SR_ADDR_HOST_MAX + 16];
+
+    if (conn->pool == NULL) {
+        sr_conn_close(conn, outcome);
+        return;
+    }
+    if (sr_pool_report_failure(conn->pool, conn->pool_index, uv_now(conn->server->loop))) {
+        sr_addr_format(conn->target, text, sizeof(text));
+        sr_log_notice("upstream %s: server %s failed repeatedly; out for a while",
+                      conn->gen->cfg.pools[conn->upstream->pool - 1].name, text);
+    }
+    sr_pool_conn_end(conn->pool, conn->pool_index);
+    conn->is_pool_counted = false;
+    if (conn->addrs != NULL) {
+        uv_freeaddrinfo(conn->addrs);
+        conn->addrs = NULL;
+    }
+    conn->next_addr = NULL;
+    conn->state = SR_CONN_CONNECTING;
+    pool_pick(conn);
+}
+
 /* Start with the config's literal address, or ask libuv's resolver (a thread pool) for a
  * name's addresses and try each in turn. */
 static void
 connect_start(struct sr_conn *conn)
 {
-    const struct sr_addr *addr = &conn->upstream->addr;
+    const struct sr_addr *addr = conn->target;
     struct addrinfo hints;
     char port[8];
     int rc;
@@ -476,7 +599,7 @@ connect_start(struct sr_conn *conn)
     }
     if (rc != 0) {
         conn->detail = uv_err_name(rc);
-        sr_conn_close(conn, addr->kind == SR_ADDR_NAME ? "resolve_failed" : "connect_failed");
+        target_failed(conn, addr->kind == SR_ADDR_NAME ? "resolve_failed" : "connect_failed");
         return;
     }
     conn->literal_ai.ai_addr = (struct sockaddr *)&conn->literal_addr;
@@ -506,6 +629,9 @@ on_backend_connect(uv_connect_t *req, int status)
     if (status == 0) {
         sr_metrics_connect_ok(conn_metrics(conn), conn->uid,
                               (uv_hrtime() - conn->connect_start_ns) / 1000);
+        if (conn->pool != NULL) {
+            sr_pool_report_success(conn->pool, conn->pool_index);
+        }
         relay_start(conn);
         return;
     }
@@ -526,7 +652,7 @@ connect_next(struct sr_conn *conn)
 
     if (ai == NULL) {
         conn->detail = uv_err_name(conn->last_connect_error);
-        sr_conn_close(conn, "connect_failed");
+        target_failed(conn, "connect_failed");
         return;
     }
     conn->next_addr = ai->ai_next;
@@ -552,6 +678,38 @@ connect_next(struct sr_conn *conn)
 
 /* --- Relaying ------------------------------------------------------------------------- */
 
+/* The PROXY header for this connection: the client and the address it connected to, as
+ * a load balancer in front told us or as the socket says; v2 adds the server name. */
+static int
+proxy_header_build(struct sr_conn *conn, uv_buf_t *buf)
+{
+    struct sockaddr_storage local;
+    const struct sockaddr *src = (const struct sockaddr *)&conn->peer;
+    const struct sockaddr *dst = (const struct sockaddr *)&local;
+    int local_len = sizeof(local);
+    size_t len;
+
+    if (conn->has_proxied) {
+        src = (const struct sockaddr *)&conn->proxied_src;
+        dst = (const struct sockaddr *)&conn->proxied_dst;
+    } else if (uv_tcp_getsockname(&conn->client, (struct sockaddr *)&local, &local_len) != 0) {
+        memset(&local, 0, sizeof(local)); /* the builders send UNKNOWN / LOCAL then */
+    }
+    conn->proxy_header = malloc(SR_PROXYPROTO_V2_BUILD_MAX);
+    if (conn->proxy_header == NULL) {
+        return UV_ENOMEM;
+    }
+    if (conn->proxy_send == SR_PROXY_PROTOCOL_V1) {
+        len = sr_proxyproto_build_v1((char *)conn->proxy_header, SR_PROXYPROTO_V2_BUILD_MAX, src,
+                                     dst);
+    } else {
+        len = sr_proxyproto_build_v2(conn->proxy_header, SR_PROXYPROTO_V2_BUILD_MAX, src, dst,
+                                     conn->sni, strlen(conn->sni));
+    }
+    *buf = uv_buf_init((char *)conn->proxy_header, (unsigned)len);
+    return len > 0 ? 0 : UV_EINVAL;
+}
+
 static void
 on_peek_written(uv_write_t *req, int status)
 {
@@ -561,6 +719,8 @@ on_peek_written(uv_write_t *req, int status)
     free(conn->peek);
     conn->peek = NULL;
     conn->peek_cap = 0;
+    free(conn->proxy_header);
+    conn->proxy_header = NULL;
     if (status == UV_ECANCELED || conn->state == SR_CONN_CLOSING) {
         return;
     }
@@ -579,7 +739,8 @@ on_peek_written(uv_write_t *req, int status)
 static void
 relay_start(struct sr_conn *conn)
 {
-    uv_buf_t out;
+    uv_buf_t out[2];
+    unsigned n = 0;
     int rc;
 
     conn->state = SR_CONN_RELAYING;
@@ -587,10 +748,21 @@ relay_start(struct sr_conn *conn)
     uv_timer_start(&conn->timer, on_timer, conn->gen->cfg.idle_timeout_ms, 0);
     uv_tcp_nodelay(&conn->backend, 1);
 
-    /* The peeked bytes go first, unmodified; the relay starts once they are out. */
-    out = uv_buf_init((char *)conn->peek, (unsigned)conn->peek_len);
+    /* A PROXY header for the upstream first, if its pool asks for one; then the peeked
+     * bytes, unmodified (minus a PROXY header that came in from a load balancer); the
+     * relay starts once they are out. */
+    if (conn->proxy_send != SR_PROXY_PROTOCOL_NONE) {
+        rc = proxy_header_build(conn, &out[n++]);
+        if (rc != 0) {
+            conn->detail = uv_err_name(rc);
+            sr_conn_close(conn, "error");
+            return;
+        }
+    }
+    out[n++] = uv_buf_init((char *)conn->peek + conn->proxy_len,
+                           (unsigned)(conn->peek_len - conn->proxy_len));
     conn->write_req.data = conn;
-    rc = uv_write(&conn->write_req, (uv_stream_t *)&conn->backend, &out, 1, on_peek_written);
+    rc = uv_write(&conn->write_req, (uv_stream_t *)&conn->backend, out, n, on_peek_written);
     if (rc != 0) {
         conn->detail = uv_err_name(rc);
         sr__conn_close_ex(conn, "backend_reset", true, false);
@@ -603,8 +775,7 @@ int
 sr_conn_accept(struct sr_listener *listener)
 {
     struct sr_server *server = listener->server;
-    struct sockaddr_storage peer;
-    int peer_len = sizeof(peer);
+    int peer_len = sizeof(struct sockaddr_storage);
     const char *limit;
     struct sr_conn *conn;
     int rc;
@@ -638,16 +809,18 @@ sr_conn_accept(struct sr_listener *listener)
     /* Hellos and small records must not wait for Nagle: a peer of ours adds 40 ms per
      * request without this. */
     uv_tcp_nodelay(&conn->client, 1);
-    if (uv_tcp_getpeername(&conn->client, (struct sockaddr *)&peer, &peer_len) == 0) {
-        sr__format_sockaddr((const struct sockaddr *)&peer, conn->client_text,
+    if (uv_tcp_getpeername(&conn->client, (struct sockaddr *)&conn->peer, &peer_len) == 0) {
+        sr__format_sockaddr((const struct sockaddr *)&conn->peer, conn->client_text,
                             sizeof(conn->client_text));
     } else {
         /* A client that reset before we got here: still counted and logged, as "-". */
-        memset(&peer, 0, sizeof(peer));
+        memset(&conn->peer, 0, sizeof(conn->peer));
         snprintf(conn->client_text, sizeof(conn->client_text), "-");
     }
     conn->lid = conn->gen->listener_ids[listener->cfg - conn->gen->cfg.listeners];
-    limit = sr__server_admit(server, conn, (const struct sockaddr *)&peer);
+    limit = sr__server_admit(server, conn, (const struct sockaddr *)&conn->peer);
+    conn->source_key = conn->ipkey;
+    conn->has_source_key = conn->has_ipkey;
     if (limit != NULL) {
         /* Over a limit: closed at once, counted, and not logged line by line (a flood would
          * flood the log too); the server logs a summary at most once a second. */
@@ -657,6 +830,17 @@ sr_conn_accept(struct sr_listener *listener)
     }
     sr_metrics_conn_accepted(conn_metrics(conn), conn->lid);
     conn->is_counted = true;
+    if (conn->lcfg->is_proxy_accepted) {
+        /* Only the load balancers in front may say who the client is; from anyone else a
+         * PROXY header would be a spoofed address. */
+        if (!sr_cidr_list_match(&conn->lcfg->trusted_proxies,
+                                (const struct sockaddr *)&conn->peer)) {
+            conn->detail = "source not in trusted_proxies";
+            sr_conn_close(conn, "untrusted_proxy");
+            return 0;
+        }
+        conn->is_proxy_expected = true;
+    }
     uv_timer_start(&conn->timer, on_timer, conn->gen->cfg.hello_timeout_ms, 0);
     rc = uv_read_start((uv_stream_t *)&conn->client, on_hello_alloc, on_hello_read);
     if (rc != 0) {

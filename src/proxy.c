@@ -57,6 +57,7 @@ sr_generation_unref(struct sr_generation *gen)
     sr_config_fini(&gen->cfg);
     free(gen->listener_ids);
     free(gen->upstream_ids);
+    free(gen->pools);
     free(gen);
 }
 
@@ -78,8 +79,36 @@ server_intern(struct sr_server *server, struct sr_generation *gen)
             sr_metrics_names_intern(&server->listener_names, cfg->listeners[i].name);
     }
     for (i = 0; i < cfg->n_upstreams; i++) {
-        sr_addr_format(&cfg->upstreams[i].addr, text, sizeof(text));
+        if (cfg->upstreams[i].pool != 0) {
+            snprintf(text, sizeof(text), "%s", cfg->pools[cfg->upstreams[i].pool - 1].name);
+        } else {
+            sr_addr_format(&cfg->upstreams[i].addr, text, sizeof(text));
+        }
         gen->upstream_ids[i] = sr_metrics_names_intern(&server->upstream_names, text);
+    }
+    gen->pools = calloc(cfg->n_pools + 1, sizeof(*gen->pools));
+    if (gen->pools == NULL) {
+        return UV_ENOMEM;
+    }
+    for (i = 0; i < cfg->n_pools; i++) {
+        const struct sr_pool_config *pc = &cfg->pools[i];
+        char ids[SR_POOL_MAX_SERVERS][SR_ADDR_HOST_MAX + 16];
+        const char *id_ptrs[SR_POOL_MAX_SERVERS];
+        struct sr_pool_params params;
+        size_t j;
+
+        for (j = 0; j < pc->n_servers; j++) {
+            sr_addr_format(&pc->servers[j], ids[j], sizeof(ids[j]));
+            id_ptrs[j] = ids[j];
+        }
+        memset(&params, 0, sizeof(params));
+        params.balance = pc->balance;
+        params.fail_max = SR_POOL_FAIL_MAX_DEFAULT;
+        params.fail_timeout_ms = SR_POOL_FAIL_TIMEOUT_MS_DEFAULT;
+        params.seed = uv_hrtime() ^ (uint64_t)(uintptr_t)gen;
+        if (sr_pool_init(&gen->pools[i], &params, id_ptrs, pc->n_servers) != SR_POOL_OK) {
+            return UV_EINVAL;
+        }
     }
     return 0;
 }

@@ -11,6 +11,8 @@
 #include <stdio.h>
 
 #include "sniroute/addr.h"
+#include "sniroute/cidr.h"
+#include "sniroute/pool.h"
 #include "sniroute/route.h"
 
 /* Longest section name after "listener " or "routes ". */
@@ -43,11 +45,29 @@ enum sr_log_format {
     SR_LOG_FORMAT_JSON,     /* one JSON object a line, for log pipelines */
 };
 
+/* The PROXY protocol header sniroute sends to an upstream before the client's bytes. */
+enum sr_proxy_protocol {
+    SR_PROXY_PROTOCOL_NONE = 0,
+    SR_PROXY_PROTOCOL_V1, /* text */
+    SR_PROXY_PROTOCOL_V2, /* binary, with the server name as an AUTHORITY TLV */
+};
+
+/* An [upstream NAME] section: a pool of servers a route can name. */
+struct sr_pool_config {
+    char name[SR_CONFIG_NAME_MAX + 1];
+    unsigned line;
+    struct sr_addr *servers; /* at most SR_POOL_MAX_SERVERS; names resolved per connect */
+    size_t n_servers;
+    enum sr_pool_balance balance;
+    enum sr_proxy_protocol proxy_protocol;
+};
+
 /* One distinct upstream address. Route values index sr_config.upstreams; the same text
  * used by many routes is stored once. */
 struct sr_upstream {
-    struct sr_addr addr;
-    unsigned line; /* first line that named it */
+    struct sr_addr addr; /* a HOST:PORT route target, when pool is 0 */
+    unsigned line;       /* first line that named it */
+    size_t pool;         /* 0: addr above; otherwise 1 + index into sr_config.pools */
 };
 
 /* A [routes NAME] section. */
@@ -66,6 +86,10 @@ struct sr_listener_config {
     size_t routes; /* index into sr_config.routes (valid when the load returned 0) */
     enum sr_no_sni no_sni;
     uint32_t max_connections; /* open connections through this listener; 0: no limit */
+    /* proxy_protocol = accept: every connection starts with a PROXY header (v1 or v2),
+     * accepted only from these sources; anyone else is refused. */
+    bool is_proxy_accepted;
+    struct sr_cidr_list trusted_proxies;
 };
 
 struct sr_config {
@@ -92,6 +116,8 @@ struct sr_config {
     size_t n_routes;
     struct sr_upstream *upstreams;
     size_t n_upstreams;
+    struct sr_pool_config *pools;
+    size_t n_pools;
 };
 
 /* Receives one problem, formatted "FILE:LINE: what is wrong" (no trailing newline). The

@@ -10,6 +10,7 @@
 
 #include <uv.h>
 
+#include "sniroute/config.h"
 #include "sniroute/ipcount.h"
 #include "sniroute/name.h"
 #include "sniroute/proxy.h"
@@ -78,6 +79,25 @@ struct sr_conn {
     char sni[SR_NAME_MAX + 1]; /* normalized; "" when the hello had none */
     enum sr_route_kind route;
     const struct sr_upstream *upstream;
+    /* The address being connected to: the route's HOST:PORT, or a server of its pool. */
+    const struct sr_addr *target;
+    struct sr_pool *pool; /* the generation's pool the target came from, or NULL */
+    size_t pool_index;
+    uint64_t pool_tried; /* servers of the pool tried for this connection (a bitmask) */
+    bool is_pool_counted; /* sr_pool_conn_start was called for pool_index */
+    enum sr_proxy_protocol proxy_send;
+    uint8_t *proxy_header; /* the PROXY header being sent, until written */
+
+    /* proxy_protocol = accept: the header's length at the start of the peek buffer once
+     * parsed, and the client and destination it names (when it names any). */
+    bool is_proxy_expected;
+    size_t proxy_len;
+    bool has_proxied;
+    struct sockaddr_storage peer; /* the TCP peer: a client, or a trusted load balancer */
+    struct sockaddr_storage proxied_src;
+    struct sockaddr_storage proxied_dst;
+    struct sr_ipkey source_key; /* the client for source_hash: proxied, or the peer */
+    bool has_source_key;
 
     uv_getaddrinfo_t resolve_req;
     struct addrinfo *addrs;      /* from the resolver, freed at close */

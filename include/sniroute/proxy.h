@@ -16,6 +16,7 @@
 #include "sniroute/config.h"
 #include "sniroute/ipcount.h"
 #include "sniroute/metrics.h"
+#include "sniroute/pool.h"
 
 struct sr_conn;
 struct sr_server;
@@ -38,6 +39,9 @@ struct sr_generation {
      * the server takes the generation. */
     uint32_t *listener_ids;
     uint32_t *upstream_ids;
+    /* The runtime state of cfg.pools[i] (choice, passive health); per generation, so a
+     * reload starts every pool fresh. */
+    struct sr_pool *pools;
 };
 
 /* Allocate a generation and load <path> into it; every problem goes to <on_error>.

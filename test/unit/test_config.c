@@ -52,12 +52,13 @@ static const struct config_case cases[] = {
     {"unknown section, its keys ignored",
      "[server]\nport = 1\n" GOOD_TAIL,
      0,
-     {"FILE:1: unknown section [server] (want [sniroute], [listener NAME] or [routes NAME])"}},
+     {"FILE:1: unknown section [server] (want [sniroute], [listener NAME], [routes NAME] or "
+      "[upstream NAME])"}},
     {"[sniroute] with a name",
      "[sniroute main]\n" GOOD_TAIL,
      0,
-     {"FILE:1: unknown section [sniroute main] (want [sniroute], [listener NAME] or [routes "
-      "NAME])"}},
+     {"FILE:1: unknown section [sniroute main] (want [sniroute], [listener NAME], [routes "
+      "NAME] or [upstream NAME])"}},
     {"[listener] without a name",
      "[listener]\nlisten = 1.2.3.4:1\n" GOOD_TAIL,
      0,
@@ -190,6 +191,29 @@ static const struct config_case cases[] = {
      0,
      {"FILE:2: sniroute: max_hello_size: bad size '511' (must be 512..262144 bytes)",
       "FILE:8: duplicate section [sniroute] (first at FILE:1)"}},
+    {"upstream pools and PROXY protocol: errors",
+     "[listener a]\nlisten = 127.0.0.1:1\nroutes = m\nproxy_protocol = accept\n"
+     "[listener b]\nlisten = 127.0.0.1:2\nroutes = m\ntrusted_proxies = 10.1.2.3/8 ::1/129\n"
+     "proxy_protocol = maybe\n"
+     "[upstream apps]\nserver = 10.0.0.1:443\nserver = 10.0.0.1:443\nserver = x\n"
+     "balance = fastest\nproxy_protocol = v3\n[upstream empty]\n"
+     "[routes m]\na.com = apps\nb.com = nowhere\nc.com = empty\n",
+     0,
+     {"FILE:8: listener 'b': trusted_proxies: '10.1.2.3/8': address has bits set beyond the "
+      "prefix length (did you mean 10.0.0.0/8?)",
+      "FILE:8: listener 'b': trusted_proxies: '::1/129': prefix length must be 0..32 for IPv4, "
+      "0..128 for IPv6",
+      "FILE:9: listener 'b': proxy_protocol: bad value 'maybe' (accept or none)",
+      "FILE:12: upstream 'apps': server: '10.0.0.1:443' listed twice",
+      "FILE:13: upstream 'apps': server: bad address 'x': missing ':port'",
+      "FILE:14: upstream 'apps': balance: bad value 'fastest' (round_robin, least_conn, "
+      "random_two or source_hash)",
+      "FILE:15: upstream 'apps': proxy_protocol: bad value 'v3' (v1, v2 or none)",
+      "FILE:1: listener 'a': proxy_protocol = accept needs trusted_proxies (the CIDRs of the "
+      "load balancers in front)",
+      "FILE:16: upstream 'empty': no server (add server = HOST:PORT)",
+      "FILE:19: routes 'm': route 'b.com': bad upstream 'nowhere': missing ':port' (or no "
+      "[upstream nowhere])"}},
     {"bad counts",
      "[sniroute]\nmax_connections = -1\nmax_connections_per_ip = 10000001\n"
      "[listener a]\nlisten = 127.0.0.1:8443\nroutes = m\nmax_connections = 5k\n"
@@ -269,8 +293,9 @@ static const struct config_case cases[] = {
      "[listener a]\nlisten = 127.0.0.1:1\nroutes = m\n[routes m]\nexample.com = b\n"
      "example.com = b:1\n",
      0,
-     {"FILE:5: routes 'm': route 'example.com': bad upstream 'b': missing ':port'",
-      "FILE:6: routes 'm': duplicate route 'example.com' (first at FILE:5)"}},
+     {"FILE:6: routes 'm': duplicate route 'example.com' (first at FILE:5)",
+      "FILE:5: routes 'm': route 'example.com': bad upstream 'b': missing ':port' (or no "
+      "[upstream b])"}},
     {"bad upstreams",
      "[listener a]\nlisten = 127.0.0.1:1\nroutes = m\n[routes m]\na.com = 1.2.3.4:99999\n"
      "b.com = [1.2.3.4]:1\nc.com =\nd.com = 127.1:80\n",
@@ -518,6 +543,40 @@ test_limits(void)
 }
 
 static void
+test_pools(void)
+{
+    static const char text[] =
+        "[listener a]\nlisten = 127.0.0.1:8443\nroutes = m\nproxy_protocol = accept\n"
+        "trusted_proxies = 10.0.0.0/8, 192.168.1.7\ntrusted_proxies = fd00::/8\n"
+        "[routes m]\na.com = apps\nb.com = apps\nc.com = 127.0.0.1:9\n"
+        "[upstream apps]\nserver = 10.0.0.1:443\nserver = apps.internal:443\n"
+        "balance = least_conn\nproxy_protocol = v2\n";
+    const char *none[] = {NULL};
+    struct sr_route_hit hit;
+    struct sr_config cfg;
+
+    check_text("pools", text, strlen(text), none, &cfg);
+    ASSERT(cfg.listeners[0].is_proxy_accepted);
+    ASSERT_EQ(cfg.listeners[0].trusted_proxies.n, 3);
+    ASSERT_EQ(cfg.n_pools, 1);
+    ASSERT_STR_EQ(cfg.pools[0].name, "apps");
+    ASSERT_EQ(cfg.pools[0].n_servers, 2);
+    ASSERT_STR_EQ(cfg.pools[0].servers[1].host, "apps.internal");
+    ASSERT_EQ(cfg.pools[0].balance, SR_POOL_LEAST_CONN);
+    ASSERT_EQ(cfg.pools[0].proxy_protocol, SR_PROXY_PROTOCOL_V2);
+    /* Both routes share one target, which names the pool; c.com is a plain address. */
+    ASSERT_EQ(cfg.n_upstreams, 2);
+    ASSERT_EQ(sr_route_lookup(cfg.routes[0].table, "a.com", 5, &hit), SR_ROUTE_EXACT);
+    ASSERT_EQ(cfg.upstreams[hit.value].pool, 1);
+    ASSERT_EQ(sr_route_lookup(cfg.routes[0].table, "b.com", 5, &hit), SR_ROUTE_EXACT);
+    ASSERT_EQ(cfg.upstreams[hit.value].pool, 1);
+    ASSERT_EQ(sr_route_lookup(cfg.routes[0].table, "c.com", 5, &hit), SR_ROUTE_EXACT);
+    ASSERT_EQ(cfg.upstreams[hit.value].pool, 0);
+    ASSERT_EQ(cfg.upstreams[hit.value].addr.port, 9);
+    sr_config_fini(&cfg);
+}
+
+static void
 test_missing_file(void)
 {
     struct collected got = {{NULL}, 0};
@@ -536,7 +595,7 @@ static void
 test_stream(void)
 {
     static const char text[] = "[listener a]\nlisten = 127.0.0.1:1\nroutes = m\n[routes m]\n"
-                               "x.com = bad\n\x01 = a:1\n";
+                               "x.com = bad:\n\x01 = a:1\n";
     struct collected got = {{NULL}, 0};
     struct sr_config cfg;
     char buf[sizeof(text)];
@@ -546,7 +605,7 @@ test_stream(void)
     f = fmemopen(buf, sizeof(text) - 1, "r");
     ASSERT(f != NULL);
     ASSERT_EQ(sr_config_load_stream(&cfg, f, "mem.ini", on_error, &got), 2);
-    ASSERT_STR_EQ(got.lines[0], "mem.ini:5: routes 'm': route 'x.com': bad upstream 'bad': "
+    ASSERT_STR_EQ(got.lines[0], "mem.ini:5: routes 'm': route 'x.com': bad upstream 'bad:': "
                                 "missing ':port'");
     ASSERT_STR_EQ(got.lines[1], "mem.ini:6: routes 'm': bad route '?': character not allowed "
                                 "in a host name");
@@ -720,6 +779,7 @@ main(void)
     test_line_length();
     test_defaults_and_fields();
     test_limits();
+    test_pools();
     test_missing_file();
     test_stream();
     test_fixture_full();
