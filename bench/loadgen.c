@@ -213,7 +213,8 @@ stream_finish(struct lconn *c)
     tot.down_verified += d->n_good;
     tot.mixed += d->n_mixed;
     tot.reordered += d->n_reordered;
-    tot.corrupt += d->n_corrupt + (d->part_len != 0 && !d->in_trailer);
+    /* A partial block at the end is a cut stream, which the missing trailer reports. */
+    tot.corrupt += d->n_corrupt;
     if (!d->has_trailer || d->trailer.conn_id != c->id) {
         tot.no_trailer++;
         tot.unconfirmed += c->up_pos; /* the backend's account of them never arrived */

@@ -554,6 +554,19 @@ def ratio(x, base):
     return None if x is None or not base else x / base
 
 
+def paired(rate, name, base, fix):
+    by_rep = {r["rep"]: r["conn_per_s"] for r in rate.get((base, fix), [])}
+    return med([r["conn_per_s"] / by_rep[r["rep"]] for r in rate.get((name, fix), [])
+                if by_rep.get(r["rep"])])
+
+
+def paired_bulk(bulk, name):
+    def total(r):
+        return (r["up_gbps"] or r["up_sent_gbps"]) + r["down_gbps"]
+    by_rep = {r["rep"]: total(r) for r in bulk.get("direct", [])}
+    return med([total(r) / by_rep[r["rep"]] for r in bulk.get(name, []) if by_rep.get(r["rep"])])
+
+
 def report(summary, targets, idle, rate, bulk, integ, routes, raw, opts):
     names = [t[0] for t in targets]
     rows = {}
@@ -590,6 +603,14 @@ def report(summary, targets, idle, rate, bulk, integ, routes, raw, opts):
         row["idle_ok"] = ("%d/%d" % (i["ready"], i["connections"])) if i else "–"
         rows[name] = row
     d = rows["direct"]
+    # Ratios: each run against the direct run of the same repetition (taken seconds before it),
+    # then the median, which keeps drifting machine load out of the ratio.
+    for name in names:
+        row = rows[name]
+        for fix, _ in HELLOS:
+            row["x_direct_" + fix] = paired(rate, name, "direct", fix)
+            row["x_ceiling_" + fix] = paired(rate, name, "ceiling relay", fix)
+        row["bulk_x_direct"] = paired_bulk(bulk, name)
     summary["rows"] = rows
 
     md = []
@@ -608,7 +629,9 @@ def report(summary, targets, idle, rate, bulk, integ, routes, raw, opts):
               "(curl.example, pq.example → one backend) in every proxy; one worker each unless the name "
               "says otherwise; access logs off. Medians of %d runs × %g s (rate, %d concurrent clients), "
               "%d runs × %g s (bulk, %d streams each way). Every ratio is to `direct` "
-              "(load generator → backend, no proxy) measured in the same harness run, interleaved.\n"
+              "(load generator → backend, no proxy) measured in the same harness run: runs are interleaved "
+              "(each repetition runs every target once, direct first), each run is divided by the direct run "
+              "of its repetition, and the table gives the median of those ratios.\n"
               % (opts.reps, opts.seconds, opts.concurrency, opts.bulk_reps, opts.seconds, opts.streams))
 
     md.append("## Connection rate\n")
@@ -620,13 +643,12 @@ def report(summary, targets, idle, rate, bulk, integ, routes, raw, opts):
               "added p99 µs | max µs | CPU µs/conn 517 B | CPU µs/conn 1.9 KB | errors |")
     md.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     c0, c1 = HELLOS[0][0], HELLOS[1][0]
-    ceil = rows.get("ceiling relay", {}).get("cps_" + c0)
     for name in names:
         r = rows[name]
         md.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %d |" % (
-            name, fmt(r["cps_" + c0]), fmt(ratio(r["cps_" + c0], d["cps_" + c0]), "%.2f"),
-            fmt(r["cps_" + c1]), fmt(ratio(r["cps_" + c1], d["cps_" + c1]), "%.2f"),
-            fmt(ratio(r["cps_" + c0], ceil), "%.2f"),
+            name, fmt(r["cps_" + c0]), fmt(r["x_direct_" + c0], "%.2f"),
+            fmt(r["cps_" + c1]), fmt(r["x_direct_" + c1], "%.2f"),
+            fmt(r["x_ceiling_" + c0], "%.2f"),
             fmt(None if name == "direct" else r["p50_" + c0] - d["p50_" + c0], "%+.0f"),
             fmt(None if name == "direct" else r["p99_" + c0] - d["p99_" + c0], "%+.0f"),
             fmt(r["max_" + c0]), fmt(r["cpu_us_" + c0], "%.1f"), fmt(r["cpu_us_" + c1], "%.1f"),
@@ -650,7 +672,7 @@ def report(summary, targets, idle, rate, bulk, integ, routes, raw, opts):
         md.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
             name, fmt(r["up_gbps"], "%.2f") + (" (sent, unverified)" if r["up_unverified"] else ""),
             fmt(r["down_gbps"], "%.2f"), fmt(r["bulk_gbps"], "%.2f"),
-            fmt(ratio(r["bulk_gbps"], d["bulk_gbps"]), "%.2f"), fmt(r["cpu_ns_kib"], "%.0f"),
+            fmt(r["bulk_x_direct"], "%.2f"), fmt(r["cpu_ns_kib"], "%.0f"),
             fmt(ratio(r["cpu_ns_kib"], hcpu), "%.2f"),
             " / ".join(str(sum(x[k] for x in b)) for k in ("lost", "reordered", "mixed", "corrupt")),
             "%d of %d" % (sum(x["no_trailer"] for x in b), sum(x["connections"] for x in b))))
@@ -748,8 +770,8 @@ def charts(names, rows, idle):
         for name in names:
             r = rows[name]
             f.write('"%s" %s %s %s %s %s\n' % (
-                name.replace(" ", "\\n"), fmt(ratio(r["cps_" + c0], d["cps_" + c0]), "%.3f", "0"),
-                fmt(ratio(r["cps_" + c1], d["cps_" + c1]), "%.3f", "0"),
+                name.replace(" ", "\\n"), fmt(r["x_direct_" + c0], "%.3f", "0"),
+                fmt(r["x_direct_" + c1], "%.3f", "0"),
                 fmt(r["up_gbps"], "%.3f", "0"), fmt(r["down_gbps"], "%.3f", "0"),
                 fmt(idle[name]["bytes_per_conn"] if name in idle else None, "%.0f", "0")))
     common = ("set terminal pngcairo size 1000,480 font ',10'\nset style data histograms\n"
