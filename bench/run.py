@@ -776,11 +776,12 @@ def charts(names, rows, idle):
                 fmt(idle[name]["bytes_per_conn"] if name in idle else None, "%.0f", "0")))
     common = ("set terminal pngcairo size 1000,480 font ',10'\nset style data histograms\n"
               "set style histogram clustered gap 1\nset style fill solid 0.8 border -1\n"
-              "set grid ytics\nset key top right\nset yrange [0:*]\nset xtics noenhanced\n")
+              "set grid ytics\nset key top right\nset yrange [0:*]\nset xtics noenhanced\n"
+              "set bmargin 4\n")
     script = common + (
         "set output '%s/rate.png'\nset title 'Connection rate, ratio to direct (same run)'\n"
         "plot '%s' using 2:xtic(1) title '517 B hello', '' using 3 title '1.9 KB hello'\n"
-        "set output '%s/bulk.png'\nset title 'Bulk throughput, Gbit/s each way (verified)'\n"
+        "set output '%s/bulk.png'\nset title 'Bulk throughput, Gbit/s each way (verified at the far end, except where results.md says not)'\n"
         "plot '%s' using 4:xtic(1) title 'up', '' using 5 title 'down'\n"
         "set output '%s/idle.png'\nset title 'Proxy RSS per idle connection, bytes'\nset logscale y\n"
         "set yrange [10:*]\nplot '%s' using 6:xtic(1) title 'bytes per connection'\n") % (
