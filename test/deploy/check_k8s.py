@@ -22,7 +22,11 @@ import subprocess
 import sys
 import tempfile
 
-import yaml
+try:
+    import yaml
+except ImportError:
+    sys.exit("check_k8s: PyYAML is missing for %s (Debian: apt-get install python3-yaml)"
+             % sys.executable)
 
 KNOWN = {
     ("v1", "ConfigMap"),
