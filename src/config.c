@@ -252,6 +252,20 @@ parse_digits(const char *s, uint64_t *v)
     return i;
 }
 
+/* Where a setter with an offset writes: the struct of the section being read. */
+static char *
+section_base(struct loader *ld, const struct keyword *kw)
+{
+    switch (kw->section) {
+    case SEC_LISTENER:
+        return (char *)&ld->cfg->listeners[ld->sec_index];
+    case SEC_UPSTREAM:
+        return (char *)&ld->cfg->pools[ld->sec_index];
+    default:
+        return (char *)ld->cfg;
+    }
+}
+
 static void
 set_duration(struct loader *ld, const struct keyword *kw, const char *key, const char *value)
 {
@@ -285,7 +299,12 @@ set_duration(struct loader *ld, const struct keyword *kw, const char *key, const
                section_label(ld, label, sizeof(label)), key, value);
         return;
     }
-    *(uint64_t *)(void *)((char *)ld->cfg + kw->offset) = v * units[i].ms;
+    if (kw->section == SEC_UPSTREAM && v * units[i].ms < SR_CONFIG_HEALTH_CHECK_MIN_MS) {
+        report(ld, ld->line, "%s: %s: bad duration '%s' (at least 100ms)",
+               section_label(ld, label, sizeof(label)), key, value);
+        return;
+    }
+    *(uint64_t *)(void *)(section_base(ld, kw) + kw->offset) = v * units[i].ms;
 }
 
 static void
@@ -321,16 +340,12 @@ set_count(struct loader *ld, const struct keyword *kw, const char *key, const ch
     char label[LABEL_MAX];
     uint64_t v;
     size_t n = parse_digits(value, &v);
-    char *base;
-
     if (n == 0 || value[n] != '\0' || v > SR_CONFIG_MAX_CONNECTIONS_MAX) {
         report(ld, ld->line, "%s: %s: bad count '%s' (want 0..%u; 0 means no limit)",
                section_label(ld, label, sizeof(label)), key, value, SR_CONFIG_MAX_CONNECTIONS_MAX);
         return;
     }
-    base =
-        kw->section == SEC_LISTENER ? (char *)&ld->cfg->listeners[ld->sec_index] : (char *)ld->cfg;
-    *(uint32_t *)(void *)(base + kw->offset) = (uint32_t)v;
+    *(uint32_t *)(void *)(section_base(ld, kw) + kw->offset) = (uint32_t)v;
 }
 
 static bool
@@ -842,6 +857,8 @@ static const struct keyword keywords[] = {
     {SEC_UPSTREAM, "server", set_server, 0, true},
     {SEC_UPSTREAM, "balance", set_balance, 0, false},
     {SEC_UPSTREAM, "proxy_protocol", set_proxy_protocol, 0, false},
+    {SEC_UPSTREAM, "health_check", set_duration, offsetof(struct sr_pool_config, health_check_ms),
+     false},
     {SEC_ROUTES, NULL, set_route, 0, true},
 };
 

@@ -622,6 +622,9 @@ sr_server_start(struct sr_server *server, uv_loop_t *loop, struct sr_generation 
     }
 
     rc = server_apply(server, gen);
+    if (rc == 0) {
+        rc = sr_health_start(&server->health, loop, gen);
+    }
     if (rc != 0) {
         sr_server_drain(server);
     }
@@ -647,8 +650,12 @@ sr_server_reload(struct sr_server *server, struct sr_generation *next)
         return rc;
     }
     next->id = server->gen->id + 1;
+    sr_health_stop(&server->health);
     sr_generation_unref(server->gen);
     server->gen = next;
+    if (sr_health_start(&server->health, server->loop, next) != 0) {
+        sr_log_notice("reload: out of memory starting health checks");
+    }
     server->n_reloads_ok++;
     return 0;
 }
@@ -668,6 +675,7 @@ sr_server_drain(struct sr_server *server)
         return;
     }
     server->is_draining = true;
+    sr_health_stop(&server->health);
     while (server->listeners != NULL) {
         listener_close(server->listeners);
     }

@@ -24,6 +24,9 @@
 #define SR_CONFIG_IDLE_TIMEOUT_MS    3600000u
 #define SR_CONFIG_DRAIN_TIMEOUT_MS   30000u
 #define SR_CONFIG_MAX_HELLO_SIZE     16384u
+/* health_check intervals below this would be a load test of the upstream. */
+#define SR_CONFIG_HEALTH_CHECK_MIN_MS 100u
+
 /* Upper bound for the max_connections keys: more than a process can have descriptors for
  * is surely a typo. */
 #define SR_CONFIG_MAX_CONNECTIONS_MAX 10000000u
@@ -60,6 +63,7 @@ struct sr_pool_config {
     size_t n_servers;
     enum sr_pool_balance balance;
     enum sr_proxy_protocol proxy_protocol;
+    uint64_t health_check_ms; /* active TCP check interval; 0: none */
 };
 
 /* One distinct upstream address. Route values index sr_config.upstreams; the same text

@@ -14,6 +14,7 @@
 #include <uv.h>
 
 #include "sniroute/config.h"
+#include "sniroute/health.h"
 #include "sniroute/ipcount.h"
 #include "sniroute/metrics.h"
 #include "sniroute/pool.h"
@@ -128,6 +129,8 @@ struct sr_server {
      * stops the admin endpoint then, so the loop can end). */
     void (*on_stopped)(struct sr_server *server);
     void *data;
+
+    struct sr_health health; /* active checks of the current generation's pools */
 
     struct sr_buf_pool pool;
     struct sr_pipe_pool pipes;

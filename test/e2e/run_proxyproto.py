@@ -84,7 +84,11 @@ def case_pool_retries_and_spreads(ctx):
         hello = harness.client_hello("pool.test")
         ok = sum(ask(d.port(), hello).startswith(b"GOT") for _ in range(20))
         check(ok == 20, "%d of 20 routed through a pool with a dead server" % ok)
-        na, nb = drain(a), drain(b)
+        na = nb = 0
+        deadline = time.monotonic() + 5  # results are queued just after each reply
+        while na + nb < 20 and time.monotonic() < deadline:
+            na, nb = na + drain(a), nb + drain(b)
+            time.sleep(0.01)
         check(na + nb == 20 and na >= 5 and nb >= 5, "spread: a=%d b=%d" % (na, nb))
         d.proc.wait_line("stderr", r"upstream apps: server 127\.0\.0\.1:%d failed repeatedly"
                          % dead, 5)
@@ -115,6 +119,11 @@ def case_source_hash_sticks(ctx):
             src = "127.0.0.%d" % (20 + i)
             for _ in range(4):
                 check(ask(d.port(), hello, src).startswith(b"GOT"), "not routed")
+                # The backend queues its result just after replying: wait for it.
+                deadline = time.monotonic() + 5
+                while (all(be.results.empty() for be in backends)
+                       and time.monotonic() < deadline):
+                    time.sleep(0.01)
                 got = [n for n, be in enumerate(backends) if drain(be)]
                 check(len(got) == 1, "one request reached %s" % got)
                 seen.setdefault(src, set()).add(got[0])
@@ -230,7 +239,60 @@ def case_accept_behind_haproxy(ctx):
         be.stop()
 
 
-CASES = [case_pool_retries_and_spreads, case_source_hash_sticks, case_send_v1, case_send_v2,
+def case_health_check(ctx):
+    """health_check = 200ms: a server that stops listening is reported failing and gets no
+    connection attempt (no connect failure is counted while it is down), and comes back
+    when it listens again. Fails if sniroute keeps trying it, or never brings it back."""
+    import promtext
+    a = CaptureBackend()
+    b = CaptureBackend()
+    b_port = b.port
+    text = ("[sniroute]\nadmin = 127.0.0.1:0\n[listener https]\nlisten = 127.0.0.1:0\n"
+            "routes = main\n[routes main]\ndefault = apps\n[upstream apps]\n"
+            "server = 127.0.0.1:%d\nserver = 127.0.0.1:%d\nhealth_check = 200ms\n"
+            % (a.port, b_port))
+    d = harness.Sniroute(ctx.binary, ctx.tmp, "health", text)
+    try:
+        _, m = d.proc.wait_line("stderr", r"admin on 127\.0\.0\.1:(\d+)", 10)
+        aport = int(m.group(1))
+
+        def failures():
+            r = harness.run(["curl", "-s", "--max-time", "5",
+                             "http://127.0.0.1:%d/metrics" % aport])
+            fams = promtext.parse(harness.txt(r.stdout))
+            total = 0.0
+            for fam in fams.values():
+                for name, labels, v, _ in fam.samples:
+                    if name == "sniroute_upstream_connect_failures_total":
+                        total += v
+            return total
+
+        hello = harness.client_hello("health.test")
+        b.stop()  # b no longer listens
+        d.proc.wait_line("stderr", r"server 127\.0\.0\.1:%d fails its health check" % b_port, 5)
+        f0 = failures()
+        for _ in range(10):
+            check(ask(d.port(), hello).startswith(b"GOT"), "not routed while b is down")
+        check(failures() == f0, "sniroute tried the server its health check marked down")
+        got = 0
+        while not a.results.empty():
+            r = a.results.get_nowait()
+            got += r[0] == "ok" and r[1] == hello  # health probes connect and send nothing
+        check(got == 10, "a took %d of the 10 connections" % got)
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", b_port))
+        sock.listen(16)
+        d.proc.wait_line("stderr", r"server 127\.0\.0\.1:%d passes its health check" % b_port,
+                         5)
+        sock.close()
+        return "down and back up, no connect attempt while down"
+    finally:
+        d.stop()
+        a.stop()
+
+
+CASES = [case_pool_retries_and_spreads, case_health_check, case_source_hash_sticks, case_send_v1, case_send_v2,
          case_accept_behind_haproxy]
 
 
