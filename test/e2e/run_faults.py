@@ -540,8 +540,10 @@ def case_backend_reset_midstream(ctx):
     check(how is not None and how.startswith("reset"),
           "backend reset mid-stream: the client saw %s after %d bytes echoed, want a reset"
           % (how or "nothing within 10s", echoed))
-    check(echoed >= len(hello), "test bug: the reset came before any echo (%d bytes)"
-          % echoed)
+    # Mid-stream is proven on the backend's side (it echoed a whole MiB before its reset).
+    # How much of that echo the client reads first is up to its kernel: a reset may
+    # overtake data the client has not read yet, relayed or not.
+    check(r[1] >= MIB, "the backend reset after only %d bytes" % r[1])
     e = d.wait_log_port(lport, "backend reset mid-stream")
     check(e.get("outcome") == "backend_reset", "backend reset mid-stream: %s" % e["_raw"])
     return "client saw %s after %.1f MiB echoed; detail=%s" % (how, echoed / MIB,

@@ -151,9 +151,23 @@ check_same(const struct sr_config *a, const struct sr_config *b, bool is_valid)
     CHECK(a->n_listeners == b->n_listeners);
     CHECK(a->n_routes == b->n_routes);
     CHECK(a->n_upstreams == b->n_upstreams);
+    CHECK(a->n_pools == b->n_pools);
     for (i = 0; i < a->n_upstreams; i++) {
+        CHECK(a->upstreams[i].pool == b->upstreams[i].pool);
         CHECK(addr_eq(&a->upstreams[i].addr, &b->upstreams[i].addr));
-        CHECK(a->upstreams[i].addr.port != 0);
+        if (a->upstreams[i].pool == 0) {
+            /* An unresolved pool name leaves an empty target, but only in a failed load. */
+            CHECK(a->upstreams[i].addr.port != 0 || !is_valid);
+        } else if (is_valid) {
+            /* A route naming a pool: the pool exists and has servers with ports. */
+            const struct sr_pool_config *pc = &a->pools[a->upstreams[i].pool - 1];
+
+            CHECK(a->upstreams[i].pool <= a->n_pools);
+            CHECK(pc->n_servers >= 1 && pc->n_servers <= SR_POOL_MAX_SERVERS);
+            for (j = 0; j < pc->n_servers; j++) {
+                CHECK(pc->servers[j].port != 0);
+            }
+        }
     }
     for (i = 0; i < a->n_listeners; i++) {
         const struct sr_listener_config *la = &a->listeners[i];
