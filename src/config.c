@@ -766,16 +766,52 @@ set_trusted_proxies(struct loader *ld, const struct keyword *kw, const char *key
     }
 }
 
+/* A route target as a value names it: HOST:PORT, or a bare name for an [upstream NAME]
+ * pool (which may come later in the file). <where> says who named it, for messages.
+ * Returns its index in cfg->upstreams, or UINT32_MAX after reporting a bad address. */
+static uint32_t
+intern_target(struct loader *ld, const char *value, const char *where)
+{
+    enum sr_addr_error err;
+    struct sr_addr addr;
+
+    if (strpbrk(value, ":[") == NULL && is_valid_section_name(value, strlen(value))) {
+        return intern_pool_ref(ld, value, where);
+    }
+    err = sr_addr_parse(value, strlen(value), &addr);
+    if (err != SR_ADDR_OK) {
+        report(ld, ld->line, "%s: bad upstream '%s': %s", where, value, sr_addr_error_str(err));
+        return UINT32_MAX;
+    }
+    return intern_upstream(ld, &addr);
+}
+
+/* fallback = TARGET: where a listener sends connections that do not start with TLS. */
+static void
+set_fallback(struct loader *ld, const struct keyword *kw, const char *key, const char *value)
+{
+    struct sr_listener_config *l = &ld->cfg->listeners[ld->sec_index];
+    char where[sizeof(((struct pool_ref *)0)->where)];
+    char label[LABEL_MAX];
+    uint32_t target;
+
+    (void)kw;
+    snprintf(where, sizeof(where), "%s: %s", section_label(ld, label, sizeof(label)), key);
+    target = intern_target(ld, value, where);
+    if (target != UINT32_MAX) {
+        l->fallback = (size_t)target + 1;
+    }
+}
+
 static void
 set_route(struct loader *ld, const struct keyword *kw, const char *key, const char *value)
 {
     struct sr_routes *r = &ld->cfg->routes[ld->sec_index];
     struct routes_tmp *rt = &ld->rtmp[ld->sec_index];
-    uint32_t upstream = UINT32_MAX;
+    char where[sizeof(((struct pool_ref *)0)->where)];
+    uint32_t upstream;
     char label[LABEL_MAX];
     enum sr_route_add_result res;
-    enum sr_addr_error err;
-    struct sr_addr addr;
     uint32_t prev = 0;
     size_t len = strlen(key);
     size_t skip;
@@ -785,18 +821,8 @@ set_route(struct loader *ld, const struct keyword *kw, const char *key, const ch
     section_label(ld, label, sizeof(label));
     /* The address first, but the key is added whatever it says, so that a later duplicate
      * of this key is still reported. */
-    if (strpbrk(value, ":[") == NULL && is_valid_section_name(value, strlen(value))) {
-        char where[sizeof(((struct pool_ref *)0)->where)];
-
-        /* A bare name: an [upstream NAME] pool, which may come later in the file. */
-        snprintf(where, sizeof(where), "%s: route '%s'", label, key);
-        upstream = intern_pool_ref(ld, value, where);
-    } else if ((err = sr_addr_parse(value, strlen(value), &addr)) != SR_ADDR_OK) {
-        report(ld, ld->line, "%s: route '%s': bad upstream '%s': %s", label, key, value,
-               sr_addr_error_str(err));
-    } else {
-        upstream = intern_upstream(ld, &addr);
-    }
+    snprintf(where, sizeof(where), "%s: route '%s'", label, key);
+    upstream = intern_target(ld, value, where);
     if (!grow(ld, (void **)&rt->origin, &rt->cap, rt->n + 1, sizeof(*rt->origin))) {
         return;
     }
@@ -853,6 +879,9 @@ static const struct keyword keywords[] = {
     {SEC_LISTENER, "max_connections", set_count,
      offsetof(struct sr_listener_config, max_connections), false},
     {SEC_LISTENER, "proxy_protocol", set_proxy_protocol, 0, false},
+    {SEC_LISTENER, "fallback", set_fallback, 0, false},
+    {SEC_LISTENER, "fallback_timeout", set_duration,
+     offsetof(struct sr_listener_config, fallback_timeout_ms), false},
     {SEC_LISTENER, "trusted_proxies", set_trusted_proxies, 0, true},
     {SEC_UPSTREAM, "server", set_server, 0, true},
     {SEC_UPSTREAM, "balance", set_balance, 0, false},
@@ -1273,6 +1302,9 @@ finish(struct loader *ld)
                    "listener '%s': proxy_protocol = accept needs trusted_proxies (the CIDRs "
                    "of the load balancers in front)",
                    l->name);
+        }
+        if (l->fallback_timeout_ms != 0 && l->fallback == 0) {
+            report(ld, l->line, "listener '%s': fallback_timeout without fallback", l->name);
         }
         if (!l->is_proxy_accepted && l->trusted_proxies.n > 0) {
             report(ld, l->line, "listener '%s': trusted_proxies without proxy_protocol = accept",

@@ -19,6 +19,8 @@
 
 static void on_timer(uv_timer_t *timer);
 static void connect_start(struct sr_conn *conn);
+static void conn_connect_upstream(struct sr_conn *conn, size_t index);
+static void conn_fallback(struct sr_conn *conn);
 static void pool_pick(struct sr_conn *conn);
 static void target_failed(struct sr_conn *conn, const char *outcome);
 static void connect_next(struct sr_conn *conn);
@@ -115,7 +117,7 @@ conn_log(struct sr_conn *conn)
     rec.listener = conn->lcfg->name;
     rec.client = conn->client_text;
     rec.sni = conn->sni;
-    rec.route = route_name(conn->route);
+    rec.route = conn->is_fallback ? "fallback" : route_name(conn->route);
     rec.upstream = upstream;
     rec.bytes_in = conn->up.n_bytes;
     rec.bytes_out = conn->down.n_bytes;
@@ -189,6 +191,16 @@ on_timer(uv_timer_t *timer)
 
     switch (conn->state) {
     case SR_CONN_HELLO:
+        quiet_ms = uv_now(conn->server->loop) - conn->start_ms;
+        if (conn->peek_len == 0 && conn->lcfg->fallback != 0 &&
+            conn->lcfg->fallback_timeout_ms != 0 && quiet_ms >= conn->lcfg->fallback_timeout_ms) {
+            conn_fallback(conn); /* the client waits for the server to speak first */
+            return;
+        }
+        if (quiet_ms < conn->gen->cfg.hello_timeout_ms) {
+            uv_timer_start(&conn->timer, on_timer, conn->gen->cfg.hello_timeout_ms - quiet_ms, 0);
+            return;
+        }
         conn_hello_metric(conn, SR_METRICS_HELLO_TIMEOUT, SR_HELLO_REASON_NONE);
         sr_conn_close(conn, "hello_timeout");
         return;
@@ -289,6 +301,17 @@ conn_refuse(struct sr_conn *conn, uint8_t alert, const char *outcome)
 
 /* --- Peeking the ClientHello ------------------------------------------------------------ */
 
+/* The first wakeup of a new connection: hello_timeout, or fallback_timeout if that is
+ * sooner (on_timer re-arms for the rest of hello_timeout if the client has spoken). */
+static uint64_t
+hello_timer_ms(const struct sr_conn *conn)
+{
+    uint64_t t = conn->gen->cfg.hello_timeout_ms;
+    uint64_t f = conn->lcfg->fallback != 0 ? conn->lcfg->fallback_timeout_ms : 0;
+
+    return f != 0 && f < t ? f : t;
+}
+
 /* The most the peek buffer may hold: the hello, and a PROXY header before it if one is
  * expected. */
 static size_t
@@ -342,10 +365,18 @@ on_hello_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
     buf->len = conn->peek_cap - conn->peek_len;
 }
 
+/* Not TLS (or silent past fallback_timeout): hand the connection, and whatever it sent so
+ * far, unmodified, to the listener's fallback. */
+static void
+conn_fallback(struct sr_conn *conn)
+{
+    conn->is_fallback = true;
+    conn_connect_upstream(conn, conn->lcfg->fallback - 1);
+}
+
 static void
 conn_route(struct sr_conn *conn, const struct sr_hello_result *res)
 {
-    const struct sr_config *cfg = &conn->gen->cfg;
     struct sr_route_hit hit;
     size_t len;
 
@@ -371,9 +402,18 @@ conn_route(struct sr_conn *conn, const struct sr_hello_result *res)
         conn_refuse(conn, SR_TLS_ALERT_UNRECOGNIZED_NAME, "no_route");
         return;
     }
-    assert(hit.value < cfg->n_upstreams);
-    conn->upstream = &cfg->upstreams[hit.value];
-    conn->uid = conn->gen->upstream_ids[hit.value];
+    assert(hit.value < conn->gen->cfg.n_upstreams);
+    conn_connect_upstream(conn, hit.value);
+}
+
+/* Connect to route target <index> of the generation: one address, or a pool's servers. */
+static void
+conn_connect_upstream(struct sr_conn *conn, size_t index)
+{
+    const struct sr_config *cfg = &conn->gen->cfg;
+
+    conn->upstream = &cfg->upstreams[index];
+    conn->uid = conn->gen->upstream_ids[index];
     sr_metrics_upstream_selected(conn_metrics(conn), conn->uid);
 
     /* Whatever the client sent so far stays in the peek buffer, unparsed bytes after the
@@ -485,6 +525,11 @@ on_hello_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     case SR_HELLO_NOT_TLS:
         conn->detail = sr_hello_reason_str(res.reason);
         conn_hello_metric(conn, SR_METRICS_HELLO_NOT_TLS, res.reason);
+        if (conn->lcfg->fallback != 0) {
+            conn->detail = NULL;
+            conn_fallback(conn);
+            return;
+        }
         sr_conn_close(conn, "not_tls");
         return;
     case SR_HELLO_MALFORMED:
@@ -759,8 +804,12 @@ relay_start(struct sr_conn *conn)
             return;
         }
     }
-    out[n++] = uv_buf_init((char *)conn->peek + conn->proxy_len,
-                           (unsigned)(conn->peek_len - conn->proxy_len));
+    if (conn->peek_len > conn->proxy_len) {
+        out[n++] = uv_buf_init((char *)conn->peek + conn->proxy_len,
+                               (unsigned)(conn->peek_len - conn->proxy_len));
+    } else {
+        out[n++] = uv_buf_init(NULL, 0); /* a silent client sent to its fallback */
+    }
     conn->write_req.data = conn;
     rc = uv_write(&conn->write_req, (uv_stream_t *)&conn->backend, out, n, on_peek_written);
     if (rc != 0) {
@@ -841,7 +890,7 @@ sr_conn_accept(struct sr_listener *listener)
         }
         conn->is_proxy_expected = true;
     }
-    uv_timer_start(&conn->timer, on_timer, conn->gen->cfg.hello_timeout_ms, 0);
+    uv_timer_start(&conn->timer, on_timer, hello_timer_ms(conn), 0);
     rc = uv_read_start((uv_stream_t *)&conn->client, on_hello_alloc, on_hello_read);
     if (rc != 0) {
         conn->detail = uv_err_name(rc);

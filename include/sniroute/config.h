@@ -94,6 +94,11 @@ struct sr_listener_config {
      * accepted only from these sources; anyone else is refused. */
     bool is_proxy_accepted;
     struct sr_cidr_list trusted_proxies;
+    /* fallback = TARGET: connections whose first bytes are not TLS go there, unmodified;
+     * with fallback_timeout, so does a client silent that long (server-speaks-first
+     * protocols). */
+    size_t fallback;              /* 0: none; otherwise 1 + index into sr_config.upstreams */
+    uint64_t fallback_timeout_ms; /* 0: none */
 };
 
 struct sr_config {

@@ -214,6 +214,16 @@ static const struct config_case cases[] = {
       "FILE:16: upstream 'empty': no server (add server = HOST:PORT)",
       "FILE:19: routes 'm': route 'b.com': bad upstream 'nowhere': missing ':port' (or no "
       "[upstream nowhere])"}},
+    {"fallback",
+     "[listener a]\nlisten = 127.0.0.1:1\nroutes = m\nfallback = ssh\nfallback_timeout = 2\n"
+     "[listener b]\nlisten = 127.0.0.1:2\nroutes = m\nfallback_timeout = 3s\n"
+     "[routes m]\ndefault = b:1\n",
+     0,
+     {"FILE:5: listener 'a': fallback_timeout: bad duration '2' (want an integer and a unit: "
+      "ms, s, m or h, as in 5s)",
+      "FILE:6: listener 'b': fallback_timeout without fallback",
+      "FILE:4: listener 'a': fallback: bad upstream 'ssh': missing ':port' (or no [upstream "
+      "ssh])"}},
     {"bad counts",
      "[sniroute]\nmax_connections = -1\nmax_connections_per_ip = 10000001\n"
      "[listener a]\nlisten = 127.0.0.1:8443\nroutes = m\nmax_connections = 5k\n"
