@@ -944,3 +944,52 @@ def peer_closed(s):
     except ConnectionResetError:
         return "reset"
     return "eof" if b == b"" else "data"
+
+
+# ---------------------------------------------------------------------------------------
+# Running a suite
+
+
+def run_suite(cases, make_ctx=None, extra_args=None):
+    """The common main() of the e2e suites: --sniroute PATH and -k FILTER, a temporary
+    directory, each case in turn ("PASS name (s) [note]" / "FAIL name: why"), every process
+    stopped after each case, then "N passed, M failed" and the exit status. <make_ctx>
+    (binary, tmp, args) builds what the cases receive (default: an object with .binary and
+    .tmp); <extra_args>(parser) adds options."""
+    import argparse
+    import sys
+    import tempfile
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sniroute", required=True)
+    ap.add_argument("-k", default="", help="run only cases whose name contains this")
+    if extra_args is not None:
+        extra_args(ap)
+    args = ap.parse_args()
+    passed = failed = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        os.chmod(tmp, 0o755)  # a daemon that drops to nobody must still read its config
+        binary = os.path.abspath(args.sniroute)
+        if make_ctx is not None:
+            ctx = make_ctx(binary, tmp, args)
+        else:
+            ctx = type("Ctx", (), {})()
+            ctx.binary, ctx.tmp = binary, tmp
+        for case in cases:
+            name = case.__name__[len("case_"):] if case.__name__.startswith("case_") \
+                else case.__name__
+            if args.k not in name:
+                continue
+            t0 = time.monotonic()
+            try:
+                note = case(ctx)
+                print("PASS %s (%.1fs)%s" % (name, time.monotonic() - t0,
+                                             " [%s]" % note if note else ""))
+                passed += 1
+            except Fail as e:
+                print("FAIL %s: %s" % (name, e))
+                failed += 1
+            finally:
+                Proc.stop_all()
+    print("%d passed, %d failed" % (passed, failed))
+    sys.exit(1 if failed else 0)

@@ -11,12 +11,10 @@
 Skips (77) without root or without sshd (openssh-server).
 """
 
-import argparse
 import os
 import shutil
 import socket
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -146,40 +144,10 @@ def case_server_speaks_first(ctx):
         be.stop()
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--sniroute", required=True)
-    args = ap.parse_args()
-    cases = [case_server_speaks_first]
+if __name__ == "__main__":
+    CASES = [case_server_speaks_first]
     if os.geteuid() == 0 and shutil.which("sshd") and shutil.which("ssh"):
-        cases.insert(0, case_ssh_and_tls_share_a_port)
+        CASES.insert(0, case_ssh_and_tls_share_a_port)
     else:
         print("SKIP ssh_and_tls_share_a_port: needs root, sshd and ssh (openssh-server)")
-    passed = failed = 0
-    with tempfile.TemporaryDirectory() as tmp:
-        os.chmod(tmp, 0o700)
-
-        class Ctx:
-            pass
-        ctx = Ctx()
-        ctx.binary = os.path.abspath(args.sniroute)
-        ctx.tmp = tmp
-        for case in cases:
-            name = case.__name__[len("case_"):]
-            t0 = time.monotonic()
-            try:
-                note = case(ctx)
-                print("PASS %s (%.1fs)%s" % (name, time.monotonic() - t0,
-                                             " [%s]" % note if note else ""))
-                passed += 1
-            except Fail as e:
-                print("FAIL %s: %s" % (name, e))
-                failed += 1
-            finally:
-                harness.Proc.stop_all()
-    print("%d passed, %d failed" % (passed, failed))
-    sys.exit(1 if failed else 0)
-
-
-if __name__ == "__main__":
-    main()
+    harness.run_suite(CASES)

@@ -7,11 +7,9 @@ summarized in a notice at most once a second; nothing else slows down.
     run_limits.py --sniroute build/sniroute [-k FILTER]
 """
 
-import argparse
 import os
 import socket
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -206,39 +204,12 @@ def case_flood_from_one_address(ctx):
 CASES = [case_global, case_listener, case_per_ip, case_flood_from_one_address]
 
 
-class Ctx:
-    def __init__(self, binary, tmp):
-        self.binary = binary
-        self.tmp = tmp
-        self.hello = harness.client_hello("limits.test")
-
-
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--sniroute", required=True)
-    ap.add_argument("-k", default="")
-    args = ap.parse_args()
-    passed = failed = 0
-    with tempfile.TemporaryDirectory() as tmp:
-        ctx = Ctx(os.path.abspath(args.sniroute), tmp)
-        for case in CASES:
-            name = case.__name__[len("case_"):]
-            if args.k not in name:
-                continue
-            t0 = time.monotonic()
-            try:
-                note = case(ctx)
-                print("PASS %s (%.1fs)%s" % (name, time.monotonic() - t0,
-                                             " [%s]" % note if note else ""))
-                passed += 1
-            except Fail as e:
-                print("FAIL %s: %s" % (name, e))
-                failed += 1
-            finally:
-                harness.Proc.stop_all()
-    print("%d passed, %d failed" % (passed, failed))
-    sys.exit(1 if failed else 0)
+def make_ctx(binary, tmp, args):
+    ctx = type("Ctx", (), {})()
+    ctx.binary, ctx.tmp = binary, tmp
+    ctx.hello = harness.client_hello("limits.test")
+    return ctx
 
 
 if __name__ == "__main__":
-    main()
+    harness.run_suite(CASES, make_ctx)

@@ -15,13 +15,10 @@ package) as the real peer on both sides:
 Skips (77) when haproxy is not installed.
 """
 
-import argparse
 import os
-import re
 import shutil
 import socket
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -296,41 +293,8 @@ CASES = [case_pool_retries_and_spreads, case_health_check, case_source_hash_stic
          case_accept_behind_haproxy]
 
 
-class Ctx:
-    def __init__(self, binary, tmp):
-        self.binary = binary
-        self.tmp = tmp
-
-
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--sniroute", required=True)
-    ap.add_argument("-k", default="")
-    args = ap.parse_args()
+if __name__ == "__main__":
     if shutil.which("haproxy") is None:
         print("SKIP proxyproto: haproxy is not installed (apt-get install haproxy)")
         sys.exit(77)
-    passed = failed = 0
-    with tempfile.TemporaryDirectory() as tmp:
-        ctx = Ctx(os.path.abspath(args.sniroute), tmp)
-        for case in CASES:
-            name = case.__name__[len("case_"):]
-            if args.k not in name:
-                continue
-            t0 = time.monotonic()
-            try:
-                note = case(ctx)
-                print("PASS %s (%.1fs)%s" % (name, time.monotonic() - t0,
-                                             " [%s]" % note if note else ""))
-                passed += 1
-            except Fail as e:
-                print("FAIL %s: %s" % (name, e))
-                failed += 1
-            finally:
-                harness.Proc.stop_all()
-    print("%d passed, %d failed" % (passed, failed))
-    sys.exit(1 if failed else 0)
-
-
-if __name__ == "__main__":
-    main()
+    harness.run_suite(CASES)

@@ -7,12 +7,10 @@ the access log reopened, and 50 reloads under continuous connections without one
     run_reload.py --sniroute build/sniroute [-k FILTER]
 """
 
-import argparse
 import os
 import signal
 import socket
 import sys
-import tempfile
 import threading
 import time
 
@@ -314,32 +312,5 @@ CASES = [case_new_routes_open_connections_kept, case_invalid_config_ignored,
          case_fifty_reloads_under_load, case_watch_file_and_configmap_swap]
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--sniroute", required=True)
-    ap.add_argument("-k", default="")
-    args = ap.parse_args()
-    passed = failed = 0
-    with tempfile.TemporaryDirectory() as tmp:
-        ctx = Ctx(os.path.abspath(args.sniroute), tmp)
-        for case in CASES:
-            name = case.__name__[len("case_"):]
-            if args.k not in name:
-                continue
-            t0 = time.monotonic()
-            try:
-                note = case(ctx)
-                print("PASS %s (%.1fs)%s" % (name, time.monotonic() - t0,
-                                             " [%s]" % note if note else ""))
-                passed += 1
-            except Fail as e:
-                print("FAIL %s: %s" % (name, e))
-                failed += 1
-            finally:
-                harness.Proc.stop_all()
-    print("%d passed, %d failed" % (passed, failed))
-    sys.exit(1 if failed else 0)
-
-
 if __name__ == "__main__":
-    main()
+    harness.run_suite(CASES, lambda binary, tmp, args: Ctx(binary, tmp))
