@@ -124,6 +124,7 @@ conn_log(struct sr_conn *conn)
     rec.duration_ms = uv_now(conn->server->loop) - conn->start_ms;
     rec.outcome = conn->outcome;
     rec.detail = conn->detail;
+    rec.has_ech = conn->has_ech;
     len = conn->gen->cfg.log_format == SR_LOG_FORMAT_JSON
               ? sr_log_format_access_json(line, sizeof(line), &rec)
               : sr_log_format_access(line, sizeof(line), &rec);
@@ -380,6 +381,11 @@ conn_route(struct sr_conn *conn, const struct sr_hello_result *res)
     struct sr_route_hit hit;
     size_t len;
 
+    if (res->has_ech) {
+        /* Routed by the outer (public) name, as ECH intends for a passthrough front. */
+        conn->has_ech = true;
+        sr_metrics_hello_ech(conn_metrics(conn));
+    }
     if (res->status == SR_HELLO_FOUND) {
         /* The parser has validated the name, so this cannot fail; still, never route on a
          * name we could not normalize. */

@@ -49,12 +49,13 @@ sr_log_format_access(char *out, size_t cap, const struct sr_access_record *rec)
     sr_log_format_time(when, sizeof(when), rec->time_ms);
     n = snprintf(out, cap,
                  "%s listener=%s client=%s sni=%s route=%s upstream=%s bytes_in=%llu "
-                 "bytes_out=%llu duration_ms=%llu outcome=%s%s%s%s\n",
+                 "bytes_out=%llu duration_ms=%llu outcome=%s%s%s%s%s\n",
                  when, or_dash(rec->listener), or_dash(rec->client), or_dash(rec->sni),
                  or_dash(rec->route), or_dash(rec->upstream), (unsigned long long)rec->bytes_in,
                  (unsigned long long)rec->bytes_out, (unsigned long long)rec->duration_ms,
-                 or_dash(rec->outcome), rec->detail != NULL ? " detail=\"" : "",
-                 rec->detail != NULL ? rec->detail : "", rec->detail != NULL ? "\"" : "");
+                 or_dash(rec->outcome), rec->has_ech ? " ech=1" : "",
+                 rec->detail != NULL ? " detail=\"" : "", rec->detail != NULL ? rec->detail : "",
+                 rec->detail != NULL ? "\"" : "");
     if (n < 0) {
         return 0;
     }
@@ -221,6 +222,9 @@ json_access(struct json_out *j, const struct sr_access_record *rec, size_t budge
     json_string(j, rec->outcome, budget);
     json_put(j, ",\"detail\":", 10);
     json_string(j, rec->detail, budget);
+    if (rec->has_ech) {
+        json_put(j, ",\"ech\":true", 11);
+    }
     json_put(j, "}\n", 2);
     return j->len;
 }

@@ -370,6 +370,7 @@ struct snapshot {
     uint64_t *active;   /* [n_listeners] */
     uint64_t *upstream; /* [n_upstreams][SR__MU_N] */
     uint64_t hello[SR_METRICS_N_HELLO][SR_METRICS_N_HELLO_REASONS + 1];
+    uint64_t hello_ech;
 };
 
 static uint64_t
@@ -422,6 +423,7 @@ snapshot_add(struct snapshot *s, const struct sr_metrics *m, const struct sr_met
             s->hello[h][k] += load(&m->hello[h][k]);
         }
     }
+    s->hello_ech += load(&m->hello_ech);
 }
 
 static bool
@@ -582,6 +584,10 @@ format_hello(struct wbuf *w, const struct snapshot *s)
             sample(w, name, "", l, 2, s->hello[h][r]);
         }
     }
+    family(w, "sniroute_hello_ech_total", "counter",
+           "Complete ClientHellos that carried Encrypted Client Hello (routed by the outer "
+           "name).");
+    sample(w, "sniroute_hello_ech_total", "", NULL, 0, s->hello_ech);
 }
 
 static void

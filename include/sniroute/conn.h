@@ -79,6 +79,7 @@ struct sr_conn {
     char sni[SR_NAME_MAX + 1]; /* normalized; "" when the hello had none */
     enum sr_route_kind route;
     bool is_fallback; /* not TLS, or silent: sent to the listener's fallback */
+    bool has_ech;     /* the hello carried Encrypted Client Hello */
     const struct sr_upstream *upstream;
     /* The address being connected to: the route's HOST:PORT, or a server of its pool. */
     const struct sr_addr *target;

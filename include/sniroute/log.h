@@ -5,6 +5,7 @@
 #ifndef SR_LOG_H
 #define SR_LOG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -23,6 +24,7 @@ struct sr_access_record {
     uint64_t duration_ms;
     const char *outcome;   /* "ok", "no_route", ... (see README) */
     const char *detail;    /* optional: a parser reason or a libuv error name */
+    bool has_ech;          /* the hello carried Encrypted Client Hello: "ech=1" */
 };
 
 /* Format <rec> as one line, newline included, into <out> of <cap> bytes. Returns the length

@@ -122,6 +122,7 @@ struct sr_metrics {
     _Atomic uint64_t *listener; /* [n_listeners][SR__ML_N] */
     _Atomic uint64_t *upstream; /* [n_upstreams][SR__MU_N] */
     _Atomic uint64_t hello[SR_METRICS_N_HELLO][SR_METRICS_N_HELLO_REASONS + 1]; /* + "other" */
+    _Atomic uint64_t hello_ech; /* complete hellos that carried Encrypted Client Hello */
 };
 
 /* Names for ids: listener section names, upstream addresses as configured. Append-only, so
@@ -264,6 +265,13 @@ sr_metrics_hello(struct sr_metrics *m, enum sr_metrics_hello result, enum sr_hel
         r = SR_HELLO_REASON_NONE;
     }
     sr__metrics_add(&m->hello[h][r], 1);
+}
+
+/* A complete hello carried Encrypted Client Hello (routed by its outer name). */
+static inline void
+sr_metrics_hello_ech(struct sr_metrics *m)
+{
+    sr__metrics_add(&m->hello_ech, 1);
 }
 
 /* The route lookup on <listener> gave <kind> (an enum sr_route_kind; MISS counts as "none"). */

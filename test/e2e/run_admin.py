@@ -75,7 +75,8 @@ def main():
         text = ("[sniroute]\nadmin = 127.0.0.1:0\nlog_format = json\ndrain_timeout = 10s\n"
                 "[listener web]\nlisten = 127.0.0.1:%d\nroutes = main\n"
                 "[routes main]\nok.test = 127.0.0.1:%d\nhold.test = 127.0.0.1:%d\n"
-                "dead.test = 127.0.0.1:%d\n" % (free_port(), be.port, hold.port, dead_port))
+                "dead.test = 127.0.0.1:%d\npublic.ech.example = 127.0.0.1:%d\n"
+                % (free_port(), be.port, hold.port, dead_port, be.port))
         d = harness.Sniroute(os.path.abspath(args.sniroute), tmp, "admin", text)
         cases = []
 
@@ -146,10 +147,33 @@ def main():
                     "bytes_out", "duration_ms", "outcome", "detail"]
             for line in lines:
                 obj = json.loads(line)
-                check(list(obj) == keys, "keys %s" % list(obj))
+                check(list(obj) in (keys, keys + ["ech"]), "keys %s" % list(obj))
             obj = json.loads([x for x in lines if "ok.test" in x][0])
             check(obj["outcome"] == "ok" and obj["bytes_in"] == len(hello_ok)
                   and obj["route"] == "exact", "line %s" % obj)
+
+        @case
+        def ech_marked():
+            """A hello carrying Encrypted Client Hello is routed by its outer name, marked
+            in the access log and counted. Fails if any of the three is missing."""
+            before = scrape(aport)
+            fixture = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
+                                   "fixtures", "hello", "hand-ech.bin")
+            with open(fixture, "rb") as f:
+                hello = f.read()
+            check(exchange(port, hello).startswith(b"GOT"), "the ECH hello was not routed")
+            deadline = time.monotonic() + 10
+            found = []
+            while not found and time.monotonic() < deadline:
+                found = [x for x in d.proc.text("stdout").splitlines() if "public.ech" in x]
+                time.sleep(0.05)
+            check(found, "no access-log line for the ECH hello")
+            obj = json.loads(found[0])
+            check(obj.get("ech") is True and obj["sni"] == "public.ech.example",
+                  "line %s" % obj)
+            after = scrape(aport)
+            check(metric(after, "sniroute_hello_ech_total")
+                  == metric(before, "sniroute_hello_ech_total") + 1, "ECH not counted")
 
         @case
         def reload_counters():

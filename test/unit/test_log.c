@@ -215,12 +215,32 @@ test_json_largest(void)
     ASSERT(strstr(line, upstream) != NULL);
 }
 
+static void
+test_ech(void)
+{
+    struct sr_access_record rec;
+    char line[512];
+
+    memset(&rec, 0, sizeof(rec));
+    rec.sni = "public.ech.example";
+    rec.outcome = "ok";
+    rec.has_ech = true;
+    sr_log_format_access(line, sizeof(line), &rec);
+    ASSERT(strstr(line, " outcome=ok ech=1\n") != NULL);
+    sr_log_format_access_json(line, sizeof(line), &rec);
+    ASSERT(strstr(line, ",\"detail\":null,\"ech\":true}\n") != NULL);
+    rec.has_ech = false;
+    sr_log_format_access(line, sizeof(line), &rec);
+    ASSERT(strstr(line, " ech=") == NULL);
+}
+
 int
 main(void)
 {
     test_full_line();
     test_missing_and_detail();
     test_truncated();
+    test_ech();
     test_json_full();
     test_json_missing();
     test_json_escaping();

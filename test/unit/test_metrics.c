@@ -91,6 +91,7 @@ test_exact_exposition(void)
     sr_metrics_conn_accepted(&f.m, 0);
     sr_metrics_conn_accepted(&f.m, 0);
     sr_metrics_hello(&f.m, SR_METRICS_HELLO_FOUND, SR_HELLO_REASON_NONE);
+    sr_metrics_hello_ech(&f.m);
     sr_metrics_route(&f.m, 0, SR_ROUTE_EXACT);
     sr_metrics_upstream_selected(&f.m, 0);
     sr_metrics_connect_ok(&f.m, 0, 1234);
