@@ -127,6 +127,7 @@ struct loader {
     size_t listens_cap;
 
     size_t pools_cap;
+    unsigned workers_line;    /* 0: workers not set */
     size_t *pool_servers_cap; /* parallel to cfg->pools */
     size_t pool_servers_cap_n;
     size_t trusted_cap_n;
@@ -412,6 +413,29 @@ set_account(struct loader *ld, const struct keyword *kw, const char *key, const 
     } else {
         ld->cfg->group_line = ld->line;
     }
+}
+
+/* workers = auto | N. */
+static void
+set_workers(struct loader *ld, const struct keyword *kw, const char *key, const char *value)
+{
+    char label[LABEL_MAX];
+    uint64_t v;
+    size_t n = parse_digits(value, &v);
+
+    (void)kw;
+    if (strcmp(value, "auto") == 0) {
+        ld->cfg->workers = 0;
+        ld->workers_line = ld->line;
+        return;
+    }
+    if (n == 0 || value[n] != '\0' || v < 1 || v > SR_CONFIG_WORKERS_MAX) {
+        report(ld, ld->line, "%s: %s: bad value '%s' (auto, or 1..%u)",
+               section_label(ld, label, sizeof(label)), key, value, SR_CONFIG_WORKERS_MAX);
+        return;
+    }
+    ld->cfg->workers = (uint32_t)v;
+    ld->workers_line = ld->line;
 }
 
 static void
@@ -865,6 +889,7 @@ static const struct keyword keywords[] = {
     {SEC_SNIROUTE, "max_hello_size", set_size, offsetof(struct sr_config, max_hello_size), false},
     {SEC_SNIROUTE, "access_log", set_access_log, 0, false},
     {SEC_SNIROUTE, "watch", set_watch, 0, false},
+    {SEC_SNIROUTE, "workers", set_workers, 0, false},
     {SEC_SNIROUTE, "log_format", set_log_format, 0, false},
     {SEC_SNIROUTE, "admin", set_admin, 0, false},
     {SEC_SNIROUTE, "user", set_account, 0, false},
@@ -1267,6 +1292,18 @@ finish(struct loader *ld)
     if (cfg->n_listeners == 0) {
         report(ld, 0, "no [listener NAME] section (at least one is required)");
     }
+    /* Every worker binds the same address: a port the kernel picks would differ. */
+    for (i = 0; i < cfg->n_listeners && cfg->workers != 1; i++) {
+        for (j = 0; j < cfg->listeners[i].n_listen; j++) {
+            if (cfg->listeners[i].listen[j].port == 0) {
+                report(ld, ld->workers_line,
+                       "sniroute: workers: listener '%s' listens on port 0, which needs "
+                       "workers = 1",
+                       cfg->listeners[i].name);
+                break;
+            }
+        }
+    }
     for (i = 0; i < cfg->n_listeners; i++) {
         struct sr_listener_config *l = &cfg->listeners[i];
         struct listener_tmp *lt = &ld->ltmp[i];
@@ -1362,6 +1399,7 @@ load(struct sr_config *cfg, FILE *fp, int open_errno, const char *name, sr_confi
     cfg->idle_timeout_ms = SR_CONFIG_IDLE_TIMEOUT_MS;
     cfg->drain_timeout_ms = SR_CONFIG_DRAIN_TIMEOUT_MS;
     cfg->max_hello_size = SR_CONFIG_MAX_HELLO_SIZE;
+    cfg->workers = 1;
 
     memset(&ld, 0, sizeof(ld));
     ld.cfg = cfg;

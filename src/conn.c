@@ -7,6 +7,7 @@
 #include "sniroute/conn.h"
 
 #include <assert.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -94,7 +95,8 @@ conn_log(struct sr_conn *conn)
     uv_timeval64_t tv;
     size_t len;
 
-    if (conn->server->access_log == NULL || conn->is_quiet) {
+    if (!atomic_load_explicit(&conn->server->shared->is_logging, memory_order_relaxed) ||
+        conn->is_quiet) {
         return;
     }
     upstream[0] = '\0';
@@ -128,8 +130,7 @@ conn_log(struct sr_conn *conn)
     len = conn->gen->cfg.log_format == SR_LOG_FORMAT_JSON
               ? sr_log_format_access_json(line, sizeof(line), &rec)
               : sr_log_format_access(line, sizeof(line), &rec);
-    fwrite(line, 1, len, conn->server->access_log);
-    fflush(conn->server->access_log);
+    sr_shared_log(conn->server->shared, line, len);
 }
 
 static void
@@ -427,7 +428,9 @@ conn_connect_upstream(struct sr_conn *conn, size_t index)
     uv_read_stop((uv_stream_t *)&conn->client);
     uv_timer_start(&conn->timer, on_timer, cfg->connect_timeout_ms, 0);
     if (conn->upstream->pool != 0) {
-        conn->pool = &conn->gen->pools[conn->upstream->pool - 1];
+        /* This worker's copy of the pool: pools are not shared between threads. */
+        conn->pool =
+            &conn->gen->pools[conn->server->worker * cfg->n_pools + conn->upstream->pool - 1];
         conn->proxy_send = cfg->pools[conn->upstream->pool - 1].proxy_protocol;
         pool_pick(conn);
         return;

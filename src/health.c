@@ -230,7 +230,7 @@ on_check_timer(uv_timer_t *timer)
 }
 
 int
-sr_health_start(struct sr_health *health, uv_loop_t *loop, struct sr_generation *gen)
+sr_health_start(struct sr_health *health, uv_loop_t *loop, struct sr_generation *gen, size_t worker)
 {
     const struct sr_config *cfg = &gen->cfg;
     size_t i;
@@ -248,7 +248,7 @@ sr_health_start(struct sr_health *health, uv_loop_t *loop, struct sr_generation 
             }
             c->health = health;
             c->gen = sr_generation_ref(gen);
-            c->pool = &gen->pools[i];
+            c->pool = &gen->pools[worker * cfg->n_pools + i];
             c->pc = &cfg->pools[i];
             c->index = j;
             c->was_healthy = true; /* as the pool starts: log only a change */

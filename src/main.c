@@ -3,6 +3,7 @@
  * in raw ClientHello bytes (peek). The only place that decides the exit status; it owns the
  * loop, the config and the server, and tears all of them down before it returns. */
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <grp.h>
 #include <pwd.h>
@@ -19,6 +20,7 @@
 #include "sniroute/log.h"
 #include "sniroute/peek.h"
 #include "sniroute/proxy.h"
+#include "sniroute/worker.h"
 
 #define SR_DEFAULT_CONFIG "/etc/sniroute/sniroute.ini"
 
@@ -152,8 +154,13 @@ drop_privileges(const struct sr_config *cfg, const struct account *acc)
 /* What the running daemon needs in its signal callbacks. */
 struct daemon {
     const char *path;
-    struct sr_server server;
-    FILE *access_log;
+    struct sr_shared shared; /* what the workers share, the access log among it */
+    struct sr_workers workers;
+    struct sr_generation *gen; /* the newest generation handed to the workers */
+    uint64_t n_reloads_ok;
+    uint64_t n_reloads_failed;
+    bool is_started;
+    bool is_draining;
     uv_signal_t sigterm;
     uv_signal_t sigint;
     uv_signal_t sighup;
@@ -224,41 +231,64 @@ reload(struct daemon *d)
 {
     struct sr_generation *next;
     FILE *log = NULL;
+    FILE *old;
     size_t n_errors = 0;
     int rc;
 
+    if (d->is_draining) {
+        return;
+    }
     next = sr_generation_load(d->path, on_reload_error, NULL, &n_errors);
     if (next == NULL) {
-        d->server.n_reloads_failed++;
+        d->n_reloads_failed++;
         sr_log_notice("reload failed: %zu problem(s) in %s; still running generation %llu",
-                      n_errors, d->path, (unsigned long long)d->server.gen->id);
+                      n_errors, d->path, (unsigned long long)d->gen->id);
         return;
     }
-    if (open_access_log(next->cfg.access_log, &log) != 0) {
-        d->server.n_reloads_failed++;
+    rc = sr_generation_prepare(next, &d->shared);
+    if (rc != 0 || open_access_log(next->cfg.access_log, &log) != 0) {
+        d->n_reloads_failed++;
         sr_generation_unref(next);
         sr_log_notice("reload failed; still running generation %llu",
-                      (unsigned long long)d->server.gen->id);
+                      (unsigned long long)d->gen->id);
         return;
     }
-    if (!is_same_text(next->cfg.user, d->server.gen->cfg.user) ||
-        !is_same_text(next->cfg.group, d->server.gen->cfg.group)) {
-        sr_log_notice("reload: user and group changes take effect at the next start");
+    if (!is_same_text(next->cfg.user, d->gen->cfg.user) ||
+        !is_same_text(next->cfg.group, d->gen->cfg.group) ||
+        next->cfg.workers != d->gen->cfg.workers) {
+        sr_log_notice("reload: user, group and workers take effect at the next start");
     }
-    rc = sr_server_reload(&d->server, next);
+    next->id = d->gen->id + 1;
+    if (d->shared.n_workers == 1) {
+        /* One worker, on this loop: apply now, so a failure can be reported as one. */
+        rc = sr_server_reload(&d->workers.workers[0].server, sr_generation_ref(next));
+    } else {
+        sr_workers_reload(&d->workers, next); /* each worker logs its own failure */
+        rc = 0;
+    }
     if (rc != 0) {
+        d->n_reloads_failed++;
         close_access_log(log);
+        sr_generation_unref(next);
         sr_log_notice("reload failed: %s; still running generation %llu", uv_strerror(rc),
-                      (unsigned long long)d->server.gen->id);
+                      (unsigned long long)d->gen->id);
         return;
     }
-    if (d->access_log != NULL) {
-        fflush(d->access_log);
+    sr_generation_unref(d->gen);
+    d->gen = next;
+    d->n_reloads_ok++;
+    /* Swap the access log under the lock every writer takes: after it, nobody uses the
+     * old one. */
+    uv_mutex_lock(&d->shared.lock);
+    old = d->shared.access_log;
+    d->shared.access_log = log;
+    atomic_store(&d->shared.is_logging, log != NULL);
+    uv_mutex_unlock(&d->shared.lock);
+    if (old != NULL) {
+        fflush(old);
     }
-    close_access_log(d->access_log);
-    d->access_log = log;
-    d->server.access_log = log;
-    sr_log_notice("reloaded %s: generation %llu", d->path, (unsigned long long)d->server.gen->id);
+    close_access_log(old);
+    sr_log_notice("reloaded %s: generation %llu", d->path, (unsigned long long)d->gen->id);
 }
 
 static void
@@ -326,8 +356,11 @@ static int
 on_admin_metrics(void *ctx, char **out, size_t *len)
 {
     struct daemon *d = ctx;
+    struct sr_server *servers[SR_WORKERS_MAX];
+    size_t n = sr_workers_servers(&d->workers, servers, SR_WORKERS_MAX);
 
-    return sr_server_metrics(&d->server, out, len);
+    return sr_servers_metrics(servers, n, d->gen->id, d->n_reloads_ok, d->n_reloads_failed, out,
+                              len);
 }
 
 static const char *
@@ -335,19 +368,19 @@ on_admin_ready(void *ctx)
 {
     struct daemon *d = ctx;
 
-    if (d->server.is_draining) {
+    if (d->is_draining) {
         return "draining";
     }
-    if (d->server.listeners == NULL) {
+    if (!d->is_started) {
         return "listeners not bound";
     }
     return NULL;
 }
 
 static void
-on_server_stopped(struct sr_server *server)
+on_all_stopped(struct sr_workers *set)
 {
-    struct daemon *d = server->data;
+    struct daemon *d = set->data;
 
     if (d->has_admin) {
         sr_admin_stop(&d->admin);
@@ -391,12 +424,13 @@ on_signal(uv_signal_t *handle, int signum)
         reload(d);
         return;
     }
-    if (!d->server.is_draining) {
+    if (!d->is_draining) {
         sr_log_notice("%s: no longer accepting; draining", name);
     } else {
         sr_log_notice("%s again: closing every connection now", name);
     }
-    sr_server_drain(&d->server);
+    d->is_draining = true;
+    sr_workers_drain(&d->workers);
 }
 
 static void
@@ -410,49 +444,76 @@ signal_watch(uv_loop_t *loop, uv_signal_t *handle, int signum, struct daemon *d)
     uv_unref((uv_handle_t *)handle);
 }
 
+/* workers = auto: one per CPU this process may use. */
+static size_t
+worker_count(const struct sr_config *cfg)
+{
+    size_t n = cfg->workers != 0 ? cfg->workers : (size_t)uv_available_parallelism();
+
+    return n < 1 ? 1 : n > SR_WORKERS_MAX ? SR_WORKERS_MAX : n;
+}
+
 static int
 run(const char *path, struct sr_generation *gen, const struct account *acc)
 {
     struct daemon d;
+    FILE *log = NULL;
     uv_loop_t loop;
+    uint64_t n_accepted = 0;
     int status = 0;
     int rc;
 
     memset(&d, 0, sizeof(d));
     d.path = path;
-    if (open_access_log(gen->cfg.access_log, &d.access_log) != 0) {
+    d.gen = gen;
+    if (open_access_log(gen->cfg.access_log, &log) != 0) {
         sr_generation_unref(gen);
+        return 1;
+    }
+    if (sr_shared_init(&d.shared, worker_count(&gen->cfg), log) != 0 ||
+        sr_generation_prepare(gen, &d.shared) != 0) {
+        sr_log_notice("out of memory");
+        sr_shared_fini(&d.shared);
+        sr_generation_unref(gen);
+        close_access_log(log);
         return 1;
     }
     rc = uv_loop_init(&loop);
     if (rc != 0) {
         sr_log_notice("uv_loop_init: %s", uv_strerror(rc));
+        sr_shared_fini(&d.shared);
         sr_generation_unref(gen);
-        close_access_log(d.access_log);
+        close_access_log(log);
         return 1;
     }
     signal_watch(&loop, &d.sigterm, SIGTERM, &d);
     signal_watch(&loop, &d.sigint, SIGINT, &d);
     signal_watch(&loop, &d.sighup, SIGHUP, &d);
-
     if (gen->cfg.is_watched) {
         watch_start(&d, &loop);
     }
-    d.server.on_stopped = on_server_stopped;
-    d.server.data = &d;
-    rc = sr_server_start(&d.server, &loop, gen, d.access_log);
+    if (d.shared.n_workers > 1) {
+        sr_log_notice("starting %zu workers", d.shared.n_workers);
+    }
+    d.workers.on_all_stopped = on_all_stopped;
+    d.workers.data = &d;
+    rc = sr_workers_start(&d.workers, &loop, &d.shared, gen);
     if (rc != 0) {
         status = 1;
+        d.is_draining = true;
     } else if ((gen->cfg.has_admin && admin_start(&d, &loop, &gen->cfg.admin) != 0) ||
                drop_privileges(&gen->cfg, acc) != 0) {
         status = 1;
-        sr_server_drain(&d.server);
+        d.is_draining = true;
+        sr_workers_drain(&d.workers);
+    } else {
+        d.is_started = true;
     }
     uv_run(&loop, UV_RUN_DEFAULT);
+    n_accepted = sr_workers_fini(&d.workers);
     if (status == 0) {
-        sr_log_notice("stopped after %llu connection(s)", (unsigned long long)d.server.n_accepted);
+        sr_log_notice("stopped after %llu connection(s)", (unsigned long long)n_accepted);
     }
-    sr_server_fini(&d.server);
 
     uv_close((uv_handle_t *)&d.sigterm, NULL);
     uv_close((uv_handle_t *)&d.sigint, NULL);
@@ -468,7 +529,10 @@ run(const char *path, struct sr_generation *gen, const struct account *acc)
         sr_log_notice("uv_loop_close: %s", uv_strerror(rc));
         status = 1;
     }
-    close_access_log(d.access_log);
+    log = d.shared.access_log;
+    sr_shared_fini(&d.shared);
+    sr_generation_unref(d.gen);
+    close_access_log(log);
     return status;
 }
 

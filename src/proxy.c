@@ -5,6 +5,7 @@
 #include "sniroute/proxy.h"
 
 #include <assert.h>
+#include <stdatomic.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <malloc.h>
@@ -44,14 +45,15 @@ sr_generation_load(const char *path, sr_config_error_fn on_error, void *ctx, siz
 struct sr_generation *
 sr_generation_ref(struct sr_generation *gen)
 {
-    gen->n_refs++;
+    atomic_fetch_add_explicit(&gen->n_refs, 1, memory_order_relaxed);
     return gen;
 }
 
 void
 sr_generation_unref(struct sr_generation *gen)
 {
-    if (gen == NULL || --gen->n_refs > 0) {
+    /* acq_rel: whatever a worker did with the config happens before another frees it. */
+    if (gen == NULL || atomic_fetch_sub_explicit(&gen->n_refs, 1, memory_order_acq_rel) > 1) {
         return;
     }
     sr_config_fini(&gen->cfg);
@@ -61,9 +63,8 @@ sr_generation_unref(struct sr_generation *gen)
     free(gen);
 }
 
-/* Give <gen>'s listeners and upstreams their metric row ids (interning new names). */
-static int
-server_intern(struct sr_server *server, struct sr_generation *gen)
+int
+sr_generation_prepare(struct sr_generation *gen, struct sr_shared *shared)
 {
     const struct sr_config *cfg = &gen->cfg;
     char text[SR_ADDR_HOST_MAX + 16];
@@ -76,7 +77,7 @@ server_intern(struct sr_server *server, struct sr_generation *gen)
     }
     for (i = 0; i < cfg->n_listeners; i++) {
         gen->listener_ids[i] =
-            sr_metrics_names_intern(&server->listener_names, cfg->listeners[i].name);
+            sr_metrics_names_intern(&shared->listener_names, cfg->listeners[i].name);
     }
     for (i = 0; i < cfg->n_upstreams; i++) {
         if (cfg->upstreams[i].pool != 0) {
@@ -84,14 +85,14 @@ server_intern(struct sr_server *server, struct sr_generation *gen)
         } else {
             sr_addr_format(&cfg->upstreams[i].addr, text, sizeof(text));
         }
-        gen->upstream_ids[i] = sr_metrics_names_intern(&server->upstream_names, text);
+        gen->upstream_ids[i] = sr_metrics_names_intern(&shared->upstream_names, text);
     }
-    gen->pools = calloc(cfg->n_pools + 1, sizeof(*gen->pools));
+    gen->pools = calloc(cfg->n_pools * shared->n_workers + 1, sizeof(*gen->pools));
     if (gen->pools == NULL) {
         return UV_ENOMEM;
     }
-    for (i = 0; i < cfg->n_pools; i++) {
-        const struct sr_pool_config *pc = &cfg->pools[i];
+    for (i = 0; i < cfg->n_pools * shared->n_workers; i++) {
+        const struct sr_pool_config *pc = &cfg->pools[i % cfg->n_pools];
         char ids[SR_POOL_MAX_SERVERS][SR_ADDR_HOST_MAX + 16];
         const char *id_ptrs[SR_POOL_MAX_SERVERS];
         struct sr_pool_params params;
@@ -105,7 +106,7 @@ server_intern(struct sr_server *server, struct sr_generation *gen)
         params.balance = pc->balance;
         params.fail_max = SR_POOL_FAIL_MAX_DEFAULT;
         params.fail_timeout_ms = SR_POOL_FAIL_TIMEOUT_MS_DEFAULT;
-        params.seed = uv_hrtime() ^ (uint64_t)(uintptr_t)gen;
+        params.seed = uv_hrtime() ^ (uint64_t)(uintptr_t)gen ^ ((uint64_t)i << 32);
         if (sr_pool_init(&gen->pools[i], &params, id_ptrs, pc->n_servers) != SR_POOL_OK) {
             return UV_EINVAL;
         }
@@ -114,20 +115,71 @@ server_intern(struct sr_server *server, struct sr_generation *gen)
 }
 
 int
-sr_server_metrics(struct sr_server *server, char **out, size_t *len)
+sr_servers_metrics(struct sr_server *const *servers, size_t n, uint64_t generation,
+                   uint64_t reloads_ok, uint64_t reloads_failed, char **out, size_t *len)
 {
-    const struct sr_metrics *workers[1] = {&server->metrics};
+    const struct sr_metrics *workers[SR_WORKERS_MAX];
     struct sr_metrics_info info;
+    size_t i;
 
+    for (i = 0; i < n && i < SR_WORKERS_MAX; i++) {
+        workers[i] = &servers[i]->metrics;
+    }
     memset(&info, 0, sizeof(info));
     info.version = SNIROUTE_VERSION;
-    info.start_time_ms = server->start_time_ms;
-    info.config_generation = server->gen != NULL ? server->gen->id : 0;
-    info.reloads_ok = server->n_reloads_ok;
-    info.reloads_failed = server->n_reloads_failed;
-    info.listeners = &server->listener_names;
-    info.upstreams = &server->upstream_names;
-    return sr_metrics_format(out, len, workers, 1, &info);
+    info.start_time_ms = servers[0]->shared->start_time_ms;
+    info.config_generation = generation;
+    info.reloads_ok = reloads_ok;
+    info.reloads_failed = reloads_failed;
+    info.listeners = &servers[0]->shared->listener_names;
+    info.upstreams = &servers[0]->shared->upstream_names;
+    return sr_metrics_format(out, len, workers, i, &info);
+}
+
+int
+sr_shared_init(struct sr_shared *shared, size_t n_workers, FILE *access_log)
+{
+    uv_timeval64_t tv;
+
+    memset(shared, 0, sizeof(*shared));
+    shared->n_workers = n_workers;
+    shared->access_log = access_log;
+    atomic_store(&shared->is_logging, access_log != NULL);
+    if (uv_gettimeofday(&tv) == 0) {
+        shared->start_time_ms = (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000;
+    }
+    if (uv_mutex_init(&shared->lock) != 0) {
+        return UV_ENOMEM;
+    }
+    shared->per_ip = sr_ipcount_new();
+    if (shared->per_ip == NULL ||
+        sr_metrics_names_init(&shared->listener_names, SR_METRICS_LISTENERS_MAX) != 0 ||
+        sr_metrics_names_init(&shared->upstream_names, SR_METRICS_UPSTREAMS_MAX) != 0) {
+        return UV_ENOMEM;
+    }
+    return 0;
+}
+
+void
+sr_shared_fini(struct sr_shared *shared)
+{
+    sr_ipcount_free(shared->per_ip);
+    free(shared->lcounts);
+    sr_metrics_names_fini(&shared->listener_names);
+    sr_metrics_names_fini(&shared->upstream_names);
+    uv_mutex_destroy(&shared->lock);
+    memset(shared, 0, sizeof(*shared));
+}
+
+void
+sr_shared_log(struct sr_shared *shared, const char *line, size_t len)
+{
+    uv_mutex_lock(&shared->lock);
+    if (shared->access_log != NULL) {
+        fwrite(line, 1, len, shared->access_log);
+        fflush(shared->access_log);
+    }
+    uv_mutex_unlock(&shared->lock);
 }
 
 void *
@@ -275,50 +327,52 @@ sr__server_conn_add(struct sr_server *server, struct sr_conn *conn)
     server->n_accepted++;
 }
 
-/* The count for listener <name>, added on first use. NULL when out of memory. */
+/* The count for listener <name>, added on first use. NULL when out of memory. Called
+ * with the shared lock held. */
 static struct sr_listener_count *
-listener_count(struct sr_server *server, const char *name, size_t *index)
+listener_count(struct sr_shared *shared, const char *name, size_t *index)
 {
     struct sr_listener_count *grown;
     size_t i;
 
-    for (i = 0; i < server->n_lcounts; i++) {
-        if (strcmp(server->lcounts[i].name, name) == 0) {
+    for (i = 0; i < shared->n_lcounts; i++) {
+        if (strcmp(shared->lcounts[i].name, name) == 0) {
             *index = i;
-            return &server->lcounts[i];
+            return &shared->lcounts[i];
         }
     }
-    grown = realloc(server->lcounts, (server->n_lcounts + 1) * sizeof(*grown));
+    grown = realloc(shared->lcounts, (shared->n_lcounts + 1) * sizeof(*grown));
     if (grown == NULL) {
         return NULL;
     }
-    server->lcounts = grown;
-    *index = server->n_lcounts++;
+    shared->lcounts = grown;
+    *index = shared->n_lcounts++;
     snprintf(grown[*index].name, sizeof(grown[*index].name), "%s", name);
     grown[*index].n_conns = 0;
     return &grown[*index];
 }
 
 /* At most one line a second, however many connections are refused: a flood must not
- * flood the log, nor slow anything else down. */
+ * flood the log, nor slow anything else down. Called with the shared lock held. */
 static const char *
 server_refuse(struct sr_server *server, const struct sr_conn *conn, enum sr_metrics_limit kind)
 {
     static const char *const names[SR_METRICS_N_LIMITS] = {
         "max_connections", "listener_max_connections", "max_connections_per_ip"};
-    uint64_t now = uv_now(server->loop);
+    struct sr_shared *shared = server->shared;
+    uint64_t now = uv_hrtime() / 1000000;
     size_t i;
 
-    server->n_refused[kind]++;
+    shared->n_refused[kind]++;
     sr_metrics_limit_rejected(&server->metrics, conn->lid, kind);
-    if (now - server->refusal_notice_ms >= 1000 || server->refusal_notice_ms == 0) {
+    if (now - shared->refusal_notice_ms >= 1000 || shared->refusal_notice_ms == 0) {
         uint64_t n[SR_METRICS_N_LIMITS];
 
         for (i = 0; i < SR_METRICS_N_LIMITS; i++) {
-            n[i] = server->n_refused[i] - server->n_refused_noticed[i];
-            server->n_refused_noticed[i] = server->n_refused[i];
+            n[i] = shared->n_refused[i] - shared->n_refused_noticed[i];
+            shared->n_refused_noticed[i] = shared->n_refused[i];
         }
-        server->refusal_notice_ms = now;
+        shared->refusal_notice_ms = now;
         sr_log_notice("refused over limits since the last notice: %llu max_connections, "
                       "%llu listener max_connections, %llu max_connections_per_ip",
                       (unsigned long long)n[0], (unsigned long long)n[1], (unsigned long long)n[2]);
@@ -330,32 +384,37 @@ const char *
 sr__server_admit(struct sr_server *server, struct sr_conn *conn, const struct sockaddr *peer)
 {
     const struct sr_config *cfg = &conn->gen->cfg;
+    struct sr_shared *shared = server->shared;
     struct sr_listener_count *lc;
+    const char *limit = NULL;
     uint32_t n_from_ip = 0;
     size_t index;
 
     /* Count first, then compare: the counts are released with the connection whatever
-     * happens, and they stay right across reloads that change the limits. */
-    lc = listener_count(server, conn->lcfg->name, &index);
+     * happens, and they stay right across reloads that change the limits. One lock for
+     * all workers: the limits are per process, not per thread. */
+    uv_mutex_lock(&shared->lock);
+    conn->is_shared_counted = true;
+    shared->n_conns++;
+    lc = listener_count(shared, conn->lcfg->name, &index);
     if (lc != NULL) {
         lc->n_conns++;
         conn->lcount = index + 1;
     }
     if (sr_ipkey_from_sockaddr(&conn->ipkey, peer) == 0) {
-        n_from_ip = sr_ipcount_add(server->per_ip, &conn->ipkey);
+        n_from_ip = sr_ipcount_add(shared->per_ip, &conn->ipkey);
         conn->has_ipkey = n_from_ip > 0;
     }
-    if (cfg->max_connections != 0 && server->n_conns > cfg->max_connections) {
-        return server_refuse(server, conn, SR_METRICS_LIMIT_GLOBAL);
+    if (cfg->max_connections != 0 && shared->n_conns > cfg->max_connections) {
+        limit = server_refuse(server, conn, SR_METRICS_LIMIT_GLOBAL);
+    } else if (conn->lcfg->max_connections != 0 && lc != NULL &&
+               lc->n_conns > conn->lcfg->max_connections) {
+        limit = server_refuse(server, conn, SR_METRICS_LIMIT_LISTENER);
+    } else if (cfg->max_connections_per_ip != 0 && n_from_ip > cfg->max_connections_per_ip) {
+        limit = server_refuse(server, conn, SR_METRICS_LIMIT_PER_IP);
     }
-    if (conn->lcfg->max_connections != 0 && lc != NULL &&
-        lc->n_conns > conn->lcfg->max_connections) {
-        return server_refuse(server, conn, SR_METRICS_LIMIT_LISTENER);
-    }
-    if (cfg->max_connections_per_ip != 0 && n_from_ip > cfg->max_connections_per_ip) {
-        return server_refuse(server, conn, SR_METRICS_LIMIT_PER_IP);
-    }
-    return NULL;
+    uv_mutex_unlock(&shared->lock);
+    return limit;
 }
 
 /* glibc keeps freed heap pages that are not at the top of the heap: after a burst of
@@ -382,11 +441,16 @@ sr__server_conn_gone(struct sr_server *server, struct sr_conn *conn)
     if (++server->n_closed_since_trim >= SR_TRIM_AFTER_CLOSES / 4 && !server->is_stopped) {
         uv_timer_start(&server->trim_timer, on_trim, SR_TRIM_QUIET_MS, 0);
     }
-    if (conn->lcount != 0) {
-        server->lcounts[conn->lcount - 1].n_conns--;
-    }
-    if (conn->has_ipkey) {
-        sr_ipcount_remove(server->per_ip, &conn->ipkey);
+    if (conn->is_shared_counted) {
+        uv_mutex_lock(&server->shared->lock);
+        server->shared->n_conns--;
+        if (conn->lcount != 0) {
+            server->shared->lcounts[conn->lcount - 1].n_conns--;
+        }
+        if (conn->has_ipkey) {
+            sr_ipcount_remove(server->shared->per_ip, &conn->ipkey);
+        }
+        uv_mutex_unlock(&server->shared->lock);
     }
     if (conn->prev != NULL) {
         conn->prev->next = conn->next;
@@ -444,6 +508,38 @@ listener_close(struct sr_listener *listener)
     uv_close((uv_handle_t *)&listener->handle, on_listener_close);
 }
 
+/* Several workers: each binds its own socket to the same address with SO_REUSEPORT, and
+ * the kernel spreads new connections over them. libuv 1.44 has no flag for it, so the
+ * socket is made here and handed to libuv. */
+static int
+reuseport_socket(uv_tcp_t *handle, const struct sockaddr *sa)
+{
+    socklen_t len =
+        sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+    int on = 1;
+    int fd;
+    int rc;
+
+    fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        return -errno;
+    }
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) != 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) != 0 ||
+        (sa->sa_family == AF_INET6 &&
+         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on)) != 0) ||
+        bind(fd, sa, len) != 0) {
+        rc = -errno;
+        close(fd);
+        return rc;
+    }
+    rc = uv_tcp_open(handle, fd);
+    if (rc != 0) {
+        close(fd);
+    }
+    return rc;
+}
+
 /* A new listening socket for <addr>, bound and listening, not yet in the server's list.
  * Returns NULL after logging why. */
 static struct sr_listener *
@@ -480,7 +576,11 @@ listener_open(struct sr_server *server, const struct sr_listener_config *lc,
     }
     listener->handle.data = listener;
     server->n_listeners_open++;
-    rc = uv_tcp_bind(&listener->handle, (const struct sockaddr *)&ss, flags);
+    if (server->is_reuseport) {
+        rc = reuseport_socket(&listener->handle, (const struct sockaddr *)&ss);
+    } else {
+        rc = uv_tcp_bind(&listener->handle, (const struct sockaddr *)&ss, flags);
+    }
     if (rc == 0) {
         rc = uv_listen((uv_stream_t *)&listener->handle, SR_LISTEN_BACKLOG, on_listener_connection);
     }
@@ -591,30 +691,23 @@ server_apply(struct sr_server *server, struct sr_generation *gen)
 }
 
 int
-sr_server_start(struct sr_server *server, uv_loop_t *loop, struct sr_generation *gen,
-                FILE *access_log)
+sr_server_start(struct sr_server *server, uv_loop_t *loop, struct sr_shared *shared, size_t worker,
+                struct sr_generation *gen)
 {
-    uv_timeval64_t tv;
     int rc;
 
     server->loop = loop;
-    if (uv_gettimeofday(&tv) == 0) {
-        server->start_time_ms = (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000;
-    }
+    server->shared = shared;
+    server->worker = worker;
+    server->is_reuseport = shared->n_workers > 1;
     server->gen = gen;
-    server->access_log = access_log;
     uv_timer_init(loop, &server->drain_timer);
     server->drain_timer.data = server;
     uv_timer_init(loop, &server->trim_timer);
     server->trim_timer.data = server;
     server->pipes.keep_max = pipe_keep_max();
-    server->per_ip = sr_ipcount_new();
-    if (server->per_ip == NULL ||
-        sr_metrics_init(&server->metrics, SR_METRICS_LISTENERS_MAX, SR_METRICS_UPSTREAMS_MAX) !=
-            0 ||
-        sr_metrics_names_init(&server->listener_names, SR_METRICS_LISTENERS_MAX) != 0 ||
-        sr_metrics_names_init(&server->upstream_names, SR_METRICS_UPSTREAMS_MAX) != 0 ||
-        server_intern(server, gen) != 0) {
+    if (sr_metrics_init(&server->metrics, SR_METRICS_LISTENERS_MAX, SR_METRICS_UPSTREAMS_MAX) !=
+        0) {
         sr_log_notice("out of memory");
         server->listeners = NULL;
         sr_server_drain(server);
@@ -623,7 +716,7 @@ sr_server_start(struct sr_server *server, uv_loop_t *loop, struct sr_generation 
 
     rc = server_apply(server, gen);
     if (rc == 0) {
-        rc = sr_health_start(&server->health, loop, gen);
+        rc = sr_health_start(&server->health, loop, gen, server->worker);
     }
     if (rc != 0) {
         sr_server_drain(server);
@@ -640,20 +733,16 @@ sr_server_reload(struct sr_server *server, struct sr_generation *next)
         sr_generation_unref(next);
         return UV_ECANCELED;
     }
-    rc = server_intern(server, next);
-    if (rc == 0) {
-        rc = server_apply(server, next);
-    }
+    rc = server_apply(server, next);
     if (rc != 0) {
         sr_generation_unref(next);
         server->n_reloads_failed++;
         return rc;
     }
-    next->id = server->gen->id + 1;
     sr_health_stop(&server->health);
     sr_generation_unref(server->gen);
     server->gen = next;
-    if (sr_health_start(&server->health, server->loop, next) != 0) {
+    if (sr_health_start(&server->health, server->loop, next, server->worker) != 0) {
         sr_log_notice("reload: out of memory starting health checks");
     }
     server->n_reloads_ok++;
@@ -695,13 +784,7 @@ sr_server_fini(struct sr_server *server)
     assert(server->listeners == NULL);
     sr_generation_unref(server->gen);
     server->gen = NULL;
-    sr_ipcount_free(server->per_ip);
-    server->per_ip = NULL;
-    free(server->lcounts);
-    server->lcounts = NULL;
     sr_metrics_fini(&server->metrics);
-    sr_metrics_names_fini(&server->listener_names);
-    sr_metrics_names_fini(&server->upstream_names);
     assert(server->pool.n_out == 0);
     pool_fini(&server->pool);
     while (server->pipes.n_free > 0) {

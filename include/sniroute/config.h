@@ -24,6 +24,9 @@
 #define SR_CONFIG_IDLE_TIMEOUT_MS    3600000u
 #define SR_CONFIG_DRAIN_TIMEOUT_MS   30000u
 #define SR_CONFIG_MAX_HELLO_SIZE     16384u
+/* workers = N: at most this many. */
+#define SR_CONFIG_WORKERS_MAX 64u
+
 /* health_check intervals below this would be a load test of the upstream. */
 #define SR_CONFIG_HEALTH_CHECK_MIN_MS 100u
 
@@ -111,6 +114,7 @@ struct sr_config {
     uint32_t max_connections_per_ip; /* open connections from one client address; 0: none */
     char *access_log; /* "stdout" (the default), "stderr", "off" or a file path; owned */
     bool is_watched;  /* watch = yes: reload when the file changes */
+    uint32_t workers; /* loops, one thread each; 0: auto (one per CPU); default 1 */
     enum sr_log_format log_format;
     bool has_admin;         /* admin = ADDR: serve /metrics, /healthz, /readyz there */
     struct sr_addr admin;   /* an IP literal; port 0 lets the kernel choose */

@@ -126,7 +126,8 @@ struct sr_conn {
 
     /* Limits (proxy.c): which listener count and which client address this connection
      * is counted under. */
-    size_t lcount;            /* 1 + index into server->lcounts; 0: not counted */
+    bool is_shared_counted;   /* counted in shared->n_conns (and maybe the two below) */
+    size_t lcount;            /* 1 + index into shared->lcounts; 0: not counted */
     struct sr_ipkey ipkey;
     bool has_ipkey;
     bool is_quiet;            /* refused over a limit: no access-log line of its own */

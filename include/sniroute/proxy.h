@@ -6,6 +6,7 @@
 #ifndef SR_PROXY_H
 #define SR_PROXY_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -25,6 +26,9 @@ struct sr_server;
 /* "[" + INET6_ADDRSTRLEN (46, NUL included) + "]:65535" */
 #define SR_SOCKADDR_TEXT_MAX 56
 
+/* workers = N: at most this many loops, one thread each. */
+#define SR_WORKERS_MAX 64
+
 /* Metric rows: listener names and upstream addresses beyond these share an "_other" row. */
 #define SR_METRICS_LISTENERS_MAX 256
 #define SR_METRICS_UPSTREAMS_MAX 1024
@@ -35,13 +39,14 @@ struct sr_server;
 struct sr_generation {
     struct sr_config cfg;
     uint64_t id; /* 1 for the config at start, then one more per successful reload */
-    size_t n_refs;
+    _Atomic size_t n_refs; /* workers' connections hold references from several threads */
     /* Metric row ids (sr_metrics_names) of cfg.listeners[i] and cfg.upstreams[i], set when
      * the server takes the generation. */
     uint32_t *listener_ids;
     uint32_t *upstream_ids;
-    /* The runtime state of cfg.pools[i] (choice, passive health); per generation, so a
-     * reload starts every pool fresh. */
+    /* The runtime state of cfg.pools[i] (choice, passive health) for worker w at
+     * pools[w * cfg.n_pools + i]: a pool is not shared between threads. Per generation,
+     * so a reload starts every pool fresh. */
     struct sr_pool *pools;
 };
 
@@ -91,6 +96,14 @@ struct sr_pipe_pool {
     size_t keep_max;
 };
 
+struct sr_shared;
+
+/* Give <gen>'s listeners and upstreams their metric row ids and set up its pools for
+ * <shared>'s workers. Call on the thread that owns <shared> before any server takes <gen>.
+ * Returns 0 or a UV_E* code. */
+int
+sr_generation_prepare(struct sr_generation *gen, struct sr_shared *shared);
+
 /* Open connections per [listener] name, kept across reloads (a name's count carries over
  * to the section of the same name in the new config). */
 struct sr_listener_count {
@@ -98,10 +111,42 @@ struct sr_listener_count {
     size_t n_conns;
 };
 
+/* What the workers of one process share: owned by main, outlives every server. The lock
+ * guards the limits and the access log (a connection takes it at accept, at its end, and
+ * to write its line); the names are written only by main, between loads. */
+struct sr_shared {
+    uv_mutex_t lock;
+    size_t n_workers;
+    FILE *access_log;       /* NULL: access log off (lock) */
+    _Atomic bool is_logging; /* access_log != NULL, readable without the lock */
+    size_t n_conns;         /* open connections, all workers: [sniroute] max_connections */
+    struct sr_listener_count *lcounts;
+    size_t n_lcounts;
+    struct sr_ipcount *per_ip;                       /* open connections per client address */
+    uint64_t n_refused[SR_METRICS_N_LIMITS];         /* by enum sr_metrics_limit */
+    uint64_t n_refused_noticed[SR_METRICS_N_LIMITS]; /* as of the last notice */
+    uint64_t refusal_notice_ms;                      /* uv_hrtime() / 1e6 of the last notice */
+    struct sr_metrics_names listener_names;
+    struct sr_metrics_names upstream_names;
+    uint64_t start_time_ms;
+};
+
+/* Set up (0 or a UV_E* code) and free what <shared> holds. */
+int
+sr_shared_init(struct sr_shared *shared, size_t n_workers, FILE *access_log);
+void
+sr_shared_fini(struct sr_shared *shared);
+
+/* Write one access-log line, whole, under the shared lock. */
+void
+sr_shared_log(struct sr_shared *shared, const char *line, size_t len);
+
 struct sr_server {
     uv_loop_t *loop;
+    struct sr_shared *shared;
+    size_t worker;             /* 0 .. shared->n_workers - 1 */
+    bool is_reuseport;         /* several workers: SO_REUSEPORT listening sockets */
     struct sr_generation *gen; /* the current config; holds one reference */
-    FILE *access_log;          /* NULL: access log off */
 
     struct sr_listener *listeners; /* open listening sockets, not yet closing */
     size_t n_listeners_open;       /* listener handles not yet closed */
@@ -109,21 +154,11 @@ struct sr_server {
     struct sr_conn *conns; /* every open connection, for the drain */
     size_t n_conns;
     uint64_t n_accepted;
-    struct sr_listener_count *lcounts;
-    size_t n_lcounts;
-    struct sr_ipcount *per_ip; /* open connections per client address */
-    uint64_t n_refused[SR_METRICS_N_LIMITS]; /* by enum sr_metrics_limit */
-    uint64_t n_refused_noticed[SR_METRICS_N_LIMITS]; /* as of the last notice */
-    uint64_t refusal_notice_ms;             /* loop time of the last notice */
     uint64_t n_reloads_ok;
     uint64_t n_reloads_failed;
 
-    /* Metrics: this server's registry (one writer: this loop) and the names of its rows,
-     * append-only so ids keep their meaning across reloads. */
+    /* Metrics: this server's registry (one writer: this loop); row names are in shared. */
     struct sr_metrics metrics;
-    struct sr_metrics_names listener_names;
-    struct sr_metrics_names upstream_names;
-    uint64_t start_time_ms;
 
     /* Called once when the server has closed everything of its own after a drain (main
      * stops the admin endpoint then, so the loop can end). */
@@ -141,20 +176,22 @@ struct sr_server {
     bool is_stopped; /* every handle of ours is closed or closing */
 };
 
-/* Bind and listen on every address of every listener in <gen>'s config, taking over the
- * caller's reference to <gen>. <server> must be zeroed before (with on_stopped and data
- * set, if wanted); print one "listening on ADDR (listener NAME)" notice per
- * socket. <access_log> must outlive the server. Returns 0, or a negative UV_E* code after
- * logging which address failed (the server is then already stopped: run the loop to let
- * handles close). */
+/* Bind and listen on every address of every listener in <gen>'s config (prepared with
+ * sr_generation_prepare), taking over the caller's reference to <gen>, as worker
+ * <worker> of <shared>. <server> must be zeroed before (with on_stopped and data set, if
+ * wanted); print one "listening on ADDR (listener NAME)" notice per socket. Returns 0, or
+ * a negative UV_E* code after logging which address failed (the server is then already
+ * stopped: run the loop to let handles close). */
 int
-sr_server_start(struct sr_server *server, uv_loop_t *loop, struct sr_generation *gen,
-                FILE *access_log);
+sr_server_start(struct sr_server *server, uv_loop_t *loop, struct sr_shared *shared,
+                size_t worker, struct sr_generation *gen);
 
-/* The Prometheus exposition of the server's metrics, in a new heap buffer (*<out>, *<len>)
- * the caller frees. Returns 0 or a negative errno. */
+/* The Prometheus exposition of the metrics of <n> servers (summed), in a new heap buffer
+ * (*<out>, *<len>) the caller frees. Call on the thread that owns the shared names.
+ * Returns 0 or a negative errno. */
 int
-sr_server_metrics(struct sr_server *server, char **out, size_t *len);
+sr_servers_metrics(struct sr_server *const *servers, size_t n, uint64_t generation,
+                   uint64_t reloads_ok, uint64_t reloads_failed, char **out, size_t *len);
 
 /* Switch to <next> (taking over the caller's reference): listening sockets whose address
  * is still configured are kept, new ones are bound, the rest are closed; new connections

@@ -224,6 +224,17 @@ static const struct config_case cases[] = {
       "FILE:6: listener 'b': fallback_timeout without fallback",
       "FILE:4: listener 'a': fallback: bad upstream 'ssh': missing ':port' (or no [upstream "
       "ssh])"}},
+    {"workers",
+     "[sniroute]\nworkers = 0\nworkers = lots\n[listener a]\nlisten = 127.0.0.1:0\n"
+     "routes = m\n[routes m]\ndefault = b:1\n",
+     0,
+     {"FILE:2: sniroute: workers: bad value '0' (auto, or 1..64)",
+      "FILE:3: sniroute: duplicate key 'workers' (first at FILE:2)"}},
+    {"workers need fixed ports",
+     "[sniroute]\nworkers = auto\n[listener a]\nlisten = 127.0.0.1:0\nroutes = m\n"
+     "[routes m]\ndefault = b:1\n",
+     0,
+     {"FILE:2: sniroute: workers: listener 'a' listens on port 0, which needs workers = 1"}},
     {"bad counts",
      "[sniroute]\nmax_connections = -1\nmax_connections_per_ip = 10000001\n"
      "[listener a]\nlisten = 127.0.0.1:8443\nroutes = m\nmax_connections = 5k\n"
