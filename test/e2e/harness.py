@@ -716,7 +716,8 @@ TS_RX = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
 
 
 LISTEN_RX = re.compile(r"listening on (\[[^\]]+\]|[0-9.]+):(\d+) \(listener ([^)\s]+)\)")
-SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                   "WARNING: ThreadSanitizer")
 
 
 def sniroute_config(settings, listeners, routes):
