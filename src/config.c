@@ -827,10 +827,79 @@ set_fallback(struct loader *ld, const struct keyword *kw, const char *key, const
     }
 }
 
+/* "NAME[PROTO]": split off an ALPN condition. Returns the length of NAME, with <*proto>
+ * and <*proto_len> set (proto_len 0: no condition), or 0 after reporting a bad one. */
+static size_t
+split_alpn(struct loader *ld, const char *label, const char *key, const char **proto,
+           size_t *proto_len)
+{
+    const char *open = strchr(key, '[');
+    size_t len = strlen(key);
+    size_t i;
+
+    *proto = NULL;
+    *proto_len = 0;
+    if (open == NULL) {
+        return len;
+    }
+    *proto = open + 1;
+    *proto_len = len - (size_t)(open - key) - 2;
+    if (key[len - 1] != ']' || open == key || *proto_len == 0 || *proto_len > SR_CONFIG_ALPN_MAX) {
+        report(ld, ld->line,
+               "%s: bad route '%s': an ALPN condition is NAME[PROTOCOL], 1 to %d characters, "
+               "as in example.com[acme-tls/1]",
+               label, key, SR_CONFIG_ALPN_MAX);
+        return 0;
+    }
+    for (i = 0; i < *proto_len; i++) {
+        unsigned char c = (unsigned char)(*proto)[i];
+
+        /* ALPN ids are bytes; in a config they are printable ASCII (RFC 7301 registry). */
+        if (c <= ' ' || c >= 0x7f || c == '[' || c == ']') {
+            report(ld, ld->line, "%s: bad route '%s': character not allowed in an ALPN id", label,
+                   key);
+            return 0;
+        }
+    }
+    return (size_t)(open - key);
+}
+
+/* The route table for ALPN protocol <proto> in routes <r>, added on first use. */
+static struct sr_route_table *
+alpn_table(struct loader *ld, struct sr_routes *r, const char *proto, size_t proto_len)
+{
+    struct sr_alpn_routes *grown;
+    size_t i;
+
+    for (i = 0; i < r->n_alpn; i++) {
+        if (r->alpn[i].proto_len == proto_len && memcmp(r->alpn[i].proto, proto, proto_len) == 0) {
+            return r->alpn[i].table;
+        }
+    }
+    grown = realloc(r->alpn, (r->n_alpn + 1) * sizeof(*grown));
+    if (grown == NULL) {
+        report_oom(ld);
+        return NULL;
+    }
+    r->alpn = grown;
+    memset(&grown[r->n_alpn], 0, sizeof(grown[0]));
+    memcpy(grown[r->n_alpn].proto, proto, proto_len);
+    grown[r->n_alpn].proto_len = proto_len;
+    grown[r->n_alpn].table = sr_route_table_new();
+    if (grown[r->n_alpn].table == NULL) {
+        report_oom(ld);
+        return NULL;
+    }
+    return grown[r->n_alpn++].table;
+}
+
 static void
 set_route(struct loader *ld, const struct keyword *kw, const char *key, const char *value)
 {
     struct sr_routes *r = &ld->cfg->routes[ld->sec_index];
+    struct sr_route_table *table;
+    const char *proto;
+    size_t proto_len;
     struct routes_tmp *rt = &ld->rtmp[ld->sec_index];
     char where[sizeof(((struct pool_ref *)0)->where)];
     uint32_t upstream;
@@ -847,10 +916,18 @@ set_route(struct loader *ld, const struct keyword *kw, const char *key, const ch
      * of this key is still reported. */
     snprintf(where, sizeof(where), "%s: route '%s'", label, key);
     upstream = intern_target(ld, value, where);
+    len = split_alpn(ld, label, key, &proto, &proto_len);
+    if (len == 0) {
+        return;
+    }
+    table = proto_len == 0 ? r->table : alpn_table(ld, r, proto, proto_len);
+    if (table == NULL) {
+        return;
+    }
     if (!grow(ld, (void **)&rt->origin, &rt->cap, rt->n + 1, sizeof(*rt->origin))) {
         return;
     }
-    res = sr_route_add(r->table, key, len, (uint32_t)rt->n, &prev);
+    res = sr_route_add(table, key, len, (uint32_t)rt->n, &prev);
     switch (res) {
     case SR_ROUTE_ADDED:
         rt->origin[rt->n].upstream = upstream;
@@ -1278,6 +1355,9 @@ settle_values(struct sr_routes *r, const struct routes_tmp *rt)
         map[i] = rt->origin[i].upstream;
     }
     rc = sr_route_remap(r->table, map, rt->n);
+    for (i = 0; i < r->n_alpn && rc == 0; i++) {
+        rc = sr_route_remap(r->alpn[i].table, map, rt->n);
+    }
     free(map);
     return rc == 0;
 }
@@ -1471,6 +1551,10 @@ sr_config_fini(struct sr_config *cfg)
     free(cfg->listeners);
     for (i = 0; i < cfg->n_routes; i++) {
         sr_route_table_free(cfg->routes[i].table);
+        for (size_t k = 0; k < cfg->routes[i].n_alpn; k++) {
+            sr_route_table_free(cfg->routes[i].alpn[k].table);
+        }
+        free(cfg->routes[i].alpn);
     }
     free(cfg->routes);
     free(cfg->upstreams);

@@ -127,6 +127,7 @@ conn_log(struct sr_conn *conn)
     rec.outcome = conn->outcome;
     rec.detail = conn->detail;
     rec.has_ech = conn->has_ech;
+    rec.alpn_route = conn->alpn_route;
     len = conn->gen->cfg.log_format == SR_LOG_FORMAT_JSON
               ? sr_log_format_access_json(line, sizeof(line), &rec)
               : sr_log_format_access(line, sizeof(line), &rec);
@@ -376,6 +377,43 @@ conn_fallback(struct sr_conn *conn)
     conn_connect_upstream(conn, conn->lcfg->fallback - 1);
 }
 
+/* ALPN-conditioned routes ("NAME[PROTO]") beat every route without a condition: for each
+ * protocol the client offers, in its order of preference, the table of that protocol is
+ * searched like the main one (exact, longest wildcard, default). <res>'s ALPN view is
+ * only read here, while it is valid. */
+static bool
+route_by_alpn(struct sr_conn *conn, const struct sr_hello_result *res, size_t sni_len,
+              struct sr_route_hit *hit)
+{
+    const struct sr_routes *routes = conn->routes;
+    struct sr_view cursor = res->alpn;
+    struct sr_view proto;
+    size_t i;
+
+    if (routes->n_alpn == 0 || !res->has_alpn) {
+        return false;
+    }
+    while (sr_hello_alpn_next(&cursor, &proto)) {
+        for (i = 0; i < routes->n_alpn; i++) {
+            const struct sr_alpn_routes *a = &routes->alpn[i];
+
+            if (a->proto_len != proto.len || memcmp(a->proto, proto.ptr, proto.len) != 0) {
+                continue;
+            }
+            if (res->status == SR_HELLO_FOUND) {
+                sr_route_lookup(a->table, conn->sni, sni_len, hit);
+            } else {
+                sr_route_lookup_default(a->table, hit);
+            }
+            if (hit->kind != SR_ROUTE_MISS) {
+                conn->alpn_route = a->proto; /* from the config: safe in a log line */
+                return true;
+            }
+        }
+    }
+    return false;
+}
+
 static void
 conn_route(struct sr_conn *conn, const struct sr_hello_result *res)
 {
@@ -396,12 +434,18 @@ conn_route(struct sr_conn *conn, const struct sr_hello_result *res)
             conn_refuse(conn, SR_TLS_ALERT_DECODE_ERROR, "malformed");
             return;
         }
-        sr_route_lookup(conn->routes->table, conn->sni, len, &hit);
     } else if (conn->lcfg->no_sni == SR_NO_SNI_REJECT) {
         conn_refuse(conn, SR_TLS_ALERT_HANDSHAKE_FAILURE, "no_sni");
         return;
     } else {
-        sr_route_lookup_default(conn->routes->table, &hit);
+        len = 0;
+    }
+    if (!route_by_alpn(conn, res, len, &hit)) {
+        if (res->status == SR_HELLO_FOUND) {
+            sr_route_lookup(conn->routes->table, conn->sni, len, &hit);
+        } else {
+            sr_route_lookup_default(conn->routes->table, &hit);
+        }
     }
     conn->route = hit.kind;
     sr_metrics_route(conn_metrics(conn), conn->lid, hit.kind);

@@ -49,11 +49,13 @@ sr_log_format_access(char *out, size_t cap, const struct sr_access_record *rec)
     sr_log_format_time(when, sizeof(when), rec->time_ms);
     n = snprintf(out, cap,
                  "%s listener=%s client=%s sni=%s route=%s upstream=%s bytes_in=%llu "
-                 "bytes_out=%llu duration_ms=%llu outcome=%s%s%s%s%s\n",
+                 "bytes_out=%llu duration_ms=%llu outcome=%s%s%s%s%s%s%s\n",
                  when, or_dash(rec->listener), or_dash(rec->client), or_dash(rec->sni),
                  or_dash(rec->route), or_dash(rec->upstream), (unsigned long long)rec->bytes_in,
                  (unsigned long long)rec->bytes_out, (unsigned long long)rec->duration_ms,
                  or_dash(rec->outcome), rec->has_ech ? " ech=1" : "",
+                 rec->alpn_route != NULL ? " alpn=" : "",
+                 rec->alpn_route != NULL ? rec->alpn_route : "",
                  rec->detail != NULL ? " detail=\"" : "", rec->detail != NULL ? rec->detail : "",
                  rec->detail != NULL ? "\"" : "");
     if (n < 0) {
@@ -189,7 +191,7 @@ json_number(struct json_out *j, uint64_t v)
     json_put(j, text, n > 0 ? (size_t)n : 0);
 }
 
-#define SR_JSON_N_STRINGS 7 /* the strings that may be cut; time is ours and never is */
+#define SR_JSON_N_STRINGS 8 /* the strings that may be cut (alpn included); time never is */
 
 /* The whole object with each string cut to <budget>; returns its full length. */
 static size_t
@@ -224,6 +226,10 @@ json_access(struct json_out *j, const struct sr_access_record *rec, size_t budge
     json_string(j, rec->detail, budget);
     if (rec->has_ech) {
         json_put(j, ",\"ech\":true", 11);
+    }
+    if (rec->alpn_route != NULL) {
+        json_put(j, ",\"alpn\":", 8);
+        json_string(j, rec->alpn_route, budget);
     }
     json_put(j, "}\n", 2);
     return j->len;

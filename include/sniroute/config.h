@@ -78,10 +78,23 @@ struct sr_upstream {
 };
 
 /* A [routes NAME] section. */
+/* Longest ALPN protocol id in a route key ("acme-tls/1" is 10). */
+#define SR_CONFIG_ALPN_MAX 64
+
+/* Routes that apply only when the client offers ALPN protocol <proto>: keys written
+ * "NAME[PROTO]" in a [routes] section. */
+struct sr_alpn_routes {
+    char proto[SR_CONFIG_ALPN_MAX + 1];
+    size_t proto_len;
+    struct sr_route_table *table; /* values are indexes into sr_config.upstreams */
+};
+
 struct sr_routes {
     char name[SR_CONFIG_NAME_MAX + 1];
     unsigned line;
     struct sr_route_table *table; /* values are indexes into sr_config.upstreams */
+    struct sr_alpn_routes *alpn;  /* one table per protocol named; may be NULL */
+    size_t n_alpn;
 };
 
 /* A [listener NAME] section. */

@@ -80,6 +80,7 @@ struct sr_conn {
     enum sr_route_kind route;
     bool is_fallback; /* not TLS, or silent: sent to the listener's fallback */
     bool has_ech;     /* the hello carried Encrypted Client Hello */
+    const char *alpn_route; /* the ALPN condition of the route taken (config text), or NULL */
     const struct sr_upstream *upstream;
     /* The address being connected to: the route's HOST:PORT, or a server of its pool. */
     const struct sr_addr *target;

@@ -25,6 +25,7 @@ struct sr_access_record {
     const char *outcome;   /* "ok", "no_route", ... (see README) */
     const char *detail;    /* optional: a parser reason or a libuv error name */
     bool has_ech;          /* the hello carried Encrypted Client Hello: "ech=1" */
+    const char *alpn_route; /* the ALPN condition of the route taken, or NULL: "alpn=..." */
 };
 
 /* Format <rec> as one line, newline included, into <out> of <cap> bytes. Returns the length

@@ -235,6 +235,16 @@ static const struct config_case cases[] = {
      "[routes m]\ndefault = b:1\n",
      0,
      {"FILE:2: sniroute: workers: listener 'a' listens on port 0, which needs workers = 1"}},
+    {"ALPN routes: errors",
+     "[listener a]\nlisten = 127.0.0.1:1\nroutes = m\n[routes m]\n"
+     "x.com[acme-tls/1] = 127.0.0.1:1\nx.com[acme-tls/1] = 127.0.0.1:2\nx.com[] = 127.0.0.1:3\n"
+     "y.com[h2 = 127.0.0.1:5\ndefault = 127.0.0.1:6\n",
+     0,
+     {"FILE:6: routes 'm': duplicate route 'x.com[acme-tls/1]' (first at FILE:5)",
+      "FILE:7: routes 'm': bad route 'x.com[]': an ALPN condition is NAME[PROTOCOL], 1 to 64 "
+      "characters, as in example.com[acme-tls/1]",
+      "FILE:8: routes 'm': bad route 'y.com[h2': an ALPN condition is NAME[PROTOCOL], 1 to 64 "
+      "characters, as in example.com[acme-tls/1]"}},
     {"bad counts",
      "[sniroute]\nmax_connections = -1\nmax_connections_per_ip = 10000001\n"
      "[listener a]\nlisten = 127.0.0.1:8443\nroutes = m\nmax_connections = 5k\n"
@@ -598,6 +608,34 @@ test_pools(void)
 }
 
 static void
+test_alpn_routes(void)
+{
+    static const char text[] = "[listener a]\nlisten = 127.0.0.1:8443\nroutes = m\n[routes m]\n"
+                               "x.com = 127.0.0.1:1\n*.x.com[acme-tls/1] = 127.0.0.1:2\n"
+                               "default[acme-tls/1] = 127.0.0.1:3\nX.COM[h2] = 127.0.0.1:4\n";
+    const char *none[] = {NULL};
+    struct sr_route_hit hit;
+    struct sr_config cfg;
+    const struct sr_routes *r;
+
+    check_text("alpn", text, strlen(text), none, &cfg);
+    r = &cfg.routes[0];
+    ASSERT_EQ(r->n_alpn, 2);
+    ASSERT_STR_EQ(r->alpn[0].proto, "acme-tls/1");
+    ASSERT_EQ(r->alpn[0].proto_len, 10);
+    ASSERT_EQ(sr_route_lookup(r->alpn[0].table, "a.x.com", 7, &hit), SR_ROUTE_WILDCARD);
+    ASSERT_EQ(cfg.upstreams[hit.value].addr.port, 2);
+    ASSERT_EQ(sr_route_lookup(r->alpn[0].table, "y.com", 5, &hit), SR_ROUTE_DEFAULT);
+    ASSERT_EQ(cfg.upstreams[hit.value].addr.port, 3);
+    ASSERT_STR_EQ(r->alpn[1].proto, "h2");
+    ASSERT_EQ(sr_route_lookup(r->alpn[1].table, "x.com", 5, &hit), SR_ROUTE_EXACT);
+    ASSERT_EQ(cfg.upstreams[hit.value].addr.port, 4);
+    ASSERT_EQ(sr_route_lookup(r->table, "x.com", 5, &hit), SR_ROUTE_EXACT);
+    ASSERT_EQ(cfg.upstreams[hit.value].addr.port, 1);
+    sr_config_fini(&cfg);
+}
+
+static void
 test_missing_file(void)
 {
     struct collected got = {{NULL}, 0};
@@ -801,6 +839,7 @@ main(void)
     test_defaults_and_fields();
     test_limits();
     test_pools();
+    test_alpn_routes();
     test_missing_file();
     test_stream();
     test_fixture_full();

@@ -232,6 +232,12 @@ test_ech(void)
     rec.has_ech = false;
     sr_log_format_access(line, sizeof(line), &rec);
     ASSERT(strstr(line, " ech=") == NULL);
+    ASSERT(strstr(line, " alpn=") == NULL);
+    rec.alpn_route = "acme-tls/1";
+    sr_log_format_access(line, sizeof(line), &rec);
+    ASSERT(strstr(line, " outcome=ok alpn=acme-tls/1\n") != NULL);
+    sr_log_format_access_json(line, sizeof(line), &rec);
+    ASSERT(strstr(line, ",\"alpn\":\"acme-tls/1\"}\n") != NULL);
 }
 
 int
