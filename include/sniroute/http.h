@@ -125,6 +125,9 @@ struct sr_http_head {
  * for an SSH banner ("SSH-2.0-OpenSSH_9.6 Debian\r\n" is a token, then either CR or a
  * comment without a version): an SSH banner (RFC 4253 4.2) is always NOT_HTTP unless its
  * comment's second word starts with "HTTP/". Once "HTTP/" is seen, anything wrong is BAD.
+ * An empty line before the request line (RFC 9112 2.2 says a server SHOULD ignore one) is
+ * NOT_HTTP: on a new connection it is junk; a caller reading a later request on a kept-alive
+ * connection skips CRLFs after the previous body before calling.
  *
  * Views in <*out> point into <buf> and live as long as it stays unmodified. Nothing is kept
  * after return. The host is not normalized: pass it to sr_name_normalize() (names) before a
