@@ -96,31 +96,48 @@ struct sr_conn {
     bool is_proxy_expected;
     size_t proxy_len;
     bool has_proxied;
-    struct sockaddr_storage peer; /* the TCP peer: a client, or a trusted load balancer */
-    struct sockaddr_storage proxied_src;
-    struct sockaddr_storage proxied_dst;
     struct sr_ipkey source_key; /* the client for source_hash: proxied, or the peer */
     bool has_source_key;
 
-    uv_getaddrinfo_t resolve_req;
-    struct addrinfo *addrs;      /* from the resolver, freed at close */
-    struct addrinfo *next_addr;  /* next one to try */
-    struct sockaddr_storage literal_addr; /* a literal upstream, as a one-entry list: */
-    struct addrinfo literal_ai;
-    uv_connect_t connect_req;
+    struct addrinfo *addrs;     /* from the resolver, freed at close */
+    struct addrinfo *next_addr; /* next one to try */
     int last_connect_error;
 
-    /* One request of each kind is ever in flight: the peeked bytes to the backend, or a
-     * refusal's alert and FIN to the client. */
-    uv_write_t write_req;
-    uv_shutdown_t shutdown_req;
-
-    /* Relaying: poll handles on the two sockets, and what each is watched for. */
-    uv_poll_t client_poll;
-    uv_poll_t backend_poll;
-    int client_events;
+    /* Memory per connection is what an idle relay costs, so what is done with before the
+     * relay starts shares space with what the relay needs (C11 anonymous members: the
+     * names read as plain fields). */
+    union {
+        /* Until the relay starts: addresses. */
+        struct {
+            struct sockaddr_storage peer; /* the TCP peer: a client, or a load balancer */
+            struct sockaddr_storage proxied_src;
+            struct sockaddr_storage proxied_dst;
+            struct sockaddr_storage literal_addr; /* a literal upstream, as a one-entry */
+            struct addrinfo literal_ai;           /* list for connect_next() */
+        };
+        /* Relaying (has_polls): poll handles on the two sockets. Initialized only after
+         * the PROXY header, the last user of the addresses, has been built. */
+        struct {
+            uv_poll_t client_poll;
+            uv_poll_t backend_poll;
+        };
+    };
+    int client_events; /* what each poll handle watches */
     int backend_events;
     bool has_polls;
+
+    /* One request is in flight at a time, so they share space: resolving, then
+     * connecting, then the peeked bytes to the backend (or, instead of all that, a
+     * refusal's alert and FIN to the client). libuv no longer touches a request once its
+     * callback has run, which is where the next one starts. */
+    union {
+        uv_getaddrinfo_t resolve_req; /* SR_CONN_RESOLVING */
+        uv_connect_t connect_req;     /* SR_CONN_CONNECTING */
+        struct {
+            uv_write_t write_req;       /* the peeked bytes, or a refusal's alert */
+            uv_shutdown_t shutdown_req; /* a refusal's FIN */
+        };
+    };
 
     struct sr_flow up;   /* client to backend */
     struct sr_flow down; /* backend to client */
