@@ -486,6 +486,7 @@ def case_route_wildcard_longest(ctx):
     cap = ctx.backends["capture"]
     cap.drain_results()
     hello = client_hello("z.cap.example.com")
+    log_mark = ctx.main.mark()  # a reused client port must not match an older line
     lport, reply = raw_exchange(port, hello + b"after")
     try:
         r = cap.next_result(5, "z.cap.example.com")
@@ -497,7 +498,7 @@ def case_route_wildcard_longest(ctx):
           "z.cap.example.com: the *.cap.example.com backend got %s" % short(str(r)))
     check(reply == r[2], "z.cap.example.com: reply differs (%d bytes, want %d)"
           % (len(reply), len(r[2])))
-    e = ctx.main.wait_log_port(lport, "z.cap.example.com")
+    e = ctx.main.wait_log_port(lport, "z.cap.example.com", start=log_mark)
     expect_log(e, sni="z.cap.example.com", route="wildcard",
                upstream="127.0.0.1:%d" % cap.port)
 
@@ -531,6 +532,7 @@ def case_route_no_sni(ctx):
 
 def case_no_sni_reject(ctx):
     port = ctx.main.port("strict")
+    log_mark = ctx.main.mark()  # a reused client port must not match an older line
     lport, reply = raw_exchange(port, client_hello(None))
     # The brief says "alert then close" without naming the alert for a hello that names
     # nothing: any fatal alert record passes, and the one seen is printed.
@@ -539,7 +541,7 @@ def case_no_sni_reject(ctx):
           % (reply.hex() or "nothing"))
     ctx.notes.append("no_sni=reject sends alert %d%s" % (
         reply[6], "" if reply[6] == 112 else " (unknown name with no default sends 112)"))
-    e = ctx.main.wait_log_port(lport, "no-SNI reject")
+    e = ctx.main.wait_log_port(lport, "no-SNI reject", start=log_mark)
     expect_log(e, listener="strict", sni="-", route="none",
                outcome=one_of("no_route", "no_sni"))
     rc, out, err = s_client(ctx, port, None)
@@ -590,6 +592,7 @@ def case_bulk_64mib(ctx):
     c = ssl.create_default_context(cafile=ctx.pki.ca)
     want_up = stream_digest(1, BULK_BYTES)
     want_down = stream_digest(2, BULK_BYTES)
+    log_mark = ctx.main.mark()  # a reused client port must not match an older line
     s = connect(port)
     lport = s.getsockname()[1]
     try:
@@ -606,7 +609,7 @@ def case_bulk_64mib(ctx):
     check(b_recv == BULK_BYTES, "bulk: backend received %d bytes, want %d"
           % (b_recv, BULK_BYTES))
     check(b_recv_hash == want_up, "bulk: client->backend SHA-256 differs")
-    e = ctx.main.wait_log_port(lport, "bulk")
+    e = ctx.main.wait_log_port(lport, "bulk", start=log_mark)
     expect_log(e, sni="bulk.test", route="exact", outcome="ok",
                bytes_in=at_least(BULK_BYTES), bytes_out=at_least(BULK_BYTES))
 
@@ -617,6 +620,7 @@ def case_half_close(ctx):
     cap.drain_results()
     hello = client_hello("half.test")
     payload = random.Random(7).randbytes(200000)
+    log_mark = ctx.main.mark()  # a reused client port must not match an older line
     with connect(port) as s:
         lport = s.getsockname()[1]
         s.sendall(hello + payload)
@@ -635,13 +639,14 @@ def case_half_close(ctx):
     want = reply_for(hello + payload)
     check(reply == want, "half-close: client got %d reply bytes after its shutdown, want %d"
           % (len(reply), len(want)))
-    e = ctx.main.wait_log_port(lport, "half-close")
+    e = ctx.main.wait_log_port(lport, "half-close", start=log_mark)
     expect_log(e, sni="half.test", route="exact", outcome="ok",
                bytes_in=len(hello) + len(payload), bytes_out=len(want))
 
 
 def case_dead_backend(ctx):
     port = ctx.main.port()
+    log_mark = ctx.main.mark()  # a reused client port must not match an older line
     with connect(port) as s:
         lport = s.getsockname()[1]
         s.sendall(client_hello("dead.test"))
@@ -649,7 +654,7 @@ def case_dead_backend(ctx):
     check(how == "eof", "dead backend: client got a %s (after %s), want a clean EOF"
           % (how, short(data)))
     check(data == b"", "dead backend: client got bytes before EOF: %s" % short(data))
-    e = ctx.main.wait_log_port(lport, "dead.test")
+    e = ctx.main.wait_log_port(lport, "dead.test", start=log_mark)
     expect_log(e, sni="dead.test", route="exact", outcome="connect_failed")
     check(ctx.main.alive(), "daemon exited after a dead backend")
     expect_s_client(ctx, port, "example.com", "backend-exact")
@@ -657,13 +662,14 @@ def case_dead_backend(ctx):
 
 def case_resolve_failed(ctx):
     port = ctx.main.port()
+    log_mark = ctx.main.mark()  # a reused client port must not match an older line
     with connect(port) as s:
         lport = s.getsockname()[1]
         s.sendall(client_hello("nx.test"))
         how, data = wait_close(s, 2 + 8)  # connect_timeout is 2s
     check(how == "eof" and data == b"", "unresolvable upstream: client got %s after %s, "
           "want a clean EOF" % (how, short(data)))
-    e = ctx.main.wait_log_port(lport, "nx.test")
+    e = ctx.main.wait_log_port(lport, "nx.test", start=log_mark)
     expect_log(e, sni="nx.test", route="exact",
                outcome=one_of("resolve_failed", "connect_timeout"))
     check(ctx.main.alive(), "daemon exited after an unresolvable upstream")
@@ -707,6 +713,7 @@ def case_dribble_hello(ctx):
     cap = ctx.backends["capture"]
     cap.drain_results()
     hello = client_hello("half.test")
+    log_mark = ctx.main.mark()  # a reused client port must not match an older line
     with connect(port) as s:
         lport = s.getsockname()[1]
         for i in range(len(hello)):
@@ -720,7 +727,7 @@ def case_dribble_hello(ctx):
           "dribble: backend got %s, want the %d-byte hello + 'tail' byte for byte"
           % (short(r[1] if len(r) > 1 else str(r)), len(hello)))
     check(reply == r[2], "dribble: reply differs")
-    e = ctx.main.wait_log_port(lport, "dribble")
+    e = ctx.main.wait_log_port(lport, "dribble", start=log_mark)
     expect_log(e, sni="half.test", outcome="ok", bytes_in=len(hello) + 4)
 
 
@@ -878,12 +885,13 @@ def case_ipv6(ctx):
     expect_curl(ctx, "example.com", p6, "backend-exact", addr="::1")
     expect_curl(ctx, None, p6, "backend-default", addr="::1")
     expect_s_client(ctx, p4, "example.com", "backend-exact")
+    log_mark = d.mark()  # a reused client port must not match an older line
     with connect(p6, "::1") as s:
         lport = s.getsockname()[1]
         s.sendall(client_hello("example.com"))
         s.shutdown(socket.SHUT_WR)
         recv_all(s, time.monotonic() + 10)
-    e = d.wait_log_port(lport, "IPv6 client")
+    e = d.wait_log_port(lport, "IPv6 client", start=log_mark)
     check(e.get("client", "").startswith("[::1]:"), "IPv6 client logged as %s, want [::1]:PORT"
           % e.get("client"))
 
@@ -931,6 +939,7 @@ def case_reset_propagation(ctx):
     echo = ctx.backends["echo"]
     echo.drain_results()
     # Client resets: the backend must see a reset, not a clean EOF.
+    log_mark = ctx.main.mark()  # a reused client port must not match an older line
     s = connect(port)
     lport = s.getsockname()[1]
     hello = client_hello("echo.test")
@@ -945,16 +954,17 @@ def case_reset_propagation(ctx):
         if r[0] != "ok" or r[1] == len(hello):
             break
     check(r[0] == "reset", "client reset: the backend saw %s, want a reset" % (r,))
-    e = ctx.main.wait_log_port(lport, "client reset")
+    e = ctx.main.wait_log_port(lport, "client reset", start=log_mark)
     expect_log(e, sni="echo.test", outcome="client_reset")
     # Backend resets: the client must see a reset, not a clean EOF.
+    log_mark = ctx.main.mark()  # a reused client port must not match an older line
     with connect(port) as s:
         lport = s.getsockname()[1]
         s.sendall(client_hello("reset.test"))
         how, data = wait_close(s, 10)
         check(how == "reset", "backend reset: the client saw %s (after %s), want a reset"
               % (how, short(data)))
-    e = ctx.main.wait_log_port(lport, "backend reset")
+    e = ctx.main.wait_log_port(lport, "backend reset", start=log_mark)
     expect_log(e, sni="reset.test", outcome="backend_reset")
     check(ctx.main.alive(), "daemon exited after resets")
 
@@ -996,11 +1006,12 @@ def case_idle_timeout(ctx):
         [("idle_timeout", "1s"), ("drain_timeout", "1s"), ("access_log", "stdout")],
         [("https", ["127.0.0.1:0"], "r", "default")],
         [("r", [("hold.test", "127.0.0.1:%d" % b["hold"].port)])]), 1)
+    log_mark = d.mark()  # a reused client port must not match an older line
     with connect(d.port()) as s:
         lport = s.getsockname()[1]
         s.sendall(client_hello("hold.test"))
         how, data = wait_close(s, 1 + 8)
-    e = d.wait_log_port(lport, "idle connection")
+    e = d.wait_log_port(lport, "idle connection", start=log_mark)
     expect_log(e, sni="hold.test", outcome="idle_timeout")
 
 
@@ -1011,6 +1022,7 @@ def case_sigterm_drain(ctx):
         [("https", ["127.0.0.1:0"], "r", "default")],
         [("r", [("echo.test", "127.0.0.1:%d" % b["echo"].port)])]), 1)
     port = d.port()
+    log_mark = d.mark()  # a reused client port must not match an older line
     s = connect(port)
     try:
         lport = s.getsockname()[1]
@@ -1041,7 +1053,7 @@ def case_sigterm_drain(ctx):
     check(took < 10, "drain: exited %.1fs after the last connection closed, i.e. waited "
           "for drain_timeout instead of the connection" % took)
     d.stopped_status = status
-    e = d.wait_log_port(lport, "drained connection", timeout=2)
+    e = d.wait_log_port(lport, "drained connection", start=log_mark, timeout=2)
     expect_log(e, sni="echo.test", outcome="ok")
 
 
@@ -1051,6 +1063,7 @@ def case_drain_timeout_expires(ctx):
         [("drain_timeout", "1s"), ("access_log", "stdout")],
         [("https", ["127.0.0.1:0"], "r", "default")],
         [("r", [("hold.test", "127.0.0.1:%d" % b["hold"].port)])]), 1)
+    log_mark = d.mark()  # a reused client port must not match an older line
     s = connect(d.port())
     try:
         lport = s.getsockname()[1]
@@ -1065,7 +1078,7 @@ def case_drain_timeout_expires(ctx):
         d.stopped_status = status
     finally:
         s.close()
-    e = d.wait_log_port(lport, "connection cut by drain_timeout", timeout=2)
+    e = d.wait_log_port(lport, "connection cut by drain_timeout", start=log_mark, timeout=2)
     expect_log(e, sni="hold.test", outcome="drained")
 
 

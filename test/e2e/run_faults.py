@@ -372,13 +372,14 @@ def case_backend_refuses(ctx):
     """Fails if the client gets a reset or any byte instead of a clean FIN, or the outcome
     is not connect_failed."""
     d = ctx.main
+    log_mark = d.mark()  # a reused client port must not match an older line
     with connect(d.port()) as s:
         lport = s.getsockname()[1]
         s.sendall(client_hello("refused.test"))
         how, data = wait_close(s, 1 + 5)
     check(how == "eof" and data == b"", "refused upstream: client got %s after %s, want "
           "a clean EOF and no bytes" % (how, short(data)))
-    e = d.wait_log_port(lport, "refused.test")
+    e = d.wait_log_port(lport, "refused.test", start=log_mark)
     check(e.get("outcome") == "connect_failed", "refused upstream: %s" % e["_raw"])
     check(e.get("detail") == "ECONNREFUSED", "refused upstream: detail %s, want "
           "ECONNREFUSED" % e.get("detail"))
@@ -516,6 +517,7 @@ def case_backend_reset_midstream(ctx):
     sent = 0
     echoed = 0
     how = None
+    log_mark = d.mark()  # a reused client port must not match an older line
     with connect(d.port()) as s:
         lport = s.getsockname()[1]
         s.setblocking(False)
@@ -544,7 +546,7 @@ def case_backend_reset_midstream(ctx):
     # How much of that echo the client reads first is up to its kernel: a reset may
     # overtake data the client has not read yet, relayed or not.
     check(r[1] >= MIB, "the backend reset after only %d bytes" % r[1])
-    e = d.wait_log_port(lport, "backend reset mid-stream")
+    e = d.wait_log_port(lport, "backend reset mid-stream", start=log_mark)
     check(e.get("outcome") == "backend_reset", "backend reset mid-stream: %s" % e["_raw"])
     return "client saw %s after %.1f MiB echoed; detail=%s" % (how, echoed / MIB,
                                                               e.get("detail"))
@@ -561,6 +563,7 @@ def case_backend_reset_while_stalled(ctx):
     ctx.extra.append(flood)
     dd = start_daemon(ctx, "reset-stalled", [("idle_timeout", "1m")],
                       [("flood.test", "127.0.0.1:%d" % flood.port)])
+    log_mark = dd.mark()  # a reused client port must not match an older line
     with connect(dd.port(), timeout=20) as s:
         lport = s.getsockname()[1]
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
@@ -587,7 +590,7 @@ def case_backend_reset_while_stalled(ctx):
             how = "nothing within 10s"
     check(how == "reset", "backend reset while stalled: the client read %d bytes then %s, "
           "want a reset" % (n, how))
-    e = dd.wait_log_port(lport, "backend reset while stalled")
+    e = dd.wait_log_port(lport, "backend reset while stalled", start=log_mark)
     check(e.get("outcome") == "backend_reset", "backend reset while stalled: %s" % e["_raw"])
     return "client read %.1f MiB then a reset; detail=%s" % (n / MIB, e.get("detail"))
 
@@ -600,6 +603,7 @@ def case_backend_blackhole(ctx):
     check(ctx.blackhole.probe(0.3) == "pending", "test bug: the black hole answers")
     d = ctx.main
     t0 = time.monotonic()
+    log_mark = d.mark()  # a reused client port must not match an older line
     with connect(d.port()) as s:
         lport = s.getsockname()[1]
         s.sendall(client_hello("blackhole.test"))
@@ -607,7 +611,7 @@ def case_backend_blackhole(ctx):
     took = time.monotonic() - t0
     check(how == "eof" and data == b"", "black hole: client got %s after %s, want a clean "
           "EOF and no bytes" % (how, short(data)))
-    e = d.wait_log_port(lport, "blackhole.test")
+    e = d.wait_log_port(lport, "blackhole.test", start=log_mark)
     check(e.get("outcome") == "connect_timeout", "black hole: %s" % e["_raw"])
     check(d.alive(), "daemon exited after a connect timeout")
     return "closed after %.2fs, duration_ms=%s" % (took, e.get("duration_ms"))
@@ -619,6 +623,7 @@ def case_client_reset_midstream(ctx):
     d = ctx.main
     be = ctx.backends["stream"]
     be.drain_results()
+    log_mark = d.mark()  # a reused client port must not match an older line
     with connect(d.port()) as s:
         lport = s.getsockname()[1]
         s.sendall(client_hello("stream.test") + bytes(256 * 1024))
@@ -628,7 +633,7 @@ def case_client_reset_midstream(ctx):
     r = be.next_result(10, "client reset mid-stream")
     check(r[0] == "reset", "client reset mid-stream: the backend saw %s, want a reset"
           % (r,))
-    e = d.wait_log_port(lport, "client reset mid-stream")
+    e = d.wait_log_port(lport, "client reset mid-stream", start=log_mark)
     check(e.get("outcome") == "client_reset", "client reset mid-stream: %s" % e["_raw"])
     return "backend saw %s after receiving %d bytes" % (r[1], r[2])
 
@@ -677,6 +682,7 @@ def case_backend_half_close_first(ctx):
     be.drain_results()
     hello = ctx.hello_half
     more = 4 * MIB
+    log_mark = d.mark()  # a reused client port must not match an older line
     with connect(d.port(), timeout=20) as s:
         lport = s.getsockname()[1]
         s.sendall(hello)
@@ -711,7 +717,7 @@ def case_backend_half_close_first(ctx):
     check(r[2] == more and r[3] == pattern_digest(more),
           "half-close: the backend got %d bytes after its FIN, want %d%s"
           % (r[2], more, "" if r[2] != more else " (different bytes)"))
-    e = d.wait_log_port(lport, "half-close")
+    e = d.wait_log_port(lport, "half-close", start=log_mark)
     check(e.get("outcome") == "ok" and e.get("bytes_in") == str(len(hello) + more)
           and e.get("bytes_out") == str(MIB), "half-close: %s" % e["_raw"])
 
@@ -918,6 +924,7 @@ def case_upstream_speaks_first(ctx):
     be = ctx.backends["banner"]
     be.drain_results()
     hello = client_hello("banner.test")
+    log_mark = d.mark()  # a reused client port must not match an older line
     with connect(d.port()) as s:
         lport = s.getsockname()[1]
         s.sendall(hello)
@@ -934,7 +941,7 @@ def case_upstream_speaks_first(ctx):
     r = be.next_result(5, "speaks first")
     check(r == ("ok", hello + b"after-banner"), "speaks first: backend got %s"
           % short(str(r)))
-    e = d.wait_log_port(lport, "speaks first")
+    e = d.wait_log_port(lport, "speaks first", start=log_mark)
     check(e.get("outcome") == "ok", "speaks first: %s" % e["_raw"])
 
 
@@ -965,6 +972,7 @@ def case_hello_at_cap(ctx):
     for cuts in (0, 2):
         cap.drain_results()
         h = hello_of_size("cap.test", 16384, cuts)
+        log_mark = d.mark()  # a reused client port must not match an older line
         with connect(d.port()) as s:
             lport = s.getsockname()[1]
             s.sendall(h + b"after-the-hello")
@@ -975,7 +983,7 @@ def case_hello_at_cap(ctx):
               "16384-byte hello in %d record(s): the backend got %d bytes, want %d"
               % (cuts + 1, len(r[1]) if len(r) > 1 else -1, len(h) + 15))
         check(reply == r[2], "hello at the cap: reply differs")
-        e = d.wait_log_port(lport, "hello at the cap")
+        e = d.wait_log_port(lport, "hello at the cap", start=log_mark)
         check(e.get("outcome") == "ok" and e.get("bytes_in") == str(len(h) + 15),
               "hello at the cap: %s" % e["_raw"])
 
@@ -989,6 +997,7 @@ def case_hello_over_cap(ctx):
     cap.drain_results()
     for cuts in (0, 2):
         h = hello_of_size("cap.test", 16385, cuts)
+        log_mark = d.mark()  # a reused client port must not match an older line
         with connect(d.port()) as s:
             lport = s.getsockname()[1]
             try:
@@ -999,7 +1008,7 @@ def case_hello_over_cap(ctx):
         check(how == "eof" and data == ALERT_HANDSHAKE_FAILURE,
               "16385-byte hello in %d record(s): client got %s then %s, want %s then EOF"
               % (cuts + 1, data.hex() or "nothing", how, ALERT_HANDSHAKE_FAILURE.hex()))
-        e = d.wait_log_port(lport, "hello over the cap")
+        e = d.wait_log_port(lport, "hello over the cap", start=log_mark)
         check(e.get("outcome") == "too_large", "hello over the cap: %s" % e["_raw"])
     check(cap.results.empty(), "a hello over the cap reached the backend")
 
