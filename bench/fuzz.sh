@@ -1,7 +1,8 @@
 #!/bin/sh
 # SPDX-License-Identifier: MIT
-# Long libFuzzer runs: each target (fuzz_hello, fuzz_config) for SECONDS (default 300), one
-# after the other, under ASan+UBSan. Builds build-fuzz with clang first if needed. New
+# Long libFuzzer runs: each target (fuzz_hello, fuzz_config, fuzz_proxyproto, fuzz_http)
+# for SECONDS (default 300), one after the other, under ASan+UBSan. Configures and builds
+# build-fuzz with clang first (a no-op when up to date). New
 # inputs go to build-fuzz/corpus/TARGET (never into the source tree); crashes, leaks and
 # timeouts to build-fuzz/findings/TARGET. Prints a Markdown summary (append it to
 # bench/results/fuzz.md to record a run). Exit 0 when no target found anything.
@@ -11,13 +12,12 @@ set -eu
 cd "$(dirname "$0")/.."
 secs=${1:-300}
 [ $# -gt 0 ] && shift
-targets=${*:-fuzz_hello fuzz_config}
+targets=${*:-fuzz_hello fuzz_config fuzz_proxyproto fuzz_http}
 build="build-fuzz"
 
-if [ ! -f "$build/CMakeCache.txt" ]; then
-    CC=clang cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Debug -DSNIROUTE_SANITIZE=ON \
-        -DSNIROUTE_FUZZ=ON >/dev/null
-fi
+# Configure every time: a target added since the last run must be known to the build.
+CC=clang cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Debug -DSNIROUTE_SANITIZE=ON \
+    -DSNIROUTE_FUZZ=ON >/dev/null
 # shellcheck disable=SC2086 # one word per target
 cmake --build "$build" -j"$(nproc)" --target $targets >/dev/null
 
@@ -36,6 +36,11 @@ for t in $targets; do
         seeds="test/fuzz/corpus/config test/fixtures/config"
         extra="-dict=test/fuzz/config.dict -max_len=4096"
         ;;
+    fuzz_proxyproto)
+        seeds="test/fuzz/corpus/proxyproto test/fixtures/proxyproto"
+        extra="-dict=test/fuzz/proxyproto.dict"
+        ;;
+    fuzz_http) seeds="test/fuzz/corpus/http" extra="-max_len=4096" ;;
     *) echo "unknown target $t" >&2; exit 2 ;;
     esac
     corpus=$build/corpus/$t
