@@ -1,0 +1,249 @@
+/* SPDX-License-Identifier: MIT */
+/* HTTP/1.x request boundaries (RFC 9112 section 6 for the body length, 7.1 for chunked
+ * coding). Heads are gathered whole and parsed with sr_http_parse_head(); bodies and chunk
+ * framing are passed on byte for byte as they arrive, so memory is one head at most. */
+#include "sniroute/httptrack.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+enum {
+    T_HEAD,       /* gathering a request head (empty lines before it pass through) */
+    T_BODY,       /* <remaining> bytes of a Content-Length body */
+    T_CHUNK_SIZE, /* hex digits of a chunk size */
+    T_CHUNK_EXT,  /* chunk extensions, up to CR */
+    T_CHUNK_LF,   /* the LF after a chunk-size line */
+    T_CHUNK_DATA, /* <remaining> bytes of chunk data */
+    T_CHUNK_DATA_CR,
+    T_CHUNK_DATA_LF,
+    T_TRAILER, /* trailer lines after the last chunk, up to an empty line */
+    T_TRAILER_LF,
+    T_TUNNEL, /* after Upgrade or CONNECT: not HTTP any more, everything passes */
+};
+
+/* A chunk-size line or trailer section longer than this is not a real client. */
+#define SR_TRACK_LINE_MAX 4096
+
+static int
+put(struct sr_bytes *b, const uint8_t *p, size_t n)
+{
+    if (b->len + n > b->cap) {
+        size_t cap = b->cap ? b->cap : 1024;
+        uint8_t *grown;
+
+        while (cap < b->len + n) {
+            cap *= 2;
+        }
+        grown = realloc(b->p, cap);
+        if (grown == NULL) {
+            return -1;
+        }
+        b->p = grown;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, p, n);
+    b->len += n;
+    return 0;
+}
+
+void
+sr_http_track_init(struct sr_http_track *t, size_t head_max, sr_track_head_fn on_head, void *ctx)
+{
+    memset(t, 0, sizeof(*t));
+    t->state = T_HEAD;
+    t->head_max = head_max;
+    t->on_head = on_head;
+    t->ctx = ctx;
+}
+
+void
+sr_http_track_fini(struct sr_http_track *t)
+{
+    free(t->head.p);
+    t->head.p = NULL;
+}
+
+static int
+hex_value(uint8_t c)
+{
+    if (c >= '0' && c <= '9') {
+        return c - '0';
+    }
+    if (c >= 'a' && c <= 'f') {
+        return c - 'a' + 10;
+    }
+    if (c >= 'A' && c <= 'F') {
+        return c - 'A' + 10;
+    }
+    return -1;
+}
+
+/* A head is complete in t->head: parse it, ask the caller, set up the body. */
+static enum sr_track_result
+head_done(struct sr_http_track *t, struct sr_bytes *out)
+{
+    sr_http_parse_head(t->head.p, t->head.len, &t->last);
+    if (t->last.status != SR_HTTP_OK || t->last.head_len != t->head.len) {
+        return SR_TRACK_BAD;
+    }
+    if (t->on_head(t->ctx, &t->last) != 0) {
+        return SR_TRACK_STOP;
+    }
+    if (put(out, t->head.p, t->head.len) != 0) {
+        return SR_TRACK_NOMEM;
+    }
+    t->head.len = 0;
+    t->n_crlf = 0;
+    if (t->last.is_upgrade) {
+        t->state = T_TUNNEL;
+    } else if (t->last.is_chunked) {
+        t->state = T_CHUNK_SIZE;
+        t->chunk_size = 0;
+        t->n_size_digits = 0;
+        t->line_len = 0;
+    } else if (t->last.has_content_length && t->last.content_length > 0) {
+        t->state = T_BODY;
+        t->remaining = t->last.content_length;
+    } else {
+        t->state = T_HEAD;
+    }
+    return SR_TRACK_OK;
+}
+
+enum sr_track_result
+sr_http_track_feed(struct sr_http_track *t, const uint8_t *in, size_t n, struct sr_bytes *out)
+{
+    size_t i = 0;
+
+    while (i < n) {
+        uint8_t c = in[i];
+        size_t k;
+
+        switch (t->state) {
+        case T_TUNNEL:
+            return put(out, in + i, n - i) == 0 ? SR_TRACK_OK : SR_TRACK_NOMEM;
+        case T_BODY:
+        case T_CHUNK_DATA:
+            k = n - i < t->remaining ? n - i : (size_t)t->remaining;
+            if (put(out, in + i, k) != 0) {
+                return SR_TRACK_NOMEM;
+            }
+            i += k;
+            t->remaining -= k;
+            if (t->remaining == 0) {
+                t->state = t->state == T_BODY ? T_HEAD : T_CHUNK_DATA_CR;
+            }
+            continue;
+        case T_HEAD:
+            if (t->head.len == 0 && (c == '\r' || c == '\n')) {
+                /* Empty lines between requests: a server ignores them (RFC 9112 2.2). */
+                if (put(out, &c, 1) != 0) {
+                    return SR_TRACK_NOMEM;
+                }
+                i++;
+                continue;
+            }
+            if (t->head.len == t->head_max) {
+                return SR_TRACK_TOO_LARGE;
+            }
+            if (put(&t->head, &c, 1) != 0) {
+                return SR_TRACK_NOMEM;
+            }
+            i++;
+            t->n_crlf = (c == (t->n_crlf % 2 == 0 ? '\r' : '\n')) ? t->n_crlf + 1
+                        : (c == '\r')                             ? 1
+                                                                  : 0;
+            if (t->n_crlf == 4) {
+                enum sr_track_result r = head_done(t, out);
+
+                if (r != SR_TRACK_OK) {
+                    return r;
+                }
+            }
+            continue;
+        default:
+            break;
+        }
+
+        /* Chunk framing and trailers: one byte at a time, each passed on. */
+        if (put(out, &c, 1) != 0) {
+            return SR_TRACK_NOMEM;
+        }
+        i++;
+        if (++t->line_len > SR_TRACK_LINE_MAX) {
+            return SR_TRACK_TOO_LARGE;
+        }
+        switch (t->state) {
+        case T_CHUNK_SIZE:
+            if (hex_value(c) >= 0) {
+                /* 15 hex digits: 2^60 bytes, more than any body; refuse wrap-around. */
+                if (++t->n_size_digits > 15) {
+                    return SR_TRACK_BAD;
+                }
+                t->chunk_size = t->chunk_size * 16 + (uint64_t)hex_value(c);
+            } else if (t->n_size_digits > 0 && (c == ';' || c == ' ' || c == '\t')) {
+                t->state = T_CHUNK_EXT;
+            } else if (t->n_size_digits > 0 && c == '\r') {
+                t->state = T_CHUNK_LF;
+            } else {
+                return SR_TRACK_BAD;
+            }
+            break;
+        case T_CHUNK_EXT:
+            if (c == '\r') {
+                t->state = T_CHUNK_LF;
+            } else if (c == '\n') {
+                return SR_TRACK_BAD;
+            }
+            break;
+        case T_CHUNK_LF:
+            if (c != '\n') {
+                return SR_TRACK_BAD;
+            }
+            t->line_len = 0;
+            if (t->chunk_size == 0) {
+                t->state = T_TRAILER;
+                t->trailer_len = 0;
+            } else {
+                t->state = T_CHUNK_DATA;
+                t->remaining = t->chunk_size;
+            }
+            break;
+        case T_CHUNK_DATA_CR:
+            if (c != '\r') {
+                return SR_TRACK_BAD;
+            }
+            t->state = T_CHUNK_DATA_LF;
+            break;
+        case T_CHUNK_DATA_LF:
+            if (c != '\n') {
+                return SR_TRACK_BAD;
+            }
+            t->state = T_CHUNK_SIZE;
+            t->chunk_size = 0;
+            t->n_size_digits = 0;
+            t->line_len = 0;
+            break;
+        case T_TRAILER:
+            if (c == '\r') {
+                t->state = T_TRAILER_LF;
+            } else if (c == '\n') {
+                return SR_TRACK_BAD;
+            } else if (++t->trailer_len > SR_TRACK_LINE_MAX) {
+                return SR_TRACK_TOO_LARGE;
+            }
+            break;
+        case T_TRAILER_LF:
+            if (c != '\n') {
+                return SR_TRACK_BAD;
+            }
+            /* An empty line (CRLF right after the previous line) ends the message. */
+            t->state = t->line_len == 2 ? T_HEAD : T_TRAILER;
+            t->line_len = 0;
+            break;
+        default:
+            return SR_TRACK_BAD;
+        }
+    }
+    return SR_TRACK_OK;
+}
