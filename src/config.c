@@ -810,6 +810,21 @@ intern_target(struct loader *ld, const char *value, const char *where)
     return intern_upstream(ld, &addr);
 }
 
+/* protocol = tls | http. */
+static void
+set_protocol(struct loader *ld, const struct keyword *kw, const char *key, const char *value)
+{
+    char label[LABEL_MAX];
+
+    (void)kw;
+    if (strcmp(value, "tls") == 0 || strcmp(value, "http") == 0) {
+        ld->cfg->listeners[ld->sec_index].is_http = value[0] == 'h';
+        return;
+    }
+    report(ld, ld->line, "%s: %s: bad value '%s' (tls or http)",
+           section_label(ld, label, sizeof(label)), key, value);
+}
+
 /* fallback = TARGET: where a listener sends connections that do not start with TLS. */
 static void
 set_fallback(struct loader *ld, const struct keyword *kw, const char *key, const char *value)
@@ -981,6 +996,7 @@ static const struct keyword keywords[] = {
     {SEC_LISTENER, "max_connections", set_count,
      offsetof(struct sr_listener_config, max_connections), false},
     {SEC_LISTENER, "proxy_protocol", set_proxy_protocol, 0, false},
+    {SEC_LISTENER, "protocol", set_protocol, 0, false},
     {SEC_LISTENER, "fallback", set_fallback, 0, false},
     {SEC_LISTENER, "fallback_timeout", set_duration,
      offsetof(struct sr_listener_config, fallback_timeout_ms), false},

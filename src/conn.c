@@ -15,11 +15,13 @@
 #include <uv.h>
 
 #include "sniroute/hello.h"
+#include "sniroute/http.h"
 #include "sniroute/log.h"
 #include "sniroute/proxyproto.h"
 
 static void on_timer(uv_timer_t *timer);
 static void connect_start(struct sr_conn *conn);
+static void conn_refuse_with(struct sr_conn *conn, size_t len, const char *outcome);
 static void conn_connect_upstream(struct sr_conn *conn, size_t index);
 static void conn_fallback(struct sr_conn *conn);
 static void pool_pick(struct sr_conn *conn);
@@ -58,6 +60,11 @@ conn_release(struct sr_conn *conn)
         sr_pool_conn_end(conn->pool, conn->pool_index);
     }
     free(conn->proxy_header);
+    if (conn->http_track != NULL) {
+        sr_http_track_fini(conn->http_track);
+        free(conn->http_track);
+    }
+    free(conn->http_out.p);
     free(conn->peek);
     sr_generation_unref(conn->gen);
     sr__server_conn_gone(conn->server, conn);
@@ -286,20 +293,41 @@ on_alert_written(uv_write_t *req, int status)
 static void
 conn_refuse(struct sr_conn *conn, uint8_t alert, const char *outcome)
 {
+    sr_hello_alert(conn->peek, alert);
+    conn_refuse_with(conn, SR_HELLO_ALERT_LEN, outcome);
+}
+
+/* Send the first <len> bytes of the peek buffer (an alert, an HTTP error response) to the
+ * client, then close with a lingering FIN. The peek buffer holds nothing we still need. */
+static void
+conn_refuse_with(struct sr_conn *conn, size_t len, const char *outcome)
+{
     uv_buf_t buf;
 
     conn->outcome = outcome;
     conn->state = SR_CONN_REFUSING;
     uv_read_stop((uv_stream_t *)&conn->client);
     uv_timer_start(&conn->timer, on_timer, SR_LINGER_MS, 0);
-    sr_hello_alert(conn->peek, alert);
-    buf = uv_buf_init((char *)conn->peek, SR_HELLO_ALERT_LEN);
+    buf = uv_buf_init((char *)conn->peek, (unsigned)len);
     conn->write_req.data = conn;
     if (uv_write(&conn->write_req, (uv_stream_t *)&conn->client, &buf, 1, on_alert_written) != 0) {
         sr_conn_close(conn, NULL);
         return;
     }
-    conn->down.n_bytes += SR_HELLO_ALERT_LEN; /* bytes_out tells what the client was sent */
+    conn->down.n_bytes += len; /* bytes_out tells what the client was sent */
+}
+
+/* An HTTP listener's answer to a request it cannot route (400 or 421). */
+static void
+conn_refuse_http(struct sr_conn *conn, int code, const char *outcome)
+{
+    size_t len = sr_http_error_response((char *)conn->peek, conn->peek_cap, code);
+
+    if (len == 0) {
+        sr_conn_close(conn, outcome);
+        return;
+    }
+    conn_refuse_with(conn, len, outcome);
 }
 
 /* --- Peeking the ClientHello ------------------------------------------------------------ */
@@ -520,6 +548,97 @@ proxy_header_read(struct sr_conn *conn)
     return false;
 }
 
+/* The host a request head names, routed like a server name: a name normalized and looked
+ * up (exact, wildcard, default), an IP literal to the default. Returns the hit's kind;
+ * <sni> receives the normalized name ("" for a literal). */
+static enum sr_route_kind
+http_route(const struct sr_conn *conn, const struct sr_http_head *head, char *sni,
+           struct sr_route_hit *hit)
+{
+    size_t len = 0;
+
+    sni[0] = '\0';
+    if (head->is_ip_literal ||
+        sr_name_normalize(head->host.ptr, head->host.len, sni, &len) != SR_NAME_OK) {
+        sni[0] = '\0';
+        return sr_route_lookup_default(conn->routes->table, hit);
+    }
+    return sr_route_lookup(conn->routes->table, sni, len, hit);
+}
+
+/* The tracker's question for every request head on the connection, the first included:
+ * may it go to the backend the first request chose? Only if the map gives its host that
+ * same backend; otherwise the connection ends (the client opens a new one). */
+static int
+on_http_head(void *ctx, const struct sr_http_head *head)
+{
+    struct sr_conn *conn = ctx;
+    char sni[SR_NAME_MAX + 1];
+    struct sr_route_hit hit;
+
+    if (http_route(conn, head, sni, &hit) == SR_ROUTE_MISS || hit.value != conn->http_target) {
+        return 1;
+    }
+    return 0;
+}
+
+void
+sr__conn_http_refused(struct sr_conn *conn, enum sr_track_result r)
+{
+    conn->detail = r == SR_TRACK_STOP        ? "a later request names a host routed elsewhere"
+                   : r == SR_TRACK_TOO_LARGE ? "request head too large"
+                                             : "not HTTP/1.x any more";
+    sr_conn_close(conn, r == SR_TRACK_STOP ? "host_changed" : "malformed");
+}
+
+/* protocol = http: route by the Host of the first request head. */
+static void
+http_read(struct sr_conn *conn)
+{
+    size_t cap = peek_max(conn);
+    struct sr_http_head head;
+    struct sr_route_hit hit;
+
+    sr_http_parse_head(conn->peek + conn->proxy_len, conn->peek_len - conn->proxy_len, &head);
+    switch (head.status) {
+    case SR_HTTP_NEED_MORE:
+        conn->parse_at = conn->peek_len + head.need;
+        if (conn->parse_at > cap) {
+            conn->detail = "request head larger than max_hello_size";
+            conn_refuse_http(conn, 400, "too_large");
+        }
+        return;
+    case SR_HTTP_NOT_HTTP:
+        if (conn->lcfg->fallback != 0) {
+            conn_fallback(conn);
+            return;
+        }
+        conn->detail = sr_http_reason_str(head.reason);
+        conn_refuse_http(conn, 400, "not_http");
+        return;
+    case SR_HTTP_BAD:
+        conn->detail = sr_http_reason_str(head.reason);
+        conn_refuse_http(conn, 400, "malformed");
+        return;
+    case SR_HTTP_OK:
+        break;
+    }
+    conn->route = http_route(conn, &head, conn->sni, &hit);
+    sr_metrics_route(conn_metrics(conn), conn->lid, hit.kind);
+    if (hit.kind == SR_ROUTE_MISS) {
+        conn_refuse_http(conn, 421, "no_route");
+        return;
+    }
+    conn->http_track = malloc(sizeof(*conn->http_track));
+    if (conn->http_track == NULL) {
+        sr_conn_close(conn, "error");
+        return;
+    }
+    conn->http_target = hit.value;
+    sr_http_track_init(conn->http_track, conn->gen->cfg.max_hello_size, on_http_head, conn);
+    conn_connect_upstream(conn, hit.value);
+}
+
 static void
 on_hello_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 {
@@ -557,6 +676,10 @@ on_hello_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 
     if (conn->is_proxy_expected && conn->proxy_len == 0 && !proxy_header_read(conn)) {
         return; /* incomplete (waiting for more) or refused */
+    }
+    if (conn->lcfg->is_http) {
+        http_read(conn);
+        return;
     }
     sr_hello_parse(conn->peek + conn->proxy_len, conn->peek_len - conn->proxy_len, &scratch, &res);
     switch (res.status) {
@@ -857,7 +980,19 @@ relay_start(struct sr_conn *conn)
             return;
         }
     }
-    if (conn->peek_len > conn->proxy_len) {
+    if (conn->http_track != NULL) {
+        /* HTTP: even the peeked bytes pass the tracker, which checks the first head (it
+         * routes where we connected) and any request pipelined behind it. */
+        enum sr_track_result r =
+            sr_http_track_feed(conn->http_track, conn->peek + conn->proxy_len,
+                               conn->peek_len - conn->proxy_len, &conn->http_out);
+
+        if (r != SR_TRACK_OK) {
+            sr__conn_http_refused(conn, r);
+            return;
+        }
+        out[n++] = uv_buf_init((char *)conn->http_out.p, (unsigned)conn->http_out.len);
+    } else if (conn->peek_len > conn->proxy_len) {
         out[n++] = uv_buf_init((char *)conn->peek + conn->proxy_len,
                                (unsigned)(conn->peek_len - conn->proxy_len));
     } else {

@@ -60,7 +60,8 @@ flow_acquire(struct sr_conn *conn, struct sr_flow *flow)
     if (flow->pipe_fds[0] >= 0 || flow->buf != NULL) {
         return 0;
     }
-    if (sr__pipe_get(conn->server, flow->pipe_fds) == 0) {
+    /* A tracked HTTP direction reads its bytes: no splice there. */
+    if (flow->track == NULL && sr__pipe_get(conn->server, flow->pipe_fds) == 0) {
         return 0;
     }
     flow->buf = sr__pool_get(conn->server);
@@ -102,7 +103,9 @@ flow_flush(struct sr_flow *flow)
         } else {
             /* send, not write: MSG_NOSIGNAL keeps a closed peer from raising SIGPIPE even if
              * someone embeds us without ignoring it. */
-            n = send(flow->dst_fd, flow->buf + flow->buf_off, flow->pending, MSG_NOSIGNAL);
+            const uint8_t *from = flow->track != NULL ? flow->out->p : (uint8_t *)flow->buf;
+
+            n = send(flow->dst_fd, from + flow->buf_off, flow->pending, MSG_NOSIGNAL);
         }
     } while (n < 0 && errno == EINTR);
     if (n < 0) {
@@ -184,9 +187,23 @@ flow_pump(struct sr_conn *conn, struct sr_flow *flow)
             flow->is_eof = true;
             continue;
         }
-        flow->pending = (size_t)n;
         flow->n_bytes += (uint64_t)n;
         conn->last_active_ms = uv_now(conn->server->loop);
+        if (flow->track != NULL) {
+            /* HTTP: only what the tracker lets through goes on; a new head waits until it
+             * is whole and its host checked. */
+            enum sr_track_result r;
+
+            flow->out->len = 0;
+            r = sr_http_track_feed(flow->track, (const uint8_t *)flow->buf, (size_t)n, flow->out);
+            if (r != SR_TRACK_OK) {
+                sr__conn_http_refused(conn, r);
+                return;
+            }
+            flow->pending = flow->out->len;
+            continue;
+        }
+        flow->pending = (size_t)n;
     }
     /* Out of rounds with work left: epoll is level-triggered, so the wakeup comes again. */
     flow->wait = flow->pending > 0 ? SR_FLOW_WAIT_DST : SR_FLOW_WAIT_SRC;
@@ -297,6 +314,10 @@ sr__relay_start(struct sr_conn *conn)
     }
     flow_init(&conn->up, client_fd, backend_fd);
     flow_init(&conn->down, backend_fd, client_fd);
+    if (conn->http_track != NULL) {
+        conn->up.track = conn->http_track;
+        conn->up.out = &conn->http_out;
+    }
 
     /* The tcp handles are idle from here on (no read, no write in flight), so libuv lets a
      * poll handle watch the same descriptors. */

@@ -114,6 +114,7 @@ struct sr_listener_config {
      * with fallback_timeout, so does a client silent that long (server-speaks-first
      * protocols). */
     size_t fallback;              /* 0: none; otherwise 1 + index into sr_config.upstreams */
+    bool is_http; /* protocol = http: plain HTTP/1.x routed by Host, not TLS by SNI */
     uint64_t fallback_timeout_ms; /* 0: none */
 };
 

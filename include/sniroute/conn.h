@@ -11,6 +11,7 @@
 #include <uv.h>
 
 #include "sniroute/config.h"
+#include "sniroute/httptrack.h"
 #include "sniroute/ipcount.h"
 #include "sniroute/name.h"
 #include "sniroute/proxy.h"
@@ -49,6 +50,10 @@ struct sr_flow {
     enum sr_flow_wait wait;
     bool is_eof;  /* src sent FIN */
     bool is_shut; /* dst's write side is shut down (FIN passed on) */
+    /* An HTTP listener's client-to-backend direction: read (not spliced) through the
+     * request-boundary tracker, and sent from <out>. NULL otherwise. */
+    struct sr_http_track *track;
+    struct sr_bytes *out;
 };
 
 struct sr_conn {
@@ -81,6 +86,10 @@ struct sr_conn {
     bool is_fallback; /* not TLS, or silent: sent to the listener's fallback */
     bool has_ech;     /* the hello carried Encrypted Client Hello */
     const char *alpn_route; /* the ALPN condition of the route taken (config text), or NULL */
+    /* protocol = http: the request-boundary tracker and its output, from routing on. */
+    struct sr_http_track *http_track;
+    struct sr_bytes http_out;
+    size_t http_target; /* the upstream index the first request chose */
     const struct sr_upstream *upstream;
     /* The address being connected to: the route's HOST:PORT, or a server of its pool. */
     const struct sr_addr *target;
@@ -182,6 +191,11 @@ sr__conn_close_ex(struct sr_conn *conn, const char *outcome, bool reset_client,
 /* Close callback for every handle of a connection: frees it after the last one. */
 void
 sr__conn_on_handle_close(uv_handle_t *handle);
+
+/* A tracked HTTP connection met a request it must not pass on (<r>: a head for a host
+ * routed elsewhere, or broken framing): close it. */
+void
+sr__conn_http_refused(struct sr_conn *conn, enum sr_track_result r);
 
 /* relay.c: start relaying once the peeked bytes are out (0 or a UV_E* code; on error the
  * caller closes); close its handles (inside sr__conn_close_ex); give back its pipes and

@@ -245,6 +245,11 @@ static const struct config_case cases[] = {
       "characters, as in example.com[acme-tls/1]",
       "FILE:8: routes 'm': bad route 'y.com[h2': an ALPN condition is NAME[PROTOCOL], 1 to 64 "
       "characters, as in example.com[acme-tls/1]"}},
+    {"protocol",
+     "[listener a]\nlisten = 127.0.0.1:1\nroutes = m\nprotocol = gopher\n[routes m]\n"
+     "default = b:1\n",
+     0,
+     {"FILE:4: listener 'a': protocol: bad value 'gopher' (tls or http)"}},
     {"bad counts",
      "[sniroute]\nmax_connections = -1\nmax_connections_per_ip = 10000001\n"
      "[listener a]\nlisten = 127.0.0.1:8443\nroutes = m\nmax_connections = 5k\n"
