@@ -25,6 +25,10 @@ static const char *const outcome_names[SR_METRICS_N_OUTCOMES] = {
     [SR_METRICS_OUTCOME_IDLE_TIMEOUT] = "idle_timeout",
     [SR_METRICS_OUTCOME_CLIENT_RESET] = "client_reset",
     [SR_METRICS_OUTCOME_BACKEND_RESET] = "backend_reset",
+    [SR_METRICS_OUTCOME_UNTRUSTED_PROXY] = "untrusted_proxy",
+    [SR_METRICS_OUTCOME_PROXY_INVALID] = "proxy_invalid",
+    [SR_METRICS_OUTCOME_NOT_HTTP] = "not_http",
+    [SR_METRICS_OUTCOME_HOST_CHANGED] = "host_changed",
     [SR_METRICS_OUTCOME_DRAINED] = "drained",
     [SR_METRICS_OUTCOME_ERROR] = "error",
 };
