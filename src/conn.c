@@ -1,16 +1,27 @@
 /* SPDX-License-Identifier: MIT */
-/* One client connection: peek the ClientHello without consuming anything we will not
- * forward, route by its server_name, connect to the upstream, send the peeked bytes first
- * and relay both ways with backpressure, half-close and reset propagation. Memory per
- * connection is constant: relay buffers come from the server's pool only while a read or a
- * write is in flight, and the peek buffer lives only until the hello has been forwarded. */
+/* One client connection: peek at the ClientHello without taking it from the socket, route
+ * by its server_name, connect to the upstream, hand the hello over and relay both ways
+ * with backpressure, half-close and reset propagation.
+ *
+ * The common case costs no copy and no allocation beyond the connection itself: the hello
+ * is read with MSG_PEEK into the worker's scratch buffer, sent to the backend from there
+ * as soon as the non-blocking connect allows (on loopback and fast networks at once), and
+ * only then taken from the client socket. A hello that arrives in pieces is read into a
+ * buffer of its own instead, since a peek cannot wait for more bytes. Everything the way
+ * to the relay needs lives in a setup freed when the relay starts, so an established
+ * connection holds only what relaying needs. */
 #include "sniroute/conn.h"
 
 #include <assert.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
 
 #include <uv.h>
 
@@ -19,20 +30,19 @@
 #include "sniroute/log.h"
 #include "sniroute/proxyproto.h"
 
-static void on_timer(uv_timer_t *timer);
+/* libuv's error codes are negated errno values on Unix (uv-errno.h). */
+#define SR_ERRNO(e) (-(e))
+
 static void connect_start(struct sr_conn *conn);
-static void conn_refuse_with(struct sr_conn *conn, size_t len, const char *outcome);
+static void conn_refuse_with(struct sr_conn *conn, const void *bytes, size_t len,
+                             const char *outcome);
 static void conn_connect_upstream(struct sr_conn *conn, size_t index);
 static void conn_fallback(struct sr_conn *conn);
 static void pool_pick(struct sr_conn *conn);
 static void target_failed(struct sr_conn *conn, const char *outcome);
 static void connect_next(struct sr_conn *conn);
-static void relay_start(struct sr_conn *conn);
+static void forward_first(struct sr_conn *conn, bool is_writable);
 
-/* A connection is freed when the last thing that will call back into it has done so: each
- * open handle, plus a resolver request (not tied to a handle, so libuv does not cancel it
- * for us). Write, connect and shutdown requests need no count: libuv runs their callbacks,
- * with UV_ECANCELED if need be, before the close callback of their handle. */
 static struct sr_metrics *
 conn_metrics(struct sr_conn *conn)
 {
@@ -45,36 +55,62 @@ conn_hello_metric(struct sr_conn *conn, enum sr_metrics_hello result, enum sr_he
     sr_metrics_hello(conn_metrics(conn), result, reason);
 }
 
-static void
-conn_release(struct sr_conn *conn)
+static uint64_t
+conn_now(const struct sr_conn *conn)
 {
-    assert(conn->n_pending > 0);
-    if (--conn->n_pending > 0) {
+    return uv_now(conn->server->loop);
+}
+
+static void
+conn_deadline(struct sr_conn *conn, uint64_t after_ms)
+{
+    sr__server_deadline_set(conn->server, &conn->deadline, conn_now(conn) + after_ms);
+}
+
+static void
+setup_free(struct sr_conn *conn)
+{
+    struct sr_conn_setup *setup = conn->setup;
+
+    if (setup == NULL) {
         return;
     }
-    if (conn->addrs != NULL) {
-        uv_freeaddrinfo(conn->addrs);
+    conn->setup = NULL;
+    if (setup->addrs != NULL) {
+        uv_freeaddrinfo(setup->addrs);
     }
+    free(setup->peek);
+    free(setup->proxy_header);
+    sr__setup_put(conn->server, setup);
+}
+
+void
+sr__conn_free(struct sr_conn *conn)
+{
+    setup_free(conn);
     sr__relay_release(conn);
     if (conn->is_pool_counted) {
         sr_pool_conn_end(conn->pool, conn->pool_index);
     }
-    free(conn->proxy_header);
     if (conn->http_track != NULL) {
         sr_http_track_fini(conn->http_track);
         free(conn->http_track);
     }
     free(conn->http_out.p);
-    free(conn->peek);
+    free(conn->sni);
     sr_generation_unref(conn->gen);
     sr__server_conn_gone(conn->server, conn);
     free(conn);
 }
 
-void
-sr__conn_on_handle_close(uv_handle_t *handle)
+/* The normalized server name, wherever it is kept now ("" for none). */
+static const char *
+conn_sni(const struct sr_conn *conn)
 {
-    conn_release(handle->data);
+    if (conn->setup != NULL) {
+        return conn->setup->sni;
+    }
+    return conn->sni != NULL ? conn->sni : "";
 }
 
 static const char *
@@ -98,6 +134,7 @@ conn_log(struct sr_conn *conn)
 {
     struct sr_access_record rec;
     char upstream[SR_ADDR_HOST_MAX + 16];
+    char client[SR_SOCKADDR_TEXT_MAX];
     char line[1024];
     uv_timeval64_t tv;
     size_t len;
@@ -118,19 +155,20 @@ conn_log(struct sr_conn *conn)
     } else if (conn->upstream != NULL) {
         sr_addr_format(&conn->upstream->addr, upstream, sizeof(upstream));
     }
+    sr__format_sockaddr(&conn->client_addr.sa, client, sizeof(client));
     if (uv_gettimeofday(&tv) != 0) {
         memset(&tv, 0, sizeof(tv));
     }
     memset(&rec, 0, sizeof(rec));
     rec.time_ms = tv.tv_sec * 1000 + tv.tv_usec / 1000;
     rec.listener = conn->lcfg->name;
-    rec.client = conn->client_text;
-    rec.sni = conn->sni;
-    rec.route = conn->is_fallback ? "fallback" : route_name(conn->route);
+    rec.client = client;
+    rec.sni = conn_sni(conn);
+    rec.route = conn->is_fallback ? "fallback" : route_name((enum sr_route_kind)conn->route);
     rec.upstream = upstream;
     rec.bytes_in = conn->up.n_bytes;
     rec.bytes_out = conn->down.n_bytes;
-    rec.duration_ms = uv_now(conn->server->loop) - conn->start_ms;
+    rec.duration_ms = conn_now(conn) - conn->start_ms;
     rec.outcome = conn->outcome;
     rec.detail = conn->detail;
     rec.has_ech = conn->has_ech;
@@ -141,19 +179,34 @@ conn_log(struct sr_conn *conn)
     sr_shared_log(conn->server->shared, line, len);
 }
 
+/* Close one socket, with an RST instead of a FIN if <is_reset> (SO_LINGER with a zero
+ * timeout): how a reset on one side is passed on to the other. */
 static void
-close_tcp(uv_tcp_t *tcp, bool is_reset)
+socket_close(struct sr_conn *conn, struct sr_watch *watch, bool is_reset)
 {
-    /* uv_tcp_close_reset refuses a handle with a shutdown in flight; a FIN is then the
-     * best we can pass on. */
-    if (is_reset && uv_tcp_close_reset(tcp, sr__conn_on_handle_close) == 0) {
+    if (watch->fd < 0) {
         return;
     }
-    uv_close((uv_handle_t *)tcp, sr__conn_on_handle_close);
+    sr_watch_clear(&conn->server->reactor, watch);
+    if (watch == &conn->client && !is_reset && conn->setup != NULL && conn->setup->peek == NULL &&
+        conn->setup->peek_len > 0) {
+        /* Closing with unread bytes would send an RST: take the bytes only peeked (MSG_TRUNC
+         * discards them in the kernel, no copy) so the client sees a plain FIN. */
+        (void)recv(watch->fd, NULL, conn->setup->peek_len, MSG_TRUNC | MSG_DONTWAIT);
+    }
+    if (is_reset) {
+        struct linger lg = {.l_onoff = 1, .l_linger = 0};
+
+        (void)setsockopt(watch->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+    }
+    close(watch->fd);
+    watch->fd = -1;
 }
 
 /* Close everything. <reset_client>/<reset_backend> end that side with an RST instead of a
- * FIN, which is how a reset on one side is passed on to the other. */
+ * FIN, which is how a reset on one side is passed on to the other. The connection is freed
+ * after the current batch of events (one for it may still be in the batch), or once a
+ * resolver request in flight has called back. */
 void
 sr__conn_close_ex(struct sr_conn *conn, const char *outcome, bool reset_client, bool reset_backend)
 {
@@ -165,7 +218,7 @@ sr__conn_close_ex(struct sr_conn *conn, const char *outcome, bool reset_client, 
     }
     if (conn->state == SR_CONN_RESOLVING) {
         /* The callback still comes, with UV_ECANCELED unless the lookup already runs. */
-        uv_cancel((uv_req_t *)&conn->resolve_req);
+        uv_cancel((uv_req_t *)&conn->setup->resolve_req);
     }
     conn->state = SR_CONN_CLOSING;
     conn_log(conn);
@@ -176,13 +229,12 @@ sr__conn_close_ex(struct sr_conn *conn, const char *outcome, bool reset_client, 
                          conn->upstream != NULL ? conn->uid : UINT32_MAX, conn->up.n_bytes,
                          conn->down.n_bytes);
     }
-
-    uv_close((uv_handle_t *)&conn->timer, sr__conn_on_handle_close);
-    sr__relay_close(conn); /* stop watching the sockets before they are closed */
-    close_tcp(&conn->client, reset_client);
-    if (conn->is_backend_open) {
-        conn->is_backend_open = false;
-        close_tcp(&conn->backend, reset_backend);
+    sr__server_deadline_clear(conn->server, &conn->deadline);
+    sr__relay_release(conn); /* pipes and buffers back to the pools now */
+    socket_close(conn, &conn->client, reset_client);
+    socket_close(conn, &conn->backend, reset_backend);
+    if (!conn->is_resolving) {
+        sr__server_conn_dead(conn->server, conn);
     }
 }
 
@@ -192,23 +244,22 @@ sr_conn_close(struct sr_conn *conn, const char *outcome)
     sr__conn_close_ex(conn, outcome, false, false);
 }
 
-static void
-on_timer(uv_timer_t *timer)
+void
+sr__conn_on_deadline(struct sr_conn *conn)
 {
-    struct sr_conn *conn = timer->data;
     uint64_t idle_ms = conn->gen->cfg.idle_timeout_ms;
     uint64_t quiet_ms;
 
-    switch (conn->state) {
+    switch ((enum sr_conn_state)conn->state) {
     case SR_CONN_HELLO:
-        quiet_ms = uv_now(conn->server->loop) - conn->start_ms;
-        if (conn->peek_len == 0 && conn->lcfg->fallback != 0 &&
+        quiet_ms = conn_now(conn) - conn->start_ms;
+        if (conn->setup->peek_len == 0 && conn->lcfg->fallback != 0 &&
             conn->lcfg->fallback_timeout_ms != 0 && quiet_ms >= conn->lcfg->fallback_timeout_ms) {
             conn_fallback(conn); /* the client waits for the server to speak first */
             return;
         }
         if (quiet_ms < conn->gen->cfg.hello_timeout_ms) {
-            uv_timer_start(&conn->timer, on_timer, conn->gen->cfg.hello_timeout_ms - quiet_ms, 0);
+            conn_deadline(conn, conn->gen->cfg.hello_timeout_ms - quiet_ms);
             return;
         }
         conn_hello_metric(conn, SR_METRICS_HELLO_TIMEOUT, SR_HELLO_REASON_NONE);
@@ -223,13 +274,13 @@ on_timer(uv_timer_t *timer)
         sr_conn_close(conn, NULL);
         return;
     case SR_CONN_RELAYING:
-        /* Reads only note the time; the timer re-arms itself here for what is left, so the
-         * hot path never touches the timer heap. */
-        quiet_ms = uv_now(conn->server->loop) - conn->last_active_ms;
+        /* Reads only note the time; the deadline moves here for what is left, so the hot
+         * path never touches the heap. */
+        quiet_ms = conn_now(conn) - conn->last_active_ms;
         if (quiet_ms >= idle_ms) {
             sr_conn_close(conn, "idle_timeout");
         } else {
-            uv_timer_start(&conn->timer, on_timer, idle_ms - quiet_ms, 0);
+            conn_deadline(conn, idle_ms - quiet_ms);
         }
         return;
     case SR_CONN_CLOSING:
@@ -245,95 +296,74 @@ on_timer(uv_timer_t *timer)
  * long (nginx calls it a lingering close). */
 #define SR_LINGER_MS 2000
 
-static void
-on_linger_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
-{
-    struct sr_conn *conn = handle->data;
-
-    (void)suggested;
-    /* The peek buffer holds nothing we need any more: discard into it. */
-    buf->base = (char *)conn->peek;
-    buf->len = conn->peek_cap;
-}
-
-static void
-on_linger_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
-{
-    (void)buf;
-    if (nread < 0) {
-        sr_conn_close(stream->data, NULL); /* EOF or error: the client is done */
-    }
-}
-
-static void
-on_linger_shutdown(uv_shutdown_t *req, int status)
-{
-    (void)req;
-    (void)status; /* reading on until EOF or the linger timer ends it either way */
-}
-
-static void
-on_alert_written(uv_write_t *req, int status)
-{
-    struct sr_conn *conn = req->data;
-
-    if (conn->state == SR_CONN_CLOSING) {
-        return;
-    }
-    conn->shutdown_req.data = conn;
-    if (status != 0 ||
-        uv_shutdown(&conn->shutdown_req, (uv_stream_t *)&conn->client, on_linger_shutdown) != 0 ||
-        uv_read_start((uv_stream_t *)&conn->client, on_linger_alloc, on_linger_read) != 0) {
-        sr_conn_close(conn, NULL);
-    }
-}
-
-/* Answer with a fatal TLS alert so the client learns why, instead of a bare reset. The
- * alert goes out through the peek buffer, which holds nothing we still need. */
+/* Answer with a fatal TLS alert so the client learns why, instead of a bare reset. */
 static void
 conn_refuse(struct sr_conn *conn, uint8_t alert, const char *outcome)
 {
-    sr_hello_alert(conn->peek, alert);
-    conn_refuse_with(conn, SR_HELLO_ALERT_LEN, outcome);
+    uint8_t bytes[SR_HELLO_ALERT_LEN];
+
+    sr_hello_alert(bytes, alert);
+    conn_refuse_with(conn, bytes, sizeof(bytes), outcome);
 }
 
-/* Send the first <len> bytes of the peek buffer (an alert, an HTTP error response) to the
- * client, then close with a lingering FIN. The peek buffer holds nothing we still need. */
+/* Send <len> bytes (an alert, an HTTP error response) to the client, then close with a
+ * lingering FIN. A fresh socket takes a few bytes at once; if it does not, the client
+ * gets the FIN alone. */
 static void
-conn_refuse_with(struct sr_conn *conn, size_t len, const char *outcome)
+conn_refuse_with(struct sr_conn *conn, const void *bytes, size_t len, const char *outcome)
 {
-    uv_buf_t buf;
+    ssize_t n;
 
     conn->outcome = outcome;
     conn->state = SR_CONN_REFUSING;
-    uv_read_stop((uv_stream_t *)&conn->client);
-    uv_timer_start(&conn->timer, on_timer, SR_LINGER_MS, 0);
-    buf = uv_buf_init((char *)conn->peek, (unsigned)len);
-    conn->write_req.data = conn;
-    if (uv_write(&conn->write_req, (uv_stream_t *)&conn->client, &buf, 1, on_alert_written) != 0) {
+    conn_deadline(conn, SR_LINGER_MS);
+    do {
+        n = send(conn->client.fd, bytes, len, MSG_NOSIGNAL);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0 || shutdown(conn->client.fd, SHUT_WR) != 0 ||
+        sr_watch_set(&conn->server->reactor, &conn->client, EPOLLIN) != 0) {
         sr_conn_close(conn, NULL);
         return;
     }
-    conn->down.n_bytes += len; /* bytes_out tells what the client was sent */
+    conn->down.n_bytes += (uint64_t)n; /* bytes_out tells what the client was sent */
+}
+
+/* Refusing: discard what the client still sends until it closes. */
+static void
+linger_read(struct sr_conn *conn)
+{
+    uint8_t *buf = sr__server_scratch(conn->server, SR_PEEK_INITIAL);
+    ssize_t n;
+
+    if (buf == NULL) {
+        sr_conn_close(conn, NULL);
+        return;
+    }
+    n = recv(conn->client.fd, buf, conn->server->scratch_cap, 0);
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+        sr_conn_close(conn, NULL); /* EOF or error: the client is done */
+    }
 }
 
 /* An HTTP listener's answer to a request it cannot route (400 or 421). */
 static void
 conn_refuse_http(struct sr_conn *conn, int code, const char *outcome)
 {
-    size_t len = sr_http_error_response((char *)conn->peek, conn->peek_cap, code);
+    char text[512];
+    size_t len = sr_http_error_response(text, sizeof(text), code);
 
     if (len == 0) {
         sr_conn_close(conn, outcome);
         return;
     }
-    conn_refuse_with(conn, len, outcome);
+    conn_refuse_with(conn, text, len, outcome);
 }
 
 /* --- Peeking the ClientHello ------------------------------------------------------------ */
 
 /* The first wakeup of a new connection: hello_timeout, or fallback_timeout if that is
- * sooner (on_timer re-arms for the rest of hello_timeout if the client has spoken). */
+ * sooner (the deadline is moved on for the rest of hello_timeout if the client has
+ * spoken). */
 static uint64_t
 hello_timer_ms(const struct sr_conn *conn)
 {
@@ -343,57 +373,13 @@ hello_timer_ms(const struct sr_conn *conn)
     return f != 0 && f < t ? f : t;
 }
 
-/* The most the peek buffer may hold: the hello, and a PROXY header before it if one is
+/* The most the peek may hold: the hello, and a PROXY header before it if one is
  * expected. */
 static size_t
 peek_max(const struct sr_conn *conn)
 {
-    return conn->gen->cfg.max_hello_size + (conn->is_proxy_expected ? SR_PROXYPROTO_PARSE_MAX : 0);
-}
-
-/* The pending error of <tcp>'s socket as a UV_E* code, or <otherwise> if there is none. */
-static int
-socket_error(uv_tcp_t *tcp, int otherwise)
-{
-    uv_os_fd_t fd;
-    socklen_t len = sizeof(int);
-    int err = 0;
-
-    if (uv_fileno((uv_handle_t *)tcp, &fd) != 0 ||
-        getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err == 0) {
-        return otherwise;
-    }
-    return -err; /* libuv's codes are negated errno values on Unix */
-}
-
-static void
-on_hello_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
-{
-    struct sr_conn *conn = handle->data;
-    size_t max = peek_max(conn);
-    size_t want = conn->parse_at > conn->peek_len ? conn->parse_at : conn->peek_len + 1;
-    size_t cap;
-    uint8_t *peek;
-
-    (void)suggested;
-    /* Taken at the first byte, not at accept, and small at first: most hellos fit in
-     * SR_PEEK_INITIAL, and one byte from a client must not cost max_hello_size. It grows
-     * to what the parser says the hello needs; no view into it is held between reads. */
-    if (conn->peek_cap < want) {
-        cap = conn->peek_cap == 0 ? SR_PEEK_INITIAL : conn->peek_cap * 2;
-        cap = cap < want ? want : cap;
-        cap = cap > max ? max : cap;
-        peek = realloc(conn->peek, cap);
-        if (peek == NULL) {
-            buf->base = NULL;
-            buf->len = 0; /* read_cb gets UV_ENOBUFS */
-            return;
-        }
-        conn->peek = peek;
-        conn->peek_cap = cap;
-    }
-    buf->base = (char *)conn->peek + conn->peek_len;
-    buf->len = conn->peek_cap - conn->peek_len;
+    return conn->gen->cfg.max_hello_size +
+           (conn->lcfg->is_proxy_accepted ? SR_PROXYPROTO_PARSE_MAX : 0);
 }
 
 /* Not TLS (or silent past fallback_timeout): hand the connection, and whatever it sent so
@@ -429,7 +415,7 @@ route_by_alpn(struct sr_conn *conn, const struct sr_hello_result *res, size_t sn
                 continue;
             }
             if (res->status == SR_HELLO_FOUND) {
-                sr_route_lookup(a->table, conn->sni, sni_len, hit);
+                sr_route_lookup(a->table, conn->setup->sni, sni_len, hit);
             } else {
                 sr_route_lookup_default(a->table, hit);
             }
@@ -445,6 +431,7 @@ route_by_alpn(struct sr_conn *conn, const struct sr_hello_result *res, size_t sn
 static void
 conn_route(struct sr_conn *conn, const struct sr_hello_result *res)
 {
+    char *sni = conn->setup->sni;
     struct sr_route_hit hit;
     size_t len;
 
@@ -456,8 +443,8 @@ conn_route(struct sr_conn *conn, const struct sr_hello_result *res)
     if (res->status == SR_HELLO_FOUND) {
         /* The parser has validated the name, so this cannot fail; still, never route on a
          * name we could not normalize. */
-        if (sr_name_normalize(res->sni.ptr, res->sni.len, conn->sni, &len) != SR_NAME_OK) {
-            conn->sni[0] = '\0';
+        if (sr_name_normalize(res->sni.ptr, res->sni.len, sni, &len) != SR_NAME_OK) {
+            sni[0] = '\0';
             conn->detail = "server name not normalizable";
             conn_refuse(conn, SR_TLS_ALERT_DECODE_ERROR, "malformed");
             return;
@@ -470,12 +457,12 @@ conn_route(struct sr_conn *conn, const struct sr_hello_result *res)
     }
     if (!route_by_alpn(conn, res, len, &hit)) {
         if (res->status == SR_HELLO_FOUND) {
-            sr_route_lookup(conn->routes->table, conn->sni, len, &hit);
+            sr_route_lookup(conn->routes->table, sni, len, &hit);
         } else {
             sr_route_lookup_default(conn->routes->table, &hit);
         }
     }
-    conn->route = hit.kind;
+    conn->route = (uint8_t)hit.kind;
     sr_metrics_route(conn_metrics(conn), conn->lid, hit.kind);
     if (hit.kind == SR_ROUTE_MISS) {
         conn_refuse(conn, SR_TLS_ALERT_UNRECOGNIZED_NAME, "no_route");
@@ -495,15 +482,16 @@ conn_connect_upstream(struct sr_conn *conn, size_t index)
     conn->uid = conn->gen->upstream_ids[index];
     sr_metrics_upstream_selected(conn_metrics(conn), conn->uid);
 
-    /* Whatever the client sent so far stays in the peek buffer, unparsed bytes after the
-     * hello included; reading resumes once all of it has reached the backend. */
-    uv_read_stop((uv_stream_t *)&conn->client);
-    uv_timer_start(&conn->timer, on_timer, cfg->connect_timeout_ms, 0);
+    /* Whatever the client sent so far waits (in the socket, or in the peek buffer),
+     * unparsed bytes after the hello included; it goes out first once connected. The
+     * client socket stays watched until it says something while we connect (see
+     * on_client_event): on the fast path the connect is done before that. */
+    conn_deadline(conn, cfg->connect_timeout_ms);
     if (conn->upstream->pool != 0) {
         /* This worker's copy of the pool: pools are not shared between threads. */
         conn->pool =
             &conn->gen->pools[conn->server->worker * cfg->n_pools + conn->upstream->pool - 1];
-        conn->proxy_send = cfg->pools[conn->upstream->pool - 1].proxy_protocol;
+        conn->proxy_send = (uint8_t)cfg->pools[conn->upstream->pool - 1].proxy_protocol;
         pool_pick(conn);
         return;
     }
@@ -511,31 +499,33 @@ conn_connect_upstream(struct sr_conn *conn, size_t index)
     connect_start(conn);
 }
 
-/* proxy_protocol = accept: read the PROXY header at the start of the peek buffer. Returns
- * true once it is complete and valid (the hello follows it); false while more bytes are
- * needed (parse_at set) or after closing the connection for a bad header. */
+/* proxy_protocol = accept: read the PROXY header at the start of <bytes>. Returns true
+ * once it is complete and valid (the hello follows it); false while more bytes are needed
+ * (parse_at set) or after closing the connection for a bad header. */
 static bool
-proxy_header_read(struct sr_conn *conn)
+proxy_header_read(struct sr_conn *conn, const uint8_t *bytes)
 {
+    struct sr_conn_setup *setup = conn->setup;
     struct sr_proxyproto_result pp;
 
-    sr_proxyproto_parse(conn->peek, conn->peek_len, &pp);
+    sr_proxyproto_parse(bytes, setup->peek_len, &pp);
     switch (pp.status) {
     case SR_PROXYPROTO_NEED_MORE:
-        conn->parse_at = conn->peek_len + pp.need;
+        setup->parse_at = setup->peek_len + pp.need;
         return false;
     case SR_PROXYPROTO_OK:
-        conn->proxy_len = pp.header_len;
+        setup->proxy_len = pp.header_len;
         if (pp.command == SR_PROXYPROTO_CMD_PROXY && pp.family != SR_PROXYPROTO_FAMILY_UNSPEC) {
             /* From here on the client is who the load balancer says: in the log, in the
              * PROXY header we send on, and for source_hash. */
-            conn->has_proxied = true;
-            conn->proxied_src = pp.src;
-            conn->proxied_dst = pp.dst;
-            sr__format_sockaddr((const struct sockaddr *)&pp.src, conn->client_text,
-                                sizeof(conn->client_text));
-            conn->has_source_key =
-                sr_ipkey_from_sockaddr(&conn->source_key, (const struct sockaddr *)&pp.src) == 0;
+            setup->has_proxied = true;
+            setup->proxied_src = pp.src;
+            setup->proxied_dst = pp.dst;
+            memcpy(&conn->client_addr, &pp.src,
+                   pp.src.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                                : sizeof(struct sockaddr_in));
+            setup->has_source_key =
+                sr_ipkey_from_sockaddr(&setup->source_key, (const struct sockaddr *)&pp.src) == 0;
         }
         return true;
     case SR_PROXYPROTO_NOT_PROXY:
@@ -591,22 +581,60 @@ sr__conn_http_refused(struct sr_conn *conn, enum sr_track_result r)
     sr_conn_close(conn, r == SR_TRACK_STOP ? "host_changed" : "malformed");
 }
 
+/* The bytes seen so far were peeked: take them into a buffer of the connection's own and
+ * read into it from now on, since a peek cannot wait for the rest. Returns false after
+ * closing the connection. */
+static bool
+hello_keep(struct sr_conn *conn)
+{
+    struct sr_conn_setup *setup = conn->setup;
+    size_t max = peek_max(conn);
+    size_t cap = setup->parse_at > SR_PEEK_INITIAL ? setup->parse_at : SR_PEEK_INITIAL;
+    ssize_t n;
+
+    if (setup->peek != NULL) {
+        return true;
+    }
+    cap = cap > max ? max : cap;
+    setup->peek = malloc(cap);
+    if (setup->peek == NULL) {
+        conn->detail = uv_err_name(UV_ENOMEM);
+        sr_conn_close(conn, "error");
+        return false;
+    }
+    setup->peek_cap = cap;
+    do {
+        n = recv(conn->client.fd, setup->peek, setup->peek_len, 0);
+    } while (n < 0 && errno == EINTR);
+    if (n != (ssize_t)setup->peek_len) {
+        /* Peeked bytes do not go away; a reset in between discards them. */
+        conn->detail = uv_err_name(n < 0 ? SR_ERRNO(errno) : UV_ECONNRESET);
+        conn_hello_metric(conn, SR_METRICS_HELLO_CLIENT_RESET, SR_HELLO_REASON_NONE);
+        sr_conn_close(conn, "client_reset");
+        return false;
+    }
+    return true;
+}
+
 /* protocol = http: route by the Host of the first request head. */
 static void
-http_read(struct sr_conn *conn)
+http_read(struct sr_conn *conn, const uint8_t *bytes)
 {
+    struct sr_conn_setup *setup = conn->setup;
     size_t cap = peek_max(conn);
     struct sr_http_head head;
     struct sr_route_hit hit;
 
-    sr_http_parse_head(conn->peek + conn->proxy_len, conn->peek_len - conn->proxy_len, &head);
+    sr_http_parse_head(bytes + setup->proxy_len, setup->peek_len - setup->proxy_len, &head);
     switch (head.status) {
     case SR_HTTP_NEED_MORE:
-        conn->parse_at = conn->peek_len + head.need;
-        if (conn->parse_at > cap) {
+        setup->parse_at = setup->peek_len + head.need;
+        if (setup->parse_at > cap) {
             conn->detail = "request head larger than max_hello_size";
             conn_refuse_http(conn, 400, "too_large");
+            return;
         }
+        hello_keep(conn);
         return;
     case SR_HTTP_NOT_HTTP:
         if (conn->lcfg->fallback != 0) {
@@ -623,7 +651,7 @@ http_read(struct sr_conn *conn)
     case SR_HTTP_OK:
         break;
     }
-    conn->route = http_route(conn, &head, conn->sni, &hit);
+    conn->route = (uint8_t)http_route(conn, &head, setup->sni, &hit);
     sr_metrics_route(conn_metrics(conn), conn->lid, hit.kind);
     if (hit.kind == SR_ROUTE_MISS) {
         conn_refuse_http(conn, 421, "no_route");
@@ -636,66 +664,119 @@ http_read(struct sr_conn *conn)
     }
     conn->http_target = hit.value;
     sr_http_track_init(conn->http_track, conn->gen->cfg.max_hello_size, on_http_head, conn);
+    if (setup->peek != NULL) {
+        /* Bytes already taken from the socket pass the tracker now (it checks the first
+         * head, which routes where we connect, and any request pipelined behind it);
+         * peeked bytes pass it in the relay, which reads them like any others. */
+        enum sr_track_result r =
+            sr_http_track_feed(conn->http_track, setup->peek + setup->proxy_len,
+                               setup->peek_len - setup->proxy_len, &conn->http_out);
+
+        if (r != SR_TRACK_OK) {
+            sr__conn_http_refused(conn, r);
+            return;
+        }
+    }
     conn_connect_upstream(conn, hit.value);
 }
 
+/* The client spoke: look at everything it sent so far. */
 static void
-on_hello_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+hello_read(struct sr_conn *conn)
 {
-    struct sr_conn *conn = stream->data;
+    struct sr_conn_setup *setup = conn->setup;
     size_t cap = peek_max(conn);
     struct sr_hello_scratch scratch;
     struct sr_hello_result res;
+    const uint8_t *bytes;
+    ssize_t n;
 
-    (void)buf;
-    if (nread == 0) {
+    if (setup->peek == NULL) {
+        uint8_t *buf = sr__server_scratch(conn->server, cap);
+
+        if (buf == NULL) {
+            conn->detail = uv_err_name(UV_ENOMEM);
+            conn_hello_metric(conn, SR_METRICS_HELLO_ERROR, SR_HELLO_REASON_NONE);
+            sr_conn_close(conn, "error");
+            return;
+        }
+        n = recv(conn->client.fd, buf, cap, MSG_PEEK);
+        if (n > 0) {
+            setup->peek_len = (size_t)n;
+        }
+        bytes = buf;
+    } else {
+        size_t want = setup->parse_at > setup->peek_len ? setup->parse_at : setup->peek_len + 1;
+
+        /* It grows to what the parser says the hello needs, never past max_hello_size. */
+        if (setup->peek_cap < want) {
+            size_t grow = setup->peek_cap * 2 > want ? setup->peek_cap * 2 : want;
+            uint8_t *p;
+
+            grow = grow > cap ? cap : grow;
+            p = realloc(setup->peek, grow);
+            if (p == NULL) {
+                conn->detail = uv_err_name(UV_ENOMEM);
+                conn_hello_metric(conn, SR_METRICS_HELLO_ERROR, SR_HELLO_REASON_NONE);
+                sr_conn_close(conn, "error");
+                return;
+            }
+            setup->peek = p;
+            setup->peek_cap = grow;
+        }
+        n = recv(conn->client.fd, setup->peek + setup->peek_len, setup->peek_cap - setup->peek_len,
+                 0);
+        if (n > 0) {
+            setup->peek_len += (size_t)n;
+        }
+        bytes = setup->peek;
+    }
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
         return;
     }
-    if (nread == UV_EOF) {
-        /* libuv reports a hangup after a short read as EOF without reading on; the socket
-         * still holds the error if it was in fact a reset. */
-        nread = socket_error(&conn->client, UV_EOF);
-    }
-    if (nread < 0) {
-        conn->detail = uv_err_name((int)nread);
+    if (n <= 0) {
+        conn->detail = uv_err_name(n == 0 ? UV_EOF : SR_ERRNO(errno));
         conn_hello_metric(conn,
-                          nread == UV_EOF       ? SR_METRICS_HELLO_INCOMPLETE
-                          : nread == UV_ENOBUFS ? SR_METRICS_HELLO_ERROR
-                                                : SR_METRICS_HELLO_CLIENT_RESET,
+                          n == 0 ? SR_METRICS_HELLO_INCOMPLETE : SR_METRICS_HELLO_CLIENT_RESET,
                           SR_HELLO_REASON_NONE);
-        sr_conn_close(conn, nread == UV_EOF       ? "incomplete"
-                            : nread == UV_ENOBUFS ? "error"
-                                                  : "client_reset");
+        sr_conn_close(conn, n == 0 ? "incomplete" : "client_reset");
         return;
     }
-    conn->peek_len += (size_t)nread;
-    conn->up.n_bytes = conn->peek_len;
-    if (conn->peek_len < conn->parse_at) {
+    conn->up.n_bytes = setup->peek_len;
+    if (setup->peek_len < setup->parse_at) {
         return; /* the parser said how much more it needs: no re-parse before that */
     }
 
-    if (conn->is_proxy_expected && conn->proxy_len == 0 && !proxy_header_read(conn)) {
-        return; /* incomplete (waiting for more) or refused */
+    if (conn->lcfg->is_proxy_accepted && setup->proxy_len == 0) {
+        if (!proxy_header_read(conn, bytes)) {
+            if (conn->state == SR_CONN_HELLO) {
+                hello_keep(conn); /* incomplete: wait for the rest */
+            }
+            return;
+        }
     }
     if (conn->lcfg->is_http) {
-        http_read(conn);
+        http_read(conn, bytes);
         return;
     }
-    sr_hello_parse(conn->peek + conn->proxy_len, conn->peek_len - conn->proxy_len, &scratch, &res);
+    sr_hello_parse(bytes + setup->proxy_len, setup->peek_len - setup->proxy_len, &scratch, &res);
     switch (res.status) {
     case SR_HELLO_NEED_MORE:
-        conn->parse_at = conn->peek_len + res.need;
-        if (conn->parse_at > cap) {
+        setup->parse_at = setup->peek_len + res.need;
+        if (setup->parse_at > cap) {
             conn->detail = "hello larger than max_hello_size";
             conn_hello_metric(conn, SR_METRICS_HELLO_TOO_LARGE, SR_HELLO_REASON_NONE);
             conn_refuse(conn, SR_TLS_ALERT_HANDSHAKE_FAILURE, "too_large");
+            return;
         }
+        hello_keep(conn);
         return;
     case SR_HELLO_FOUND:
     case SR_HELLO_NO_SNI:
         conn_hello_metric(
             conn, res.status == SR_HELLO_FOUND ? SR_METRICS_HELLO_FOUND : SR_METRICS_HELLO_NO_SNI,
             SR_HELLO_REASON_NONE);
+        setup->is_scratch_fresh = setup->peek == NULL;
         conn_route(conn, &res);
         return;
     case SR_HELLO_NOT_TLS:
@@ -703,6 +784,7 @@ on_hello_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         conn_hello_metric(conn, SR_METRICS_HELLO_NOT_TLS, res.reason);
         if (conn->lcfg->fallback != 0) {
             conn->detail = NULL;
+            setup->is_scratch_fresh = setup->peek == NULL;
             conn_fallback(conn);
             return;
         }
@@ -723,18 +805,20 @@ on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *addrs)
 {
     struct sr_conn *conn = req->data;
 
-    conn->addrs = addrs; /* freed with the connection, whatever happens next */
-    if (conn->state != SR_CONN_CLOSING) {
-        if (status != 0 || addrs == NULL) {
-            conn->detail = uv_err_name(status != 0 ? status : UV_EAI_NONAME);
-            sr_metrics_connect_failed(conn_metrics(conn), conn->uid, SR_METRICS_CONNECT_RESOLVE);
-            target_failed(conn, "resolve_failed");
-        } else {
-            conn->next_addr = addrs;
-            connect_next(conn);
-        }
+    conn->is_resolving = false;
+    conn->setup->addrs = addrs; /* freed with the setup, whatever happens next */
+    if (conn->state == SR_CONN_CLOSING) {
+        sr__server_conn_dead(conn->server, conn); /* closed meanwhile: free it now */
+        return;
     }
-    conn_release(conn);
+    if (status != 0 || addrs == NULL) {
+        conn->detail = uv_err_name(status != 0 ? status : UV_EAI_NONAME);
+        sr_metrics_connect_failed(conn_metrics(conn), conn->uid, SR_METRICS_CONNECT_RESOLVE);
+        target_failed(conn, "resolve_failed");
+        return;
+    }
+    conn->setup->next_addr = addrs;
+    connect_next(conn);
 }
 
 /* Choose the next server of the connection's pool (one not tried yet) and connect to it;
@@ -742,12 +826,14 @@ on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *addrs)
 static void
 pool_pick(struct sr_conn *conn)
 {
+    struct sr_conn_setup *setup = conn->setup;
     const struct sr_pool_config *pc = &conn->gen->cfg.pools[conn->upstream->pool - 1];
     enum sr_pool_pick pick;
     size_t i;
 
-    pick = sr_pool_pick(conn->pool, uv_now(conn->server->loop),
-                        conn->has_source_key ? conn->source_key.bytes : NULL, conn->pool_tried, &i);
+    pick =
+        sr_pool_pick(conn->pool, conn_now(conn),
+                     setup->has_source_key ? setup->source_key.bytes : NULL, setup->pool_tried, &i);
     if (pick == SR_POOL_NONE_LEFT) {
         if (conn->detail == NULL) {
             conn->detail = "no server available";
@@ -756,7 +842,7 @@ pool_pick(struct sr_conn *conn)
         return;
     }
     conn->pool_index = i;
-    conn->pool_tried |= (uint64_t)1 << i;
+    setup->pool_tried |= (uint64_t)1 << i;
     conn->target = &pc->servers[i];
     sr_pool_conn_start(conn->pool, i);
     conn->is_pool_counted = true;
@@ -768,24 +854,25 @@ pool_pick(struct sr_conn *conn)
 static void
 target_failed(struct sr_conn *conn, const char *outcome)
 {
+    struct sr_conn_setup *setup = conn->setup;
     char text[SR_ADDR_HOST_MAX + 16];
 
     if (conn->pool == NULL) {
         sr_conn_close(conn, outcome);
         return;
     }
-    if (sr_pool_report_failure(conn->pool, conn->pool_index, uv_now(conn->server->loop))) {
+    if (sr_pool_report_failure(conn->pool, conn->pool_index, conn_now(conn))) {
         sr_addr_format(conn->target, text, sizeof(text));
         sr_log_notice("upstream %s: server %s failed repeatedly; out for a while",
                       conn->gen->cfg.pools[conn->upstream->pool - 1].name, text);
     }
     sr_pool_conn_end(conn->pool, conn->pool_index);
     conn->is_pool_counted = false;
-    if (conn->addrs != NULL) {
-        uv_freeaddrinfo(conn->addrs);
-        conn->addrs = NULL;
+    if (setup->addrs != NULL) {
+        uv_freeaddrinfo(setup->addrs);
+        setup->addrs = NULL;
     }
-    conn->next_addr = NULL;
+    setup->next_addr = NULL;
     conn->state = SR_CONN_CONNECTING;
     pool_pick(conn);
 }
@@ -795,26 +882,28 @@ target_failed(struct sr_conn *conn, const char *outcome)
 static void
 connect_start(struct sr_conn *conn)
 {
+    struct sr_conn_setup *setup = conn->setup;
     const struct sr_addr *addr = conn->target;
     struct addrinfo hints;
     char port[8];
     int rc;
 
     if (addr->kind == SR_ADDR_IPV4) {
-        rc = uv_ip4_addr(addr->host, addr->port, (struct sockaddr_in *)&conn->literal_addr);
+        rc = uv_ip4_addr(addr->host, addr->port, (struct sockaddr_in *)&setup->literal_addr);
     } else if (addr->kind == SR_ADDR_IPV6) {
-        rc = uv_ip6_addr(addr->host, addr->port, (struct sockaddr_in6 *)&conn->literal_addr);
+        rc = uv_ip6_addr(addr->host, addr->port, (struct sockaddr_in6 *)&setup->literal_addr);
     } else {
         memset(&hints, 0, sizeof(hints));
         hints.ai_family = AF_UNSPEC;
         hints.ai_socktype = SOCK_STREAM;
         snprintf(port, sizeof(port), "%u", (unsigned)addr->port);
         conn->state = SR_CONN_RESOLVING;
-        conn->resolve_req.data = conn;
-        rc = uv_getaddrinfo(conn->server->loop, &conn->resolve_req, on_resolved, addr->host, port,
+        setup->is_scratch_fresh = false; /* other connections use it meanwhile */
+        setup->resolve_req.data = conn;
+        rc = uv_getaddrinfo(conn->server->loop, &setup->resolve_req, on_resolved, addr->host, port,
                             &hints);
         if (rc == 0) {
-            conn->n_pending++;
+            conn->is_resolving = true;
             return;
         }
     }
@@ -823,241 +912,398 @@ connect_start(struct sr_conn *conn)
         target_failed(conn, addr->kind == SR_ADDR_NAME ? "resolve_failed" : "connect_failed");
         return;
     }
-    conn->literal_ai.ai_addr = (struct sockaddr *)&conn->literal_addr;
-    conn->next_addr = &conn->literal_ai;
+    setup->literal_ai.ai_family = setup->literal_addr.ss_family;
+    setup->literal_ai.ai_addr = (struct sockaddr *)&setup->literal_addr;
+    setup->literal_ai.ai_addrlen = setup->literal_addr.ss_family == AF_INET6
+                                       ? sizeof(struct sockaddr_in6)
+                                       : sizeof(struct sockaddr_in);
+    setup->literal_ai.ai_next = NULL;
+    setup->next_addr = &setup->literal_ai;
     connect_next(conn);
 }
 
+/* The address being tried failed before a byte went out: try the next one. */
 static void
-on_failed_backend_close(uv_handle_t *handle)
+connect_failed(struct sr_conn *conn, int err)
 {
-    struct sr_conn *conn = handle->data;
-
-    if (conn->state != SR_CONN_CLOSING) {
-        connect_next(conn);
-    }
-    conn_release(conn);
-}
-
-static void
-on_backend_connect(uv_connect_t *req, int status)
-{
-    struct sr_conn *conn = req->data;
-
-    if (status == UV_ECANCELED || conn->state == SR_CONN_CLOSING) {
-        return;
-    }
-    if (status == 0) {
-        sr_metrics_connect_ok(conn_metrics(conn), conn->uid,
-                              (uv_hrtime() - conn->connect_start_ns) / 1000);
-        if (conn->pool != NULL) {
-            sr_pool_report_success(conn->pool, conn->pool_index);
-        }
-        relay_start(conn);
-        return;
-    }
     sr_metrics_connect_failed(conn_metrics(conn), conn->uid,
-                              sr_metrics_connect_error_from_errno(status));
-    /* A handle whose connect failed cannot connect again: close it, and only once it is
-     * closed reuse its memory for the next address. */
-    conn->last_connect_error = status;
-    conn->is_backend_open = false;
-    uv_close((uv_handle_t *)&conn->backend, on_failed_backend_close);
+                              sr_metrics_connect_error_from_errno(err));
+    conn->setup->last_connect_error = err;
+    socket_close(conn, &conn->backend, false);
+    connect_next(conn);
 }
+
+static void on_backend_event(struct sr_watch *watch, uint32_t events);
 
 static void
 connect_next(struct sr_conn *conn)
 {
-    struct addrinfo *ai = conn->next_addr;
-    int rc;
+    struct sr_conn_setup *setup = conn->setup;
+    struct addrinfo *ai = setup->next_addr;
+    int on = 1;
+    int fd;
 
     if (ai == NULL) {
-        conn->detail = uv_err_name(conn->last_connect_error);
+        conn->detail = uv_err_name(setup->last_connect_error);
         target_failed(conn, "connect_failed");
         return;
     }
-    conn->next_addr = ai->ai_next;
+    setup->next_addr = ai->ai_next;
     conn->state = SR_CONN_CONNECTING;
-    rc = uv_tcp_init(conn->server->loop, &conn->backend);
-    if (rc != 0) {
-        conn->detail = uv_err_name(rc);
+    setup->sent = 0;
+    setup->connect_start_ns = uv_hrtime();
+    fd = socket(ai->ai_addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        conn->detail = uv_err_name(SR_ERRNO(errno));
         sr_conn_close(conn, "error");
         return;
     }
-    conn->backend.data = conn;
-    conn->is_backend_open = true;
-    conn->n_pending++;
-    conn->connect_req.data = conn;
-    conn->connect_start_ns = uv_hrtime();
-    rc = uv_tcp_connect(&conn->connect_req, &conn->backend, ai->ai_addr, on_backend_connect);
-    if (rc != 0) {
-        conn->last_connect_error = rc;
-        conn->is_backend_open = false;
-        uv_close((uv_handle_t *)&conn->backend, on_failed_backend_close);
+    sr_watch_init(&conn->backend, fd, on_backend_event);
+    /* The hello and small records must not wait for Nagle. */
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
+    if (connect(fd, ai->ai_addr, (socklen_t)ai->ai_addrlen) != 0 && errno != EINPROGRESS) {
+        connect_failed(conn, SR_ERRNO(errno));
+        return;
     }
+    /* Do not wait for the connect to be reported: on loopback and fast networks it is
+     * usually done already, and the first send tells (EAGAIN while it is still on). */
+    forward_first(conn, false);
 }
 
-/* --- Relaying ------------------------------------------------------------------------- */
+/* --- Handing over the first bytes ------------------------------------------------------ */
 
 /* The PROXY header for this connection: the client and the address it connected to, as
  * a load balancer in front told us or as the socket says; v2 adds the server name. */
 static int
-proxy_header_build(struct sr_conn *conn, uv_buf_t *buf)
+proxy_header_build(struct sr_conn *conn)
 {
+    struct sr_conn_setup *setup = conn->setup;
     struct sockaddr_storage local;
-    const struct sockaddr *src = (const struct sockaddr *)&conn->peer;
+    const struct sockaddr *src = (const struct sockaddr *)&setup->peer;
     const struct sockaddr *dst = (const struct sockaddr *)&local;
-    int local_len = sizeof(local);
+    socklen_t local_len = sizeof(local);
     size_t len;
 
-    if (conn->has_proxied) {
-        src = (const struct sockaddr *)&conn->proxied_src;
-        dst = (const struct sockaddr *)&conn->proxied_dst;
-    } else if (uv_tcp_getsockname(&conn->client, (struct sockaddr *)&local, &local_len) != 0) {
+    if (setup->has_proxied) {
+        src = (const struct sockaddr *)&setup->proxied_src;
+        dst = (const struct sockaddr *)&setup->proxied_dst;
+    } else if (getsockname(conn->client.fd, (struct sockaddr *)&local, &local_len) != 0) {
         memset(&local, 0, sizeof(local)); /* the builders send UNKNOWN / LOCAL then */
     }
-    conn->proxy_header = malloc(SR_PROXYPROTO_V2_BUILD_MAX);
-    if (conn->proxy_header == NULL) {
+    setup->proxy_header = malloc(SR_PROXYPROTO_V2_BUILD_MAX);
+    if (setup->proxy_header == NULL) {
         return UV_ENOMEM;
     }
     if (conn->proxy_send == SR_PROXY_PROTOCOL_V1) {
-        len = sr_proxyproto_build_v1((char *)conn->proxy_header, SR_PROXYPROTO_V2_BUILD_MAX, src,
+        len = sr_proxyproto_build_v1((char *)setup->proxy_header, SR_PROXYPROTO_V2_BUILD_MAX, src,
                                      dst);
     } else {
-        len = sr_proxyproto_build_v2(conn->proxy_header, SR_PROXYPROTO_V2_BUILD_MAX, src, dst,
-                                     conn->sni, strlen(conn->sni));
+        len = sr_proxyproto_build_v2(setup->proxy_header, SR_PROXYPROTO_V2_BUILD_MAX, src, dst,
+                                     setup->sni, strlen(setup->sni));
     }
-    *buf = uv_buf_init((char *)conn->proxy_header, (unsigned)len);
+    setup->proxy_header_len = len;
     return len > 0 ? 0 : UV_EINVAL;
 }
 
-static void
-on_peek_written(uv_write_t *req, int status)
+/* The client's bytes that go out before the relay starts, into <*p>/<*len>: a hello read
+ * into the peek buffer (or an HTTP head that passed the tracker), or the peeked ones, seen
+ * again in the scratch buffer unless they are still there. None for a silent client, or
+ * for peeked HTTP (the relay reads those through the tracker). Returns 0 or a UV_E* code. */
+static int
+first_payload(struct sr_conn *conn, const uint8_t **p, size_t *len)
 {
-    struct sr_conn *conn = req->data;
+    struct sr_conn_setup *setup = conn->setup;
+    uint8_t *buf;
+    ssize_t n;
+
+    *p = NULL;
+    *len = 0;
+    if (conn->http_track != NULL) {
+        if (setup->peek != NULL) {
+            *p = conn->http_out.p;
+            *len = conn->http_out.len;
+        }
+        return 0;
+    }
+    if (setup->peek_len <= setup->proxy_len) {
+        return 0;
+    }
+    if (setup->peek != NULL) {
+        *p = setup->peek + setup->proxy_len;
+        *len = setup->peek_len - setup->proxy_len;
+        return 0;
+    }
+    buf = sr__server_scratch(conn->server, setup->peek_len);
+    if (buf == NULL) {
+        return UV_ENOMEM;
+    }
+    if (!setup->is_scratch_fresh) {
+        do {
+            n = recv(conn->client.fd, buf, setup->peek_len, MSG_PEEK);
+        } while (n < 0 && errno == EINTR);
+        if (n != (ssize_t)setup->peek_len) {
+            return n < 0 ? SR_ERRNO(errno) : UV_ECONNRESET;
+        }
+    }
+    *p = buf + setup->proxy_len;
+    *len = setup->peek_len - setup->proxy_len;
+    return 0;
+}
+
+/* The backend is connected (a send went through, or the connect was reported). */
+static void
+backend_connected(struct sr_conn *conn)
+{
+    struct sr_conn_setup *setup = conn->setup;
+
+    if (setup->is_connected) {
+        return;
+    }
+    setup->is_connected = true;
+    sr_metrics_connect_ok(conn_metrics(conn), conn->uid,
+                          (uv_hrtime() - setup->connect_start_ns) / 1000);
+    if (conn->pool != NULL) {
+        sr_pool_report_success(conn->pool, conn->pool_index);
+    }
+}
+
+/* Everything before the relay is out: take the handed-over bytes from the client socket
+ * if they were only peeked, let go of the setup and relay. */
+static void
+relay_start(struct sr_conn *conn)
+{
+    struct sr_conn_setup *setup = conn->setup;
+    /* Peeked TLS bytes were sent; peeked HTTP bytes were not (the relay reads them), but a
+     * PROXY header in front of them is not for the backend. */
+    size_t taken = setup->peek != NULL        ? 0
+                   : conn->http_track != NULL ? setup->proxy_len
+                                              : setup->peek_len;
+    uint8_t *buf;
+    ssize_t n = 0;
     int rc;
 
-    free(conn->peek);
-    conn->peek = NULL;
-    conn->peek_cap = 0;
-    free(conn->proxy_header);
-    conn->proxy_header = NULL;
-    if (status == UV_ECANCELED || conn->state == SR_CONN_CLOSING) {
-        return;
+    if (taken > 0) {
+        buf = sr__server_scratch(conn->server, taken);
+        if (buf == NULL) {
+            conn->detail = uv_err_name(UV_ENOMEM);
+            sr_conn_close(conn, "error");
+            return;
+        }
+        do {
+            n = recv(conn->client.fd, buf, taken, 0);
+        } while (n < 0 && errno == EINTR);
+        if (n != (ssize_t)taken) {
+            conn->detail = uv_err_name(n < 0 ? SR_ERRNO(errno) : UV_ECONNRESET);
+            sr__conn_close_ex(conn, "client_reset", false, true);
+            return;
+        }
     }
-    if (status != 0) {
-        conn->detail = uv_err_name(status);
-        sr__conn_close_ex(conn, "backend_reset", true, false);
-        return;
+    conn->up.n_bytes = setup->peek != NULL ? setup->peek_len : taken;
+    if (setup->sni[0] != '\0' &&
+        atomic_load_explicit(&conn->server->shared->is_logging, memory_order_relaxed)) {
+        conn->sni = strdup(setup->sni); /* for the log line; none if out of memory */
     }
+    setup_free(conn);
+    conn->state = SR_CONN_RELAYING;
+    conn->last_active_ms = conn_now(conn);
+    conn_deadline(conn, conn->gen->cfg.idle_timeout_ms);
     rc = sr__relay_start(conn);
-    if (rc != 0) {
+    if (rc != 0 && conn->state != SR_CONN_CLOSING) {
         conn->detail = uv_err_name(rc);
         sr_conn_close(conn, "error");
     }
 }
 
+/* Send [our PROXY header][the client's first bytes] to the backend, from where the last
+ * try stopped. <is_writable>: called because the socket was reported writable (the
+ * connect is over one way or the other), not right after connect(). */
 static void
-relay_start(struct sr_conn *conn)
+forward_first(struct sr_conn *conn, bool is_writable)
 {
-    uv_buf_t out[2];
-    unsigned n = 0;
+    struct sr_conn_setup *setup = conn->setup;
+    const uint8_t *payload;
+    size_t payload_len;
+    struct iovec iov[2];
+    struct msghdr msg;
+    size_t total;
+    size_t skip = setup->sent;
+    int n_iov = 0;
+    ssize_t n;
     int rc;
 
-    conn->state = SR_CONN_RELAYING;
-    conn->last_active_ms = uv_now(conn->server->loop);
-    uv_timer_start(&conn->timer, on_timer, conn->gen->cfg.idle_timeout_ms, 0);
-    uv_tcp_nodelay(&conn->backend, 1);
-
-    /* A PROXY header for the upstream first, if its pool asks for one; then the peeked
-     * bytes, unmodified (minus a PROXY header that came in from a load balancer); the
-     * relay starts once they are out. */
-    if (conn->proxy_send != SR_PROXY_PROTOCOL_NONE) {
-        rc = proxy_header_build(conn, &out[n++]);
+    if (conn->proxy_send != SR_PROXY_PROTOCOL_NONE && setup->proxy_header == NULL) {
+        rc = proxy_header_build(conn);
         if (rc != 0) {
             conn->detail = uv_err_name(rc);
             sr_conn_close(conn, "error");
             return;
         }
     }
-    if (conn->http_track != NULL) {
-        /* HTTP: even the peeked bytes pass the tracker, which checks the first head (it
-         * routes where we connected) and any request pipelined behind it. */
-        enum sr_track_result r =
-            sr_http_track_feed(conn->http_track, conn->peek + conn->proxy_len,
-                               conn->peek_len - conn->proxy_len, &conn->http_out);
-
-        if (r != SR_TRACK_OK) {
-            sr__conn_http_refused(conn, r);
-            return;
-        }
-        out[n++] = uv_buf_init((char *)conn->http_out.p, (unsigned)conn->http_out.len);
-    } else if (conn->peek_len > conn->proxy_len) {
-        out[n++] = uv_buf_init((char *)conn->peek + conn->proxy_len,
-                               (unsigned)(conn->peek_len - conn->proxy_len));
-    } else {
-        out[n++] = uv_buf_init(NULL, 0); /* a silent client sent to its fallback */
-    }
-    conn->write_req.data = conn;
-    rc = uv_write(&conn->write_req, (uv_stream_t *)&conn->backend, out, n, on_peek_written);
+    rc = first_payload(conn, &payload, &payload_len);
+    setup->is_scratch_fresh = false;
     if (rc != 0) {
         conn->detail = uv_err_name(rc);
-        sr__conn_close_ex(conn, "backend_reset", true, false);
+        sr__conn_close_ex(conn, rc == UV_ENOMEM ? "error" : "client_reset", false, true);
+        return;
+    }
+    total = setup->proxy_header_len + payload_len;
+    if (skip < setup->proxy_header_len) {
+        iov[n_iov].iov_base = setup->proxy_header + skip;
+        iov[n_iov++].iov_len = setup->proxy_header_len - skip;
+        skip = 0;
+    } else {
+        skip -= setup->proxy_header_len;
+    }
+    if (payload_len > skip) {
+        iov[n_iov].iov_base = (void *)(payload + skip);
+        iov[n_iov++].iov_len = payload_len - skip;
+    }
+    if (n_iov == 0) {
+        /* Nothing to send: only the connect's outcome is awaited. */
+        int err = 0;
+        socklen_t len = sizeof(err);
+
+        if (!is_writable && !setup->is_connected) {
+            goto wait_writable;
+        }
+        if (getsockopt(conn->backend.fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) {
+            err = errno;
+        }
+        if (err != 0) {
+            connect_failed(conn, SR_ERRNO(err));
+            return;
+        }
+        backend_connected(conn);
+        relay_start(conn);
+        return;
+    }
+    memset(&msg, 0, sizeof(msg));
+    msg.msg_iov = iov;
+    msg.msg_iovlen = (size_t)n_iov;
+    do {
+        n = sendmsg(conn->backend.fd, &msg, MSG_NOSIGNAL);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) {
+        if (errno == EAGAIN) {
+            goto wait_writable; /* still connecting, or (rarely) a full send buffer */
+        }
+        if (setup->sent == 0) {
+            connect_failed(conn, SR_ERRNO(errno));
+        } else {
+            conn->detail = uv_err_name(SR_ERRNO(errno));
+            sr__conn_close_ex(conn, "backend_reset", true, false);
+        }
+        return;
+    }
+    backend_connected(conn);
+    setup->sent += (size_t)n;
+    if (setup->sent < total) {
+        goto wait_writable;
+    }
+    relay_start(conn);
+    return;
+
+wait_writable:
+    rc = sr_watch_set(&conn->server->reactor, &conn->backend, EPOLLOUT);
+    if (rc != 0) {
+        conn->detail = uv_err_name(rc);
+        sr_conn_close(conn, "error");
+    }
+}
+
+/* --- Events ----------------------------------------------------------------------------- */
+
+static void
+on_client_event(struct sr_watch *watch, uint32_t events)
+{
+    struct sr_conn *conn = (struct sr_conn *)((char *)watch - offsetof(struct sr_conn, client));
+
+    switch ((enum sr_conn_state)conn->state) {
+    case SR_CONN_HELLO:
+        hello_read(conn);
+        return;
+    case SR_CONN_REFUSING:
+        linger_read(conn);
+        return;
+    case SR_CONN_RESOLVING:
+    case SR_CONN_CONNECTING:
+        /* More bytes (or a hangup) while we connect: they wait for the relay. Stop
+         * watching only now; on the fast path the connect is over before this. */
+        (void)sr_watch_set(&conn->server->reactor, &conn->client, 0);
+        return;
+    case SR_CONN_RELAYING:
+        sr__relay_event(conn, true, events);
+        return;
+    case SR_CONN_CLOSING:
+        return;
+    }
+}
+
+static void
+on_backend_event(struct sr_watch *watch, uint32_t events)
+{
+    struct sr_conn *conn = (struct sr_conn *)((char *)watch - offsetof(struct sr_conn, backend));
+
+    switch ((enum sr_conn_state)conn->state) {
+    case SR_CONN_CONNECTING:
+        forward_first(conn, true);
+        return;
+    case SR_CONN_RELAYING:
+        sr__relay_event(conn, false, events);
+        return;
+    default:
+        return;
     }
 }
 
 /* --- Accepting -------------------------------------------------------------------------- */
 
 int
-sr_conn_accept(struct sr_listener *listener)
+sr_conn_accept(struct sr_listener *listener, int fd, const struct sockaddr *peer)
 {
     struct sr_server *server = listener->server;
-    int peer_len = sizeof(struct sockaddr_storage);
+    struct sr_conn_setup *setup;
     const char *limit;
     struct sr_conn *conn;
+    int on = 1;
     int rc;
 
     conn = calloc(1, sizeof(*conn));
-    if (conn == NULL) {
+    setup = conn != NULL ? sr__setup_get(server) : NULL;
+    if (setup == NULL) {
+        free(conn);
+        close(fd);
+        sr_log_notice("listener %s: out of memory for a connection", listener->cfg->name);
         return UV_ENOMEM;
     }
     conn->server = server;
+    conn->setup = setup;
     conn->gen = sr_generation_ref(server->gen);
     conn->lcfg = listener->cfg;
     conn->routes = &conn->gen->cfg.routes[listener->cfg->routes];
     conn->state = SR_CONN_HELLO;
+    sr_watch_init(&conn->client, fd, on_client_event);
+    sr_watch_init(&conn->backend, -1, on_backend_event);
+    sr_deadline_init(&conn->deadline);
     conn->up.pipe_fds[0] = conn->up.pipe_fds[1] = -1;
     conn->down.pipe_fds[0] = conn->down.pipe_fds[1] = -1;
-    conn->start_ms = uv_now(server->loop);
-
-    uv_tcp_init(server->loop, &conn->client);
-    conn->client.data = conn;
-    uv_timer_init(server->loop, &conn->timer);
-    conn->timer.data = conn;
-    conn->n_pending = 2;
+    conn->start_ms = conn_now(conn);
     sr__server_conn_add(server, conn);
 
-    rc = uv_accept((uv_stream_t *)&listener->handle, (uv_stream_t *)&conn->client);
-    if (rc != 0) {
-        conn->detail = uv_err_name(rc);
-        sr_conn_close(conn, "error");
-        return rc;
-    }
     /* Hellos and small records must not wait for Nagle: a peer of ours adds 40 ms per
      * request without this. */
-    uv_tcp_nodelay(&conn->client, 1);
-    if (uv_tcp_getpeername(&conn->client, (struct sockaddr *)&conn->peer, &peer_len) == 0) {
-        sr__format_sockaddr((const struct sockaddr *)&conn->peer, conn->client_text,
-                            sizeof(conn->client_text));
-    } else {
-        /* A client that reset before we got here: still counted and logged, as "-". */
-        memset(&conn->peer, 0, sizeof(conn->peer));
-        snprintf(conn->client_text, sizeof(conn->client_text), "-");
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
+    if (peer->sa_family == AF_INET || peer->sa_family == AF_INET6) {
+        size_t len =
+            peer->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+
+        memcpy(&setup->peer, peer, len);
+        memcpy(&conn->client_addr, peer, len);
     }
     conn->lid = conn->gen->listener_ids[listener->cfg - conn->gen->cfg.listeners];
-    limit = sr__server_admit(server, conn, (const struct sockaddr *)&conn->peer);
-    conn->source_key = conn->ipkey;
-    conn->has_source_key = conn->has_ipkey;
+    limit = sr__server_admit(server, conn, (const struct sockaddr *)&setup->peer);
+    setup->source_key = conn->ipkey;
+    setup->has_source_key = conn->has_ipkey;
     if (limit != NULL) {
         /* Over a limit: closed at once, counted, and not logged line by line (a flood would
          * flood the log too); the server logs a summary at most once a second. */
@@ -1071,19 +1317,17 @@ sr_conn_accept(struct sr_listener *listener)
         /* Only the load balancers in front may say who the client is; from anyone else a
          * PROXY header would be a spoofed address. */
         if (!sr_cidr_list_match(&conn->lcfg->trusted_proxies,
-                                (const struct sockaddr *)&conn->peer)) {
+                                (const struct sockaddr *)&setup->peer)) {
             conn->detail = "source not in trusted_proxies";
             sr_conn_close(conn, "untrusted_proxy");
             return 0;
         }
-        conn->is_proxy_expected = true;
     }
-    uv_timer_start(&conn->timer, on_timer, hello_timer_ms(conn), 0);
-    rc = uv_read_start((uv_stream_t *)&conn->client, on_hello_alloc, on_hello_read);
+    conn_deadline(conn, hello_timer_ms(conn));
+    rc = sr_watch_set(&server->reactor, &conn->client, EPOLLIN);
     if (rc != 0) {
         conn->detail = uv_err_name(rc);
         sr_conn_close(conn, "error");
-        return rc;
     }
     return 0;
 }

@@ -5,6 +5,7 @@
 #include "sniroute/proxy.h"
 
 #include <assert.h>
+#include <stddef.h>
 #include <stdatomic.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -12,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "sniroute/conn.h"
@@ -308,10 +310,148 @@ server_check_stopped(struct sr_server *server)
         server->is_stopped = true;
         uv_close((uv_handle_t *)&server->drain_timer, NULL);
         uv_close((uv_handle_t *)&server->trim_timer, NULL);
+        uv_close((uv_handle_t *)&server->deadline_timer, NULL);
+        uv_close((uv_handle_t *)&server->reaper, NULL);
+        sr_reactor_close(&server->reactor, NULL);
         if (server->on_stopped != NULL) {
             server->on_stopped(server);
         }
     }
+}
+
+/* --- Timeouts, the reaper, the peek buffer, setups ------------------------------------ */
+
+static void on_deadline_timer(uv_timer_t *timer);
+
+/* Keep the one timer set for the earliest deadline; libuv's timer start is a heap
+ * operation, no system call, but skip it when nothing changed. */
+static void
+deadline_rearm(struct sr_server *server)
+{
+    struct sr_deadline *first = sr_deadline_first(&server->deadlines);
+    uint64_t now;
+
+    if (server->is_stopped) {
+        return;
+    }
+    if (first == NULL) {
+        if (server->deadline_armed_ms != UINT64_MAX) {
+            uv_timer_stop(&server->deadline_timer);
+            server->deadline_armed_ms = UINT64_MAX;
+        }
+        return;
+    }
+    if (first->due_ms == server->deadline_armed_ms) {
+        return;
+    }
+    now = uv_now(server->loop);
+    server->deadline_armed_ms = first->due_ms;
+    uv_timer_start(&server->deadline_timer, on_deadline_timer,
+                   first->due_ms > now ? first->due_ms - now : 0, 0);
+}
+
+static void
+on_deadline_timer(uv_timer_t *timer)
+{
+    struct sr_server *server = timer->data;
+    uint64_t now = uv_now(server->loop);
+    struct sr_deadline *d;
+
+    server->deadline_armed_ms = UINT64_MAX;
+    while ((d = sr_deadline_first(&server->deadlines)) != NULL && d->due_ms <= now) {
+        sr_deadline_clear(&server->deadlines, d);
+        /* The connection sets a new deadline or closes. */
+        sr__conn_on_deadline((struct sr_conn *)((char *)d - offsetof(struct sr_conn, deadline)));
+    }
+    deadline_rearm(server);
+}
+
+void
+sr__server_deadline_set(struct sr_server *server, struct sr_deadline *d, uint64_t due_ms)
+{
+    if (sr_deadline_set(&server->deadlines, d, due_ms) != 0) {
+        /* Out of memory for the heap: a connection without a timeout would be a leak;
+         * the drain timer is our last line, so just say it. */
+        sr_log_notice("out of memory for a timeout");
+        return;
+    }
+    deadline_rearm(server);
+}
+
+void
+sr__server_deadline_clear(struct sr_server *server, struct sr_deadline *d)
+{
+    if (d->index != SR_DEADLINE_NONE) {
+        sr_deadline_clear(&server->deadlines, d);
+        deadline_rearm(server);
+    }
+}
+
+static void
+on_reap(uv_idle_t *idle)
+{
+    struct sr_server *server = idle->data;
+    struct sr_conn *conn;
+
+    uv_idle_stop(idle);
+    while ((conn = server->dead) != NULL) {
+        server->dead = conn->next_dead;
+        sr__conn_free(conn); /* may stop the server: the last use of it here */
+    }
+}
+
+void
+sr__server_conn_dead(struct sr_server *server, struct sr_conn *conn)
+{
+    if (server->dead == NULL) {
+        uv_idle_start(&server->reaper, on_reap);
+    }
+    conn->next_dead = server->dead;
+    server->dead = conn;
+}
+
+uint8_t *
+sr__server_scratch(struct sr_server *server, size_t len)
+{
+    uint8_t *p;
+
+    if (len > server->scratch_cap) {
+        p = realloc(server->scratch, len);
+        if (p == NULL) {
+            return NULL;
+        }
+        server->scratch = p;
+        server->scratch_cap = len;
+    }
+    return server->scratch;
+}
+
+#define SR_SETUP_KEEP_MAX 64
+
+struct sr_conn_setup *
+sr__setup_get(struct sr_server *server)
+{
+    struct sr_conn_setup *setup = server->setup_free;
+
+    if (setup == NULL) {
+        return calloc(1, sizeof(*setup));
+    }
+    server->setup_free = *(void **)setup;
+    server->n_setup_free--;
+    memset(setup, 0, sizeof(*setup));
+    return setup;
+}
+
+void
+sr__setup_put(struct sr_server *server, struct sr_conn_setup *setup)
+{
+    if (server->n_setup_free >= SR_SETUP_KEEP_MAX) {
+        free(setup);
+        return;
+    }
+    *(void **)setup = server->setup_free;
+    server->setup_free = setup;
+    server->n_setup_free++;
 }
 
 void
@@ -464,55 +604,88 @@ sr__server_conn_gone(struct sr_server *server, struct sr_conn *conn)
     server_check_stopped(server);
 }
 
+/* Out of descriptors: accept and drop what waits, with the spare descriptor closed for
+ * the moment, so those clients see a close instead of hanging and the level-triggered
+ * listener does not wake us again and again. */
 static void
-on_listener_connection(uv_stream_t *stream, int status)
+listener_shed(struct sr_listener *listener)
 {
-    struct sr_listener *listener = stream->data;
-    int rc;
+    struct sr_server *server = listener->server;
+    int fd;
 
-    if (status != 0) {
-        /* libuv absorbs EMFILE itself (it keeps a spare descriptor to accept and drop);
-         * what reaches here is rare and worth a line. */
-        sr_log_notice("listener %s: accept on %s failed: %s", listener->cfg->name,
-                      listener->addr_text, uv_strerror(status));
+    if (server->spare_fd < 0) {
         return;
     }
-    rc = sr_conn_accept(listener);
-    if (rc != 0 && rc != UV_ECONNABORTED) {
-        sr_log_notice("listener %s: accept on %s failed: %s", listener->cfg->name,
-                      listener->addr_text, uv_strerror(rc));
+    close(server->spare_fd);
+    while ((fd = accept4(listener->watch.fd, NULL, NULL, SOCK_CLOEXEC)) >= 0) {
+        close(fd);
+    }
+    server->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
+/* Connections accepted per wakeup at most: the others wait for the next round, after
+ * the open connections have had theirs. */
+#define SR_ACCEPT_BATCH 64
+
+static void
+on_listener_ready(struct sr_watch *watch, uint32_t events)
+{
+    struct sr_listener *listener = (struct sr_listener *)watch; /* the first member */
+    struct sockaddr_storage peer;
+    socklen_t peer_len;
+    int i;
+    int fd;
+
+    (void)events;
+    for (i = 0; i < SR_ACCEPT_BATCH; i++) {
+        peer_len = sizeof(peer);
+        fd = accept4(watch->fd, (struct sockaddr *)&peer, &peer_len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED) {
+                continue;
+            }
+            if (errno == EMFILE || errno == ENFILE) {
+                listener_shed(listener);
+            } else if (errno != EAGAIN) {
+                sr_log_notice("listener %s: accept on %s failed: %s", listener->cfg->name,
+                              listener->addr_text, strerror(errno));
+            }
+            return;
+        }
+        if (peer_len > sizeof(peer)) {
+            memset(&peer, 0, sizeof(peer));
+        }
+        if (sr_conn_accept(listener, fd, (const struct sockaddr *)&peer) != 0) {
+            return; /* out of memory: logged; the rest wait */
+        }
     }
 }
 
-static void
-on_listener_close(uv_handle_t *handle)
-{
-    struct sr_listener *listener = handle->data;
-    struct sr_server *server = listener->server;
-
-    free(listener);
-    server->n_listeners_open--;
-    server_check_stopped(server);
-}
-
-/* Take <listener> out of the server's list and close its socket. */
+/* Take <listener> out of the server's list and close its socket. Never called from
+ * inside a batch of reactor events, so nothing of this round can still point at it. */
 static void
 listener_close(struct sr_listener *listener)
 {
-    struct sr_listener **link = &listener->server->listeners;
+    struct sr_server *server = listener->server;
+    struct sr_listener **link = &server->listeners;
 
-    while (*link != listener) {
+    while (*link != NULL && *link != listener) {
         link = &(*link)->next;
     }
-    *link = listener->next;
-    uv_close((uv_handle_t *)&listener->handle, on_listener_close);
+    if (*link != NULL) {
+        *link = listener->next;
+    }
+    sr_watch_clear(&server->reactor, &listener->watch);
+    close(listener->watch.fd);
+    free(listener);
+    server->n_listeners_open--;
 }
 
-/* Several workers: each binds its own socket to the same address with SO_REUSEPORT, and
- * the kernel spreads new connections over them. libuv 1.44 has no flag for it, so the
- * socket is made here and handed to libuv. */
+/* A non-blocking listening socket for <sa>. Several workers: each binds its own socket to
+ * the same address with SO_REUSEPORT, and the kernel spreads new connections over them.
+ * Returns the descriptor or a negative errno. */
 static int
-reuseport_socket(uv_tcp_t *handle, const struct sockaddr *sa)
+listen_socket(const struct sockaddr *sa, bool is_reuseport)
 {
     socklen_t len =
         sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
@@ -524,20 +697,17 @@ reuseport_socket(uv_tcp_t *handle, const struct sockaddr *sa)
     if (fd < 0) {
         return -errno;
     }
+    /* "[::]:443" and "0.0.0.0:443" may both be listed: keep the families apart. */
     if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) != 0 ||
-        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) != 0 ||
+        (is_reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) != 0) ||
         (sa->sa_family == AF_INET6 &&
          setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on)) != 0) ||
-        bind(fd, sa, len) != 0) {
+        bind(fd, sa, len) != 0 || listen(fd, SR_LISTEN_BACKLOG) != 0) {
         rc = -errno;
         close(fd);
         return rc;
     }
-    rc = uv_tcp_open(handle, fd);
-    if (rc != 0) {
-        close(fd);
-    }
-    return rc;
+    return fd;
 }
 
 /* A new listening socket for <addr>, bound and listening, not yet in the server's list.
@@ -548,9 +718,9 @@ listener_open(struct sr_server *server, const struct sr_listener_config *lc,
 {
     struct sr_listener *listener;
     struct sockaddr_storage ss;
-    int len = sizeof(ss);
-    unsigned flags = 0;
+    socklen_t len = sizeof(ss);
     char want[SR_ADDR_HOST_MAX + 16];
+    int fd = -1;
     int rc;
 
     listener = calloc(1, sizeof(*listener));
@@ -563,46 +733,35 @@ listener_open(struct sr_server *server, const struct sr_listener_config *lc,
     listener->cfg = lc;
     if (addr->kind == SR_ADDR_IPV6) {
         rc = uv_ip6_addr(addr->host, addr->port, (struct sockaddr_in6 *)&ss);
-        /* "[::]:443" and "0.0.0.0:443" may both be listed: keep the families apart. */
-        flags = UV_TCP_IPV6ONLY;
     } else {
         rc = uv_ip4_addr(addr->host, addr->port, (struct sockaddr_in *)&ss);
     }
     if (rc == 0) {
-        rc = uv_tcp_init(server->loop, &listener->handle);
+        fd = listen_socket((const struct sockaddr *)&ss, server->is_reuseport);
+        rc = fd < 0 ? fd : 0;
+    }
+    /* Port 0 asks the kernel for a free port; report the one we got. */
+    if (rc == 0 && getsockname(fd, (struct sockaddr *)&ss, &len) != 0) {
+        rc = -errno;
+    }
+    if (rc == 0) {
+        sr_watch_init(&listener->watch, fd, on_listener_ready);
+        rc = sr_watch_set(&server->reactor, &listener->watch, EPOLLIN);
     }
     if (rc != 0) {
-        goto fail_free;
+        if (fd >= 0) {
+            close(fd);
+        }
+        free(listener);
+        sr_addr_format(addr, want, sizeof(want));
+        sr_log_notice("listener %s: cannot listen on %s: %s", lc->name, want, uv_strerror(rc));
+        return NULL;
     }
-    listener->handle.data = listener;
     server->n_listeners_open++;
-    if (server->is_reuseport) {
-        rc = reuseport_socket(&listener->handle, (const struct sockaddr *)&ss);
-    } else {
-        rc = uv_tcp_bind(&listener->handle, (const struct sockaddr *)&ss, flags);
-    }
-    if (rc == 0) {
-        rc = uv_listen((uv_stream_t *)&listener->handle, SR_LISTEN_BACKLOG, on_listener_connection);
-    }
-    if (rc == 0) {
-        /* Port 0 asks the kernel for a free port; report the one we got. */
-        rc = uv_tcp_getsockname(&listener->handle, (struct sockaddr *)&ss, &len);
-    }
-    if (rc != 0) {
-        uv_close((uv_handle_t *)&listener->handle, on_listener_close);
-        goto fail_log;
-    }
     sr__format_sockaddr((const struct sockaddr *)&ss, listener->addr_text,
                         sizeof(listener->addr_text));
     sr_log_notice("listening on %s (listener %s)", listener->addr_text, lc->name);
     return listener;
-
-fail_free:
-    free(listener);
-fail_log:
-    sr_addr_format(addr, want, sizeof(want));
-    sr_log_notice("listener %s: cannot listen on %s: %s", lc->name, want, uv_strerror(rc));
-    return NULL;
 }
 
 static bool
@@ -655,7 +814,8 @@ server_apply(struct sr_server *server, struct sr_generation *gen)
             if (listener == NULL) {
                 for (listener = opened; listener != NULL; listener = next) {
                     next = listener->next;
-                    uv_close((uv_handle_t *)&listener->handle, on_listener_close);
+                    listener->next = NULL;
+                    listener_close(listener);
                 }
                 return UV_EADDRINUSE;
             }
@@ -705,7 +865,22 @@ sr_server_start(struct sr_server *server, uv_loop_t *loop, struct sr_shared *sha
     server->drain_timer.data = server;
     uv_timer_init(loop, &server->trim_timer);
     server->trim_timer.data = server;
+    uv_timer_init(loop, &server->deadline_timer);
+    server->deadline_timer.data = server;
+    server->deadline_armed_ms = UINT64_MAX;
+    uv_idle_init(loop, &server->reaper);
+    server->reaper.data = server;
+    uv_unref((uv_handle_t *)&server->reaper);
+    server->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     server->pipes.keep_max = pipe_keep_max();
+    rc = sr_reactor_init(&server->reactor, loop);
+    if (rc != 0) {
+        sr_log_notice("cannot create the event set: %s", uv_strerror(rc));
+        server->listeners = NULL;
+        sr_server_drain(server);
+        return rc;
+    }
+    server->reactor.data = server;
     if (sr_metrics_init(&server->metrics, SR_METRICS_LISTENERS_MAX, SR_METRICS_UPSTREAMS_MAX) !=
         0) {
         sr_log_notice("out of memory");
@@ -787,6 +962,20 @@ sr_server_fini(struct sr_server *server)
     sr_metrics_fini(&server->metrics);
     assert(server->pool.n_out == 0);
     pool_fini(&server->pool);
+    assert(server->dead == NULL);
+    sr_deadline_heap_fini(&server->deadlines);
+    free(server->scratch);
+    server->scratch = NULL;
+    while (server->setup_free != NULL) {
+        void *next = *(void **)server->setup_free;
+
+        free(server->setup_free);
+        server->setup_free = next;
+    }
+    if (server->spare_fd >= 0) {
+        close(server->spare_fd);
+        server->spare_fd = -1;
+    }
     while (server->pipes.n_free > 0) {
         server->pipes.n_free--;
         close(server->pipes.fds[server->pipes.n_free][0]);

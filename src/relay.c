@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: MIT */
-/* The relay: once the peeked bytes have reached the backend, move bytes both ways between
- * the two sockets until both directions are done. Each direction splices through a kernel
- * pipe (socket to pipe to socket: the bytes never enter user space) or, when no pipe can be
- * had, reads into a pool buffer and writes it out. A pipe or buffer is held only while
- * bytes are in flight, so an idle connection holds neither. libuv watches the sockets
- * (uv_poll_t); the uv_tcp_t handles are left idle until close. */
+/* The relay: once the first bytes have reached the backend, move bytes both ways between
+ * the two sockets until both directions are done. A direction starts by reading into a
+ * pool buffer and sending it on (two system calls, the cheapest for the small records of
+ * a handshake or a request); once a read fills a whole buffer it is a bulk stream and
+ * splices through a kernel pipe from then on (socket to pipe to socket: the bytes never
+ * enter user space). A pipe or buffer is held only while bytes are in flight, so an idle
+ * connection holds neither. The worker's reactor watches the sockets. */
 #include "sniroute/conn.h"
 
 #include <errno.h>
@@ -14,6 +15,8 @@
 #include <unistd.h>
 
 #include <uv.h>
+
+#include "sniroute/reactor.h"
 
 /* libuv's error codes are negated errno values on Unix (uv-errno.h). */
 #define SR_ERRNO(e) (-(e))
@@ -57,11 +60,15 @@ sr__relay_release(struct sr_conn *conn)
 static int
 flow_acquire(struct sr_conn *conn, struct sr_flow *flow)
 {
+    if (flow->buf != NULL && flow->is_bulk && !flow->is_tracked) {
+        sr__pool_put(conn->server, flow->buf); /* empty: a bulk stream moves to a pipe */
+        flow->buf = NULL;
+    }
     if (flow->pipe_fds[0] >= 0 || flow->buf != NULL) {
         return 0;
     }
     /* A tracked HTTP direction reads its bytes: no splice there. */
-    if (flow->track == NULL && sr__pipe_get(conn->server, flow->pipe_fds) == 0) {
+    if (flow->is_bulk && !flow->is_tracked && sr__pipe_get(conn->server, flow->pipe_fds) == 0) {
         return 0;
     }
     flow->buf = sr__pool_get(conn->server);
@@ -80,11 +87,14 @@ flow_fill(struct sr_flow *flow)
             n = splice(flow->src_fd, NULL, flow->pipe_fds[1], NULL, SR_SPLICE_MAX,
                        SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
         } else {
-            n = read(flow->src_fd, flow->buf, SR_RELAY_BUF_SIZE);
+            n = recv(flow->src_fd, flow->buf, SR_RELAY_BUF_SIZE, 0);
         }
     } while (n < 0 && errno == EINTR);
     if (n < 0) {
         return errno == EWOULDBLOCK ? UV_EAGAIN : SR_ERRNO(errno);
+    }
+    if (n == SR_RELAY_BUF_SIZE && flow->pipe_fds[0] < 0) {
+        flow->is_bulk = true;
     }
     return n;
 }
@@ -92,7 +102,7 @@ flow_fill(struct sr_flow *flow)
 /* Move pending bytes from the pipe or buffer to dst. Returns the count or a negative UV_E*
  * code (UV_EAGAIN: dst cannot take more now). */
 static ssize_t
-flow_flush(struct sr_flow *flow)
+flow_flush(struct sr_conn *conn, struct sr_flow *flow)
 {
     ssize_t n;
 
@@ -103,7 +113,7 @@ flow_flush(struct sr_flow *flow)
         } else {
             /* send, not write: MSG_NOSIGNAL keeps a closed peer from raising SIGPIPE even if
              * someone embeds us without ignoring it. */
-            const uint8_t *from = flow->track != NULL ? flow->out->p : (uint8_t *)flow->buf;
+            const uint8_t *from = flow->is_tracked ? conn->http_out.p : (uint8_t *)flow->buf;
 
             n = send(flow->dst_fd, from + flow->buf_off, flow->pending, MSG_NOSIGNAL);
         }
@@ -135,12 +145,13 @@ relay_fail(struct sr_conn *conn, int fd, int err)
 static void
 flow_pump(struct sr_conn *conn, struct sr_flow *flow)
 {
+    bool is_drained = false;
     ssize_t n;
     int round;
 
     for (round = 0; round < SR_FLOW_ROUNDS; round++) {
         if (flow->pending > 0) {
-            n = flow_flush(flow);
+            n = flow_flush(conn, flow);
             if (n == UV_EAGAIN) {
                 flow->wait = SR_FLOW_WAIT_DST; /* backpressure: src is not read meanwhile */
                 return;
@@ -149,15 +160,27 @@ flow_pump(struct sr_conn *conn, struct sr_flow *flow)
                 relay_fail(conn, flow->dst_fd, (int)n);
                 return;
             }
-            flow->pending -= (size_t)n;
-            flow->buf_off += (size_t)n;
+            flow->pending -= (uint32_t)n;
+            flow->buf_off += (uint32_t)n;
             continue;
         }
         flow->buf_off = 0;
+        if (is_drained && !flow->is_eof) {
+            flow_release(conn, flow);
+            flow->wait = SR_FLOW_WAIT_SRC;
+            return;
+        }
         if (flow->is_eof) {
             /* Half-close: pass the FIN on; the other direction keeps flowing. */
             flow_release(conn, flow);
             flow->wait = SR_FLOW_DONE;
+            if ((flow == &conn->up ? &conn->down : &conn->up)->is_shut) {
+                /* The other way is done too, and both sockets have been read to their
+                 * end: closing them sends the FIN, no shutdown needed. */
+                flow->is_shut = true;
+                sr_conn_close(conn, "ok");
+                return;
+            }
             if (shutdown(flow->dst_fd, SHUT_WR) != 0 && errno != ENOTCONN) {
                 relay_fail(conn, flow->dst_fd, SR_ERRNO(errno));
                 return;
@@ -189,59 +212,49 @@ flow_pump(struct sr_conn *conn, struct sr_flow *flow)
         }
         flow->n_bytes += (uint64_t)n;
         conn->last_active_ms = uv_now(conn->server->loop);
-        if (flow->track != NULL) {
+        /* A short read emptied the socket: after this flush, wait for the next wakeup
+         * rather than pay a read that says EAGAIN. */
+        is_drained = flow->pipe_fds[0] >= 0 ? n < SR_SPLICE_MAX : n < SR_RELAY_BUF_SIZE;
+        if (flow->is_tracked) {
             /* HTTP: only what the tracker lets through goes on; a new head waits until it
              * is whole and its host checked. */
             enum sr_track_result r;
 
-            flow->out->len = 0;
-            r = sr_http_track_feed(flow->track, (const uint8_t *)flow->buf, (size_t)n, flow->out);
+            conn->http_out.len = 0;
+            r = sr_http_track_feed(conn->http_track, (const uint8_t *)flow->buf, (size_t)n,
+                                   &conn->http_out);
             if (r != SR_TRACK_OK) {
                 sr__conn_http_refused(conn, r);
                 return;
             }
-            flow->pending = flow->out->len;
+            flow->pending = (uint32_t)conn->http_out.len;
             continue;
         }
-        flow->pending = (size_t)n;
+        flow->pending = (uint32_t)n;
     }
     /* Out of rounds with work left: epoll is level-triggered, so the wakeup comes again. */
     flow->wait = flow->pending > 0 ? SR_FLOW_WAIT_DST : SR_FLOW_WAIT_SRC;
-}
-
-static void on_relay_poll(uv_poll_t *handle, int status, int events);
-
-static int
-side_watch(uv_poll_t *poll, int *events, int want)
-{
-    int rc = 0;
-
-    if (want == *events) {
-        return 0;
-    }
-    rc = want != 0 ? uv_poll_start(poll, want, on_relay_poll) : uv_poll_stop(poll);
-    *events = want;
-    return rc;
 }
 
 /* Watch each socket for what its two directions wait for. */
 static void
 relay_watch(struct sr_conn *conn)
 {
-    int client = 0;
-    int backend = 0;
+    struct sr_reactor *reactor = &conn->server->reactor;
+    uint32_t client = 0;
+    uint32_t backend = 0;
     int rc;
 
     if (conn->state == SR_CONN_CLOSING) {
         return;
     }
-    client |= conn->up.wait == SR_FLOW_WAIT_SRC ? UV_READABLE : 0;
-    client |= conn->down.wait == SR_FLOW_WAIT_DST ? UV_WRITABLE : 0;
-    backend |= conn->down.wait == SR_FLOW_WAIT_SRC ? UV_READABLE : 0;
-    backend |= conn->up.wait == SR_FLOW_WAIT_DST ? UV_WRITABLE : 0;
-    rc = side_watch(&conn->client_poll, &conn->client_events, client);
+    client |= conn->up.wait == SR_FLOW_WAIT_SRC ? EPOLLIN : 0;
+    client |= conn->down.wait == SR_FLOW_WAIT_DST ? EPOLLOUT : 0;
+    backend |= conn->down.wait == SR_FLOW_WAIT_SRC ? EPOLLIN : 0;
+    backend |= conn->up.wait == SR_FLOW_WAIT_DST ? EPOLLOUT : 0;
+    rc = sr_watch_set(reactor, &conn->client, client);
     if (rc == 0) {
-        rc = side_watch(&conn->backend_poll, &conn->backend_events, backend);
+        rc = sr_watch_set(reactor, &conn->backend, backend);
     }
     if (rc != 0) {
         conn->detail = uv_err_name(rc);
@@ -249,31 +262,26 @@ relay_watch(struct sr_conn *conn)
     }
 }
 
-static void
-on_relay_poll(uv_poll_t *handle, int status, int events)
+void
+sr__relay_event(struct sr_conn *conn, bool is_client, uint32_t events)
 {
-    struct sr_conn *conn = handle->data;
-    bool is_client = handle == &conn->client_poll;
     struct sr_flow *in = is_client ? &conn->up : &conn->down;  /* this socket is its src */
     struct sr_flow *out = is_client ? &conn->down : &conn->up; /* this socket is its dst */
+    bool is_error = (events & (EPOLLERR | EPOLLHUP)) != 0;
 
-    if (conn->state == SR_CONN_CLOSING) {
-        return;
+    if (is_error) {
+        /* Bytes that arrived before an error (a reset, most often) are still readable:
+         * let the pumps forward them and meet the error through their own reads and
+         * writes. */
+        events |= EPOLLIN | EPOLLOUT;
     }
-    if (status < 0) {
-        /* libuv reports POLLERR as UV_EBADF and stops the handle. Bytes that arrived before
-         * the error (a reset, most often) are still readable: let the pumps forward them
-         * and meet the error through their own reads and writes. */
-        *(is_client ? &conn->client_events : &conn->backend_events) = 0;
-        events = UV_READABLE | UV_WRITABLE;
-    }
-    if ((events & UV_WRITABLE) && out->wait == SR_FLOW_WAIT_DST) {
+    if ((events & EPOLLOUT) && out->wait == SR_FLOW_WAIT_DST) {
         flow_pump(conn, out);
     }
-    if ((events & UV_READABLE) && in->wait == SR_FLOW_WAIT_SRC && conn->state != SR_CONN_CLOSING) {
+    if ((events & EPOLLIN) && in->wait == SR_FLOW_WAIT_SRC && conn->state != SR_CONN_CLOSING) {
         flow_pump(conn, in);
     }
-    if (status < 0 && conn->state != SR_CONN_CLOSING) {
+    if ((events & EPOLLERR) && conn->state != SR_CONN_CLOSING) {
         /* The pumps did not meet the error (this socket is not being read or written just
          * now): take it from the socket itself rather than wait for the next byte. */
         int fd = in->src_fd;
@@ -301,57 +309,12 @@ flow_init(struct sr_flow *flow, int src_fd, int dst_fd)
 int
 sr__relay_start(struct sr_conn *conn)
 {
-    uv_os_fd_t client_fd;
-    uv_os_fd_t backend_fd;
-    int rc;
+    flow_init(&conn->up, conn->client.fd, conn->backend.fd);
+    flow_init(&conn->down, conn->backend.fd, conn->client.fd);
+    conn->up.is_tracked = conn->http_track != NULL;
 
-    rc = uv_fileno((uv_handle_t *)&conn->client, &client_fd);
-    if (rc == 0) {
-        rc = uv_fileno((uv_handle_t *)&conn->backend, &backend_fd);
-    }
-    if (rc != 0) {
-        return rc;
-    }
-    flow_init(&conn->up, client_fd, backend_fd);
-    flow_init(&conn->down, backend_fd, client_fd);
-    if (conn->http_track != NULL) {
-        conn->up.track = conn->http_track;
-        conn->up.out = &conn->http_out;
-    }
-
-    /* The tcp handles are idle from here on (no read, no write in flight), so libuv lets a
-     * poll handle watch the same descriptors. */
-    rc = uv_poll_init_socket(conn->server->loop, &conn->client_poll, client_fd);
-    if (rc != 0) {
-        return rc;
-    }
-    conn->client_poll.data = conn;
-    conn->n_pending++;
-    conn->has_polls = true;
-    rc = uv_poll_init_socket(conn->server->loop, &conn->backend_poll, backend_fd);
-    if (rc != 0) {
-        uv_close((uv_handle_t *)&conn->client_poll, sr__conn_on_handle_close);
-        conn->has_polls = false;
-        return rc;
-    }
-    conn->backend_poll.data = conn;
-    conn->n_pending++;
-
-    /* Bytes may already wait on either side: start by reading both. */
-    flow_pump(conn, &conn->up);
-    if (conn->state != SR_CONN_CLOSING) {
-        flow_pump(conn, &conn->down);
-    }
+    /* The first bytes were just sent: the backend has nothing to say yet, and the client
+     * is watched for more as before. Pump on the next events. */
     relay_watch(conn);
     return 0;
-}
-
-void
-sr__relay_close(struct sr_conn *conn)
-{
-    if (conn->has_polls) {
-        conn->has_polls = false;
-        uv_close((uv_handle_t *)&conn->client_poll, sr__conn_on_handle_close);
-        uv_close((uv_handle_t *)&conn->backend_poll, sr__conn_on_handle_close);
-    }
 }

@@ -6,15 +6,22 @@
 #define SR_CONN_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
+
+#include <netdb.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include <uv.h>
 
 #include "sniroute/config.h"
+#include "sniroute/deadline.h"
 #include "sniroute/httptrack.h"
 #include "sniroute/ipcount.h"
 #include "sniroute/name.h"
 #include "sniroute/proxy.h"
+#include "sniroute/reactor.h"
 #include "sniroute/route.h"
 
 /* The peek buffer's first size: today's largest common hellos (Chrome's, with a
@@ -22,17 +29,17 @@
 #define SR_PEEK_INITIAL 4096
 
 enum sr_conn_state {
-    SR_CONN_HELLO,      /* reading the ClientHello into the peek buffer */
-    SR_CONN_REFUSING,   /* writing a TLS alert before closing */
+    SR_CONN_HELLO,      /* peeking at the ClientHello */
+    SR_CONN_REFUSING,   /* a TLS alert (or HTTP error) sent: lingering until the client closes */
     SR_CONN_RESOLVING,  /* uv_getaddrinfo in flight for the upstream's name */
-    SR_CONN_CONNECTING, /* uv_tcp_connect in flight to one resolved address */
-    SR_CONN_RELAYING,   /* bytes flow both ways (peeked bytes first) */
-    SR_CONN_CLOSING,    /* handles closing; freed when the last close callback runs */
+    SR_CONN_CONNECTING, /* connecting to one resolved address and sending the first bytes */
+    SR_CONN_RELAYING,   /* bytes flow both ways */
+    SR_CONN_CLOSING,    /* sockets closed; freed after the current batch of events */
 };
 
 /* One direction of the relay (relay.c): bytes read from <src_fd> are written to <dst_fd>
- * through a kernel pipe (splice) or, when none can be had, a pool buffer. Either is held
- * only while bytes are in flight. */
+ * through a pool buffer (recv/send) or, once a read has filled a whole buffer, through a
+ * kernel pipe (splice). Either is held only while bytes are in flight. */
 enum sr_flow_wait {
     SR_FLOW_WAIT_SRC, /* nothing in flight: wait for src to be readable */
     SR_FLOW_WAIT_DST, /* bytes in flight: wait for dst to be writable (src is not read) */
@@ -43,17 +50,53 @@ struct sr_flow {
     int src_fd;
     int dst_fd;
     int pipe_fds[2];  /* read end, write end; -1 when none */
-    char *buf;        /* the fallback: a pool buffer, NULL when none */
-    size_t buf_off;   /* buffer mode: bytes of buf already written */
-    size_t pending;   /* read from src, not yet written to dst */
-    uint64_t n_bytes; /* read from src (for the client side: the peeked bytes included) */
-    enum sr_flow_wait wait;
-    bool is_eof;  /* src sent FIN */
-    bool is_shut; /* dst's write side is shut down (FIN passed on) */
-    /* An HTTP listener's client-to-backend direction: read (not spliced) through the
-     * request-boundary tracker, and sent from <out>. NULL otherwise. */
-    struct sr_http_track *track;
-    struct sr_bytes *out;
+    char *buf;        /* a pool buffer, NULL when none */
+    uint32_t buf_off; /* buffer mode: bytes of buf already written */
+    uint32_t pending; /* read from src, not yet written to dst */
+    uint64_t n_bytes; /* read from src, for the log and the metrics */
+    uint8_t wait;     /* enum sr_flow_wait */
+    bool is_eof;      /* src sent FIN */
+    bool is_shut;     /* dst's write side is shut down (FIN passed on) */
+    bool is_bulk;     /* a read filled a whole buffer: splice from now on */
+    /* An HTTP listener's client-to-backend direction: read through the request-boundary
+     * tracker, and sent from the connection's http_out. */
+    bool is_tracked;
+};
+
+/* What only the way to the relay needs: allocated at accept, freed when the relay starts,
+ * so an established connection does not carry it. */
+struct sr_conn_setup {
+    /* The hello is read with MSG_PEEK, so the kernel keeps its bytes and the relay moves
+     * them like any others: <peek_len> bytes are waiting in the client socket. Only when it
+     * comes in pieces (a peek cannot wait for more) are the bytes so far taken into <peek>,
+     * and from then on read into it; they go out before the relay starts. */
+    uint8_t *peek;         /* NULL until then */
+    size_t peek_cap;       /* grows up to peek_max */
+    size_t peek_len;       /* bytes seen: in <peek> if it is set, else still in the socket */
+    size_t parse_at;       /* look again once peek_len reaches this */
+    size_t proxy_len;      /* proxy_protocol = accept: the received header's length (not sent) */
+    size_t sent;           /* of [PROXY header we send][peeked bytes after proxy_len] */
+    uint8_t *proxy_header; /* the PROXY header we send, or NULL */
+    size_t proxy_header_len;
+
+    char sni[SR_NAME_MAX + 1]; /* normalized; "" when the hello had none */
+    bool has_proxied;
+    struct sockaddr_storage peer; /* the TCP peer: a client, or a load balancer */
+    struct sockaddr_storage proxied_src;
+    struct sockaddr_storage proxied_dst;
+    struct sr_ipkey source_key; /* the client for source_hash: proxied, or the peer */
+    bool has_source_key;
+
+    struct sockaddr_storage literal_addr; /* a literal upstream, as a one-entry */
+    struct addrinfo literal_ai;           /* list for connect_next() */
+    struct addrinfo *addrs;               /* from the resolver, freed with the setup */
+    struct addrinfo *next_addr;           /* next one to try */
+    int last_connect_error;
+    uint64_t pool_tried; /* servers of the pool tried for this connection (a bitmask) */
+    uint64_t connect_start_ns;
+    bool is_connected;     /* a send went through or the connect was reported */
+    bool is_scratch_fresh; /* the worker's scratch buffer still holds the peeked bytes */
+    uv_getaddrinfo_t resolve_req;
 };
 
 struct sr_conn {
@@ -65,27 +108,29 @@ struct sr_conn {
     const struct sr_routes *routes;
     struct sr_conn *prev;
     struct sr_conn *next;
+    struct sr_conn *next_dead; /* closed, waiting for the end of the batch to be freed */
 
-    enum sr_conn_state state;
-    int n_pending; /* open handles and requests that will call back; free at zero */
+    struct sr_conn_setup *setup; /* until the relay starts */
+    struct sr_watch client;
+    struct sr_watch backend;     /* fd -1 while there is no backend socket */
+    struct sr_deadline deadline; /* hello, connect, linger or idle timeout */
+    struct sr_flow up;           /* client to backend */
+    struct sr_flow down;         /* backend to client */
 
-    uv_tcp_t client;
-    uv_tcp_t backend;
-    uv_timer_t timer; /* hello, then connect, then idle timeout */
-    bool is_backend_open;
+    uint8_t state;          /* enum sr_conn_state */
+    uint8_t route;          /* enum sr_route_kind */
+    uint8_t proxy_send;     /* enum sr_proxy_protocol, for the upstream */
+    bool is_resolving;      /* a resolver request will still call back */
+    bool is_fallback;       /* not TLS, or silent: sent to the listener's fallback */
+    bool has_ech;           /* the hello carried Encrypted Client Hello */
+    bool is_pool_counted;   /* sr_pool_conn_start was called for pool_index */
+    bool is_shared_counted; /* counted in shared->n_conns (and maybe the two below) */
+    bool has_ipkey;
+    bool is_quiet;   /* refused over a limit: no access-log line of its own */
+    bool is_counted; /* accept was counted in the metrics */
 
-    /* The peek buffer: bytes from the client until routing is decided; then the first
-     * write to the backend, then freed. */
-    uint8_t *peek;
-    size_t peek_len;
-    size_t peek_cap; /* grows from SR_PEEK_INITIAL up to max_hello_size */
-    size_t parse_at; /* parse again once peek_len reaches this */
-
-    char sni[SR_NAME_MAX + 1]; /* normalized; "" when the hello had none */
-    enum sr_route_kind route;
-    bool is_fallback; /* not TLS, or silent: sent to the listener's fallback */
-    bool has_ech;     /* the hello carried Encrypted Client Hello */
     const char *alpn_route; /* the ALPN condition of the route taken (config text), or NULL */
+    char *sni;              /* the normalized name for the log line (heap), or NULL for none */
     /* protocol = http: the request-boundary tracker and its output, from routing on. */
     struct sr_http_track *http_track;
     struct sr_bytes http_out;
@@ -95,116 +140,57 @@ struct sr_conn {
     const struct sr_addr *target;
     struct sr_pool *pool; /* the generation's pool the target came from, or NULL */
     size_t pool_index;
-    uint64_t pool_tried; /* servers of the pool tried for this connection (a bitmask) */
-    bool is_pool_counted; /* sr_pool_conn_start was called for pool_index */
-    enum sr_proxy_protocol proxy_send;
-    uint8_t *proxy_header; /* the PROXY header being sent, until written */
-
-    /* proxy_protocol = accept: the header's length at the start of the peek buffer once
-     * parsed, and the client and destination it names (when it names any). */
-    bool is_proxy_expected;
-    size_t proxy_len;
-    bool has_proxied;
-    struct sr_ipkey source_key; /* the client for source_hash: proxied, or the peer */
-    bool has_source_key;
-
-    struct addrinfo *addrs;     /* from the resolver, freed at close */
-    struct addrinfo *next_addr; /* next one to try */
-    int last_connect_error;
-
-    /* Memory per connection is what an idle relay costs, so what is done with before the
-     * relay starts shares space with what the relay needs (C11 anonymous members: the
-     * names read as plain fields). */
-    union {
-        /* Until the relay starts: addresses. */
-        struct {
-            struct sockaddr_storage peer; /* the TCP peer: a client, or a load balancer */
-            struct sockaddr_storage proxied_src;
-            struct sockaddr_storage proxied_dst;
-            struct sockaddr_storage literal_addr; /* a literal upstream, as a one-entry */
-            struct addrinfo literal_ai;           /* list for connect_next() */
-        };
-        /* Relaying (has_polls): poll handles on the two sockets. Initialized only after
-         * the PROXY header, the last user of the addresses, has been built. */
-        struct {
-            uv_poll_t client_poll;
-            uv_poll_t backend_poll;
-        };
-    };
-    int client_events; /* what each poll handle watches */
-    int backend_events;
-    bool has_polls;
-
-    /* One request is in flight at a time, so they share space: resolving, then
-     * connecting, then the peeked bytes to the backend (or, instead of all that, a
-     * refusal's alert and FIN to the client). libuv no longer touches a request once its
-     * callback has run, which is where the next one starts. */
-    union {
-        uv_getaddrinfo_t resolve_req; /* SR_CONN_RESOLVING */
-        uv_connect_t connect_req;     /* SR_CONN_CONNECTING */
-        struct {
-            uv_write_t write_req;       /* the peeked bytes, or a refusal's alert */
-            uv_shutdown_t shutdown_req; /* a refusal's FIN */
-        };
-    };
-
-    struct sr_flow up;   /* client to backend */
-    struct sr_flow down; /* backend to client */
 
     /* Limits (proxy.c): which listener count and which client address this connection
      * is counted under. */
-    bool is_shared_counted;   /* counted in shared->n_conns (and maybe the two below) */
-    size_t lcount;            /* 1 + index into shared->lcounts; 0: not counted */
+    size_t lcount; /* 1 + index into shared->lcounts; 0: not counted */
     struct sr_ipkey ipkey;
-    bool has_ipkey;
-    bool is_quiet;            /* refused over a limit: no access-log line of its own */
 
-    /* Metrics (the server's registry): row ids, and whether accept was counted. */
+    /* Metrics (the server's registry): row ids. */
     uint32_t lid;
     uint32_t uid;
-    bool is_counted;
-    uint64_t connect_start_ns;
 
     uint64_t start_ms;
     uint64_t last_active_ms;
     const char *outcome;
     const char *detail;
-    char client_text[SR_SOCKADDR_TEXT_MAX];
+    /* The client for the log: the TCP peer, or who a PROXY header named. */
+    union {
+        struct sockaddr sa;
+        struct sockaddr_in in4;
+        struct sockaddr_in6 in6;
+    } client_addr;
 };
 
-/* Accept a pending connection on <listener> and start peeking. Returns 0 or a UV_E* code
- * (the connection is then already closed). */
-int
-sr_conn_accept(struct sr_listener *listener);
+/* Accept what is pending on <listener> (several connections per call, up to a batch).
+ * Errors are logged by the caller's listener code; see proxy.c. */
+int sr_conn_accept(struct sr_listener *listener, int fd, const struct sockaddr *peer);
 
 /* Close <conn> now with <outcome> (kept if one is already set), logging its access line.
  * Idempotent. */
-void
-sr_conn_close(struct sr_conn *conn, const char *outcome);
+void sr_conn_close(struct sr_conn *conn, const char *outcome);
 
 /* The same, ending the client or the backend side with an RST instead of a FIN: how a
  * reset on one side is passed on to the other. */
-void
-sr__conn_close_ex(struct sr_conn *conn, const char *outcome, bool reset_client,
-                  bool reset_backend);
+void sr__conn_close_ex(struct sr_conn *conn, const char *outcome, bool reset_client,
+                       bool reset_backend);
 
-/* Close callback for every handle of a connection: frees it after the last one. */
-void
-sr__conn_on_handle_close(uv_handle_t *handle);
+/* A deadline of <conn> is due (proxy.c's timer calls it). */
+void sr__conn_on_deadline(struct sr_conn *conn);
+
+/* Free <conn> (proxy.c, after the batch in which it was closed). */
+void sr__conn_free(struct sr_conn *conn);
 
 /* A tracked HTTP connection met a request it must not pass on (<r>: a head for a host
  * routed elsewhere, or broken framing): close it. */
-void
-sr__conn_http_refused(struct sr_conn *conn, enum sr_track_result r);
+void sr__conn_http_refused(struct sr_conn *conn, enum sr_track_result r);
 
-/* relay.c: start relaying once the peeked bytes are out (0 or a UV_E* code; on error the
- * caller closes); close its handles (inside sr__conn_close_ex); give back its pipes and
- * buffers (when the connection is freed). */
-int
-sr__relay_start(struct sr_conn *conn);
-void
-sr__relay_close(struct sr_conn *conn);
-void
-sr__relay_release(struct sr_conn *conn);
+/* relay.c: start relaying (0 or a UV_E* code; on error the caller closes); give back its
+ * pipes and buffers (when the connection closes). */
+int sr__relay_start(struct sr_conn *conn);
+void sr__relay_release(struct sr_conn *conn);
+
+/* relay.c: <events> (epoll's) on the client socket (<is_client>) or the backend's. */
+void sr__relay_event(struct sr_conn *conn, bool is_client, uint32_t events);
 
 #endif

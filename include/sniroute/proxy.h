@@ -19,6 +19,8 @@
 #include "sniroute/ipcount.h"
 #include "sniroute/metrics.h"
 #include "sniroute/pool.h"
+#include "sniroute/deadline.h"
+#include "sniroute/reactor.h"
 
 struct sr_conn;
 struct sr_server;
@@ -38,7 +40,7 @@ struct sr_server;
  * frees the strings, under an open connection. */
 struct sr_generation {
     struct sr_config cfg;
-    uint64_t id; /* 1 for the config at start, then one more per successful reload */
+    uint64_t id;           /* 1 for the config at start, then one more per successful reload */
     _Atomic size_t n_refs; /* workers' connections hold references from several threads */
     /* Metric row ids (sr_metrics_names) of cfg.listeners[i] and cfg.upstreams[i], set when
      * the server takes the generation. */
@@ -52,20 +54,18 @@ struct sr_generation {
 
 /* Allocate a generation and load <path> into it; every problem goes to <on_error>.
  * Returns NULL with <*n_errors> set when the config is not valid (or memory ran out). */
-struct sr_generation *
-sr_generation_load(const char *path, sr_config_error_fn on_error, void *ctx, size_t *n_errors);
+struct sr_generation *sr_generation_load(const char *path, sr_config_error_fn on_error, void *ctx,
+                                         size_t *n_errors);
 
-struct sr_generation *
-sr_generation_ref(struct sr_generation *gen);
+struct sr_generation *sr_generation_ref(struct sr_generation *gen);
 
 /* Drop a reference; the last one frees the config. NULL is accepted. */
-void
-sr_generation_unref(struct sr_generation *gen);
+void sr_generation_unref(struct sr_generation *gen);
 
 /* One bound, listening socket of a [listener] section. Listening sockets are kept across
  * reloads when the same address is still configured, so no connection is refused. */
 struct sr_listener {
-    uv_tcp_t handle;
+    struct sr_watch watch; /* the listening socket, in the server's reactor */
     struct sr_server *server;
     struct sr_listener *next;
     struct sr_addr addr;                  /* as configured: the key across reloads */
@@ -79,11 +79,11 @@ struct sr_listener {
 struct sr_buf_pool {
     void *free_list; /* singly linked through the first bytes of each free buffer */
     size_t n_free;
-    size_t n_out;    /* handed out and not yet returned */
+    size_t n_out; /* handed out and not yet returned */
 };
 
-#define SR_RELAY_BUF_SIZE  16384
-#define SR_POOL_KEEP_MAX   256
+#define SR_RELAY_BUF_SIZE 16384
+#define SR_POOL_KEEP_MAX  256
 
 /* Kernel pipes for splicing, kept for reuse like buffers. Each costs two descriptors, so
  * the pool keeps at most one pipe per 64 descriptors of RLIMIT_NOFILE (and never more than
@@ -101,8 +101,7 @@ struct sr_shared;
 /* Give <gen>'s listeners and upstreams their metric row ids and set up its pools for
  * <shared>'s workers. Call on the thread that owns <shared> before any server takes <gen>.
  * Returns 0 or a UV_E* code. */
-int
-sr_generation_prepare(struct sr_generation *gen, struct sr_shared *shared);
+int sr_generation_prepare(struct sr_generation *gen, struct sr_shared *shared);
 
 /* Open connections per [listener] name, kept across reloads (a name's count carries over
  * to the section of the same name in the new config). */
@@ -117,9 +116,9 @@ struct sr_listener_count {
 struct sr_shared {
     uv_mutex_t lock;
     size_t n_workers;
-    FILE *access_log;       /* NULL: access log off (lock) */
+    FILE *access_log;        /* NULL: access log off (lock) */
     _Atomic bool is_logging; /* access_log != NULL, readable without the lock */
-    size_t n_conns;         /* open connections, all workers: [sniroute] max_connections */
+    size_t n_conns;          /* open connections, all workers: [sniroute] max_connections */
     struct sr_listener_count *lcounts;
     size_t n_lcounts;
     struct sr_ipcount *per_ip;                       /* open connections per client address */
@@ -132,14 +131,11 @@ struct sr_shared {
 };
 
 /* Set up (0 or a UV_E* code) and free what <shared> holds. */
-int
-sr_shared_init(struct sr_shared *shared, size_t n_workers, FILE *access_log);
-void
-sr_shared_fini(struct sr_shared *shared);
+int sr_shared_init(struct sr_shared *shared, size_t n_workers, FILE *access_log);
+void sr_shared_fini(struct sr_shared *shared);
 
 /* Write one access-log line, whole, under the shared lock. */
-void
-sr_shared_log(struct sr_shared *shared, const char *line, size_t len);
+void sr_shared_log(struct sr_shared *shared, const char *line, size_t len);
 
 struct sr_server {
     uv_loop_t *loop;
@@ -169,8 +165,31 @@ struct sr_server {
 
     struct sr_buf_pool pool;
     struct sr_pipe_pool pipes;
+
+    /* Every socket of the connections and the listeners is watched here. */
+    struct sr_reactor reactor;
+    /* The connections' timeouts, and one timer set for the earliest. */
+    struct sr_deadline_heap deadlines;
+    uv_timer_t deadline_timer;
+    uint64_t deadline_armed_ms; /* what the timer is set for; UINT64_MAX: not set */
+    /* Closed connections, freed once the current batch of events is done (an event for
+     * one of them may still be in it), by an idle handle: it runs before the next poll and
+     * keeps that poll from blocking while something waits to be freed. */
+    struct sr_conn *dead;
+    uv_idle_t reaper;
+    /* Where hellos are peeked into (MSG_PEEK): one buffer per worker, used and done with
+     * within one callback. */
+    uint8_t *scratch;
+    size_t scratch_cap;
+    /* Connection setups kept for reuse (singly linked through their first bytes). */
+    void *setup_free;
+    size_t n_setup_free;
+    /* Out of descriptors: this one is closed to accept and drop what waits, so clients
+     * get a close rather than a hang and the listener does not spin (libuv's trick). */
+    int spare_fd;
+
     uv_timer_t drain_timer;
-    uv_timer_t trim_timer;      /* returns freed heap to the kernel after a burst */
+    uv_timer_t trim_timer; /* returns freed heap to the kernel after a burst */
     size_t n_closed_since_trim;
     bool is_draining;
     bool is_stopped; /* every handle of ours is closed or closing */
@@ -182,64 +201,67 @@ struct sr_server {
  * wanted); print one "listening on ADDR (listener NAME)" notice per socket. Returns 0, or
  * a negative UV_E* code after logging which address failed (the server is then already
  * stopped: run the loop to let handles close). */
-int
-sr_server_start(struct sr_server *server, uv_loop_t *loop, struct sr_shared *shared,
-                size_t worker, struct sr_generation *gen);
+int sr_server_start(struct sr_server *server, uv_loop_t *loop, struct sr_shared *shared,
+                    size_t worker, struct sr_generation *gen);
 
 /* The Prometheus exposition of the metrics of <n> servers (summed), in a new heap buffer
  * (*<out>, *<len>) the caller frees. Call on the thread that owns the shared names.
  * Returns 0 or a negative errno. */
-int
-sr_servers_metrics(struct sr_server *const *servers, size_t n, uint64_t generation,
-                   uint64_t reloads_ok, uint64_t reloads_failed, char **out, size_t *len);
+int sr_servers_metrics(struct sr_server *const *servers, size_t n, uint64_t generation,
+                       uint64_t reloads_ok, uint64_t reloads_failed, char **out, size_t *len);
 
 /* Switch to <next> (taking over the caller's reference): listening sockets whose address
  * is still configured are kept, new ones are bound, the rest are closed; new connections
  * use the new routes at once, open ones keep theirs. If a new address cannot be bound,
  * nothing changes and a negative UV_E* code is returned (the failure is logged). */
-int
-sr_server_reload(struct sr_server *server, struct sr_generation *next);
+int sr_server_reload(struct sr_server *server, struct sr_generation *next);
 
 /* Stop accepting and let open connections finish for the config's drain_timeout, then
  * close what is left. When everything is closed the loop has nothing left of ours and
  * uv_run returns. Calling it again closes all connections at once. */
-void
-sr_server_drain(struct sr_server *server);
+void sr_server_drain(struct sr_server *server);
 
 /* Free what the server still holds (pools, the config); call after uv_run has returned. */
-void
-sr_server_fini(struct sr_server *server);
+void sr_server_fini(struct sr_server *server);
 
 /* Relay buffer pool, shared with the connections. sr__pool_get returns NULL when out of
  * memory. */
-void *
-sr__pool_get(struct sr_server *server);
-void
-sr__pool_put(struct sr_server *server, void *buf);
+void *sr__pool_get(struct sr_server *server);
+void sr__pool_put(struct sr_server *server, void *buf);
 
 /* Format an IPv4 or IPv6 socket address as "ip:port" or "[ip]:port" into <out>; room for
  * SR_SOCKADDR_TEXT_MAX bytes is always enough. */
-void
-sr__format_sockaddr(const struct sockaddr *sa, char *out, size_t cap);
+void sr__format_sockaddr(const struct sockaddr *sa, char *out, size_t cap);
 
 /* An empty non-blocking pipe in <fds> (read end, write end): 0, or a UV_E* code when none
  * can be had (descriptors exhausted). sr__pipe_put takes back an empty one. */
-int
-sr__pipe_get(struct sr_server *server, int fds[2]);
-void
-sr__pipe_put(struct sr_server *server, const int fds[2]);
+int sr__pipe_get(struct sr_server *server, int fds[2]);
+void sr__pipe_put(struct sr_server *server, const int fds[2]);
 
 /* Count a just-accepted <conn> from <peer> (zeroed if unknown) against the limits of its
  * generation. Returns NULL if it may proceed, or the name of the limit it is over (the
  * caller closes it at once; the refusal is counted and summarized in a rate-limited
  * notice). Counts are released by sr__server_conn_gone. */
-const char *
-sr__server_admit(struct sr_server *server, struct sr_conn *conn, const struct sockaddr *peer);
+const char *sr__server_admit(struct sr_server *server, struct sr_conn *conn,
+                             const struct sockaddr *peer);
 
 /* A connection joins the server's list at accept and leaves it just before it is freed. */
-void
-sr__server_conn_add(struct sr_server *server, struct sr_conn *conn);
-void
-sr__server_conn_gone(struct sr_server *server, struct sr_conn *conn);
+void sr__server_conn_add(struct sr_server *server, struct sr_conn *conn);
+void sr__server_conn_gone(struct sr_server *server, struct sr_conn *conn);
+
+/* A closed connection: freed after the current batch of events. */
+void sr__server_conn_dead(struct sr_server *server, struct sr_conn *conn);
+
+/* Set or clear a connection's timeout (absolute, in uv_now() milliseconds). */
+void sr__server_deadline_set(struct sr_server *server, struct sr_deadline *d, uint64_t due_ms);
+void sr__server_deadline_clear(struct sr_server *server, struct sr_deadline *d);
+
+/* The worker's peek buffer, at least <len> bytes; NULL when out of memory. */
+uint8_t *sr__server_scratch(struct sr_server *server, size_t len);
+
+/* A zeroed connection setup, from the server's cache or the heap; NULL when out of
+ * memory. sr__setup_put takes it back. */
+struct sr_conn_setup *sr__setup_get(struct sr_server *server);
+void sr__setup_put(struct sr_server *server, struct sr_conn_setup *setup);
 
 #endif
