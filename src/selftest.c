@@ -181,7 +181,7 @@ verdict_text(const struct outcome *o, char *out, size_t cap)
         snprintf(out, cap, "timeout");
         return;
     case V_NOT_TLS:
-        n = (size_t)snprintf(out, cap, "not TLS: ");
+        n = (size_t)snprintf(out, cap, "not a TLS answer: ");
         for (i = 0; i < o->n_head && n + 5 < cap; i++) {
             n += (size_t)snprintf(out + n, cap - n, "%02x", (unsigned)o->head[i]);
         }

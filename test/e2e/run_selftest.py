@@ -182,6 +182,37 @@ def case_backend_down(ctx):
     finish(d)
 
 
+def case_verdicts(ctx):
+    """Each kind of miss is told apart: silence is a timeout, a reset is a reset, and an
+    answer that is not a ServerHello (an echo of our own hello) is not a TLS answer."""
+    hold, reset, echo = harness.HoldBackend(), harness.ResetBackend(), harness.EchoBackend()
+    try:
+        for be, pat in ((hold, r"timeout"), (reset, r"reset|closed \(EOF\)"),
+                        (echo, r"not a TLS answer: 160301.*")):
+            rc, rows, out = selftest(ctx, "--timeout", "300ms", "--only", "plain,large",
+                                     "127.0.0.1:%d" % be.port, "a.test")
+            check(rc == 1 and sorted(rows) == ["large", "plain"], "exit %d\n%s" % (rc, out))
+            for case in ("plain", "large"):
+                check(re.fullmatch(pat, rows[case][2]), "%s: %r, want %s" % (case, rows[case][2],
+                                                                            pat))
+    finally:
+        for be in (hold, reset, echo):
+            be.stop()
+
+
+def case_ipv6_literal(ctx):
+    """[::1]:PORT straight at an s_server on IPv6 loopback (skipped where there is none)."""
+    try:
+        socket.socket(socket.AF_INET6).bind(("::1", 0))
+    except OSError:
+        return "no IPv6 loopback: skipped"
+    p = harness.Proc(["openssl", "s_server", "-accept", "[::1]:0", "-cert", ctx.cert, "-key",
+                      ctx.key, "-www"], "s_server ::1")
+    _, m = p.wait_line("stdout", r"^ACCEPT .*:(\d+)$", 15)
+    rc, rows, out = selftest(ctx, "--only", "plain,pq", "[::1]:%s" % m.group(1), "a.test")
+    check(rc == 0 and sorted(rows) == ["plain", "pq"], "exit %d\n%s" % (rc, out))
+
+
 def case_raw_misses(ctx):
     """The miss reasons selftest does not cause, from raw sockets, each counted exactly:
     no_sni 2, not_tls 1, incomplete 1, hello_timeout 1, malformed 1."""
@@ -217,4 +248,4 @@ def case_raw_misses(ctx):
 if __name__ == "__main__":
     harness.run_suite([case_usage, case_direct_to_backend, case_all_reach_through_sniroute,
                        case_small_max_hello_size, case_unknown_name, case_backend_down,
-                       case_raw_misses], make_ctx=make_ctx)
+                       case_verdicts, case_ipv6_literal, case_raw_misses], make_ctx=make_ctx)
