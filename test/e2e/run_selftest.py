@@ -61,6 +61,8 @@ def selftest(ctx, *args):
     """Run `sniroute selftest ARGS`: (exit status, {case: (bytes, writes, result)}, text)."""
     r = harness.run([ctx.binary, "selftest"] + list(args), timeout=90)
     out = harness.txt(r.stdout)
+    for mark in harness.SANITIZER_MARKS:  # exit 1 is also a miss: look, do not assume
+        check(mark not in harness.txt(r.stderr), "selftest %s: %s" % (args, harness.txt(r.stderr)))
     rows = {}
     for line in out.splitlines():
         m = ROW_RX.match(line)
