@@ -20,6 +20,7 @@
 #include "sniroute/log.h"
 #include "sniroute/peek.h"
 #include "sniroute/proxy.h"
+#include "sniroute/selftest.h"
 #include "sniroute/worker.h"
 
 #define SR_DEFAULT_CONFIG "/etc/sniroute/sniroute.ini"
@@ -31,6 +32,9 @@ usage(FILE *out)
             "usage: sniroute [-c FILE]        run the router (default config: %s)\n"
             "       sniroute -t [-c FILE]     check the config and exit: 0 if valid, 1 if not\n"
             "       sniroute peek [FILE]      show what a raw ClientHello (FILE or stdin) says\n"
+            "       sniroute selftest [--timeout D] [--alpn P,..] [--only CASE,..] HOST:PORT NAME\n"
+            "                                 send ClientHellos for NAME split the hard ways\n"
+            "                                 and report which reach a TLS server\n"
             "       sniroute -h | -V          help, version\n"
             "\n"
             "sniroute routes TLS connections by the server name in the ClientHello, without\n"
@@ -553,6 +557,9 @@ main(int argc, char **argv)
             return 2;
         }
         return sr_peek_run(argc == 3 ? argv[2] : NULL, stdout, stderr);
+    }
+    if (argc >= 2 && strcmp(argv[1], "selftest") == 0) {
+        return sr_selftest_main(argc - 1, argv + 1, stdout, stderr);
     }
     for (i = 1; i < argc; i++) {
         if (strcmp(argv[i], "-c") == 0 && i + 1 < argc) {

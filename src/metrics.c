@@ -567,6 +567,59 @@ hello_pair_is_expected(size_t h, size_t r)
     }
 }
 
+/* sniroute_hello_misses_total: connections that never reached an upstream because of their
+ * first bytes, one series per reason `sniroute selftest` can meet. Derived from counters kept
+ * anyway, so the hot path gains nothing: each reason takes the source that counts exactly
+ * the connections that reason ended. Hello results where every such result is a refusal;
+ * connection outcomes, summed over listeners, where the hello result alone overcounts (a
+ * hello without SNI may still be routed by default, a non-TLS one sent to fallback). */
+enum miss_source {
+    MISS_HELLO,   /* s->hello[<index>], every reason summed */
+    MISS_OUTCOME, /* s->listener[*][SR__ML_CLOSED + <index>], every listener summed */
+};
+
+static const struct {
+    const char *reason;
+    enum miss_source source;
+    size_t index;
+} miss_reasons[] = {
+    {"no_sni", MISS_OUTCOME, SR_METRICS_OUTCOME_NO_SNI}, /* no_sni = reject */
+    {"incomplete", MISS_HELLO, SR_METRICS_HELLO_INCOMPLETE},
+    {"too_large", MISS_HELLO, SR_METRICS_HELLO_TOO_LARGE},
+    {"hello_timeout", MISS_HELLO, SR_METRICS_HELLO_TIMEOUT},
+    {"not_tls", MISS_OUTCOME, SR_METRICS_OUTCOME_NOT_TLS}, /* without fallback */
+    {"malformed", MISS_HELLO, SR_METRICS_HELLO_MALFORMED},
+    {"no_route", MISS_OUTCOME, SR_METRICS_OUTCOME_NO_ROUTE},
+};
+
+static void
+format_misses(struct wbuf *w, const struct snapshot *s)
+{
+    static const char name[] = "sniroute_hello_misses_total";
+    struct label l;
+    size_t i, k;
+
+    family(w, name, "counter",
+           "Connections that reached no upstream because of their ClientHello, by reason "
+           "(incomplete, hello_timeout and no_route include HTTP listeners' request heads).");
+    l.key = "reason";
+    for (i = 0; i < sizeof(miss_reasons) / sizeof(miss_reasons[0]); i++) {
+        uint64_t n = 0;
+
+        if (miss_reasons[i].source == MISS_HELLO) {
+            for (k = 0; k <= SR_METRICS_N_HELLO_REASONS; k++) {
+                n += s->hello[miss_reasons[i].index][k];
+            }
+        } else {
+            for (k = 0; k < s->n_listeners; k++) {
+                n += s->listener[k * SR__ML_N + SR__ML_CLOSED + miss_reasons[i].index];
+            }
+        }
+        l.value = miss_reasons[i].reason;
+        sample(w, name, "", &l, 1, n);
+    }
+}
+
 static void
 format_hello(struct wbuf *w, const struct snapshot *s)
 {
@@ -588,6 +641,7 @@ format_hello(struct wbuf *w, const struct snapshot *s)
             sample(w, name, "", l, 2, s->hello[h][r]);
         }
     }
+    format_misses(w, s);
     family(w, "sniroute_hello_ech_total", "counter",
            "Complete ClientHellos that carried Encrypted Client Hello (routed by the outer "
            "name).");

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Metrics: the exact exposition of a small registry (test/fixtures/metrics/small.prom), label
- * escaping, cumulative histogram buckets, two workers summed, ids folded into "_other", and
- * the name and outcome tables. */
+ * escaping, hello misses by reason, cumulative histogram buckets, two workers summed, ids folded
+ * into "_other", and the name and outcome tables. */
 #include "sniroute/metrics.h"
 
 #include <errno.h>
@@ -105,6 +105,56 @@ test_exact_exposition(void)
         SR_FAIL("exposition differs from small.prom");
     }
     free(expected);
+    free(out);
+    fixture_fini(&f);
+}
+
+/* sniroute_hello_misses_total: each reason from the counter that counts exactly its misses,
+ * summed over listeners (an unnamed id in "_other" included) and over the parser's reasons.
+ * A hello without SNI that was routed by default, and a non-TLS one sent to fallback, are
+ * hello results but not misses. */
+static void
+test_hello_misses(void)
+{
+    static const char *const want[] = {
+        "{reason=\"no_sni\"} 1\n",    "{reason=\"incomplete\"} 2\n",
+        "{reason=\"too_large\"} 3\n", "{reason=\"hello_timeout\"} 1\n",
+        "{reason=\"not_tls\"} 1\n",   "{reason=\"malformed\"} 2\n",
+        "{reason=\"no_route\"} 2\n",
+    };
+    struct fixture f;
+    char line[128];
+    char *out;
+    size_t len, i;
+
+    fixture_init(&f, "https", "127.0.0.1:9001");
+    sr_metrics_hello(&f.m, SR_METRICS_HELLO_NO_SNI, SR_HELLO_REASON_NONE);
+    sr_metrics_conn_closed(&f.m, 0, SR_METRICS_OUTCOME_NO_SNI); /* no_sni = reject */
+    sr_metrics_hello(&f.m, SR_METRICS_HELLO_NO_SNI, SR_HELLO_REASON_NONE);
+    sr_metrics_conn_closed(&f.m, 0, SR_METRICS_OUTCOME_OK); /* routed by default */
+    sr_metrics_hello(&f.m, SR_METRICS_HELLO_INCOMPLETE, SR_HELLO_REASON_NONE);
+    sr_metrics_hello(&f.m, SR_METRICS_HELLO_INCOMPLETE, SR_HELLO_REASON_NONE);
+    for (i = 0; i < 3; i++) {
+        sr_metrics_hello(&f.m, SR_METRICS_HELLO_TOO_LARGE, SR_HELLO_REASON_NONE);
+    }
+    sr_metrics_hello(&f.m, SR_METRICS_HELLO_TIMEOUT, SR_HELLO_REASON_NONE);
+    sr_metrics_hello(&f.m, SR_METRICS_HELLO_NOT_TLS, SR_HELLO_REASON_NOT_HANDSHAKE);
+    sr_metrics_conn_closed(&f.m, 0, SR_METRICS_OUTCOME_NOT_TLS);
+    sr_metrics_hello(&f.m, SR_METRICS_HELLO_NOT_TLS, SR_HELLO_REASON_NOT_TLS_VERSION);
+    sr_metrics_conn_closed(&f.m, 0, SR_METRICS_OUTCOME_OK); /* fallback */
+    sr_metrics_hello(&f.m, SR_METRICS_HELLO_MALFORMED, SR_HELLO_REASON_OVERRUN);
+    sr_metrics_hello(&f.m, SR_METRICS_HELLO_MALFORMED, SR_HELLO_REASON_SNI_NAME);
+    sr_metrics_conn_closed(&f.m, 0, SR_METRICS_OUTCOME_NO_ROUTE);
+    sr_metrics_conn_closed(&f.m, 7, SR_METRICS_OUTCOME_NO_ROUTE); /* the "_other" row */
+    sr_metrics_hello(&f.m, SR_METRICS_HELLO_CLIENT_RESET, SR_HELLO_REASON_NONE); /* not a miss */
+
+    out = format_one(&f, &len);
+    for (i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+        snprintf(line, sizeof(line), "\nsniroute_hello_misses_total%s", want[i]);
+        if (strstr(out, line) == NULL) {
+            SR_FAIL("no line %s in:\n%s", line + 1, out);
+        }
+    }
     free(out);
     fixture_fini(&f);
 }
@@ -339,6 +389,7 @@ int
 main(void)
 {
     test_exact_exposition();
+    test_hello_misses();
     test_label_escaping();
     test_histogram_cumulative();
     test_two_workers();
