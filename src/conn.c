@@ -1,15 +1,15 @@
 /* SPDX-License-Identifier: MIT */
-/* One client connection: peek at the ClientHello without taking it from the socket, route
- * by its server_name, connect to the upstream, hand the hello over and relay both ways
- * with backpressure, half-close and reset propagation.
+/* One client connection: read the ClientHello, route by its server_name, connect to the
+ * upstream, hand the hello over unmodified and relay both ways with backpressure,
+ * half-close and reset propagation.
  *
- * The common case costs no copy and no allocation beyond the connection itself: the hello
- * is read with MSG_PEEK into the worker's scratch buffer, sent to the backend from there
- * as soon as the non-blocking connect allows (on loopback and fast networks at once), and
- * only then taken from the client socket. A hello that arrives in pieces is read into a
- * buffer of its own instead, since a peek cannot wait for more bytes. Everything the way
- * to the relay needs lives in a setup freed when the relay starts, so an established
- * connection holds only what relaying needs. */
+ * The common case costs no allocation beyond the connection itself and one system call
+ * per step: the hello is read into the worker's scratch buffer and sent to the backend
+ * from there right after the non-blocking connect (on loopback and fast networks it is
+ * done by then; EAGAIN says when it is not). Only when the connection has to wait (a
+ * hello in pieces, a name to resolve, a connect still on) are the bytes copied into a
+ * buffer of its own. Everything the way to the relay needs lives in a setup freed when
+ * the relay starts, so an established connection holds only what relaying needs. */
 #include "sniroute/conn.h"
 
 #include <assert.h>
@@ -188,12 +188,6 @@ socket_close(struct sr_conn *conn, struct sr_watch *watch, bool is_reset)
         return;
     }
     sr_watch_clear(&conn->server->reactor, watch);
-    if (watch == &conn->client && !is_reset && conn->setup != NULL && conn->setup->peek == NULL &&
-        conn->setup->peek_len > 0) {
-        /* Closing with unread bytes would send an RST: take the bytes only peeked (MSG_TRUNC
-         * discards them in the kernel, no copy) so the client sees a plain FIN. */
-        (void)recv(watch->fd, NULL, conn->setup->peek_len, MSG_TRUNC | MSG_DONTWAIT);
-    }
     if (is_reset) {
         struct linger lg = {.l_onoff = 1, .l_linger = 0};
 
@@ -482,8 +476,8 @@ conn_connect_upstream(struct sr_conn *conn, size_t index)
     conn->uid = conn->gen->upstream_ids[index];
     sr_metrics_upstream_selected(conn_metrics(conn), conn->uid);
 
-    /* Whatever the client sent so far waits (in the socket, or in the peek buffer),
-     * unparsed bytes after the hello included; it goes out first once connected. The
+    /* Whatever the client sent so far, unparsed bytes after the hello included, goes out
+     * first once connected; what it sends meanwhile waits in its socket. The
      * client socket stays watched until it says something while we connect (see
      * on_client_event): on the fast path the connect is done before that. */
     conn_deadline(conn, cfg->connect_timeout_ms);
@@ -581,21 +575,22 @@ sr__conn_http_refused(struct sr_conn *conn, enum sr_track_result r)
     sr_conn_close(conn, r == SR_TRACK_STOP ? "host_changed" : "malformed");
 }
 
-/* The bytes seen so far were peeked: take them into a buffer of the connection's own and
- * read into it from now on, since a peek cannot wait for the rest. Returns false after
- * closing the connection. */
+/* The connection has to wait (for the rest of the hello, a resolver, a connect) while the
+ * bytes read so far are only in the worker's scratch buffer, which the next connection
+ * reuses: copy them into a buffer of the connection's own, read into from then on.
+ * Returns false after closing the connection. */
 static bool
 hello_keep(struct sr_conn *conn)
 {
     struct sr_conn_setup *setup = conn->setup;
     size_t max = peek_max(conn);
     size_t cap = setup->parse_at > SR_PEEK_INITIAL ? setup->parse_at : SR_PEEK_INITIAL;
-    ssize_t n;
 
-    if (setup->peek != NULL) {
+    if (setup->peek != NULL || setup->peek_len == 0) {
         return true;
     }
     cap = cap > max ? max : cap;
+    cap = cap < setup->peek_len ? setup->peek_len : cap;
     setup->peek = malloc(cap);
     if (setup->peek == NULL) {
         conn->detail = uv_err_name(UV_ENOMEM);
@@ -603,16 +598,7 @@ hello_keep(struct sr_conn *conn)
         return false;
     }
     setup->peek_cap = cap;
-    do {
-        n = recv(conn->client.fd, setup->peek, setup->peek_len, 0);
-    } while (n < 0 && errno == EINTR);
-    if (n != (ssize_t)setup->peek_len) {
-        /* Peeked bytes do not go away; a reset in between discards them. */
-        conn->detail = uv_err_name(n < 0 ? SR_ERRNO(errno) : UV_ECONNRESET);
-        conn_hello_metric(conn, SR_METRICS_HELLO_CLIENT_RESET, SR_HELLO_REASON_NONE);
-        sr_conn_close(conn, "client_reset");
-        return false;
-    }
+    memcpy(setup->peek, conn->server->scratch, setup->peek_len);
     return true;
 }
 
@@ -664,12 +650,12 @@ http_read(struct sr_conn *conn, const uint8_t *bytes)
     }
     conn->http_target = hit.value;
     sr_http_track_init(conn->http_track, conn->gen->cfg.max_hello_size, on_http_head, conn);
-    if (setup->peek != NULL) {
-        /* Bytes already taken from the socket pass the tracker now (it checks the first
-         * head, which routes where we connect, and any request pipelined behind it);
-         * peeked bytes pass it in the relay, which reads them like any others. */
+    {
+        /* The bytes read so far pass the tracker now: it checks the first head (which
+         * routes where we connect) and any request pipelined behind it, and what it lets
+         * through is what goes out first. */
         enum sr_track_result r =
-            sr_http_track_feed(conn->http_track, setup->peek + setup->proxy_len,
+            sr_http_track_feed(conn->http_track, bytes + setup->proxy_len,
                                setup->peek_len - setup->proxy_len, &conn->http_out);
 
         if (r != SR_TRACK_OK) {
@@ -700,7 +686,7 @@ hello_read(struct sr_conn *conn)
             sr_conn_close(conn, "error");
             return;
         }
-        n = recv(conn->client.fd, buf, cap, MSG_PEEK);
+        n = recv(conn->client.fd, buf, cap, 0);
         if (n > 0) {
             setup->peek_len = (size_t)n;
         }
@@ -776,7 +762,6 @@ hello_read(struct sr_conn *conn)
         conn_hello_metric(
             conn, res.status == SR_HELLO_FOUND ? SR_METRICS_HELLO_FOUND : SR_METRICS_HELLO_NO_SNI,
             SR_HELLO_REASON_NONE);
-        setup->is_scratch_fresh = setup->peek == NULL;
         conn_route(conn, &res);
         return;
     case SR_HELLO_NOT_TLS:
@@ -784,7 +769,6 @@ hello_read(struct sr_conn *conn)
         conn_hello_metric(conn, SR_METRICS_HELLO_NOT_TLS, res.reason);
         if (conn->lcfg->fallback != 0) {
             conn->detail = NULL;
-            setup->is_scratch_fresh = setup->peek == NULL;
             conn_fallback(conn);
             return;
         }
@@ -897,8 +881,10 @@ connect_start(struct sr_conn *conn)
         hints.ai_family = AF_UNSPEC;
         hints.ai_socktype = SOCK_STREAM;
         snprintf(port, sizeof(port), "%u", (unsigned)addr->port);
+        if (!hello_keep(conn)) {
+            return; /* other connections use the scratch buffer meanwhile */
+        }
         conn->state = SR_CONN_RESOLVING;
-        setup->is_scratch_fresh = false; /* other connections use it meanwhile */
         setup->resolve_req.data = conn;
         rc = uv_getaddrinfo(conn->server->loop, &setup->resolve_req, on_resolved, addr->host, port,
                             &hints);
@@ -1005,49 +991,24 @@ proxy_header_build(struct sr_conn *conn)
     return len > 0 ? 0 : UV_EINVAL;
 }
 
-/* The client's bytes that go out before the relay starts, into <*p>/<*len>: a hello read
- * into the peek buffer (or an HTTP head that passed the tracker), or the peeked ones, seen
- * again in the scratch buffer unless they are still there. None for a silent client, or
- * for peeked HTTP (the relay reads those through the tracker). Returns 0 or a UV_E* code. */
-static int
-first_payload(struct sr_conn *conn, const uint8_t **p, size_t *len)
+/* The client's bytes that go out before the relay starts, into <*p>/<*len>: those read so
+ * far (in the scratch buffer, or in the connection's own once it had to wait) after a
+ * PROXY header that came in, or for HTTP what the tracker let through. */
+static void
+first_payload(const struct sr_conn *conn, const uint8_t **p, size_t *len)
 {
-    struct sr_conn_setup *setup = conn->setup;
-    uint8_t *buf;
-    ssize_t n;
+    const struct sr_conn_setup *setup = conn->setup;
+    const uint8_t *bytes = setup->peek != NULL ? setup->peek : conn->server->scratch;
 
     *p = NULL;
     *len = 0;
     if (conn->http_track != NULL) {
-        if (setup->peek != NULL) {
-            *p = conn->http_out.p;
-            *len = conn->http_out.len;
-        }
-        return 0;
-    }
-    if (setup->peek_len <= setup->proxy_len) {
-        return 0;
-    }
-    if (setup->peek != NULL) {
-        *p = setup->peek + setup->proxy_len;
+        *p = conn->http_out.p;
+        *len = conn->http_out.len;
+    } else if (setup->peek_len > setup->proxy_len) {
+        *p = bytes + setup->proxy_len;
         *len = setup->peek_len - setup->proxy_len;
-        return 0;
     }
-    buf = sr__server_scratch(conn->server, setup->peek_len);
-    if (buf == NULL) {
-        return UV_ENOMEM;
-    }
-    if (!setup->is_scratch_fresh) {
-        do {
-            n = recv(conn->client.fd, buf, setup->peek_len, MSG_PEEK);
-        } while (n < 0 && errno == EINTR);
-        if (n != (ssize_t)setup->peek_len) {
-            return n < 0 ? SR_ERRNO(errno) : UV_ECONNRESET;
-        }
-    }
-    *p = buf + setup->proxy_len;
-    *len = setup->peek_len - setup->proxy_len;
-    return 0;
 }
 
 /* The backend is connected (a send went through, or the connect was reported). */
@@ -1067,38 +1028,14 @@ backend_connected(struct sr_conn *conn)
     }
 }
 
-/* Everything before the relay is out: take the handed-over bytes from the client socket
- * if they were only peeked, let go of the setup and relay. */
+/* Everything before the relay is out: let go of the setup and relay. */
 static void
 relay_start(struct sr_conn *conn)
 {
     struct sr_conn_setup *setup = conn->setup;
-    /* Peeked TLS bytes were sent; peeked HTTP bytes were not (the relay reads them), but a
-     * PROXY header in front of them is not for the backend. */
-    size_t taken = setup->peek != NULL        ? 0
-                   : conn->http_track != NULL ? setup->proxy_len
-                                              : setup->peek_len;
-    uint8_t *buf;
-    ssize_t n = 0;
     int rc;
 
-    if (taken > 0) {
-        buf = sr__server_scratch(conn->server, taken);
-        if (buf == NULL) {
-            conn->detail = uv_err_name(UV_ENOMEM);
-            sr_conn_close(conn, "error");
-            return;
-        }
-        do {
-            n = recv(conn->client.fd, buf, taken, 0);
-        } while (n < 0 && errno == EINTR);
-        if (n != (ssize_t)taken) {
-            conn->detail = uv_err_name(n < 0 ? SR_ERRNO(errno) : UV_ECONNRESET);
-            sr__conn_close_ex(conn, "client_reset", false, true);
-            return;
-        }
-    }
-    conn->up.n_bytes = setup->peek != NULL ? setup->peek_len : taken;
+    conn->up.n_bytes = setup->peek_len;
     if (setup->sni[0] != '\0' &&
         atomic_load_explicit(&conn->server->shared->is_logging, memory_order_relaxed)) {
         conn->sni = strdup(setup->sni); /* for the log line; none if out of memory */
@@ -1139,13 +1076,7 @@ forward_first(struct sr_conn *conn, bool is_writable)
             return;
         }
     }
-    rc = first_payload(conn, &payload, &payload_len);
-    setup->is_scratch_fresh = false;
-    if (rc != 0) {
-        conn->detail = uv_err_name(rc);
-        sr__conn_close_ex(conn, rc == UV_ENOMEM ? "error" : "client_reset", false, true);
-        return;
-    }
+    first_payload(conn, &payload, &payload_len);
     total = setup->proxy_header_len + payload_len;
     if (skip < setup->proxy_header_len) {
         iov[n_iov].iov_base = setup->proxy_header + skip;
@@ -1204,6 +1135,9 @@ forward_first(struct sr_conn *conn, bool is_writable)
     return;
 
 wait_writable:
+    if (!hello_keep(conn)) {
+        return;
+    }
     rc = sr_watch_set(&conn->server->reactor, &conn->backend, EPOLLOUT);
     if (rc != 0) {
         conn->detail = uv_err_name(rc);

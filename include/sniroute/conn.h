@@ -94,8 +94,7 @@ struct sr_conn_setup {
     int last_connect_error;
     uint64_t pool_tried; /* servers of the pool tried for this connection (a bitmask) */
     uint64_t connect_start_ns;
-    bool is_connected;     /* a send went through or the connect was reported */
-    bool is_scratch_fresh; /* the worker's scratch buffer still holds the peeked bytes */
+    bool is_connected; /* a send went through or the connect was reported */
     uv_getaddrinfo_t resolve_req;
 };
 
