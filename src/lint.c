@@ -381,7 +381,9 @@ sr_lint_run(const struct sr_config *cfg, const char *path, const struct sr_lint_
     if (lt.is_oom) {
         add(&lt, SR_LINT_NOTE, 0, "out of memory: some checks were skipped");
     }
-    qsort(lt.items, lt.n, sizeof(*lt.items), cmp_finding);
+    if (lt.n > 0) {
+        qsort(lt.items, lt.n, sizeof(*lt.items), cmp_finding);
+    }
     for (i = 0; i < lt.n; i++) {
         on_msg(ctx, lt.items[i].severity, lt.items[i].msg);
         free(lt.items[i].msg);
