@@ -198,6 +198,47 @@ on_entry(void *ctx, const struct sr_route_entry *e)
     }
 }
 
+/* The first line of a table's routes, default included; 0 for an empty table. */
+static unsigned
+first_line(const struct sr_route_lines *lines)
+{
+    unsigned line = lines->n > 0 ? lines->items[0].line : 0; /* sorted: insertion order */
+
+    if (lines->default_line != 0 && (line == 0 || lines->default_line < line)) {
+        line = lines->default_line;
+    }
+    return line;
+}
+
+/* A protocol = http listener routes by Host and never looks at ALPN: in a section only such
+ * listeners use, every NAME[PROTO] route is dead. */
+static void
+lint_alpn_on_http(struct lint *lt, size_t routes)
+{
+    const struct sr_config *cfg = lt->cfg;
+    const struct sr_routes *r = &cfg->routes[routes];
+    size_t n_users = 0;
+    size_t n_http = 0;
+    size_t i;
+
+    for (i = 0; i < cfg->n_listeners; i++) {
+        if (cfg->listeners[i].routes == routes) {
+            n_users++;
+            n_http += cfg->listeners[i].is_http ? 1 : 0;
+        }
+    }
+    if (n_users == 0 || n_http < n_users) {
+        return;
+    }
+    for (i = 0; i < r->n_alpn; i++) {
+        add(lt, SR_LINT_WARNING, first_line(&r->alpn[i].lines),
+            "routes '%s': routes with the ALPN condition [%.*s] never match: every listener "
+            "using this section has protocol = http, which routes by Host alone (hint: move "
+            "them to a section a TLS listener uses)",
+            r->name, (int)r->alpn[i].proto_len, r->alpn[i].proto);
+    }
+}
+
 static void
 lint_routes(struct lint *lt)
 {
@@ -219,6 +260,7 @@ lint_routes(struct lint *lt)
                 "'routes =', or remove it)",
                 r->name);
         }
+        lint_alpn_on_http(lt, i);
         lt->routes = r;
         lt->alpn = NULL;
         sr_route_foreach(r->table, on_entry, lt);

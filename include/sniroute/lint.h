@@ -8,6 +8,8 @@
  *   upstreams is normal and not reported.
  * - redundant ALPN route: an exact "NAME[PROTO]" whose plain route goes to the same
  *   upstream, where no other conditioned route could match NAME instead.
+ * - ALPN routes that never match: NAME[PROTO] in a section only protocol = http listeners
+ *   use (they route by Host, without ALPN).
  * - wildcard without its apex: "*.example.com" does not match "example.com", and nothing
  *   else routes it (no exact entry, no wider wildcard, no default).
  * - a [routes] section no listener uses; an [upstream] no route or fallback names.

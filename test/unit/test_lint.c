@@ -75,6 +75,20 @@ static const struct lint_case cases[] = {
     {"the apex taken by an ALPN table is not reported",
      HEAD "*.example.com = 127.0.0.1:1\nexample.com[acme-tls/1] = 127.0.0.1:2\n",
      {NULL}},
+    {"ALPN routes in a section only HTTP listeners use",
+     "[listener web]\nlisten = 127.0.0.1:0\nroutes = m\nprotocol = http\n[routes m]\n"
+     "a.test = 127.0.0.1:1\na.test[h2] = 127.0.0.1:2\ndefault[acme-tls/1] = 127.0.0.1:3\n",
+     {"t.ini:7: warning: routes 'm': routes with the ALPN condition [h2] never match: every "
+      "listener using this section has protocol = http, which routes by Host alone (hint: move "
+      "them to a section a TLS listener uses)",
+      "t.ini:8: warning: routes 'm': routes with the ALPN condition [acme-tls/1] never match: "
+      "every listener using this section has protocol = http, which routes by Host alone "
+      "(hint: move them to a section a TLS listener uses)"}},
+    {"ALPN routes in a section a TLS listener uses too",
+     "[listener web]\nlisten = 127.0.0.1:0\nroutes = m\nprotocol = http\n[listener tls]\n"
+     "listen = 127.0.0.1:0\nroutes = m\n[routes m]\na.test = 127.0.0.1:1\n"
+     "a.test[h2] = 127.0.0.1:2\n",
+     {NULL}},
     {"unused routes and upstream sections",
      HEAD "default = used\n[routes spare]\nx.test = 127.0.0.1:1\n[upstream used]\nserver = "
           "127.0.0.1:1\n[upstream idle]\nserver = 127.0.0.1:2\n",
