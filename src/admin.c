@@ -56,9 +56,13 @@ parse_request_line(const char *p, size_t n, struct sr_admin_request *req)
     }
     req->path = p + t;
     req->path_len = i - t;
+    req->query = NULL;
+    req->query_len = 0;
     for (m = t; m < i; m++) {
         if (p[m] == '?') {
             req->path_len = m - t;
+            req->query = p + m + 1;
+            req->query_len = i - m - 1;
             break;
         }
     }
@@ -285,6 +289,28 @@ path_is(const struct sr_admin_request *req, const char *path)
     return req->path_len == strlen(path) && memcmp(req->path, path, req->path_len) == 0;
 }
 
+/* /explain: the callback writes the text; its status goes out as it says. */
+static void
+answer_explain(struct sr_admin_conn *conn, const struct sr_admin_request *req, bool is_head)
+{
+    struct sr_admin *admin = conn->admin;
+    size_t len = 0;
+    int status = admin->explain_cb(admin->ctx, req->query != NULL ? req->query : "", req->query_len,
+                                   &conn->body, &len);
+
+    if ((status != 200 && status != 400 && status != 404) || conn->body == NULL) {
+        free(conn->body);
+        conn->body = NULL;
+        RESPOND_ERROR(conn, 500, "Internal Server Error", "explain unavailable\n");
+        return;
+    }
+    respond(conn, status,
+            status == 200   ? "OK"
+            : status == 404 ? "Not Found"
+                            : "Bad Request",
+            TEXT_PLAIN, conn->body, len, is_head);
+}
+
 static void
 answer(struct sr_admin_conn *conn, const struct sr_admin_request *req)
 {
@@ -294,7 +320,8 @@ answer(struct sr_admin_conn *conn, const struct sr_admin_request *req)
     size_t len = 0;
     int n;
 
-    if (!path_is(req, "/metrics") && !path_is(req, "/healthz") && !path_is(req, "/readyz")) {
+    if (!path_is(req, "/metrics") && !path_is(req, "/healthz") && !path_is(req, "/readyz") &&
+        !(path_is(req, "/explain") && admin->explain_cb != NULL)) {
         RESPOND_ERROR(conn, 404, "Not Found", "not found\n");
         return;
     }
@@ -315,6 +342,10 @@ answer(struct sr_admin_conn *conn, const struct sr_admin_request *req)
         n = snprintf(conn->text, sizeof(conn->text), "not ready: %s\n", not_ready);
         len = n < 0 ? 0 : (size_t)n < sizeof(conn->text) ? (size_t)n : sizeof(conn->text) - 1;
         respond(conn, 503, "Service Unavailable", TEXT_PLAIN, conn->text, len, is_head);
+        return;
+    }
+    if (path_is(req, "/explain")) {
+        answer_explain(conn, req, is_head);
         return;
     }
     if (admin->metrics_cb == NULL || admin->metrics_cb(admin->ctx, &conn->body, &len) != 0 ||
@@ -462,6 +493,12 @@ sr_admin_start(struct sr_admin *admin, uv_loop_t *loop, const struct sockaddr *a
     }
     admin->is_listening = true;
     return 0;
+}
+
+void
+sr_admin_set_explain(struct sr_admin *admin, sr_admin_explain_fn explain_cb)
+{
+    admin->explain_cb = explain_cb;
 }
 
 void

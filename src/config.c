@@ -879,16 +879,16 @@ split_alpn(struct loader *ld, const char *label, const char *key, const char **p
     return (size_t)(open - key);
 }
 
-/* The route table for ALPN protocol <proto> in routes <r>, added on first use. */
-static struct sr_route_table *
-alpn_table(struct loader *ld, struct sr_routes *r, const char *proto, size_t proto_len)
+/* The routes for ALPN protocol <proto> in routes <r>, added on first use. */
+static struct sr_alpn_routes *
+alpn_routes(struct loader *ld, struct sr_routes *r, const char *proto, size_t proto_len)
 {
     struct sr_alpn_routes *grown;
     size_t i;
 
     for (i = 0; i < r->n_alpn; i++) {
         if (r->alpn[i].proto_len == proto_len && memcmp(r->alpn[i].proto, proto, proto_len) == 0) {
-            return r->alpn[i].table;
+            return &r->alpn[i];
         }
     }
     grown = realloc(r->alpn, (r->n_alpn + 1) * sizeof(*grown));
@@ -905,7 +905,60 @@ alpn_table(struct loader *ld, struct sr_routes *r, const char *proto, size_t pro
         report_oom(ld);
         return NULL;
     }
-    return grown[r->n_alpn++].table;
+    return &grown[r->n_alpn++];
+}
+
+/* Remember that <entry> of the table <lines> describes was written on the current line.
+ * Entries arrive in increasing order, so the array stays sorted. */
+static void
+note_line(struct loader *ld, struct sr_route_lines *lines, uint32_t entry)
+{
+    if (entry == 0) {
+        lines->default_line = ld->line;
+        return;
+    }
+    if (!grow(ld, (void **)&lines->items, &lines->cap, lines->n + 1, sizeof(*lines->items))) {
+        return;
+    }
+    lines->items[lines->n].entry = entry;
+    lines->items[lines->n].line = ld->line;
+    lines->n++;
+}
+
+unsigned
+sr_config_entry_line(const struct sr_route_lines *lines, uint32_t entry)
+{
+    size_t lo = 0;
+    size_t hi = lines->n;
+
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+
+        if (lines->items[mid].entry == entry) {
+            return lines->items[mid].line;
+        }
+        if (lines->items[mid].entry < entry) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    return 0;
+}
+
+unsigned
+sr_config_route_line(const struct sr_route_lines *lines, const struct sr_route_hit *hit)
+{
+    switch (hit->kind) {
+    case SR_ROUTE_DEFAULT:
+        return lines->default_line;
+    case SR_ROUTE_EXACT:
+    case SR_ROUTE_WILDCARD:
+        return sr_config_entry_line(lines, hit->entry);
+    case SR_ROUTE_MISS:
+        break;
+    }
+    return 0;
 }
 
 static void
@@ -913,6 +966,8 @@ set_route(struct loader *ld, const struct keyword *kw, const char *key, const ch
 {
     struct sr_routes *r = &ld->cfg->routes[ld->sec_index];
     struct sr_route_table *table;
+    struct sr_route_lines *lines;
+    uint32_t entry = 0;
     const char *proto;
     size_t proto_len;
     struct routes_tmp *rt = &ld->rtmp[ld->sec_index];
@@ -935,16 +990,28 @@ set_route(struct loader *ld, const struct keyword *kw, const char *key, const ch
     if (len == 0) {
         return;
     }
-    table = proto_len == 0 ? r->table : alpn_table(ld, r, proto, proto_len);
+    if (proto_len == 0) {
+        table = r->table;
+        lines = &r->lines;
+    } else {
+        struct sr_alpn_routes *a = alpn_routes(ld, r, proto, proto_len);
+
+        if (a == NULL) {
+            return;
+        }
+        table = a->table;
+        lines = &a->lines;
+    }
     if (table == NULL) {
         return;
     }
     if (!grow(ld, (void **)&rt->origin, &rt->cap, rt->n + 1, sizeof(*rt->origin))) {
         return;
     }
-    res = sr_route_add(table, key, len, (uint32_t)rt->n, &prev);
+    res = sr_route_insert(table, key, len, (uint32_t)rt->n, &prev, &entry);
     switch (res) {
     case SR_ROUTE_ADDED:
+        note_line(ld, lines, entry);
         rt->origin[rt->n].upstream = upstream;
         rt->origin[rt->n].line = ld->line;
         rt->n++;
@@ -1378,6 +1445,22 @@ settle_values(struct sr_routes *r, const struct routes_tmp *rt)
     return rc == 0;
 }
 
+/* Give back what doubling left unused: the lines live as long as the config. */
+static void
+shrink_lines(struct sr_route_lines *lines)
+{
+    struct sr_route_line *items;
+
+    if (lines->n == 0 || lines->n == lines->cap) {
+        return;
+    }
+    items = realloc(lines->items, lines->n * sizeof(*items));
+    if (items != NULL) {
+        lines->items = items;
+        lines->cap = lines->n;
+    }
+}
+
 static void
 finish(struct loader *ld)
 {
@@ -1476,6 +1559,10 @@ finish(struct loader *ld)
         if (!settle_values(&cfg->routes[i], rt)) {
             report_oom(ld);
         }
+        shrink_lines(&cfg->routes[i].lines);
+        for (j = 0; j < cfg->routes[i].n_alpn; j++) {
+            shrink_lines(&cfg->routes[i].alpn[j].lines);
+        }
     }
 }
 
@@ -1567,8 +1654,10 @@ sr_config_fini(struct sr_config *cfg)
     free(cfg->listeners);
     for (i = 0; i < cfg->n_routes; i++) {
         sr_route_table_free(cfg->routes[i].table);
+        free(cfg->routes[i].lines.items);
         for (size_t k = 0; k < cfg->routes[i].n_alpn; k++) {
             sr_route_table_free(cfg->routes[i].alpn[k].table);
+            free(cfg->routes[i].alpn[k].lines.items);
         }
         free(cfg->routes[i].alpn);
     }

@@ -17,6 +17,9 @@
 
 #include "sniroute/admin.h"
 #include "sniroute/config.h"
+#include "sniroute/explain.h"
+#include "sniroute/explaincmd.h"
+#include "sniroute/lint.h"
 #include "sniroute/log.h"
 #include "sniroute/peek.h"
 #include "sniroute/proxy.h"
@@ -30,7 +33,12 @@ usage(FILE *out)
 {
     fprintf(out,
             "usage: sniroute [-c FILE]        run the router (default config: %s)\n"
-            "       sniroute -t [-c FILE]     check the config and exit: 0 if valid, 1 if not\n"
+            "       sniroute -t [--strict] [-c FILE]\n"
+            "                                 check the config and exit: 0 if valid, 1 if not;\n"
+            "                                 lint warnings too (--strict: they make it invalid)\n"
+            "       sniroute explain [-c FILE] [--listener NAME] NAME [ALPN[,ALPN...]]\n"
+            "                                 where NAME would be routed, and why: exit 0 if\n"
+            "                                 routed, 1 if not, 2 on a usage or config error\n"
             "       sniroute peek [FILE]      show what a raw ClientHello (FILE or stdin) says\n"
             "       sniroute selftest [--timeout D] [--alpn P,..] [--only CASE,..] HOST:PORT NAME\n"
             "                                 send ClientHellos for NAME split the hard ways\n"
@@ -367,6 +375,37 @@ on_admin_metrics(void *ctx, char **out, size_t *len)
                               len);
 }
 
+/* /explain?name=NAME[&alpn=LIST][&listener=L]: answered from the newest generation. The
+ * admin runs on this loop thread, and reload() swaps d->gen on it too: no lock needed. */
+static int
+on_admin_explain(void *ctx, const char *query, size_t query_len, char **out, size_t *len)
+{
+    struct daemon *d = ctx;
+    char storage[1024];
+    struct sr_explain_query q;
+    enum sr_explain_result result;
+    const char *why = NULL;
+    size_t n;
+
+    if (sr_explain_parse_query(query, query_len, storage, sizeof(storage), &q, &why) != 0) {
+        *out = malloc(strlen(why) + 2);
+        if (*out == NULL) {
+            return -1;
+        }
+        *len = (size_t)sprintf(*out, "%s\n", why);
+        return 400;
+    }
+    n = sr_explain_format(&d->gen->cfg, d->path, &q, NULL, 0, &result);
+    *out = malloc(n + 1);
+    if (*out == NULL) {
+        return -1;
+    }
+    *len = sr_explain_format(&d->gen->cfg, d->path, &q, *out, n + 1, &result);
+    return result == SR_EXPLAIN_NO_LISTENER                                 ? 404
+           : result == SR_EXPLAIN_BAD_NAME || result == SR_EXPLAIN_BAD_ALPN ? 400
+                                                                            : 200;
+}
+
 static const char *
 on_admin_ready(void *ctx)
 {
@@ -413,8 +452,9 @@ admin_start(struct daemon *d, uv_loop_t *loop, const struct sr_addr *addr)
         return rc;
     }
     d->has_admin = true;
+    sr_admin_set_explain(&d->admin, on_admin_explain);
     sr__format_sockaddr((const struct sockaddr *)&d->admin.addr, text, sizeof(text));
-    sr_log_notice("admin on %s (/metrics, /healthz, /readyz)", text);
+    sr_log_notice("admin on %s (/metrics, /healthz, /readyz, /explain)", text);
     return 0;
 }
 
@@ -549,6 +589,8 @@ main(int argc, char **argv)
     struct account acc;
     size_t n_errors = 0;
     int is_check = 0;
+    int is_strict = 0;
+    size_t n_warnings;
     int i;
 
     if (argc >= 2 && strcmp(argv[1], "peek") == 0) {
@@ -561,11 +603,16 @@ main(int argc, char **argv)
     if (argc >= 2 && strcmp(argv[1], "selftest") == 0) {
         return sr_selftest_main(argc - 1, argv + 1, stdout, stderr);
     }
+    if (argc >= 2 && strcmp(argv[1], "explain") == 0) {
+        return sr_explain_run(argc - 1, argv + 1, SR_DEFAULT_CONFIG, stdout, stderr);
+    }
     for (i = 1; i < argc; i++) {
         if (strcmp(argv[i], "-c") == 0 && i + 1 < argc) {
             path = argv[++i];
         } else if (strcmp(argv[i], "-t") == 0) {
             is_check = 1;
+        } else if (strcmp(argv[i], "--strict") == 0) {
+            is_strict = 1;
         } else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
             usage(stdout);
             return 0;
@@ -596,7 +643,17 @@ main(int argc, char **argv)
         return 1;
     }
     if (is_check) {
-        printf("%s: ok\n", path);
+        n_warnings = sr_lint_print(&gen->cfg, path, stderr);
+        if (is_strict && n_warnings > 0) {
+            fprintf(stderr, "%s: %zu warning(s); not valid (--strict)\n", path, n_warnings);
+            sr_generation_unref(gen);
+            return 1;
+        }
+        if (n_warnings > 0) {
+            printf("%s: ok, %zu warning(s)\n", path, n_warnings);
+        } else {
+            printf("%s: ok\n", path);
+        }
         sr_generation_unref(gen);
         return 0;
     }

@@ -187,7 +187,7 @@ htab_reserve(struct htab *h)
 
 static enum sr_route_add_result
 htab_add(struct sr_route_table *t, struct htab *h, const char *key, size_t len, uint32_t value,
-         uint32_t *prev_value)
+         uint32_t *prev_value, uint32_t *entry)
 {
     uint32_t hash = hash_key(key, len);
     struct slot *s = htab_find(t, h, key, len, hash);
@@ -211,6 +211,9 @@ htab_add(struct sr_route_table *t, struct htab *h, const char *key, size_t len, 
     s->hash = hash;
     s->value = value;
     h->n++;
+    if (entry != NULL) {
+        *entry = off; /* arena offsets only grow: ids follow the order of insertion */
+    }
     return SR_ROUTE_ADDED;
 }
 
@@ -263,6 +266,13 @@ enum sr_route_add_result
 sr_route_add(struct sr_route_table *table, const char *key, size_t len, uint32_t value,
              uint32_t *prev_value)
 {
+    return sr_route_insert(table, key, len, value, prev_value, NULL);
+}
+
+enum sr_route_add_result
+sr_route_insert(struct sr_route_table *table, const char *key, size_t len, uint32_t value,
+                uint32_t *prev_value, uint32_t *entry)
+{
     char norm[SR_NAME_MAX + 1];
     size_t norm_len;
     bool is_wildcard = false;
@@ -277,6 +287,9 @@ sr_route_add(struct sr_route_table *table, const char *key, size_t len, uint32_t
         }
         table->has_default = true;
         table->default_value = value;
+        if (entry != NULL) {
+            *entry = 0;
+        }
         return SR_ROUTE_ADDED;
     }
     if (memchr(key, '*', len) != NULL) {
@@ -294,12 +307,13 @@ sr_route_add(struct sr_route_table *table, const char *key, size_t len, uint32_t
         return SR_ROUTE_BAD_NAME;
     }
     return htab_add(table, is_wildcard ? &table->wild : &table->exact, norm, norm_len, value,
-                    prev_value);
+                    prev_value, entry);
 }
 
-enum sr_route_kind
-sr_route_lookup(const struct sr_route_table *table, const char *name, size_t len,
-                struct sr_route_hit *hit)
+/* The lookup, with or without the exact table. */
+static enum sr_route_kind
+lookup(const struct sr_route_table *table, const char *name, size_t len, bool has_exact,
+       struct sr_route_hit *hit)
 {
     /* Hashes of the proper suffixes that start a label, the longest last. A normalized
      * name of 253 bytes has at most 126 dots; the bound below also holds for a caller who
@@ -313,6 +327,7 @@ sr_route_lookup(const struct sr_route_table *table, const char *name, size_t len
 
     hit->suffix = NULL;
     hit->suffix_len = 0;
+    hit->entry = 0;
     if (len > 0 && len <= SR_NAME_MAX) {
         for (i = len; i > 0; i--) {
             h = hash_step(h, name[i - 1]);
@@ -322,10 +337,11 @@ sr_route_lookup(const struct sr_route_table *table, const char *name, size_t len
                 n++;
             }
         }
-        s = htab_find(table, &table->exact, name, len, h);
+        s = has_exact ? htab_find(table, &table->exact, name, len, h) : NULL;
         if (s != NULL && s->key_off != 0) {
             hit->kind = SR_ROUTE_EXACT;
             hit->value = s->value;
+            hit->entry = s->key_off;
             return hit->kind;
         }
         while (n > 0) {
@@ -335,6 +351,7 @@ sr_route_lookup(const struct sr_route_table *table, const char *name, size_t len
                 hit->kind = SR_ROUTE_WILDCARD;
                 hit->value = s->value;
                 hit->suffix = arena_key(table, s->key_off, &hit->suffix_len);
+                hit->entry = s->key_off;
                 return hit->kind;
             }
         }
@@ -350,10 +367,54 @@ sr_route_lookup(const struct sr_route_table *table, const char *name, size_t len
 }
 
 enum sr_route_kind
+sr_route_lookup(const struct sr_route_table *table, const char *name, size_t len,
+                struct sr_route_hit *hit)
+{
+    return lookup(table, name, len, true, hit);
+}
+
+enum sr_route_kind
+sr_route_lookup_below(const struct sr_route_table *table, const char *name, size_t len,
+                      struct sr_route_hit *hit)
+{
+    return lookup(table, name, len, false, hit);
+}
+
+static void
+htab_foreach(const struct sr_route_table *t, const struct htab *h, int is_wildcard,
+             void (*fn)(void *ctx, const struct sr_route_entry *e), void *ctx)
+{
+    struct sr_route_entry e;
+    size_t i;
+
+    for (i = 0; i < h->cap; i++) {
+        const struct slot *s = &h->slots[i];
+
+        if (s->key_off == 0) {
+            continue;
+        }
+        e.key = arena_key(t, s->key_off, &e.key_len);
+        e.is_wildcard = is_wildcard;
+        e.value = s->value;
+        e.entry = s->key_off;
+        fn(ctx, &e);
+    }
+}
+
+void
+sr_route_foreach(const struct sr_route_table *table,
+                 void (*fn)(void *ctx, const struct sr_route_entry *e), void *ctx)
+{
+    htab_foreach(table, &table->exact, 0, fn, ctx);
+    htab_foreach(table, &table->wild, 1, fn, ctx);
+}
+
+enum sr_route_kind
 sr_route_lookup_default(const struct sr_route_table *table, struct sr_route_hit *hit)
 {
     hit->suffix = NULL;
     hit->suffix_len = 0;
+    hit->entry = 0;
     hit->kind = table->has_default ? SR_ROUTE_DEFAULT : SR_ROUTE_MISS;
     hit->value = table->has_default ? table->default_value : 0;
     return hit->kind;

@@ -40,6 +40,8 @@ struct sr_admin_request {
     enum sr_admin_method method;
     const char *path; /* the target up to '?' or its end, into the caller's buffer */
     size_t path_len;
+    const char *query; /* what follows the first '?' (maybe empty), or NULL: no '?' */
+    size_t query_len;
     size_t head_len; /* bytes of the head, the empty line included */
 };
 
@@ -70,6 +72,13 @@ typedef int (*sr_admin_metrics_fn)(void *ctx, char **out, size_t *len);
  * "listeners not bound" (503 "not ready: REASON"). Runs on the admin's loop thread. */
 typedef const char *(*sr_admin_ready_fn)(void *ctx);
 
+/* /explain?QUERY: answer with a heap buffer in *<out> of *<len> bytes (the admin free()s it)
+ * and return the HTTP status to send: 200, or 400/404 with the reason as the body. Return a
+ * negative code (and no buffer) for a failure of its own: 500. <query> is the raw query
+ * string (not decoded, maybe empty). Runs on the admin's loop thread. */
+typedef int (*sr_admin_explain_fn)(void *ctx, const char *query, size_t query_len, char **out,
+                                   size_t *len);
+
 struct sr_admin_conn;
 
 /* Caller-owned; all fields are private except those marked read-only. */
@@ -78,6 +87,7 @@ struct sr_admin {
     uv_tcp_t listener;
     sr_admin_metrics_fn metrics_cb;
     sr_admin_ready_fn ready_cb;
+    sr_admin_explain_fn explain_cb; /* NULL: /explain is not served (404) */
     void *ctx;
     struct sr_admin_conn *conns; /* open connections, for sr_admin_stop */
     size_t n_conns;
@@ -96,6 +106,11 @@ struct sr_admin {
 int
 sr_admin_start(struct sr_admin *admin, uv_loop_t *loop, const struct sockaddr *addr,
                sr_admin_metrics_fn metrics_cb, sr_admin_ready_fn ready_cb, void *ctx);
+
+/* Serve /explain with <explain_cb> (same <ctx> as the other callbacks), from now on. Call it
+ * after sr_admin_start() succeeded; NULL stops serving it. */
+void
+sr_admin_set_explain(struct sr_admin *admin, sr_admin_explain_fn explain_cb);
 
 /* Stop listening and close every admin connection now (a response in flight is cut).
  * Idempotent. The handles close in the loop's next iteration: <admin> may be freed once

@@ -77,6 +77,20 @@ struct sr_upstream {
     size_t pool;         /* 0: addr above; otherwise 1 + index into sr_config.pools */
 };
 
+/* Where each entry of one route table was written, for `sniroute explain`, /explain and
+ * lint; the connection path never reads it. 8 bytes per route, beside the table's own ~50. */
+struct sr_route_line {
+    uint32_t entry; /* sr_route_hit.entry */
+    uint32_t line;
+};
+
+struct sr_route_lines {
+    struct sr_route_line *items; /* sorted by entry (the order routes were added) */
+    size_t n;
+    size_t cap;
+    unsigned default_line; /* the "default" key; 0: none */
+};
+
 /* A [routes NAME] section. */
 /* Longest ALPN protocol id in a route key ("acme-tls/1" is 10). */
 #define SR_CONFIG_ALPN_MAX 64
@@ -87,6 +101,7 @@ struct sr_alpn_routes {
     char proto[SR_CONFIG_ALPN_MAX + 1];
     size_t proto_len;
     struct sr_route_table *table; /* values are indexes into sr_config.upstreams */
+    struct sr_route_lines lines;
 };
 
 struct sr_routes {
@@ -95,6 +110,7 @@ struct sr_routes {
     struct sr_route_table *table; /* values are indexes into sr_config.upstreams */
     struct sr_alpn_routes *alpn;  /* one table per protocol named; may be NULL */
     size_t n_alpn;
+    struct sr_route_lines lines; /* of <table> */
 };
 
 /* A [listener NAME] section. */
@@ -177,6 +193,15 @@ sr_config_load(struct sr_config *cfg, const char *path, sr_config_error_fn on_er
 size_t
 sr_config_load_stream(struct sr_config *cfg, FILE *fp, const char *name,
                       sr_config_error_fn on_error, void *ctx);
+
+/* The line of the route that produced <hit> in the table <lines> belongs to: the default's
+ * for SR_ROUTE_DEFAULT, 0 for a miss or an entry it does not know. O(log n). */
+unsigned
+sr_config_route_line(const struct sr_route_lines *lines, const struct sr_route_hit *hit);
+
+/* The same for an entry id (sr_route_hit.entry, sr_route_entry.entry); 0 if unknown. */
+unsigned
+sr_config_entry_line(const struct sr_route_lines *lines, uint32_t entry);
 
 /* Free everything <cfg> owns and zero it. Safe on a zeroed or failed config. */
 void

@@ -33,6 +33,10 @@ struct sr_route_hit {
      * storage; valid until the table is freed. NULL otherwise. */
     const char *suffix;
     size_t suffix_len;
+    /* The entry that matched: nonzero for EXACT and WILDCARD, 0 for DEFAULT and MISS.
+     * Unique within the table and increasing in the order entries were added, so a caller
+     * can keep a side table (the config's line numbers) sorted by it. */
+    uint32_t entry;
 };
 
 /* Create an empty table. Returns NULL when out of memory. */
@@ -52,6 +56,12 @@ enum sr_route_add_result
 sr_route_add(struct sr_route_table *table, const char *key, size_t len, uint32_t value,
              uint32_t *prev_value);
 
+/* Like sr_route_add(); on SR_ROUTE_ADDED, <*entry> (if not NULL) receives the new entry's
+ * id as sr_route_hit.entry reports it (0 for "default"). */
+enum sr_route_add_result
+sr_route_insert(struct sr_route_table *table, const char *key, size_t len, uint32_t value,
+                uint32_t *prev_value, uint32_t *entry);
+
 /* Look up <name>/<len>, which must already be normalized (sr_name_normalize). Precedence is
  * fixed by kind: exact, then the longest matching wildcard suffix, then default. A wildcard
  * "*.example.com" matches names below example.com at any depth, never example.com itself.
@@ -59,6 +69,30 @@ sr_route_add(struct sr_route_table *table, const char *key, size_t len, uint32_t
 enum sr_route_kind
 sr_route_lookup(const struct sr_route_table *table, const char *name, size_t len,
                 struct sr_route_hit *hit);
+
+/* Like sr_route_lookup(), but as if <name> had no exact entry: what the wildcards and the
+ * default give it. For a wildcard "*.S" looked up as "S", that is the route the names
+ * below S would get without it (a wider wildcard, or the default): lint asks this to find
+ * entries that change nothing. Returns hit->kind (never SR_ROUTE_EXACT). */
+enum sr_route_kind
+sr_route_lookup_below(const struct sr_route_table *table, const char *name, size_t len,
+                      struct sr_route_hit *hit);
+
+/* One entry, as sr_route_foreach() hands it over: <key> is the normalized name (for a
+ * wildcard the suffix, without "*."), valid while the table lives. */
+struct sr_route_entry {
+    const char *key;
+    size_t key_len;
+    int is_wildcard;
+    uint32_t value;
+    uint32_t entry; /* as in sr_route_hit */
+};
+
+/* Call <fn>(<ctx>, e) for every exact and wildcard entry (not the default), in no
+ * particular order. The table must not change meanwhile. */
+void
+sr_route_foreach(const struct sr_route_table *table,
+                 void (*fn)(void *ctx, const struct sr_route_entry *e), void *ctx);
 
 /* The "default" entry alone, for a client that named no host. Returns hit->kind:
  * SR_ROUTE_DEFAULT, or SR_ROUTE_MISS when the table has no default. */

@@ -91,6 +91,36 @@ test_parse_table(void)
     }
 }
 
+/* The query string: after the first '?', up to the space; absent without a '?'. */
+static void
+test_parse_query(void)
+{
+    static const struct {
+        const char *in;
+        const char *path;
+        const char *query; /* NULL: no '?' */
+    } cases[] = {
+        {"GET /explain?name=a.test&alpn=h2 HTTP/1.1\r\n\r\n", "/explain", "name=a.test&alpn=h2"},
+        {"GET /explain? HTTP/1.1\r\n\r\n", "/explain", ""},
+        {"GET /explain?a?b HTTP/1.1\r\n\r\n", "/explain", "a?b"},
+        {"GET /explain HTTP/1.1\r\n\r\n", "/explain", NULL},
+    };
+    struct sr_admin_request req;
+    size_t i;
+
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        ASSERT_EQ(sr_admin_parse_request(cases[i].in, strlen(cases[i].in), &req),
+                  SR_ADMIN_PARSE_OK);
+        ASSERT_VIEW_EQ(req.path, req.path_len, cases[i].path);
+        if (cases[i].query == NULL) {
+            ASSERT(req.query == NULL);
+        } else {
+            ASSERT(req.query != NULL);
+            ASSERT_VIEW_EQ(req.query, req.query_len, cases[i].query);
+        }
+    }
+}
+
 /* A good head: every strict prefix needs more, and bytes after the head (a pipelined request,
  * a body) are not part of it. */
 static void
@@ -518,6 +548,7 @@ main(int argc, char **argv)
         return serve();
     }
     test_parse_table();
+    test_parse_query();
     test_parse_prefixes();
     test_parse_limits();
     test_server();

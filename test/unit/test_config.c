@@ -637,6 +637,20 @@ test_alpn_routes(void)
     ASSERT_EQ(cfg.upstreams[hit.value].addr.port, 4);
     ASSERT_EQ(sr_route_lookup(r->table, "x.com", 5, &hit), SR_ROUTE_EXACT);
     ASSERT_EQ(cfg.upstreams[hit.value].addr.port, 1);
+
+    /* Each table knows the line of every route, for explain and lint. */
+    ASSERT_EQ(sr_route_lookup(r->table, "x.com", 5, &hit), SR_ROUTE_EXACT);
+    ASSERT_EQ(sr_config_route_line(&r->lines, &hit), 5);
+    ASSERT_EQ(r->lines.default_line, 0);
+    ASSERT_EQ(sr_route_lookup(r->alpn[0].table, "a.x.com", 7, &hit), SR_ROUTE_WILDCARD);
+    ASSERT_EQ(sr_config_route_line(&r->alpn[0].lines, &hit), 6);
+    ASSERT_EQ(sr_route_lookup(r->alpn[0].table, "y.com", 5, &hit), SR_ROUTE_DEFAULT);
+    ASSERT_EQ(sr_config_route_line(&r->alpn[0].lines, &hit), 7);
+    ASSERT_EQ(sr_route_lookup(r->alpn[1].table, "x.com", 5, &hit), SR_ROUTE_EXACT);
+    ASSERT_EQ(sr_config_route_line(&r->alpn[1].lines, &hit), 8);
+    ASSERT_EQ(sr_route_lookup(r->alpn[1].table, "y.com", 5, &hit), SR_ROUTE_MISS);
+    ASSERT_EQ(sr_config_route_line(&r->alpn[1].lines, &hit), 0);
+    ASSERT_EQ(sr_config_entry_line(&r->lines, 12345), 0);
     sr_config_fini(&cfg);
 }
 
@@ -805,7 +819,8 @@ test_fixture_errors(void)
     collected_free(&got);
 }
 
-/* 10,000 routes over 10 upstreams: everything is found, upstreams are shared. */
+/* 10,000 routes over 10 upstreams: everything is found, with its line; upstreams are
+ * shared. */
 static void
 test_many_routes(void)
 {
@@ -813,6 +828,7 @@ test_many_routes(void)
     struct sr_config cfg;
     char name[64];
     FILE *f = fopen(tmp_path, "w");
+    struct sr_route_hit hit;
     unsigned i;
 
     ASSERT(f != NULL);
@@ -831,6 +847,9 @@ test_many_routes(void)
         snprintf(name, sizeof(name), "%shost-%u.example.com", (i % 3) ? "" : "www.", i);
         u = lookup_upstream(&cfg, 0, name, (i % 3) ? SR_ROUTE_EXACT : SR_ROUTE_WILDCARD);
         ASSERT_EQ(cfg.upstreams[u].addr.port, 8000 + i % 10);
+        ASSERT_EQ(sr_route_lookup(cfg.routes[0].table, name, strlen(name), &hit),
+                  (i % 3) ? SR_ROUTE_EXACT : SR_ROUTE_WILDCARD);
+        ASSERT_EQ(sr_config_route_line(&cfg.routes[0].lines, &hit), 5 + i);
     }
     sr_config_fini(&cfg);
 }

@@ -241,9 +241,58 @@ test_big(void)
     sr_route_table_free(t);
 }
 
+/* Entry ids grow with insertion, hits report them, sr_route_lookup_below() ignores the
+ * exact entry, and sr_route_foreach() visits every entry once. */
+static void
+count_entry(void *ctx, const struct sr_route_entry *e)
+{
+    size_t *n = ctx;
+
+    ASSERT_NE(e->entry, 0);
+    n[e->is_wildcard ? 1 : 0]++;
+}
+
+static void
+test_entries(void)
+{
+    struct sr_route_table *t = sr_route_table_new();
+    struct sr_route_hit hit;
+    uint32_t ids[3];
+    uint32_t dflt = 99;
+    size_t n[2] = {0, 0};
+
+    ASSERT(t != NULL);
+    ASSERT_EQ(sr_route_insert(t, "a.example.com", 13, 1, NULL, &ids[0]), SR_ROUTE_ADDED);
+    ASSERT_EQ(sr_route_insert(t, "*.example.com", 13, 2, NULL, &ids[1]), SR_ROUTE_ADDED);
+    ASSERT_EQ(sr_route_insert(t, "*.com", 5, 3, NULL, &ids[2]), SR_ROUTE_ADDED);
+    ASSERT_EQ(sr_route_insert(t, "default", 7, 4, NULL, &dflt), SR_ROUTE_ADDED);
+    ASSERT_EQ(dflt, 0);
+    ASSERT_LT(0, ids[0]);
+    ASSERT_LT(ids[0], ids[1]);
+    ASSERT_LT(ids[1], ids[2]);
+
+    ASSERT_EQ(sr_route_lookup(t, "a.example.com", 13, &hit), SR_ROUTE_EXACT);
+    ASSERT_EQ(hit.entry, ids[0]);
+    ASSERT_EQ(sr_route_lookup_below(t, "a.example.com", 13, &hit), SR_ROUTE_WILDCARD);
+    ASSERT_EQ(hit.entry, ids[1]);
+    ASSERT_EQ(hit.value, 2);
+    /* "*.example.com" looked up as its suffix: the wider wildcard, then the default. */
+    ASSERT_EQ(sr_route_lookup_below(t, "example.com", 11, &hit), SR_ROUTE_WILDCARD);
+    ASSERT_EQ(hit.entry, ids[2]);
+    ASSERT_EQ(sr_route_lookup_below(t, "com", 3, &hit), SR_ROUTE_DEFAULT);
+    ASSERT_EQ(hit.entry, 0);
+    ASSERT_EQ(hit.value, 4);
+
+    sr_route_foreach(t, count_entry, n);
+    ASSERT_EQ(n[0], 1);
+    ASSERT_EQ(n[1], 2);
+    sr_route_table_free(t);
+}
+
 int
 main(void)
 {
+    test_entries();
     test_table();
     test_empty_and_no_default();
     test_remap();
