@@ -16,6 +16,7 @@
 
 #include "sniroute/conn.h"
 #include "sniroute/log.h"
+#include "sniroute/upgrade.h"
 
 /* Room for a burst of connections the kernel has finished handshaking; the kernel caps it
  * at net.core.somaxconn anyway. */
@@ -551,6 +552,7 @@ listener_open(struct sr_server *server, const struct sr_listener_config *lc,
     int len = sizeof(ss);
     unsigned flags = 0;
     char want[SR_ADDR_HOST_MAX + 16];
+    int fd;
     int rc;
 
     listener = calloc(1, sizeof(*listener));
@@ -576,7 +578,14 @@ listener_open(struct sr_server *server, const struct sr_listener_config *lc,
     }
     listener->handle.data = listener;
     server->n_listeners_open++;
-    if (server->is_reuseport) {
+    /* Binary upgrade: a socket handed over by the old process keeps its accept queue. */
+    fd = sr_inherited_take(server->shared->inherited, (const struct sockaddr *)&ss, server->worker);
+    if (fd >= 0) {
+        rc = uv_tcp_open(&listener->handle, fd);
+        if (rc != 0) {
+            close(fd);
+        }
+    } else if (server->is_reuseport) {
         rc = reuseport_socket(&listener->handle, (const struct sockaddr *)&ss);
     } else {
         rc = uv_tcp_bind(&listener->handle, (const struct sockaddr *)&ss, flags);
@@ -603,6 +612,26 @@ fail_log:
     sr_addr_format(addr, want, sizeof(want));
     sr_log_notice("listener %s: cannot listen on %s: %s", lc->name, want, uv_strerror(rc));
     return NULL;
+}
+
+size_t
+sr_server_listen_fds(const struct sr_server *server, struct sr_listen_fd *out, size_t cap)
+{
+    const struct sr_listener *listener;
+    uv_os_fd_t fd;
+    size_t n = 0;
+
+    for (listener = server->listeners; listener != NULL && n < cap; listener = listener->next) {
+        if (uv_fileno((const uv_handle_t *)&listener->handle, &fd) != 0) {
+            continue;
+        }
+        out[n].fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+        if (out[n].fd >= 0) {
+            snprintf(out[n].addr_text, sizeof(out[n].addr_text), "%s", listener->addr_text);
+            n++;
+        }
+    }
+    return n;
 }
 
 static bool
