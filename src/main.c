@@ -688,6 +688,8 @@ main(int argc, char **argv)
 
     /* A closed peer must give EPIPE on write, not kill the process. */
     signal(SIGPIPE, SIG_IGN);
+    /* Nor an upgrade asked too early (the handler comes with the loop). */
+    signal(SIGUSR2, SIG_IGN);
 
     gen = sr_generation_load(path, on_config_error, &errors, &n_errors);
     if (gen == NULL) {

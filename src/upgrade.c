@@ -111,7 +111,8 @@ recv_msg(int sock, struct sr_upgrade_msg *msg, int *fds, size_t *n_fds, int flag
         size_t k;
         size_t i;
 
-        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) {
+        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS ||
+            c->cmsg_len < CMSG_LEN(0)) {
             continue;
         }
         k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);

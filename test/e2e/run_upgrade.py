@@ -238,17 +238,21 @@ class Daemon:
         self.d.stop()
 
 
-def run_upgrades(ctx, name, n, extra, last_extra=None, n_sockets=1, admin_port=None):
+def run_upgrades(ctx, name, extras, n_sockets=1, admin_port=None, expect=()):
+    """Start with the config's [sniroute] extra lines <extras>[0], then upgrade once per
+    further entry, each time to a config with those lines. Each of <expect> must be in
+    the daemons' notices."""
     capture, echo = CaptureBackend(), EchoBackend()
     port = free_port()
-    d = Daemon(ctx, name, config(port, capture, echo, extra), n_sockets)
+    n = len(extras) - 1
+    d = Daemon(ctx, name, config(port, capture, echo, extras[0]), n_sockets)
     load = None
     try:
         load = Load(port)
         time.sleep(0.5)
         for i in range(n):
-            if last_extra is not None and i == n - 1:
-                write(d.d.path, config(port, capture, echo, last_extra))
+            if extras[i + 1] != extras[i]:
+                write(d.d.path, config(port, capture, echo, extras[i + 1]))
             d.upgrade()
             if admin_port is not None:
                 with urllib.request.urlopen("http://127.0.0.1:%d/readyz" % admin_port,
@@ -267,6 +271,8 @@ def run_upgrades(ctx, name, n, extra, last_extra=None, n_sockets=1, admin_port=N
               "during %d upgrades: %r; first errors: %s" % (n, counts, load.errors[:3]))
         # The last process serves alone now.
         check(ask(port, load.hello), "no answer from the last process")
+        for text in expect:
+            check(text in d.proc.text("stderr"), "no notice '%s'" % text)
         d.stop()
         return ("%d upgrades, %d connections and %d streams (%d across an upgrade, %d KiB "
                 "echoed), 0 refused, 0 broken" % (n, counts["ok"], counts["streams"], crossed,
@@ -284,19 +290,27 @@ def case_twenty_upgrades_under_load(ctx):
     long-lived streams echo verified bytes. Fails on any refused or failed connection,
     any broken or short stream, an upgrade that does not start a new process from the
     same binary, or an old process that does not exit after its drain."""
-    return run_upgrades(ctx, "twenty", 20, "")
+    return run_upgrades(ctx, "twenty", [""] * 21)
 
 
 def case_two_workers(ctx):
-    """workers = 2 (two SO_REUSEPORT sockets) with the admin endpoint: 4 upgrades, then a
-    fifth to workers = 1, which must keep both sockets (so neither accept queue is lost).
-    /readyz answers after each. Fails like the case above, or if the admin socket is not
-    handed over."""
+    """workers = 2 (two SO_REUSEPORT sockets) with the admin endpoint: 3 upgrades, one to
+    workers = 1 (which must still run two, to keep both sockets and their accept queues),
+    then back to 2. /readyz answers after each. Fails like the case above, or if the admin
+    socket is not handed over."""
     aport = free_port()
-    r = run_upgrades(ctx, "workers2", 5, "workers = 2\nadmin = 127.0.0.1:%d" % aport,
-                     last_extra="workers = 1\nadmin = 127.0.0.1:%d" % aport,
-                     n_sockets=2, admin_port=aport)
-    return r
+    w2 = "workers = 2\nadmin = 127.0.0.1:%d" % aport
+    w1 = "workers = 1\nadmin = 127.0.0.1:%d" % aport
+    return run_upgrades(ctx, "workers2", [w2, w2, w2, w2, w1, w2], n_sockets=2,
+                        admin_port=aport, expect=["upgrade: 2 workers instead of 1"])
+
+
+def case_one_to_two_workers(ctx):
+    """From workers = 1 (one socket, no SO_REUSEPORT) to 2: both workers of the new
+    process accept from the one inherited socket; then 2 again, and back to 1. Fails like
+    the cases above."""
+    return run_upgrades(ctx, "workers12", ["", "workers = 2", "workers = 2", "workers = 1"],
+                        expect=["starting 2 workers"])
 
 
 def case_invalid_config_keeps_old(ctx):
@@ -335,7 +349,8 @@ def case_invalid_config_keeps_old(ctx):
         echo.stop()
 
 
-CASES = [case_twenty_upgrades_under_load, case_two_workers, case_invalid_config_keeps_old]
+CASES = [case_twenty_upgrades_under_load, case_two_workers, case_one_to_two_workers,
+         case_invalid_config_keeps_old]
 
 
 if __name__ == "__main__":
