@@ -84,7 +84,6 @@ on_wake(uv_async_t *handle)
     w->pending = NULL;
     n_drains = w->n_drains_asked - w->n_drains_done;
     w->n_drains_done = w->n_drains_asked;
-    collect_fds(w);
     uv_mutex_unlock(&w->set->lock);
 
     if (next != NULL) {
@@ -94,6 +93,10 @@ on_wake(uv_async_t *handle)
             sr_log_notice("worker %zu: reload not applied: %s", w->index, uv_strerror(rc));
         }
     }
+    /* After the reload (its sockets are the current ones), before a drain closes them. */
+    uv_mutex_lock(&w->set->lock);
+    collect_fds(w);
+    uv_mutex_unlock(&w->set->lock);
     while (n_drains-- > 0 && !w->server.is_stopped) {
         sr_server_drain(&w->server);
     }
