@@ -147,8 +147,10 @@ class Load:
 
     def finish(self):
         self.stop.set()
+        deadline = time.monotonic() + 30
         for t in self.threads:
-            t.join(timeout=30)
+            t.join(timeout=max(0.1, deadline - time.monotonic()))
+        check(not any(t.is_alive() for t in self.threads), "load threads still running")
         return dict(self.counts)
 
 
