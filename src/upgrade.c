@@ -8,12 +8,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stddef.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/time.h>
+#include <sys/un.h>
 #include <netinet/in.h>
 #include <unistd.h>
 
@@ -411,6 +413,40 @@ on_upgrade_close(uv_handle_t *handle)
     up->n_open--;
 }
 
+/* Under a service manager that listens on NOTIFY_SOCKET (systemd with NotifyAccess=main or
+ * Type=notify), say which process is the service now: systemd would otherwise take our
+ * exit after the drain for the end of the service and stop the new process with it. */
+static void
+notify_main_pid(int pid)
+{
+    const char *path = getenv("NOTIFY_SOCKET");
+    struct sockaddr_un sun;
+    char text[32];
+    size_t len;
+    int fd;
+
+    if (path == NULL || (path[0] != '/' && path[0] != '@') ||
+        (len = strlen(path)) >= sizeof(sun.sun_path)) {
+        return;
+    }
+    memset(&sun, 0, sizeof(sun));
+    sun.sun_family = AF_UNIX;
+    memcpy(sun.sun_path, path, len);
+    if (path[0] == '@') {
+        sun.sun_path[0] = '\0'; /* an abstract socket */
+    }
+    snprintf(text, sizeof(text), "MAINPID=%d", pid);
+    fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0 || sendto(fd, text, strlen(text), MSG_NOSIGNAL, (const struct sockaddr *)&sun,
+                         (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len)) < 0) {
+        sr_log_notice("upgrade: cannot tell the service manager (NOTIFY_SOCKET) about pid %d: %s",
+                      pid, strerror(errno));
+    }
+    if (fd >= 0) {
+        close(fd);
+    }
+}
+
 /* The end of an upgrade, once: close what is ours and report. On failure, a new process
  * that is still running is stopped, so it cannot go on serving beside us. */
 static void
@@ -425,6 +461,8 @@ finish(struct sr_upgrade *up, int status, const char *why)
             uv_process_kill(&up->child, SIGTERM);
         }
         sr_log_notice("upgrade failed: %s; still serving as pid %d", why, (int)getpid());
+    } else {
+        notify_main_pid(up->pid);
     }
     uv_close((uv_handle_t *)&up->poll, on_upgrade_close);
     uv_close((uv_handle_t *)&up->timer, on_upgrade_close);

@@ -351,8 +351,49 @@ def case_invalid_config_keeps_old(ctx):
         echo.stop()
 
 
+def case_notify_socket_main_pid(ctx):
+    """Under systemd (NotifyAccess=main), the old process sends MAINPID=NEW to
+    NOTIFY_SOCKET once the new one is ready, so the service manager follows the new
+    process instead of ending the service when the old one exits; here a datagram socket
+    stands in for systemd's, once by path and once abstract ("@name"). Fails if a
+    datagram is missing or names another PID."""
+    capture, echo = CaptureBackend(), EchoBackend()
+    port = free_port()
+    path = os.path.join(ctx.tmp, "notify.sock")
+    abstract = "@sniroute-test-%d" % os.getpid()
+    socks = []
+    for name in (path, abstract):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        s.bind(name if name[0] == "/" else "\0" + name[1:])
+        s.settimeout(10)
+        socks.append(s)
+    ds = []
+    try:
+        for name, s in zip((path, abstract), socks):
+            os.environ["NOTIFY_SOCKET"] = name
+            try:
+                d = Daemon(ctx, "notify", config(port, capture, echo))
+            finally:
+                del os.environ["NOTIFY_SOCKET"]
+            ds.append(d)
+            for _ in range(2):
+                new = d.upgrade()
+                got = s.recv(256)
+                check(got == b"MAINPID=%d" % new, "%s: got %r, not MAINPID=%d" % (name, got, new))
+            d.wait_old_gone(15)
+            d.stop()
+        return None
+    finally:
+        for d in ds:
+            d.kill_all()
+        for s in socks:
+            s.close()
+        capture.stop()
+        echo.stop()
+
+
 CASES = [case_twenty_upgrades_under_load, case_two_workers, case_one_to_two_workers,
-         case_invalid_config_keeps_old]
+         case_invalid_config_keeps_old, case_notify_socket_main_pid]
 
 
 if __name__ == "__main__":
