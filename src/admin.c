@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* --- The request-head parser ------------------------------------------------------------ */
 
@@ -464,6 +465,13 @@ int
 sr_admin_start(struct sr_admin *admin, uv_loop_t *loop, const struct sockaddr *addr,
                sr_admin_metrics_fn metrics_cb, sr_admin_ready_fn ready_cb, void *ctx)
 {
+    return sr_admin_start_fd(admin, loop, addr, -1, metrics_cb, ready_cb, ctx);
+}
+
+int
+sr_admin_start_fd(struct sr_admin *admin, uv_loop_t *loop, const struct sockaddr *addr, int fd,
+                  sr_admin_metrics_fn metrics_cb, sr_admin_ready_fn ready_cb, void *ctx)
+{
     int len = sizeof(admin->addr);
     int rc;
 
@@ -474,12 +482,22 @@ sr_admin_start(struct sr_admin *admin, uv_loop_t *loop, const struct sockaddr *a
     admin->ctx = ctx;
     rc = uv_tcp_init(loop, &admin->listener);
     if (rc != 0) {
+        if (fd >= 0) {
+            close(fd);
+        }
         admin->is_stopped = true;
         return rc;
     }
     admin->listener.data = admin;
     admin->n_open = 1;
-    rc = uv_tcp_bind(&admin->listener, addr, 0);
+    if (fd >= 0) {
+        rc = uv_tcp_open(&admin->listener, fd);
+        if (rc != 0) {
+            close(fd);
+        }
+    } else {
+        rc = uv_tcp_bind(&admin->listener, addr, 0);
+    }
     if (rc == 0) {
         rc = uv_listen((uv_stream_t *)&admin->listener, 16, on_connection);
     }

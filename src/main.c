@@ -3,6 +3,7 @@
  * in raw ClientHello bytes (peek). The only place that decides the exit status; it owns the
  * loop, the config and the server, and tears all of them down before it returns. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <grp.h>
@@ -24,6 +25,7 @@
 #include "sniroute/peek.h"
 #include "sniroute/proxy.h"
 #include "sniroute/selftest.h"
+#include "sniroute/upgrade.h"
 #include "sniroute/worker.h"
 
 #define SR_DEFAULT_CONFIG "/etc/sniroute/sniroute.ini"
@@ -48,7 +50,9 @@ usage(FILE *out)
             "sniroute routes TLS connections by the server name in the ClientHello, without\n"
             "decrypting anything. SIGHUP reloads the config (an invalid one is logged and\n"
             "ignored). SIGTERM or SIGINT stop accepting and let open connections finish (up to\n"
-            "drain_timeout); a second one closes them at once.\n",
+            "drain_timeout); a second one closes them at once. SIGUSR2 upgrades the binary:\n"
+            "the program at the path this one was started from takes over the listening\n"
+            "sockets, then this one drains (if the new one fails, this one keeps serving).\n",
             SR_DEFAULT_CONFIG);
 }
 
@@ -77,7 +81,7 @@ open_access_log(const char *spec, FILE **out)
     } else if (strcmp(spec, "stderr") == 0) {
         *out = stderr;
     } else {
-        *out = fopen(spec, "a");
+        *out = fopen(spec, "ae"); /* close-on-exec: a binary upgrade opens its own */
         if (*out == NULL) {
             sr_log_notice("cannot open access_log %s: %s", spec, strerror(errno));
             return -1;
@@ -186,6 +190,11 @@ struct daemon {
     uv_timer_t settle_timer;
     uint64_t config_hash; /* of the bytes last loaded, so a touch does not reload */
     bool is_watching;
+    /* SIGUSR2: binary upgrade (upgrade.h). <exe> and <argv> start the new binary. */
+    uv_signal_t sigusr2;
+    struct sr_upgrade upgrade;
+    const char *exe;
+    char **argv;
 };
 
 /* Changes come in bursts (an editor's write and rename, kubelet's symlink dance): reload
@@ -248,6 +257,10 @@ reload(struct daemon *d)
     int rc;
 
     if (d->is_draining) {
+        return;
+    }
+    if (d->upgrade.is_running) {
+        sr_log_notice("reload: an upgrade is in progress; not reloading");
         return;
     }
     next = sr_generation_load(d->path, on_reload_error, NULL, &n_errors);
@@ -443,8 +456,11 @@ admin_start(struct daemon *d, uv_loop_t *loop, const struct sr_addr *addr)
         rc = uv_ip4_addr(addr->host, addr->port, (struct sockaddr_in *)&ss);
     }
     if (rc == 0) {
-        rc = sr_admin_start(&d->admin, loop, (const struct sockaddr *)&ss, on_admin_metrics,
-                            on_admin_ready, d);
+        /* After a binary upgrade the old process's admin socket is ours. */
+        int fd = sr_inherited_take(d->shared.inherited, (const struct sockaddr *)&ss, 0);
+
+        rc = sr_admin_start_fd(&d->admin, loop, (const struct sockaddr *)&ss, fd, on_admin_metrics,
+                               on_admin_ready, d);
     }
     if (rc != 0) {
         sr_addr_format(addr, text, sizeof(text));
@@ -474,7 +490,72 @@ on_signal(uv_signal_t *handle, int signum)
         sr_log_notice("%s again: closing every connection now", name);
     }
     d->is_draining = true;
+    sr_upgrade_abort(&d->upgrade);
     sr_workers_drain(&d->workers);
+}
+
+static size_t
+on_upgrade_collect(struct sr_upgrade *up, int *fds, size_t cap)
+{
+    struct daemon *d = up->data;
+    struct sr_listen_fd got[SR_UPGRADE_FDS_MAX];
+    size_t n = sr_workers_listen_fds(&d->workers, got,
+                                     cap < SR_UPGRADE_FDS_MAX ? cap : SR_UPGRADE_FDS_MAX);
+    uv_os_fd_t fd;
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        fds[i] = got[i].fd;
+    }
+    /* The admin socket too: the new process could not bind its address beside ours. */
+    if (d->has_admin && d->admin.is_listening && n < cap &&
+        uv_fileno((const uv_handle_t *)&d->admin.listener, &fd) == 0) {
+        fds[n] = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+        n += fds[n] >= 0;
+    }
+    return n;
+}
+
+/* The new process is serving (or failed, already logged: nothing changes). */
+static void
+on_upgrade_done(struct sr_upgrade *up, int status)
+{
+    struct daemon *d = up->data;
+
+    if (status != 0 || d->is_draining) {
+        return;
+    }
+    sr_log_notice("upgrade: pid %d took over from pid %d; no longer accepting; draining", up->pid,
+                  (int)getpid());
+    d->is_draining = true;
+    if (d->has_admin) {
+        d->has_admin = false;
+        sr_admin_stop(&d->admin);
+    }
+    sr_workers_drain(&d->workers);
+}
+
+static void
+on_sigusr2(uv_signal_t *handle, int signum)
+{
+    struct daemon *d = handle->data;
+
+    (void)signum;
+    if (d->is_draining || !d->is_started || d->upgrade.n_open > 0) {
+        sr_log_notice("SIGUSR2: %s; not upgrading", d->is_draining   ? "draining"
+                                                    : !d->is_started ? "not started"
+                                                                     : "an upgrade is running");
+        return;
+    }
+    if (getpid() == 1) {
+        /* The container ends when PID 1 exits, taking the new process with it. */
+        sr_log_notice("SIGUSR2: running as PID 1; not upgrading (roll out a new container)");
+        return;
+    }
+    d->upgrade.collect = on_upgrade_collect;
+    d->upgrade.on_done = on_upgrade_done;
+    d->upgrade.data = d;
+    sr_upgrade_start(&d->upgrade, handle->loop, d->exe, d->argv);
 }
 
 static void
@@ -488,18 +569,29 @@ signal_watch(uv_loop_t *loop, uv_signal_t *handle, int signum, struct daemon *d)
     uv_unref((uv_handle_t *)handle);
 }
 
-/* workers = auto: one per CPU this process may use. */
+/* workers = auto: one per CPU this process may use. After an upgrade, at least one per
+ * socket the old process had for one address, so that every one of them is adopted. */
 static size_t
-worker_count(const struct sr_config *cfg)
+worker_count(const struct sr_config *cfg, const struct sr_inherited *inherited)
 {
     size_t n = cfg->workers != 0 ? cfg->workers : (size_t)uv_available_parallelism();
+    size_t least = sr_inherited_min_workers(inherited);
 
+    if (least > n) {
+        sr_log_notice("upgrade: %zu workers instead of %zu, one per inherited socket (workers "
+                      "shrink at the next restart)",
+                      least, n);
+        n = least;
+    }
     return n < 1 ? 1 : n > SR_WORKERS_MAX ? SR_WORKERS_MAX : n;
 }
 
+/* <handoff> and <inherited>: this process is the new one of an upgrade (else -1, NULL). */
 static int
-run(const char *path, struct sr_generation *gen, const struct account *acc)
+run(const char *path, struct sr_generation *gen, const struct account *acc, char **argv,
+    int handoff, struct sr_inherited *inherited)
 {
+    char exe[4096];
     struct daemon d;
     FILE *log = NULL;
     uv_loop_t loop;
@@ -510,11 +602,14 @@ run(const char *path, struct sr_generation *gen, const struct account *acc)
     memset(&d, 0, sizeof(d));
     d.path = path;
     d.gen = gen;
+    sr_upgrade_exe_path(exe, sizeof(exe), argv[0]);
+    d.exe = exe;
+    d.argv = argv;
     if (open_access_log(gen->cfg.access_log, &log) != 0) {
         sr_generation_unref(gen);
         return 1;
     }
-    if (sr_shared_init(&d.shared, worker_count(&gen->cfg), log) != 0 ||
+    if (sr_shared_init(&d.shared, worker_count(&gen->cfg, inherited), log) != 0 ||
         sr_generation_prepare(gen, &d.shared) != 0) {
         sr_log_notice("out of memory");
         sr_shared_fini(&d.shared);
@@ -533,6 +628,11 @@ run(const char *path, struct sr_generation *gen, const struct account *acc)
     signal_watch(&loop, &d.sigterm, SIGTERM, &d);
     signal_watch(&loop, &d.sigint, SIGINT, &d);
     signal_watch(&loop, &d.sighup, SIGHUP, &d);
+    uv_signal_init(&loop, &d.sigusr2);
+    d.sigusr2.data = &d;
+    uv_signal_start(&d.sigusr2, on_sigusr2, SIGUSR2);
+    uv_unref((uv_handle_t *)&d.sigusr2);
+    d.shared.inherited = inherited;
     if (gen->cfg.is_watched) {
         watch_start(&d, &loop);
     }
@@ -553,6 +653,16 @@ run(const char *path, struct sr_generation *gen, const struct account *acc)
     } else {
         d.is_started = true;
     }
+    if (handoff >= 0) {
+        /* Every worker listens: the old process may stop accepting (or, if we failed, it
+         * sees the socket close and keeps serving). */
+        sr_inherited_release(inherited);
+        if (d.is_started) {
+            sr_upgrade_ready(handoff);
+        } else {
+            close(handoff);
+        }
+    }
     uv_run(&loop, UV_RUN_DEFAULT);
     n_accepted = sr_workers_fini(&d.workers);
     if (status == 0) {
@@ -562,6 +672,7 @@ run(const char *path, struct sr_generation *gen, const struct account *acc)
     uv_close((uv_handle_t *)&d.sigterm, NULL);
     uv_close((uv_handle_t *)&d.sigint, NULL);
     uv_close((uv_handle_t *)&d.sighup, NULL);
+    uv_close((uv_handle_t *)&d.sigusr2, NULL);
     if (d.is_watching) {
         uv_close((uv_handle_t *)&d.watcher, NULL);
         uv_close((uv_handle_t *)&d.settle_timer, NULL);
@@ -585,8 +696,11 @@ main(int argc, char **argv)
 {
     const char *path = SR_DEFAULT_CONFIG;
     struct error_count errors = {0};
+    struct sr_inherited inherited;
     struct sr_generation *gen;
     struct account acc;
+    int handoff = sr_upgrade_env_fd();
+    int status;
     size_t n_errors = 0;
     int is_check = 0;
     int is_strict = 0;
@@ -628,6 +742,8 @@ main(int argc, char **argv)
 
     /* A closed peer must give EPIPE on write, not kill the process. */
     signal(SIGPIPE, SIG_IGN);
+    /* Nor an upgrade asked too early (the handler comes with the loop). */
+    signal(SIGUSR2, SIG_IGN);
 
     gen = sr_generation_load(path, on_config_error, &errors, &n_errors);
     if (gen == NULL) {
@@ -657,5 +773,17 @@ main(int argc, char **argv)
         sr_generation_unref(gen);
         return 0;
     }
-    return run(path, gen, &acc);
+    if (handoff < 0) {
+        return run(path, gen, &acc, argv, -1, NULL);
+    }
+    /* Binary upgrade: the config is valid; take the old process's sockets. */
+    if (sr_upgrade_receive(handoff, &inherited) != 0) {
+        close(handoff);
+        sr_inherited_fini(&inherited);
+        sr_generation_unref(gen);
+        return 1;
+    }
+    status = run(path, gen, &acc, argv, handoff, &inherited);
+    sr_inherited_fini(&inherited);
+    return status;
 }

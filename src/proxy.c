@@ -18,6 +18,7 @@
 
 #include "sniroute/conn.h"
 #include "sniroute/log.h"
+#include "sniroute/upgrade.h"
 
 /* Room for a burst of connections the kernel has finished handshaking; the kernel caps it
  * at net.core.somaxconn anyway. */
@@ -737,7 +738,16 @@ listener_open(struct sr_server *server, const struct sr_listener_config *lc,
         rc = uv_ip4_addr(addr->host, addr->port, (struct sockaddr_in *)&ss);
     }
     if (rc == 0) {
-        fd = listen_socket((const struct sockaddr *)&ss, server->is_reuseport);
+        /* Binary upgrade: a socket handed over by the old process keeps its accept queue. */
+        fd = sr_inherited_take(server->shared->inherited, (const struct sockaddr *)&ss,
+                               server->worker);
+        if (fd >= 0 && fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) != 0) {
+            rc = -errno;
+            close(fd);
+            fd = rc;
+        } else if (fd < 0) {
+            fd = listen_socket((const struct sockaddr *)&ss, server->is_reuseport);
+        }
         rc = fd < 0 ? fd : 0;
     }
     /* Port 0 asks the kernel for a free port; report the one we got. */
@@ -762,6 +772,22 @@ listener_open(struct sr_server *server, const struct sr_listener_config *lc,
                         sizeof(listener->addr_text));
     sr_log_notice("listening on %s (listener %s)", listener->addr_text, lc->name);
     return listener;
+}
+
+size_t
+sr_server_listen_fds(const struct sr_server *server, struct sr_listen_fd *out, size_t cap)
+{
+    const struct sr_listener *listener;
+    size_t n = 0;
+
+    for (listener = server->listeners; listener != NULL && n < cap; listener = listener->next) {
+        out[n].fd = fcntl(listener->watch.fd, F_DUPFD_CLOEXEC, 0);
+        if (out[n].fd >= 0) {
+            snprintf(out[n].addr_text, sizeof(out[n].addr_text), "%s", listener->addr_text);
+            n++;
+        }
+    }
+    return n;
 }
 
 static bool

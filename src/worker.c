@@ -39,6 +39,22 @@ on_finished(uv_async_t *handle)
     }
 }
 
+/* With set->lock held, on <w>'s loop: answer sr_workers_listen_fds if it asked. */
+static void
+collect_fds(struct sr_worker *w)
+{
+    struct sr_workers *set = w->set;
+
+    if (!w->is_collecting) {
+        return;
+    }
+    w->is_collecting = false;
+    set->n_fds +=
+        sr_server_listen_fds(&w->server, set->fds + set->n_fds, set->fds_cap - set->n_fds);
+    set->n_collecting--;
+    uv_cond_signal(&set->collected);
+}
+
 static void
 on_server_stopped(struct sr_server *server)
 {
@@ -47,6 +63,7 @@ on_server_stopped(struct sr_server *server)
     /* The last handle of ours on this loop: the worker's uv_run can return. Under the
      * lock, so the main thread never sends to a closing handle. */
     uv_mutex_lock(&w->set->lock);
+    collect_fds(w); /* nothing listens any more: an empty answer */
     w->is_closed = true;
     uv_close((uv_handle_t *)&w->wake, NULL);
     uv_mutex_unlock(&w->set->lock);
@@ -76,6 +93,10 @@ on_wake(uv_async_t *handle)
             sr_log_notice("worker %zu: reload not applied: %s", w->index, uv_strerror(rc));
         }
     }
+    /* After the reload (its sockets are the current ones), before a drain closes them. */
+    uv_mutex_lock(&w->set->lock);
+    collect_fds(w);
+    uv_mutex_unlock(&w->set->lock);
     while (n_drains-- > 0 && !w->server.is_stopped) {
         sr_server_drain(&w->server);
     }
@@ -140,7 +161,8 @@ sr_workers_start(struct sr_workers *set, uv_loop_t *main_loop, struct sr_shared 
     set->n = shared->n_workers;
     atomic_store(&set->n_finished, 0);
     set->workers = calloc(set->n, sizeof(*set->workers));
-    if (set->workers == NULL || uv_mutex_init(&set->lock) != 0) {
+    if (set->workers == NULL || uv_mutex_init(&set->lock) != 0 ||
+        uv_cond_init(&set->collected) != 0) {
         return UV_ENOMEM;
     }
     rc = uv_async_init(main_loop, &set->finished, on_finished);
@@ -225,6 +247,38 @@ sr_workers_drain(struct sr_workers *set)
 }
 
 size_t
+sr_workers_listen_fds(struct sr_workers *set, struct sr_listen_fd *out, size_t cap)
+{
+    size_t n;
+    size_t i;
+
+    uv_mutex_lock(&set->lock);
+    set->fds = out;
+    set->fds_cap = cap;
+    set->n_fds = 0;
+    for (i = 0; i < set->n; i++) {
+        struct sr_worker *w = &set->workers[i];
+
+        if (w->is_open && !w->is_closed) {
+            w->is_collecting = true;
+            set->n_collecting++;
+            if (w->has_thread) {
+                uv_async_send(&w->wake);
+            } else {
+                collect_fds(w); /* the one worker runs on this very loop */
+            }
+        }
+    }
+    while (set->n_collecting > 0) {
+        uv_cond_wait(&set->collected, &set->lock);
+    }
+    n = set->n_fds;
+    set->fds = NULL;
+    uv_mutex_unlock(&set->lock);
+    return n;
+}
+
+size_t
 sr_workers_servers(struct sr_workers *set, struct sr_server **out, size_t cap)
 {
     size_t i;
@@ -255,6 +309,7 @@ sr_workers_fini(struct sr_workers *set)
         sr_generation_unref(w->start);
     }
     free(set->workers);
+    uv_cond_destroy(&set->collected);
     uv_mutex_destroy(&set->lock);
     memset(set, 0, sizeof(*set));
     return n_accepted;

@@ -112,6 +112,12 @@ sr_admin_start(struct sr_admin *admin, uv_loop_t *loop, const struct sockaddr *a
 void
 sr_admin_set_explain(struct sr_admin *admin, sr_admin_explain_fn explain_cb);
 
+/* The same, with <fd> (when not -1) a listening socket already bound to <addr>, which
+ * <admin> takes over and closes (a binary upgrade hands the old process's one over). */
+int
+sr_admin_start_fd(struct sr_admin *admin, uv_loop_t *loop, const struct sockaddr *addr, int fd,
+                  sr_admin_metrics_fn metrics_cb, sr_admin_ready_fn ready_cb, void *ctx);
+
 /* Stop listening and close every admin connection now (a response in flight is cut).
  * Idempotent. The handles close in the loop's next iteration: <admin> may be freed once
  * uv_run has returned (or admin->n_open is 0), and uv_loop_close then succeeds. */

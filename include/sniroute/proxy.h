@@ -23,6 +23,7 @@
 #include "sniroute/reactor.h"
 
 struct sr_conn;
+struct sr_inherited;
 struct sr_server;
 
 /* "[" + INET6_ADDRSTRLEN (46, NUL included) + "]:65535" */
@@ -128,6 +129,9 @@ struct sr_shared {
     struct sr_metrics_names listener_names;
     struct sr_metrics_names upstream_names;
     uint64_t start_time_ms;
+    /* Binary upgrade: sockets handed over by the old process, taken before binding
+     * (owned by main; NULL when not an upgrade). */
+    struct sr_inherited *inherited;
 };
 
 /* Set up (0 or a UV_E* code) and free what <shared> holds. */
@@ -209,6 +213,18 @@ int sr_server_start(struct sr_server *server, uv_loop_t *loop, struct sr_shared 
  * Returns 0 or a negative errno. */
 int sr_servers_metrics(struct sr_server *const *servers, size_t n, uint64_t generation,
                        uint64_t reloads_ok, uint64_t reloads_failed, char **out, size_t *len);
+
+/* One listening socket of a server: a new descriptor (close-on-exec; the caller closes
+ * it) and the address it is bound to. */
+struct sr_listen_fd {
+    int fd;
+    char addr_text[SR_SOCKADDR_TEXT_MAX];
+};
+
+/* Duplicates of <server>'s listening sockets, at most <cap> into <out>; returns how many.
+ * Call on the server's loop thread. */
+size_t
+sr_server_listen_fds(const struct sr_server *server, struct sr_listen_fd *out, size_t cap);
 
 /* Switch to <next> (taking over the caller's reference): listening sockets whose address
  * is still configured are kept, new ones are bound, the rest are closed; new connections

@@ -31,6 +31,7 @@ struct sr_worker {
     unsigned n_drains_done;        /* this worker's own */
     bool is_open;   /* wake is initialized (set->lock) */
     bool is_closed; /* wake is closing: send nothing more (set->lock) */
+    bool is_collecting; /* asked for its listening sockets (set->lock) */
     uv_sem_t started;
     int start_rc;
 };
@@ -44,6 +45,12 @@ struct sr_workers {
     uv_async_t finished;      /* on the main loop: a worker thread has finished */
     _Atomic size_t n_finished; /* workers whose server has stopped for good */
     bool is_all_stopped;
+    /* sr_workers_listen_fds in progress (lock): where the workers put their sockets. */
+    uv_cond_t collected;
+    struct sr_listen_fd *fds;
+    size_t fds_cap;
+    size_t n_fds;
+    size_t n_collecting;
     /* Called on the main loop once every worker has stopped. */
     void (*on_all_stopped)(struct sr_workers *set);
     void *data;
@@ -64,6 +71,12 @@ sr_workers_reload(struct sr_workers *set, struct sr_generation *gen);
 /* Ask every worker to drain (a second call: to close everything now). */
 void
 sr_workers_drain(struct sr_workers *set);
+
+/* Duplicates of every worker's listening sockets (for a binary upgrade), at most <cap>
+ * into <out>; each worker makes its own on its own loop, so this blocks the main thread
+ * until every running worker has answered (one pass of its loop). Returns how many. */
+size_t
+sr_workers_listen_fds(struct sr_workers *set, struct sr_listen_fd *out, size_t cap);
 
 /* The workers' servers, for metrics (read-only from the main thread). */
 size_t

@@ -1,0 +1,156 @@
+/* SPDX-License-Identifier: MIT */
+/* Binary upgrade (SIGUSR2): the running process (old) starts the binary found at the path
+ * it was started from (new) with the same arguments and one end of a private socketpair;
+ * new loads its config, asks for the listening sockets, receives them over SCM_RIGHTS,
+ * adopts those whose address is still configured and says "ready"; old then stops
+ * accepting and drains. The kernel sockets are never closed in between (new holds a copy
+ * before old lets go of its own), so no connection is refused and no accept queue is lost.
+ * This module does the handoff only: main decides when, and proxy.c asks it for a socket.
+ *
+ * The wire: SOCK_SEQPACKET messages of exactly one struct sr_upgrade_msg each, in native
+ * byte order (both ends are on one machine), fds attached only to SR_UPGRADE_FDS.
+ *   new -> old  HELLO  (config loaded and valid; send the sockets)
+ *   old -> new  FDS    n descriptors attached (1 .. SR_UPGRADE_FDS_PER_MSG), repeated
+ *   old -> new  END    n = how many descriptors FDS messages carried in all
+ *   new -> old  READY  (every worker listens on its sockets; stop accepting)
+ * Anything else, a short or truncated message, or EOF before READY fails the upgrade: new
+ * exits, old keeps serving as if nothing had happened. */
+#ifndef SR_UPGRADE_H
+#define SR_UPGRADE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+
+#include <uv.h>
+
+/* The environment variable that tells a new process which descriptor is its end of the
+ * handoff socket. Removed from the environment as soon as it is read. */
+#define SR_UPGRADE_ENV "SNIROUTE_UPGRADE_FD"
+
+#define SR_UPGRADE_MAGIC   0x53525550u /* "SRUP" */
+#define SR_UPGRADE_VERSION 1
+
+/* Descriptors per FDS message (well below the kernel's SCM_MAX_FD of 253) and in all:
+ * listeners times workers, plus the admin socket. */
+#define SR_UPGRADE_FDS_PER_MSG 32
+#define SR_UPGRADE_FDS_MAX     1024
+
+/* How long either side waits for the other: new for the sockets, old for READY (new loads
+ * its config in that time; a million routes take a few seconds). */
+#define SR_UPGRADE_TIMEOUT_MS 60000
+
+enum sr_upgrade_type {
+    SR_UPGRADE_HELLO = 1,
+    SR_UPGRADE_FDS = 2,
+    SR_UPGRADE_END = 3,
+    SR_UPGRADE_READY = 4,
+};
+
+struct sr_upgrade_msg {
+    uint32_t magic;   /* SR_UPGRADE_MAGIC */
+    uint16_t version; /* SR_UPGRADE_VERSION */
+    uint16_t type;    /* enum sr_upgrade_type */
+    uint32_t pid;     /* the sender's */
+    uint32_t n;       /* FDS: descriptors attached; END: descriptors sent in all; else 0 */
+};
+
+/* ---- The new process ---------------------------------------------------------------- */
+
+/* One inherited listening socket, checked on receipt: a listening TCP socket, IPv4 or
+ * IPv6. Its bound address (getsockname) is the key, not anything the message says. */
+struct sr_inherited_socket {
+    int fd;
+    struct sockaddr_storage addr;
+    bool is_taken;
+};
+
+/* The sockets new received. Owned by main; proxy.c takes from it while the workers start
+ * (sr_inherited_take), then main closes what is left (sr_inherited_release). */
+struct sr_inherited {
+    uv_mutex_t lock; /* workers start one after the other, but a reload could come later */
+    struct sr_inherited_socket *sockets;
+    size_t n;
+    uint32_t from_pid;
+};
+
+/* The handoff descriptor from the environment (SR_UPGRADE_ENV), or -1 when this is not an
+ * upgrade. Removes the variable and marks the descriptor close-on-exec. A value that is not
+ * an open descriptor is reported on stderr and yields -1 (a normal start). */
+int sr_upgrade_env_fd(void);
+
+/* Send HELLO on <fd> and receive the sockets into <set> (initialized here). Blocks for at
+ * most SR_UPGRADE_TIMEOUT_MS. Returns 0, or a negative UV_E* code after logging why (<set>
+ * is then empty). Either way <set> is freed with sr_inherited_fini. */
+int sr_upgrade_receive(int fd, struct sr_inherited *set);
+
+/* The fewest workers that adopt every inherited socket: the most sockets with one address
+ * (old's workers each had their own SO_REUSEPORT socket). Fewer workers would have to
+ * close one, and with it the connections waiting in its accept queue. */
+size_t sr_inherited_min_workers(const struct sr_inherited *set);
+
+/* A new descriptor (close-on-exec) for worker <worker>'s socket bound to <sa>, or -1 when
+ * no inherited socket has that address (bind a new one). With k sockets for the address,
+ * worker w gets socket w % k: every socket has a taker, and a worker beyond k shares one
+ * (both loops accept from one queue). <set> may be NULL. Thread-safe. */
+int sr_inherited_take(struct sr_inherited *set, const struct sockaddr *sa, size_t worker);
+
+/* Once every worker listens: close every inherited descriptor (taken ones were
+ * duplicated, so the listeners keep theirs) and log the addresses no one took; later takes
+ * find nothing. */
+void sr_inherited_release(struct sr_inherited *set);
+
+/* Release, then free what is left (the lock); after the workers have stopped. */
+void sr_inherited_fini(struct sr_inherited *set);
+
+/* Tell old that this process serves: it stops accepting and drains. Closes <fd>. Returns
+ * 0, or a negative UV_E* code (old then keeps serving too, until it is stopped). */
+int sr_upgrade_ready(int fd);
+
+/* ---- The old process ---------------------------------------------------------------- */
+
+struct sr_upgrade;
+
+/* Fill <fds> with new descriptors (the upgrade closes them) of every listening socket the
+ * process would hand over, at most <cap>; return how many. Duplicates of one socket are
+ * fine: they are sent once. */
+typedef size_t (*sr_upgrade_collect_fn)(struct sr_upgrade *up, int *fds, size_t cap);
+
+/* The outcome: 0 when new said READY (stop accepting now), or a negative UV_E* code when
+ * the upgrade failed (already logged; keep serving). Called once per sr_upgrade_start. */
+typedef void (*sr_upgrade_done_fn)(struct sr_upgrade *up, int status);
+
+struct sr_upgrade {
+    uv_loop_t *loop;
+    uv_process_t child;
+    uv_poll_t poll;
+    uv_timer_t timer;
+    int sock;        /* our end of the socketpair, -1 once closed */
+    int pid;         /* new's */
+    size_t n_open;   /* handles not yet closed: a new upgrade waits for 0 */
+    bool is_running; /* between start and done */
+    bool has_sent;   /* the sockets went out (one HELLO only) */
+    bool has_exited; /* new's exit was seen */
+    bool has_eof;    /* new closed its end */
+    sr_upgrade_collect_fn collect;
+    sr_upgrade_done_fn on_done;
+    void *data;
+};
+
+/* Start an upgrade: run <exe> with <argv> (NULL-terminated) and the handoff descriptor,
+ * and answer it on <loop>. <up> must be zeroed (or idle: n_open == 0), with collect,
+ * on_done and data set. Returns 0, or a negative UV_E* code (nothing started; logged). */
+int sr_upgrade_start(struct sr_upgrade *up, uv_loop_t *loop, const char *exe, char *const *argv);
+
+/* Give up an upgrade in progress (old is stopping): new is sent SIGTERM, on_done gets
+ * UV_ECANCELED. Closes every handle; a no-op when idle. */
+void sr_upgrade_abort(struct sr_upgrade *up);
+
+/* The absolute path of the running binary, read at start (before a package upgrade
+ * replaces the file, /proc/self/exe still names the path; after, it names a deleted
+ * inode). Falls back to <argv0>. */
+void sr_upgrade_exe_path(char *out, size_t cap, const char *argv0);
+
+#endif
