@@ -212,9 +212,10 @@ flow_pump(struct sr_conn *conn, struct sr_flow *flow)
         }
         flow->n_bytes += (uint64_t)n;
         conn->last_active_ms = uv_now(conn->server->loop);
-        /* A short read emptied the socket: after this flush, wait for the next wakeup
-         * rather than pay a read that says EAGAIN. */
-        is_drained = flow->pipe_fds[0] >= 0 ? n < SR_SPLICE_MAX : n < SR_RELAY_BUF_SIZE;
+        /* A short read of a small exchange emptied the socket: after this flush, wait for
+         * the next wakeup rather than pay a read that says EAGAIN. A bulk stream reads on:
+         * its sender is still writing, and a wakeup costs more than a read. */
+        is_drained = flow->pipe_fds[0] < 0 && n < SR_RELAY_BUF_SIZE;
         if (flow->is_tracked) {
             /* HTTP: only what the tracker lets through goes on; a new head waits until it
              * is whole and its host checked. */
