@@ -30,6 +30,10 @@
 
 #define HINT_INDENT "(an indented line continues the previous value; remove the indentation)"
 
+/* The reader's read-ahead, in bytes: big enough that a multi-megabyte route map costs a
+ * few hundred reads, small enough not to matter for a small config. */
+#define READ_BLOCK (256u * 1024)
+
 /* Durations above a year are surely typos, and the cap keeps "now + timeout" far from
  * overflowing anywhere. */
 #define DURATION_MAX_MS (8760ull * 3600 * 1000)
@@ -99,6 +103,11 @@ struct loader {
     struct sr_config *cfg;
     const char *path;
     FILE *fp;
+    /* Read-ahead: the file is read in big blocks, not a byte or a stdio buffer at a time
+     * (a route map may be tens of megabytes). Bytes [in_pos, in_len) are not consumed. */
+    char *in;
+    size_t in_pos;
+    size_t in_len;
     sr_config_error_fn on_error;
     void *ctx;
     size_t n_errors;
@@ -1175,15 +1184,28 @@ begin_section(struct loader *ld, const char *text, size_t len)
 
 /* ---- The reader and the handler ---- */
 
-/* inih's find_chars_or_comment(): the first of <chars> (any if NULL) in <s>, or an inline
- * comment (a ';' after whitespace), or the end. */
+/* Whether <c> is one of the bytes of <set>; unlike strchr(), never for '\0'. Inlined over
+ * the constant sets below, so the reader costs no call per byte. */
+static inline bool
+is_one_of(char c, const char *set)
+{
+    for (; *set != '\0'; set++) {
+        if (*set == c) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* inih's find_chars_or_comment(): the first of <chars> in <s>, or an inline comment (a
+ * ';' after whitespace), or the end. */
 static const char *
 find_chars_or_comment(const char *s, const char *chars)
 {
     bool was_space = false;
 
-    while (*s != '\0' && (chars == NULL || strchr(chars, *s) == NULL) &&
-           !(was_space && strchr(INI_INLINE_COMMENT_PREFIXES, *s) != NULL)) {
+    while (*s != '\0' && !is_one_of(*s, chars) &&
+           !(was_space && is_one_of(*s, INI_INLINE_COMMENT_PREFIXES))) {
         was_space = is_blank(*s);
         s++;
     }
@@ -1205,7 +1227,7 @@ classify(struct loader *ld, char *str)
     while (is_blank(*start)) {
         start++;
     }
-    if (*start == '\0' || strchr(INI_START_COMMENT_PREFIXES, *start) != NULL) {
+    if (*start == '\0' || is_one_of(*start, INI_START_COMMENT_PREFIXES)) {
         return; /* blank or comment */
     }
     if (ld->has_prev_key && start > str) {
@@ -1224,7 +1246,7 @@ classify(struct loader *ld, char *str)
             while (is_blank(*rest)) {
                 rest++;
             }
-            if (*rest != '\0' && strchr(INI_START_COMMENT_PREFIXES, *rest) == NULL) {
+            if (*rest != '\0' && !is_one_of(*rest, INI_START_COMMENT_PREFIXES)) {
                 report(ld, ld->line, "unexpected text after ']'");
             }
             begin_section(ld, start + 1, (size_t)(end - start - 1));
@@ -1246,41 +1268,66 @@ classify(struct loader *ld, char *str)
     ld->has_prev_key = end > start; /* inih keeps an empty name, which means "none" */
 }
 
-/* inih's reader: one physical line per call, however long. */
+/* Refill the read-ahead; returns false at the end of the file (or on a read error, which
+ * load() reports through ferror()). */
+static bool
+fill(struct loader *ld)
+{
+    ld->in_pos = 0;
+    ld->in_len = fread(ld->in, 1, READ_BLOCK, ld->fp);
+    return ld->in_len > 0;
+}
+
+/* inih's reader: one physical line per call, however long. The line ends at '\n' or at
+ * the end of the file; a '\r' just before either is part of the line ending and does not
+ * count towards the length. */
 static char *
 read_line(char *str, int num, void *stream)
 {
     struct loader *ld = stream;
     size_t cap = (size_t)num - 1;
-    size_t len = 0;
+    size_t len = 0;   /* bytes of the line seen, line ending excluded */
+    size_t n_str = 0; /* of which copied into <str>: at most <cap> */
+    char last = '\0';
     bool is_long = false;
     bool has_nul = false;
     bool is_section = false;
-    int c = getc_unlocked(ld->fp);
 
-    if (c == EOF) {
+    if (ld->in_pos == ld->in_len && !fill(ld)) {
         return NULL;
     }
     ld->line++;
-    for (; c != EOF && c != '\n'; c = getc_unlocked(ld->fp)) {
-        if (c == '\r') {
-            int next = getc_unlocked(ld->fp);
+    for (;;) {
+        const char *seg = ld->in + ld->in_pos;
+        size_t seg_len = ld->in_len - ld->in_pos;
+        const char *nl = memchr(seg, '\n', seg_len);
 
-            if (next == '\n' || next == EOF) {
-                break; /* a CRLF line ending does not count towards the length */
-            }
-            ungetc(next, ld->fp);
+        if (nl != NULL) {
+            seg_len = (size_t)(nl - seg);
         }
-        if (c == '\0') {
-            has_nul = true;
+        if (seg_len > 0) {
+            size_t n = seg_len < cap - n_str ? seg_len : cap - n_str;
+
+            memcpy(str + n_str, seg, n);
+            n_str += n;
+            len += seg_len;
+            last = seg[seg_len - 1];
+            has_nul = has_nul || memchr(seg, '\0', seg_len) != NULL;
         }
-        if (len < cap) {
-            str[len++] = (char)c;
-        } else {
-            is_long = true;
+        ld->in_pos += seg_len + (nl != NULL ? 1 : 0);
+        if (nl != NULL || (ld->in_pos == ld->in_len && !fill(ld))) {
+            break;
         }
     }
-    str[len] = '\0';
+    if (len > 0 && last == '\r') {
+        len--; /* a CRLF line ending does not count towards the length */
+        if (n_str > len) {
+            n_str = len;
+        }
+    }
+    is_long = len > cap;
+    str[n_str] = '\0';
+    len = n_str;
     if (ld->line == 1 && len >= 3 && memcmp(str, "\xEF\xBB\xBF", 3) == 0) {
         memmove(str, str + 3, len - 2); /* a UTF-8 byte-order mark; inih skips it too */
         len -= 3;
@@ -1514,6 +1561,11 @@ load(struct sr_config *cfg, FILE *fp, int open_errno, const char *name, sr_confi
         report(&ld, 0, "cannot open: %s", strerror(open_errno));
         return ld.n_errors;
     }
+    ld.in = malloc(READ_BLOCK);
+    if (ld.in == NULL) {
+        report_oom(&ld);
+        return ld.n_errors;
+    }
     rc = ini_parse_stream(read_line, &ld, on_key, &ld);
     if (ferror(ld.fp)) {
         report(&ld, 0, "read error: %s", strerror(errno));
@@ -1528,6 +1580,7 @@ load(struct sr_config *cfg, FILE *fp, int open_errno, const char *name, sr_confi
     }
     free(ld.rtmp);
     free(ld.ltmp);
+    free(ld.in);
     free(ld.listens);
     free(ld.up_slots);
     free(ld.pool_refs);
