@@ -148,6 +148,10 @@ struct loader {
 
     /* Upstream set: open addressing over cfg->upstreams, slot = index + 1, 0 empty. */
     uint32_t *up_slots;
+    /* The last target text interned and its index (see intern_target); length 0: none. */
+    char last_target[INI_MAX_LINE];
+    size_t last_target_len;
+    uint32_t last_target_index;
     size_t up_slots_cap;
     size_t upstreams_cap;
 };
@@ -593,13 +597,14 @@ hash_text(const char *s)
     return h;
 }
 
+/* Over what is_same_addr() compares, without formatting the address. */
 static uint32_t
 upstream_hash(const struct sr_addr *addr)
 {
-    char text[SR_ADDR_HOST_MAX + 16];
+    uint32_t h = hash_text(addr->host);
 
-    sr_addr_format(addr, text, sizeof(text));
-    return hash_text(text);
+    h = (h ^ addr->port) * 16777619u;
+    return (h ^ (uint32_t)addr->kind) * 16777619u;
 }
 
 /* The index of <addr> in cfg->upstreams, adding it if new; UINT32_MAX when out of memory.
@@ -654,9 +659,13 @@ intern_upstream(struct loader *ld, const struct sr_addr *addr)
 }
 
 /* A route target that names a pool: one target per pool name, found by a scan (pools are
- * few). Returns its index in cfg->upstreams, UINT32_MAX when out of memory. */
+ * few). <key> and <is_route> say who named it first (see target_where). Returns its index
+ * in cfg->upstreams, UINT32_MAX when out of memory. */
+static const char *target_where(const struct loader *ld, const char *key, bool is_route, char *buf,
+                                size_t cap);
+
 static uint32_t
-intern_pool_ref(struct loader *ld, const char *name, const char *where)
+intern_pool_ref(struct loader *ld, const char *name, const char *key, bool is_route)
 {
     struct sr_config *cfg = ld->cfg;
     size_t i;
@@ -678,7 +687,8 @@ intern_pool_ref(struct loader *ld, const char *name, const char *where)
     ld->pool_refs[ld->n_pool_refs].upstream = (uint32_t)cfg->n_upstreams;
     snprintf(ld->pool_refs[ld->n_pool_refs].name, sizeof(ld->pool_refs[0].name), "%s", name);
     ld->pool_refs[ld->n_pool_refs].line = ld->line;
-    snprintf(ld->pool_refs[ld->n_pool_refs].where, sizeof(ld->pool_refs[0].where), "%s", where);
+    target_where(ld, key, is_route, ld->pool_refs[ld->n_pool_refs].where,
+                 sizeof(ld->pool_refs[0].where));
     ld->n_pool_refs++;
     return (uint32_t)cfg->n_upstreams++;
 }
@@ -799,24 +809,58 @@ set_trusted_proxies(struct loader *ld, const struct keyword *kw, const char *key
     }
 }
 
-/* A route target as a value names it: HOST:PORT, or a bare name for an [upstream NAME]
- * pool (which may come later in the file). <where> says who named it, for messages.
- * Returns its index in cfg->upstreams, or UINT32_MAX after reporting a bad address. */
-static uint32_t
-intern_target(struct loader *ld, const char *value, const char *where)
+/* Who names a target, for messages: "routes 'm': route 'KEY'" when <is_route>, otherwise
+ * "listener 'l': KEY". Formatted only when needed, never once per route. */
+static const char *
+target_where(const struct loader *ld, const char *key, bool is_route, char *buf, size_t cap)
 {
+    char label[LABEL_MAX];
+
+    section_label(ld, label, sizeof(label));
+    if (is_route) {
+        snprintf(buf, cap, "%s: route '%s'", label, key);
+    } else {
+        snprintf(buf, cap, "%s: %s", label, key);
+    }
+    return buf;
+}
+
+/* A route target as a value names it: HOST:PORT, or a bare name for an [upstream NAME]
+ * pool (which may come later in the file). <key> and <is_route> say who named it, for
+ * messages (see target_where). Returns its index in cfg->upstreams, or UINT32_MAX after
+ * reporting a bad address. */
+static uint32_t
+intern_target(struct loader *ld, const char *value, const char *key, bool is_route)
+{
+    char where[sizeof(((struct pool_ref *)0)->where)];
+    size_t len = strlen(value);
     enum sr_addr_error err;
     struct sr_addr addr;
+    uint32_t index;
 
-    if (strpbrk(value, ":[") == NULL && is_valid_section_name(value, strlen(value))) {
-        return intern_pool_ref(ld, value, where);
+    /* Big route maps name a few targets over and over, usually on consecutive lines: the
+     * same text as last time is the same target, without parsing or hashing it again. */
+    if (ld->last_target_len == len && len > 0 && memcmp(ld->last_target, value, len) == 0) {
+        return ld->last_target_index;
     }
-    err = sr_addr_parse(value, strlen(value), &addr);
-    if (err != SR_ADDR_OK) {
-        report(ld, ld->line, "%s: bad upstream '%s': %s", where, value, sr_addr_error_str(err));
-        return UINT32_MAX;
+    if (strpbrk(value, ":[") == NULL && is_valid_section_name(value, len)) {
+        index = intern_pool_ref(ld, value, key, is_route);
+    } else {
+        err = sr_addr_parse(value, len, &addr);
+        if (err != SR_ADDR_OK) {
+            report(ld, ld->line, "%s: bad upstream '%s': %s",
+                   target_where(ld, key, is_route, where, sizeof(where)), value,
+                   sr_addr_error_str(err));
+            return UINT32_MAX;
+        }
+        index = intern_upstream(ld, &addr);
     }
-    return intern_upstream(ld, &addr);
+    if (index != UINT32_MAX && len < sizeof(ld->last_target)) {
+        memcpy(ld->last_target, value, len);
+        ld->last_target_len = len;
+        ld->last_target_index = index;
+    }
+    return index;
 }
 
 /* protocol = tls | http. */
@@ -839,13 +883,10 @@ static void
 set_fallback(struct loader *ld, const struct keyword *kw, const char *key, const char *value)
 {
     struct sr_listener_config *l = &ld->cfg->listeners[ld->sec_index];
-    char where[sizeof(((struct pool_ref *)0)->where)];
-    char label[LABEL_MAX];
     uint32_t target;
 
     (void)kw;
-    snprintf(where, sizeof(where), "%s: %s", section_label(ld, label, sizeof(label)), key);
-    target = intern_target(ld, value, where);
+    target = intern_target(ld, value, key, false);
     if (target != UINT32_MAX) {
         l->fallback = (size_t)target + 1;
     }
@@ -854,11 +895,11 @@ set_fallback(struct loader *ld, const struct keyword *kw, const char *key, const
 /* "NAME[PROTO]": split off an ALPN condition. Returns the length of NAME, with <*proto>
  * and <*proto_len> set (proto_len 0: no condition), or 0 after reporting a bad one. */
 static size_t
-split_alpn(struct loader *ld, const char *label, const char *key, const char **proto,
-           size_t *proto_len)
+split_alpn(struct loader *ld, const char *key, const char **proto, size_t *proto_len)
 {
     const char *open = strchr(key, '[');
     size_t len = strlen(key);
+    char label[LABEL_MAX];
     size_t i;
 
     *proto = NULL;
@@ -872,7 +913,7 @@ split_alpn(struct loader *ld, const char *label, const char *key, const char **p
         report(ld, ld->line,
                "%s: bad route '%s': an ALPN condition is NAME[PROTOCOL], 1 to %d characters, "
                "as in example.com[acme-tls/1]",
-               label, key, SR_CONFIG_ALPN_MAX);
+               section_label(ld, label, sizeof(label)), key, SR_CONFIG_ALPN_MAX);
         return 0;
     }
     for (i = 0; i < *proto_len; i++) {
@@ -880,8 +921,8 @@ split_alpn(struct loader *ld, const char *label, const char *key, const char **p
 
         /* ALPN ids are bytes; in a config they are printable ASCII (RFC 7301 registry). */
         if (c <= ' ' || c >= 0x7f || c == '[' || c == ']') {
-            report(ld, ld->line, "%s: bad route '%s': character not allowed in an ALPN id", label,
-                   key);
+            report(ld, ld->line, "%s: bad route '%s': character not allowed in an ALPN id",
+                   section_label(ld, label, sizeof(label)), key);
             return 0;
         }
     }
@@ -925,22 +966,19 @@ set_route(struct loader *ld, const struct keyword *kw, const char *key, const ch
     const char *proto;
     size_t proto_len;
     struct routes_tmp *rt = &ld->rtmp[ld->sec_index];
-    char where[sizeof(((struct pool_ref *)0)->where)];
     uint32_t upstream;
     char label[LABEL_MAX];
     enum sr_route_add_result res;
     uint32_t prev = 0;
-    size_t len = strlen(key);
+    size_t len;
     size_t skip;
 
     (void)kw;
     rt->n_keys++;
-    section_label(ld, label, sizeof(label));
     /* The address first, but the key is added whatever it says, so that a later duplicate
      * of this key is still reported. */
-    snprintf(where, sizeof(where), "%s: route '%s'", label, key);
-    upstream = intern_target(ld, value, where);
-    len = split_alpn(ld, label, key, &proto, &proto_len);
+    upstream = intern_target(ld, value, key, true);
+    len = split_alpn(ld, key, &proto, &proto_len);
     if (len == 0) {
         return;
     }
@@ -959,18 +997,19 @@ set_route(struct loader *ld, const struct keyword *kw, const char *key, const ch
         rt->n++;
         break;
     case SR_ROUTE_DUPLICATE:
-        report(ld, ld->line, "%s: duplicate route '%s' (first at %s:%u)", label, key, ld->path,
-               rt->origin[prev].line);
+        report(ld, ld->line, "%s: duplicate route '%s' (first at %s:%u)",
+               section_label(ld, label, sizeof(label)), key, ld->path, rt->origin[prev].line);
         break;
     case SR_ROUTE_BAD_NAME:
         /* Say what is wrong with the name (of the suffix, for "*.suffix"): the route module
          * only says that it is bad. */
         skip = (len >= 2 && key[0] == '*' && key[1] == '.') ? 2 : 0;
-        report(ld, ld->line, "%s: bad route '%s': %s", label, key,
+        report(ld, ld->line, "%s: bad route '%s': %s", section_label(ld, label, sizeof(label)), key,
                sr_name_error_str(sr_name_validate((const uint8_t *)key + skip, len - skip)));
         break;
     case SR_ROUTE_BAD_WILDCARD:
-        report(ld, ld->line, "%s: bad route '%s': %s", label, key, sr_route_add_result_str(res));
+        report(ld, ld->line, "%s: bad route '%s': %s", section_label(ld, label, sizeof(label)), key,
+               sr_route_add_result_str(res));
         break;
     case SR_ROUTE_NOMEM:
         report_oom(ld);
@@ -1370,13 +1409,15 @@ on_key(void *user, const char *section, const char *key, const char *value)
         report(ld, ld->line, "key '%s' outside any section", key);
         return 1;
     }
-    section_label(ld, label, sizeof(label));
+    /* The section's label is formatted only for a message: a [routes] section may have
+     * millions of keys. */
     if (ld->is_continuation) {
-        report(ld, ld->line, "%s: duplicate key '%s' " HINT_INDENT, label, ld->prev_key);
+        report(ld, ld->line, "%s: duplicate key '%s' " HINT_INDENT,
+               section_label(ld, label, sizeof(label)), ld->prev_key);
         return 1;
     }
     if (key[0] == '\0') {
-        report(ld, ld->line, "%s: empty key", label);
+        report(ld, ld->line, "%s: empty key", section_label(ld, label, sizeof(label)));
         return 1;
     }
     for (i = 0; i < sizeof(keywords) / sizeof(keywords[0]); i++) {
@@ -1386,13 +1427,13 @@ on_key(void *user, const char *section, const char *key, const char *value)
         }
     }
     if (i == sizeof(keywords) / sizeof(keywords[0])) {
-        report(ld, ld->line, "%s: unknown key '%s'", label, key);
+        report(ld, ld->line, "%s: unknown key '%s'", section_label(ld, label, sizeof(label)), key);
         return 1;
     }
     if (!keywords[i].is_repeatable) {
         if (ld->seen[i] != 0) {
-            report(ld, ld->line, "%s: duplicate key '%s' (first at %s:%u)", label, key, ld->path,
-                   ld->seen[i]);
+            report(ld, ld->line, "%s: duplicate key '%s' (first at %s:%u)",
+                   section_label(ld, label, sizeof(label)), key, ld->path, ld->seen[i]);
             return 1;
         }
         ld->seen[i] = ld->line;
