@@ -1251,6 +1251,20 @@ find_chars_or_comment(const char *s, const char *chars)
     return s;
 }
 
+static int on_key(void *user, const char *section, const char *key, const char *value);
+
+/* The lines of a [routes] section, the millions of a big route map, do not go through
+ * inih: classify() splits them as inih would and calls the handler itself, then hands
+ * inih a blank line. That saves inih's scan of each line again, a strchr() call per byte.
+ * inih's state stays right: it saw the section header, so its previous key is "none",
+ * and every continuation line in the section comes here too. */
+static void
+hand_over(struct loader *ld, char *str, const char *key, const char *value)
+{
+    on_key(ld, NULL, key, value);
+    str[0] = '\0';
+}
+
 /* Look at the line in <str> (NUL-terminated, no line ending) the way inih is about to, and
  * replace any line inih would reject by one it accepts and that does nothing, after saying
  * what is wrong. So inih never stops to report an error we could not place, and every bad
@@ -1259,8 +1273,9 @@ find_chars_or_comment(const char *s, const char *chars)
 static void
 classify(struct loader *ld, char *str)
 {
-    const char *start = str;
+    char *start = str;
     const char *end;
+    char *sep;
 
     ld->is_continuation = false;
     while (is_blank(*start)) {
@@ -1271,6 +1286,9 @@ classify(struct loader *ld, char *str)
     }
     if (ld->has_prev_key && start > str) {
         ld->is_continuation = true; /* inih passes it as another value of the previous key */
+        if (ld->sec == SEC_ROUTES) {
+            hand_over(ld, str, ld->prev_key, start); /* the handler ignores the value */
+        }
         return;
     }
     if (*start == '[') {
@@ -1293,18 +1311,33 @@ classify(struct loader *ld, char *str)
         ld->has_prev_key = false;
         return;
     }
-    end = find_chars_or_comment(start, "=:");
-    if (*end != '=' && *end != ':') {
+    sep = (char *)find_chars_or_comment(start, "=:");
+    if (*sep != '=' && *sep != ':') {
         report(ld, ld->line, "expected 'key = value' or '[section]'");
         str[0] = '\0';
         return;
     }
+    end = sep;
     while (end > start && is_blank(end[-1])) {
         end--;
     }
     memcpy(ld->prev_key, start, (size_t)(end - start));
     ld->prev_key[end - start] = '\0';
     ld->has_prev_key = end > start; /* inih keeps an empty name, which means "none" */
+    if (ld->sec == SEC_ROUTES) {
+        /* inih's split of the value: up to an inline comment, whitespace trimmed. */
+        char *value = sep + 1;
+        char *value_end = (char *)find_chars_or_comment(value, "");
+
+        *value_end = '\0';
+        while (is_blank(*value)) {
+            value++;
+        }
+        while (value_end > value && is_blank(value_end[-1])) {
+            *--value_end = '\0';
+        }
+        hand_over(ld, str, ld->prev_key, value);
+    }
 }
 
 /* Refill the read-ahead; returns false at the end of the file (or on a read error, which
