@@ -2,9 +2,10 @@
 /* The configuration loader. inih splits lines into key/value pairs; our reader in front of
  * it counts lines, refuses lines too long for inih's buffer and every line inih would
  * reject, and tracks sections itself (inih calls no handler for a section, and truncates
- * long names). A keyword table dispatches each key to a setter. Every problem becomes one
- * "FILE:LINE: ..." message and loading always reads to the end. Nothing is bound or
- * resolved here. */
+ * long names). The lines of [routes] sections, which may number millions, the reader splits
+ * itself, the same way (see hand_over). A keyword table dispatches each key to a setter.
+ * Every problem becomes one "FILE:LINE: ..." message and loading always reads to the end.
+ * Nothing is bound or resolved here. */
 #include "sniroute/config.h"
 
 #include <assert.h>
