@@ -2,11 +2,13 @@
 /* The configuration loader. inih splits lines into key/value pairs; our reader in front of
  * it counts lines, refuses lines too long for inih's buffer and every line inih would
  * reject, and tracks sections itself (inih calls no handler for a section, and truncates
- * long names). A keyword table dispatches each key to a setter. Every problem becomes one
- * "FILE:LINE: ..." message and loading always reads to the end. Nothing is bound or
- * resolved here. */
+ * long names). The lines of [routes] sections, which may number millions, the reader splits
+ * itself, the same way (see hand_over). A keyword table dispatches each key to a setter.
+ * Every problem becomes one "FILE:LINE: ..." message and loading always reads to the end.
+ * Nothing is bound or resolved here. */
 #include "sniroute/config.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -29,6 +31,10 @@
 #endif
 
 #define HINT_INDENT "(an indented line continues the previous value; remove the indentation)"
+
+/* The reader's read-ahead, in bytes: big enough that a multi-megabyte route map costs a
+ * few hundred reads, small enough not to matter for a small config. */
+#define READ_BLOCK (256u * 1024)
 
 /* Durations above a year are surely typos, and the cap keeps "now + timeout" far from
  * overflowing anywhere. */
@@ -99,6 +105,11 @@ struct loader {
     struct sr_config *cfg;
     const char *path;
     FILE *fp;
+    /* Read-ahead: the file is read in big blocks, not a byte or a stdio buffer at a time
+     * (a route map may be tens of megabytes). Bytes [in_pos, in_len) are not consumed. */
+    char *in;
+    size_t in_pos;
+    size_t in_len;
     sr_config_error_fn on_error;
     void *ctx;
     size_t n_errors;
@@ -139,6 +150,10 @@ struct loader {
 
     /* Upstream set: open addressing over cfg->upstreams, slot = index + 1, 0 empty. */
     uint32_t *up_slots;
+    /* The last target text interned and its index (see intern_target); length 0: none. */
+    char last_target[INI_MAX_LINE];
+    size_t last_target_len;
+    uint32_t last_target_index;
     size_t up_slots_cap;
     size_t upstreams_cap;
 };
@@ -584,13 +599,14 @@ hash_text(const char *s)
     return h;
 }
 
+/* Over what is_same_addr() compares, without formatting the address. */
 static uint32_t
 upstream_hash(const struct sr_addr *addr)
 {
-    char text[SR_ADDR_HOST_MAX + 16];
+    uint32_t h = hash_text(addr->host);
 
-    sr_addr_format(addr, text, sizeof(text));
-    return hash_text(text);
+    h = (h ^ addr->port) * 16777619u;
+    return (h ^ (uint32_t)addr->kind) * 16777619u;
 }
 
 /* The index of <addr> in cfg->upstreams, adding it if new; UINT32_MAX when out of memory.
@@ -645,9 +661,13 @@ intern_upstream(struct loader *ld, const struct sr_addr *addr)
 }
 
 /* A route target that names a pool: one target per pool name, found by a scan (pools are
- * few). Returns its index in cfg->upstreams, UINT32_MAX when out of memory. */
+ * few). <key> and <is_route> say who named it first (see target_where). Returns its index
+ * in cfg->upstreams, UINT32_MAX when out of memory. */
+static const char *target_where(const struct loader *ld, const char *key, bool is_route, char *buf,
+                                size_t cap);
+
 static uint32_t
-intern_pool_ref(struct loader *ld, const char *name, const char *where)
+intern_pool_ref(struct loader *ld, const char *name, const char *key, bool is_route)
 {
     struct sr_config *cfg = ld->cfg;
     size_t i;
@@ -669,7 +689,8 @@ intern_pool_ref(struct loader *ld, const char *name, const char *where)
     ld->pool_refs[ld->n_pool_refs].upstream = (uint32_t)cfg->n_upstreams;
     snprintf(ld->pool_refs[ld->n_pool_refs].name, sizeof(ld->pool_refs[0].name), "%s", name);
     ld->pool_refs[ld->n_pool_refs].line = ld->line;
-    snprintf(ld->pool_refs[ld->n_pool_refs].where, sizeof(ld->pool_refs[0].where), "%s", where);
+    target_where(ld, key, is_route, ld->pool_refs[ld->n_pool_refs].where,
+                 sizeof(ld->pool_refs[0].where));
     ld->n_pool_refs++;
     return (uint32_t)cfg->n_upstreams++;
 }
@@ -790,24 +811,58 @@ set_trusted_proxies(struct loader *ld, const struct keyword *kw, const char *key
     }
 }
 
-/* A route target as a value names it: HOST:PORT, or a bare name for an [upstream NAME]
- * pool (which may come later in the file). <where> says who named it, for messages.
- * Returns its index in cfg->upstreams, or UINT32_MAX after reporting a bad address. */
-static uint32_t
-intern_target(struct loader *ld, const char *value, const char *where)
+/* Who names a target, for messages: "routes 'm': route 'KEY'" when <is_route>, otherwise
+ * "listener 'l': KEY". Formatted only when needed, never once per route. */
+static const char *
+target_where(const struct loader *ld, const char *key, bool is_route, char *buf, size_t cap)
 {
+    char label[LABEL_MAX];
+
+    section_label(ld, label, sizeof(label));
+    if (is_route) {
+        snprintf(buf, cap, "%s: route '%s'", label, key);
+    } else {
+        snprintf(buf, cap, "%s: %s", label, key);
+    }
+    return buf;
+}
+
+/* A route target as a value names it: HOST:PORT, or a bare name for an [upstream NAME]
+ * pool (which may come later in the file). <key> and <is_route> say who named it, for
+ * messages (see target_where). Returns its index in cfg->upstreams, or UINT32_MAX after
+ * reporting a bad address. */
+static uint32_t
+intern_target(struct loader *ld, const char *value, const char *key, bool is_route)
+{
+    char where[sizeof(((struct pool_ref *)0)->where)];
+    size_t len = strlen(value);
     enum sr_addr_error err;
     struct sr_addr addr;
+    uint32_t index;
 
-    if (strpbrk(value, ":[") == NULL && is_valid_section_name(value, strlen(value))) {
-        return intern_pool_ref(ld, value, where);
+    /* Big route maps name a few targets over and over, usually on consecutive lines: the
+     * same text as last time is the same target, without parsing or hashing it again. */
+    if (ld->last_target_len == len && len > 0 && memcmp(ld->last_target, value, len) == 0) {
+        return ld->last_target_index;
     }
-    err = sr_addr_parse(value, strlen(value), &addr);
-    if (err != SR_ADDR_OK) {
-        report(ld, ld->line, "%s: bad upstream '%s': %s", where, value, sr_addr_error_str(err));
-        return UINT32_MAX;
+    if (strpbrk(value, ":[") == NULL && is_valid_section_name(value, len)) {
+        index = intern_pool_ref(ld, value, key, is_route);
+    } else {
+        err = sr_addr_parse(value, len, &addr);
+        if (err != SR_ADDR_OK) {
+            report(ld, ld->line, "%s: bad upstream '%s': %s",
+                   target_where(ld, key, is_route, where, sizeof(where)), value,
+                   sr_addr_error_str(err));
+            return UINT32_MAX;
+        }
+        index = intern_upstream(ld, &addr);
     }
-    return intern_upstream(ld, &addr);
+    if (index != UINT32_MAX && len < sizeof(ld->last_target)) {
+        memcpy(ld->last_target, value, len);
+        ld->last_target_len = len;
+        ld->last_target_index = index;
+    }
+    return index;
 }
 
 /* protocol = tls | http. */
@@ -830,13 +885,10 @@ static void
 set_fallback(struct loader *ld, const struct keyword *kw, const char *key, const char *value)
 {
     struct sr_listener_config *l = &ld->cfg->listeners[ld->sec_index];
-    char where[sizeof(((struct pool_ref *)0)->where)];
-    char label[LABEL_MAX];
     uint32_t target;
 
     (void)kw;
-    snprintf(where, sizeof(where), "%s: %s", section_label(ld, label, sizeof(label)), key);
-    target = intern_target(ld, value, where);
+    target = intern_target(ld, value, key, false);
     if (target != UINT32_MAX) {
         l->fallback = (size_t)target + 1;
     }
@@ -845,11 +897,11 @@ set_fallback(struct loader *ld, const struct keyword *kw, const char *key, const
 /* "NAME[PROTO]": split off an ALPN condition. Returns the length of NAME, with <*proto>
  * and <*proto_len> set (proto_len 0: no condition), or 0 after reporting a bad one. */
 static size_t
-split_alpn(struct loader *ld, const char *label, const char *key, const char **proto,
-           size_t *proto_len)
+split_alpn(struct loader *ld, const char *key, const char **proto, size_t *proto_len)
 {
     const char *open = strchr(key, '[');
     size_t len = strlen(key);
+    char label[LABEL_MAX];
     size_t i;
 
     *proto = NULL;
@@ -863,7 +915,7 @@ split_alpn(struct loader *ld, const char *label, const char *key, const char **p
         report(ld, ld->line,
                "%s: bad route '%s': an ALPN condition is NAME[PROTOCOL], 1 to %d characters, "
                "as in example.com[acme-tls/1]",
-               label, key, SR_CONFIG_ALPN_MAX);
+               section_label(ld, label, sizeof(label)), key, SR_CONFIG_ALPN_MAX);
         return 0;
     }
     for (i = 0; i < *proto_len; i++) {
@@ -871,8 +923,8 @@ split_alpn(struct loader *ld, const char *label, const char *key, const char **p
 
         /* ALPN ids are bytes; in a config they are printable ASCII (RFC 7301 registry). */
         if (c <= ' ' || c >= 0x7f || c == '[' || c == ']') {
-            report(ld, ld->line, "%s: bad route '%s': character not allowed in an ALPN id", label,
-                   key);
+            report(ld, ld->line, "%s: bad route '%s': character not allowed in an ALPN id",
+                   section_label(ld, label, sizeof(label)), key);
             return 0;
         }
     }
@@ -971,22 +1023,19 @@ set_route(struct loader *ld, const struct keyword *kw, const char *key, const ch
     const char *proto;
     size_t proto_len;
     struct routes_tmp *rt = &ld->rtmp[ld->sec_index];
-    char where[sizeof(((struct pool_ref *)0)->where)];
     uint32_t upstream;
     char label[LABEL_MAX];
     enum sr_route_add_result res;
     uint32_t prev = 0;
-    size_t len = strlen(key);
+    size_t len;
     size_t skip;
 
     (void)kw;
     rt->n_keys++;
-    section_label(ld, label, sizeof(label));
     /* The address first, but the key is added whatever it says, so that a later duplicate
      * of this key is still reported. */
-    snprintf(where, sizeof(where), "%s: route '%s'", label, key);
-    upstream = intern_target(ld, value, where);
-    len = split_alpn(ld, label, key, &proto, &proto_len);
+    upstream = intern_target(ld, value, key, true);
+    len = split_alpn(ld, key, &proto, &proto_len);
     if (len == 0) {
         return;
     }
@@ -1017,18 +1066,19 @@ set_route(struct loader *ld, const struct keyword *kw, const char *key, const ch
         rt->n++;
         break;
     case SR_ROUTE_DUPLICATE:
-        report(ld, ld->line, "%s: duplicate route '%s' (first at %s:%u)", label, key, ld->path,
-               rt->origin[prev].line);
+        report(ld, ld->line, "%s: duplicate route '%s' (first at %s:%u)",
+               section_label(ld, label, sizeof(label)), key, ld->path, rt->origin[prev].line);
         break;
     case SR_ROUTE_BAD_NAME:
         /* Say what is wrong with the name (of the suffix, for "*.suffix"): the route module
          * only says that it is bad. */
         skip = (len >= 2 && key[0] == '*' && key[1] == '.') ? 2 : 0;
-        report(ld, ld->line, "%s: bad route '%s': %s", label, key,
+        report(ld, ld->line, "%s: bad route '%s': %s", section_label(ld, label, sizeof(label)), key,
                sr_name_error_str(sr_name_validate((const uint8_t *)key + skip, len - skip)));
         break;
     case SR_ROUTE_BAD_WILDCARD:
-        report(ld, ld->line, "%s: bad route '%s': %s", label, key, sr_route_add_result_str(res));
+        report(ld, ld->line, "%s: bad route '%s': %s", section_label(ld, label, sizeof(label)), key,
+               sr_route_add_result_str(res));
         break;
     case SR_ROUTE_NOMEM:
         report_oom(ld);
@@ -1242,19 +1292,53 @@ begin_section(struct loader *ld, const char *text, size_t len)
 
 /* ---- The reader and the handler ---- */
 
-/* inih's find_chars_or_comment(): the first of <chars> (any if NULL) in <s>, or an inline
- * comment (a ';' after whitespace), or the end. */
+/* Whether <c> is one of the bytes of <set>; unlike strchr(), never for '\0'. Inlined over
+ * the constant sets below, so the reader costs no call per byte. */
+static inline bool
+is_one_of(char c, const char *set)
+{
+    for (; *set != '\0'; set++) {
+        if (*set == c) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* inih's find_chars_or_comment(): the first of <chars> (at most 7 bytes) in <s>, or an
+ * inline comment (a ';' after whitespace), or the end. strcspn() skips the bytes that can
+ * be neither, many at a time; this runs over every key of the file. */
 static const char *
 find_chars_or_comment(const char *s, const char *chars)
 {
-    bool was_space = false;
+    char stop[8 + sizeof(INI_INLINE_COMMENT_PREFIXES)];
+    size_t n = strlen(chars);
+    const char *p = s;
 
-    while (*s != '\0' && (chars == NULL || strchr(chars, *s) == NULL) &&
-           !(was_space && strchr(INI_INLINE_COMMENT_PREFIXES, *s) != NULL)) {
-        was_space = is_blank(*s);
-        s++;
+    assert(n < 8);
+    memcpy(stop, chars, n);
+    memcpy(stop + n, INI_INLINE_COMMENT_PREFIXES, sizeof(INI_INLINE_COMMENT_PREFIXES));
+    for (;;) {
+        p += strcspn(p, stop);
+        if (*p == '\0' || is_one_of(*p, chars) || (p > s && is_blank(p[-1]))) {
+            return p;
+        }
+        p++; /* a comment prefix not after whitespace is an ordinary byte */
     }
-    return s;
+}
+
+static int on_key(void *user, const char *section, const char *key, const char *value);
+
+/* The lines of a [routes] section, the millions of a big route map, do not go through
+ * inih: classify() splits them as inih would and calls the handler itself, then hands
+ * inih a blank line. That saves inih's scan of each line again, a strchr() call per byte.
+ * inih's state stays right: it saw the section header, so its previous key is "none",
+ * and every continuation line in the section comes here too. */
+static void
+hand_over(struct loader *ld, char *str, const char *key, const char *value)
+{
+    on_key(ld, NULL, key, value);
+    str[0] = '\0';
 }
 
 /* Look at the line in <str> (NUL-terminated, no line ending) the way inih is about to, and
@@ -1265,18 +1349,22 @@ find_chars_or_comment(const char *s, const char *chars)
 static void
 classify(struct loader *ld, char *str)
 {
-    const char *start = str;
+    char *start = str;
     const char *end;
+    char *sep;
 
     ld->is_continuation = false;
     while (is_blank(*start)) {
         start++;
     }
-    if (*start == '\0' || strchr(INI_START_COMMENT_PREFIXES, *start) != NULL) {
+    if (*start == '\0' || is_one_of(*start, INI_START_COMMENT_PREFIXES)) {
         return; /* blank or comment */
     }
     if (ld->has_prev_key && start > str) {
         ld->is_continuation = true; /* inih passes it as another value of the previous key */
+        if (ld->sec == SEC_ROUTES) {
+            hand_over(ld, str, ld->prev_key, start); /* the handler ignores the value */
+        }
         return;
     }
     if (*start == '[') {
@@ -1291,7 +1379,7 @@ classify(struct loader *ld, char *str)
             while (is_blank(*rest)) {
                 rest++;
             }
-            if (*rest != '\0' && strchr(INI_START_COMMENT_PREFIXES, *rest) == NULL) {
+            if (*rest != '\0' && !is_one_of(*rest, INI_START_COMMENT_PREFIXES)) {
                 report(ld, ld->line, "unexpected text after ']'");
             }
             begin_section(ld, start + 1, (size_t)(end - start - 1));
@@ -1299,55 +1387,95 @@ classify(struct loader *ld, char *str)
         ld->has_prev_key = false;
         return;
     }
-    end = find_chars_or_comment(start, "=:");
-    if (*end != '=' && *end != ':') {
+    sep = (char *)find_chars_or_comment(start, "=:");
+    if (*sep != '=' && *sep != ':') {
         report(ld, ld->line, "expected 'key = value' or '[section]'");
         str[0] = '\0';
         return;
     }
+    end = sep;
     while (end > start && is_blank(end[-1])) {
         end--;
     }
     memcpy(ld->prev_key, start, (size_t)(end - start));
     ld->prev_key[end - start] = '\0';
     ld->has_prev_key = end > start; /* inih keeps an empty name, which means "none" */
+    if (ld->sec == SEC_ROUTES) {
+        /* inih's split of the value: up to an inline comment, whitespace trimmed. */
+        char *value = sep + 1;
+        char *value_end = (char *)find_chars_or_comment(value, "");
+
+        *value_end = '\0';
+        while (is_blank(*value)) {
+            value++;
+        }
+        while (value_end > value && is_blank(value_end[-1])) {
+            *--value_end = '\0';
+        }
+        hand_over(ld, str, ld->prev_key, value);
+    }
 }
 
-/* inih's reader: one physical line per call, however long. */
+/* Refill the read-ahead; returns false at the end of the file (or on a read error, which
+ * load() reports through ferror()). */
+static bool
+fill(struct loader *ld)
+{
+    ld->in_pos = 0;
+    ld->in_len = fread(ld->in, 1, READ_BLOCK, ld->fp);
+    return ld->in_len > 0;
+}
+
+/* inih's reader: one physical line per call, however long. The line ends at '\n' or at
+ * the end of the file; a '\r' just before either is part of the line ending and does not
+ * count towards the length. */
 static char *
 read_line(char *str, int num, void *stream)
 {
     struct loader *ld = stream;
     size_t cap = (size_t)num - 1;
-    size_t len = 0;
+    size_t len = 0;   /* bytes of the line seen, line ending excluded */
+    size_t n_str = 0; /* of which copied into <str>: at most <cap> */
+    char last = '\0';
     bool is_long = false;
     bool has_nul = false;
     bool is_section = false;
-    int c = getc_unlocked(ld->fp);
 
-    if (c == EOF) {
+    if (ld->in_pos == ld->in_len && !fill(ld)) {
         return NULL;
     }
     ld->line++;
-    for (; c != EOF && c != '\n'; c = getc_unlocked(ld->fp)) {
-        if (c == '\r') {
-            int next = getc_unlocked(ld->fp);
+    for (;;) {
+        const char *seg = ld->in + ld->in_pos;
+        size_t seg_len = ld->in_len - ld->in_pos;
+        const char *nl = memchr(seg, '\n', seg_len);
 
-            if (next == '\n' || next == EOF) {
-                break; /* a CRLF line ending does not count towards the length */
-            }
-            ungetc(next, ld->fp);
+        if (nl != NULL) {
+            seg_len = (size_t)(nl - seg);
         }
-        if (c == '\0') {
-            has_nul = true;
+        if (seg_len > 0) {
+            size_t n = seg_len < cap - n_str ? seg_len : cap - n_str;
+
+            memcpy(str + n_str, seg, n);
+            n_str += n;
+            len += seg_len;
+            last = seg[seg_len - 1];
+            has_nul = has_nul || memchr(seg, '\0', seg_len) != NULL;
         }
-        if (len < cap) {
-            str[len++] = (char)c;
-        } else {
-            is_long = true;
+        ld->in_pos += seg_len + (nl != NULL ? 1 : 0);
+        if (nl != NULL || (ld->in_pos == ld->in_len && !fill(ld))) {
+            break;
         }
     }
-    str[len] = '\0';
+    if (len > 0 && last == '\r') {
+        len--; /* a CRLF line ending does not count towards the length */
+        if (n_str > len) {
+            n_str = len;
+        }
+    }
+    is_long = len > cap;
+    str[n_str] = '\0';
+    len = n_str;
     if (ld->line == 1 && len >= 3 && memcmp(str, "\xEF\xBB\xBF", 3) == 0) {
         memmove(str, str + 3, len - 2); /* a UTF-8 byte-order mark; inih skips it too */
         len -= 3;
@@ -1390,13 +1518,15 @@ on_key(void *user, const char *section, const char *key, const char *value)
         report(ld, ld->line, "key '%s' outside any section", key);
         return 1;
     }
-    section_label(ld, label, sizeof(label));
+    /* The section's label is formatted only for a message: a [routes] section may have
+     * millions of keys. */
     if (ld->is_continuation) {
-        report(ld, ld->line, "%s: duplicate key '%s' " HINT_INDENT, label, ld->prev_key);
+        report(ld, ld->line, "%s: duplicate key '%s' " HINT_INDENT,
+               section_label(ld, label, sizeof(label)), ld->prev_key);
         return 1;
     }
     if (key[0] == '\0') {
-        report(ld, ld->line, "%s: empty key", label);
+        report(ld, ld->line, "%s: empty key", section_label(ld, label, sizeof(label)));
         return 1;
     }
     for (i = 0; i < sizeof(keywords) / sizeof(keywords[0]); i++) {
@@ -1406,13 +1536,13 @@ on_key(void *user, const char *section, const char *key, const char *value)
         }
     }
     if (i == sizeof(keywords) / sizeof(keywords[0])) {
-        report(ld, ld->line, "%s: unknown key '%s'", label, key);
+        report(ld, ld->line, "%s: unknown key '%s'", section_label(ld, label, sizeof(label)), key);
         return 1;
     }
     if (!keywords[i].is_repeatable) {
         if (ld->seen[i] != 0) {
-            report(ld, ld->line, "%s: duplicate key '%s' (first at %s:%u)", label, key, ld->path,
-                   ld->seen[i]);
+            report(ld, ld->line, "%s: duplicate key '%s' (first at %s:%u)",
+                   section_label(ld, label, sizeof(label)), key, ld->path, ld->seen[i]);
             return 1;
         }
         ld->seen[i] = ld->line;
@@ -1601,6 +1731,11 @@ load(struct sr_config *cfg, FILE *fp, int open_errno, const char *name, sr_confi
         report(&ld, 0, "cannot open: %s", strerror(open_errno));
         return ld.n_errors;
     }
+    ld.in = malloc(READ_BLOCK);
+    if (ld.in == NULL) {
+        report_oom(&ld);
+        return ld.n_errors;
+    }
     rc = ini_parse_stream(read_line, &ld, on_key, &ld);
     if (ferror(ld.fp)) {
         report(&ld, 0, "read error: %s", strerror(errno));
@@ -1615,6 +1750,7 @@ load(struct sr_config *cfg, FILE *fp, int open_errno, const char *name, sr_confi
     }
     free(ld.rtmp);
     free(ld.ltmp);
+    free(ld.in);
     free(ld.listens);
     free(ld.up_slots);
     free(ld.pool_refs);

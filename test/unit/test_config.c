@@ -819,6 +819,83 @@ test_fixture_errors(void)
     collected_free(&got);
 }
 
+/* The reader reads ahead 256 KiB at a time (READ_BLOCK in config.c). Put a too-long line,
+ * a 199-byte line with a CRLF ending, a NUL byte and a last line ending in '\r' without
+ * '\n' across that boundary at many phases (the tricky lines start <shift> bytes before
+ * it, and span 539 bytes): the messages and routes must be those of any other position. */
+static void
+test_block_boundary(void)
+{
+    static const size_t block = 256 * 1024;
+    static const size_t shifts[] = {0,   1,   2,   3,   18,  19,  20,  150, 198, 199, 200, 201,
+                                    202, 299, 300, 301, 302, 303, 400, 499, 500, 501, 502, 503,
+                                    515, 516, 517, 518, 519, 520, 521, 535, 536, 537, 538, 539};
+    static const char head[] =
+        "[listener a]\nlisten = 127.0.0.1:1\nroutes = m\n[routes m]\ndefault = b:1\n";
+    size_t cap = block + 1024;
+    char *text = malloc(cap);
+    char want[3][128];
+    const char *errors[4];
+    size_t k;
+
+    ASSERT(text != NULL);
+    for (k = 0; k < sizeof(shifts) / sizeof(shifts[0]); k++) {
+        size_t start = block - shifts[k]; /* where the tricky lines begin */
+        size_t len = sizeof(head) - 1;
+        unsigned line = 5;
+        unsigned line_long;
+        unsigned line_crlf;
+        unsigned line_nul;
+        struct sr_config cfg;
+        struct sr_route_hit hit;
+
+        memcpy(text, head, len);
+        while (len < start) { /* comment lines, 100 bytes or whatever is left (>= 2) */
+            size_t n = start - len >= 102 ? 100 : start - len;
+
+            memset(text + len, 'x', n);
+            text[len] = ';';
+            text[len + n - 1] = '\n';
+            len += n;
+            line++;
+        }
+        ASSERT_EQ(len, start);
+        line_long = ++line;
+        memset(text + len, ' ', 300);
+        memcpy(text + len, "long.example = c:1", 18);
+        len += 300;
+        text[len++] = '\n';
+        line_crlf = ++line; /* 199 bytes: too long if the '\r' were counted */
+        memset(text + len, ' ', 199);
+        memcpy(text + len, "crlf.example = d:1", 18);
+        len += 199;
+        text[len++] = '\r';
+        text[len++] = '\n';
+        line_nul = ++line;
+        len += (size_t)sprintf(text + len, "nul.example = e:1");
+        text[len - 3] = '\0';
+        text[len++] = '\n';
+        ++line;
+        len += (size_t)sprintf(text + len, "crlf.example = f:1\r");
+        ASSERT_LT(len, cap);
+
+        snprintf(want[0], sizeof(want[0]), "FILE:%u: line too long (max 199 bytes)", line_long);
+        snprintf(want[1], sizeof(want[1]), "FILE:%u: NUL byte in line", line_nul);
+        snprintf(want[2], sizeof(want[2]),
+                 "FILE:%u: routes 'm': duplicate route 'crlf.example' (first at FILE:%u)", line,
+                 line_crlf);
+        errors[0] = want[0];
+        errors[1] = want[1];
+        errors[2] = want[2];
+        errors[3] = NULL;
+        check_text("block boundary", text, len, errors, &cfg);
+        ASSERT_EQ(sr_route_count(cfg.routes[0].table), 2); /* default, crlf.example */
+        ASSERT_EQ(sr_route_lookup(cfg.routes[0].table, "crlf.example", 12, &hit), SR_ROUTE_EXACT);
+        sr_config_fini(&cfg);
+    }
+    free(text);
+}
+
 /* 10,000 routes over 10 upstreams: everything is found, with its line; upstreams are
  * shared. */
 static void
@@ -860,6 +937,7 @@ main(void)
     make_tmp_path();
     test_cases();
     test_line_length();
+    test_block_boundary();
     test_defaults_and_fields();
     test_limits();
     test_pools();
