@@ -187,14 +187,12 @@ socket_close(struct sr_conn *conn, struct sr_watch *watch, bool is_reset)
     if (watch->fd < 0) {
         return;
     }
-    sr_watch_clear(&conn->server->reactor, watch);
     if (is_reset) {
         struct linger lg = {.l_onoff = 1, .l_linger = 0};
 
         (void)setsockopt(watch->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
     }
-    close(watch->fd);
-    watch->fd = -1;
+    sr_watch_close(&conn->server->reactor, watch);
 }
 
 /* Close everything. <reset_client>/<reset_backend> end that side with an RST instead of a
@@ -1199,7 +1197,6 @@ sr_conn_accept(struct sr_listener *listener, int fd, const struct sockaddr *peer
     struct sr_conn_setup *setup;
     const char *limit;
     struct sr_conn *conn;
-    int on = 1;
     int rc;
 
     conn = calloc(1, sizeof(*conn));
@@ -1224,9 +1221,6 @@ sr_conn_accept(struct sr_listener *listener, int fd, const struct sockaddr *peer
     conn->start_ms = conn_now(conn);
     sr__server_conn_add(server, conn);
 
-    /* Hellos and small records must not wait for Nagle: a peer of ours adds 40 ms per
-     * request without this. */
-    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
     if (peer->sa_family == AF_INET || peer->sa_family == AF_INET6) {
         size_t len =
             peer->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);

@@ -13,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -698,8 +700,12 @@ listen_socket(const struct sockaddr *sa, bool is_reuseport)
     if (fd < 0) {
         return -errno;
     }
-    /* "[::]:443" and "0.0.0.0:443" may both be listed: keep the families apart. */
+    /* "[::]:443" and "0.0.0.0:443" may both be listed: keep the families apart. Accepted
+     * sockets inherit TCP_NODELAY on Linux: hellos and small records must not wait for
+     * Nagle (a peer of ours adds 40 ms per request without it), and setting it here saves
+     * a system call per connection. */
     if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) != 0 ||
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on)) != 0 ||
         (is_reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) != 0) ||
         (sa->sa_family == AF_INET6 &&
          setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on)) != 0) ||
@@ -741,7 +747,8 @@ listener_open(struct sr_server *server, const struct sr_listener_config *lc,
         /* Binary upgrade: a socket handed over by the old process keeps its accept queue. */
         fd = sr_inherited_take(server->shared->inherited, (const struct sockaddr *)&ss,
                                server->worker);
-        if (fd >= 0 && fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) != 0) {
+        if (fd >= 0 && (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) != 0 ||
+                        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &(int){1}, sizeof(int)) != 0)) {
             rc = -errno;
             close(fd);
             fd = rc;

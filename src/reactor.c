@@ -3,6 +3,8 @@
 #include "sniroute/reactor.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <unistd.h>
 
 /* Events taken from the kernel per wakeup; more wait for the next (level-triggered, so
@@ -113,4 +115,39 @@ sr_watch_clear(struct sr_reactor *reactor, struct sr_watch *watch)
         (void)epoll_ctl(reactor->epfd, EPOLL_CTL_DEL, watch->fd, &ev);
         watch->events = 0;
     }
+}
+
+/* Workers read-lock around "is a fork on? then DEL; close", the upgrade write-locks around
+ * the fork: a socket is never closed without DEL while a child may hold a copy. */
+static pthread_rwlock_t fork_lock = PTHREAD_RWLOCK_INITIALIZER;
+static atomic_bool is_forking;
+
+void
+sr_reactor_fork_begin(void)
+{
+    pthread_rwlock_wrlock(&fork_lock);
+    atomic_store(&is_forking, true);
+}
+
+void
+sr_reactor_fork_end(void)
+{
+    atomic_store(&is_forking, false);
+    pthread_rwlock_unlock(&fork_lock);
+}
+
+void
+sr_watch_close(struct sr_reactor *reactor, struct sr_watch *watch)
+{
+    if (watch->fd < 0) {
+        return;
+    }
+    pthread_rwlock_rdlock(&fork_lock);
+    if (atomic_load_explicit(&is_forking, memory_order_relaxed)) {
+        sr_watch_clear(reactor, watch);
+    }
+    close(watch->fd);
+    pthread_rwlock_unlock(&fork_lock);
+    watch->events = 0;
+    watch->fd = -1;
 }

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "sniroute/log.h"
+#include "sniroute/reactor.h"
 
 extern char **environ;
 
@@ -684,7 +685,15 @@ sr_upgrade_start(struct sr_upgrade *up, uv_loop_t *loop, const char *exe, char *
     opt.env = env;
     opt.stdio_count = 4;
     opt.stdio = stdio;
-    rc = env == NULL ? UV_ENOMEM : uv_spawn(loop, &up->child, &opt);
+    if (env == NULL) {
+        rc = UV_ENOMEM;
+    } else {
+        /* The child holds a copy of every descriptor until it execs (uv_spawn returns
+         * after that): no worker may close a watched socket without DEL meanwhile. */
+        sr_reactor_fork_begin();
+        rc = uv_spawn(loop, &up->child, &opt);
+        sr_reactor_fork_end();
+    }
     close(sv[1]);
     if (rc != 0) {
         close(sv[0]);

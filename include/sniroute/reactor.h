@@ -54,9 +54,22 @@ sr_watch_init(struct sr_watch *watch, int fd, sr_watch_fn cb)
  * forever). No system call when the mask does not change. Returns 0 or a UV_E* code. */
 int sr_watch_set(struct sr_reactor *reactor, struct sr_watch *watch, uint32_t events);
 
-/* Take the socket out of the set (call before closing it: a copy of the descriptor in
- * another process would otherwise keep it in the set and its events coming). Events of
- * the current batch for it are dropped. */
+/* Take the socket out of the set, keeping it open (before handing it to someone else, or
+ * while it has nothing to wait for). Events of the current batch for it are dropped. */
 void sr_watch_clear(struct sr_reactor *reactor, struct sr_watch *watch);
+
+/* Close the socket; <watch> is then unused (fd -1). Closing the last descriptor of a
+ * socket takes it out of every epoll set, so no EPOLL_CTL_DEL is spent on it (two system
+ * calls per connection) -- unless a child process may hold a copy of it, between the
+ * fork and the exec of a binary upgrade: see sr_reactor_fork_begin. A socket whose
+ * descriptor was duplicated or sent elsewhere must be cleared first instead. */
+void sr_watch_close(struct sr_reactor *reactor, struct sr_watch *watch);
+
+/* Around a fork whose child execs (uv_spawn, which returns once the child has exec'd):
+ * while it runs, no worker closes a watched socket without taking it out of its set
+ * first, since the child's copy would keep it in the set and its events would name freed
+ * memory. Call from one thread at a time. */
+void sr_reactor_fork_begin(void);
+void sr_reactor_fork_end(void);
 
 #endif
