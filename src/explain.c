@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "sniroute/addr.h"
+#include "sniroute/hex.h"
 #include "sniroute/name.h"
 #include "sniroute/pool.h"
 #include "sniroute/route.h"
@@ -411,21 +412,6 @@ sr_explain_format(const struct sr_config *cfg, const char *path, const struct sr
     return o.len;
 }
 
-static int
-hex_value(char c)
-{
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    return -1;
-}
-
 int
 sr_explain_parse_query(const char *query, size_t len, char *storage, size_t cap,
                        struct sr_explain_query *q, const char **why)
@@ -471,8 +457,8 @@ sr_explain_parse_query(const char *query, size_t len, char *storage, size_t cap,
             char c = query[i];
 
             if (c == '%') {
-                int hi = i + 2 < end ? hex_value(query[i + 1]) : -1;
-                int lo = i + 2 < end ? hex_value(query[i + 2]) : -1;
+                int hi = i + 2 < end ? sr_hex_value(query[i + 1]) : -1;
+                int lo = i + 2 < end ? sr_hex_value(query[i + 2]) : -1;
 
                 if (hi < 0 || lo < 0) {
                     *why = "bad percent-encoding";

@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sniroute/hex.h"
+
 enum {
     T_HEAD,       /* gathering a request head (empty lines before it pass through) */
     T_BODY,       /* <remaining> bytes of a Content-Length body */
@@ -61,21 +63,6 @@ sr_http_track_fini(struct sr_http_track *t)
 {
     free(t->head.p);
     t->head.p = NULL;
-}
-
-static int
-hex_value(uint8_t c)
-{
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    return -1;
 }
 
 /* A head is complete in t->head: parse it, ask the caller, set up the body. */
@@ -175,12 +162,12 @@ sr_http_track_feed(struct sr_http_track *t, const uint8_t *in, size_t n, struct 
         }
         switch (t->state) {
         case T_CHUNK_SIZE:
-            if (hex_value(c) >= 0) {
+            if (sr_hex_value(c) >= 0) {
                 /* 15 hex digits: 2^60 bytes, more than any body; refuse wrap-around. */
                 if (++t->n_size_digits > 15) {
                     return SR_TRACK_BAD;
                 }
-                t->chunk_size = t->chunk_size * 16 + (uint64_t)hex_value(c);
+                t->chunk_size = t->chunk_size * 16 + (uint64_t)sr_hex_value(c);
             } else if (t->n_size_digits > 0 && (c == ';' || c == ' ' || c == '\t')) {
                 t->state = T_CHUNK_EXT;
             } else if (t->n_size_digits > 0 && c == '\r') {
