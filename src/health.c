@@ -15,7 +15,8 @@ struct sr_health_check {
     struct sr_health_check *next;
     struct sr_health *health;
     struct sr_generation *gen; /* a reference, dropped when the check is freed */
-    struct sr_pool *pool;
+    size_t pool_index; /* in the config; the pool of worker w is gen->pools[w * n_pools + i] */
+    size_t n_workers;  /* every worker's copy of the pool gets the verdict */
     const struct sr_pool_config *pc;
     size_t index;     /* the server in the pool */
     uv_timer_t timer; /* the interval, then the deadline of a round */
@@ -200,6 +201,7 @@ static void
 check_round_end(struct sr_health_check *c, bool is_ok)
 {
     char text[SR_ADDR_HOST_MAX + 16];
+    size_t w;
 
     c->is_probing = false;
     c->next_addr = NULL;
@@ -207,7 +209,10 @@ check_round_end(struct sr_health_check *c, bool is_ok)
         c->is_tcp_open = false;
         uv_close((uv_handle_t *)&c->tcp, on_check_handle_close);
     }
-    sr_pool_set_healthy(c->pool, c->index, is_ok);
+    for (w = 0; w < c->n_workers; w++) {
+        sr_pool_set_healthy(&c->gen->pools[w * c->gen->cfg.n_pools + c->pool_index], c->index,
+                            is_ok);
+    }
     if (is_ok != c->was_healthy) {
         sr_addr_format(&c->pc->servers[c->index], text, sizeof(text));
         sr_log_notice("upstream %s: server %s %s its health check", c->pc->name, text,
@@ -230,11 +235,16 @@ on_check_timer(uv_timer_t *timer)
 }
 
 int
-sr_health_start(struct sr_health *health, uv_loop_t *loop, struct sr_generation *gen, size_t worker)
+sr_health_start(struct sr_health *health, uv_loop_t *loop, struct sr_generation *gen, size_t worker,
+                size_t n_workers)
 {
     const struct sr_config *cfg = &gen->cfg;
     size_t i;
     size_t j;
+
+    if (worker != 0) {
+        return 0; /* worker 0 checks for all: one probe per server and round, not N */
+    }
 
     for (i = 0; i < cfg->n_pools; i++) {
         if (cfg->pools[i].health_check_ms == 0) {
@@ -248,7 +258,8 @@ sr_health_start(struct sr_health *health, uv_loop_t *loop, struct sr_generation 
             }
             c->health = health;
             c->gen = sr_generation_ref(gen);
-            c->pool = &gen->pools[worker * cfg->n_pools + i];
+            c->pool_index = i;
+            c->n_workers = n_workers;
             c->pc = &cfg->pools[i];
             c->index = j;
             c->was_healthy = true; /* as the pool starts: log only a change */

@@ -208,7 +208,7 @@ sr_pool_init(struct sr_pool *pool, const struct sr_pool_params *params, const ch
     pool->n = n;
     for (i = 0; i < n; i++) {
         pool->servers[i].id_hash = name_hash(ids[i]);
-        pool->servers[i].is_healthy = true;
+        atomic_store_explicit(&pool->servers[i].is_healthy, true, memory_order_relaxed);
     }
     return SR_POOL_OK;
 }
@@ -225,7 +225,8 @@ sr_pool_pick(struct sr_pool *pool, uint64_t now_ms, const uint8_t *client_key,
     for (i = 0; i < pool->n; i++) {
         const struct sr_pool_server *s = &pool->servers[i];
 
-        if ((exclude_mask & BIT(i)) || !s->is_healthy) {
+        if ((exclude_mask & BIT(i)) ||
+            !atomic_load_explicit(&s->is_healthy, memory_order_relaxed)) {
             continue;
         }
         if (!is_out(s, now_ms)) {
@@ -302,14 +303,15 @@ void
 sr_pool_set_healthy(struct sr_pool *pool, size_t i, bool is_healthy)
 {
     assert(i < pool->n);
-    pool->servers[i].is_healthy = is_healthy;
+    atomic_store_explicit(&pool->servers[i].is_healthy, is_healthy, memory_order_relaxed);
 }
 
 bool
 sr_pool_is_up(const struct sr_pool *pool, size_t i, uint64_t now_ms)
 {
     assert(i < pool->n);
-    return pool->servers[i].is_healthy && !is_out(&pool->servers[i], now_ms);
+    return atomic_load_explicit(&pool->servers[i].is_healthy, memory_order_relaxed) &&
+           !is_out(&pool->servers[i], now_ms);
 }
 
 static const char *const balance_names[] = {

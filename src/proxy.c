@@ -924,7 +924,7 @@ sr_server_start(struct sr_server *server, uv_loop_t *loop, struct sr_shared *sha
 
     rc = server_apply(server, gen);
     if (rc == 0) {
-        rc = sr_health_start(&server->health, loop, gen, server->worker);
+        rc = sr_health_start(&server->health, loop, gen, server->worker, shared->n_workers);
     }
     if (rc != 0) {
         sr_server_drain(server);
@@ -950,7 +950,8 @@ sr_server_reload(struct sr_server *server, struct sr_generation *next)
     sr_health_stop(&server->health);
     sr_generation_unref(server->gen);
     server->gen = next;
-    if (sr_health_start(&server->health, server->loop, next, server->worker) != 0) {
+    if (sr_health_start(&server->health, server->loop, next, server->worker,
+                        server->shared->n_workers) != 0) {
         sr_log_notice("reload: out of memory starting health checks");
     }
     server->n_reloads_ok++;

@@ -21,16 +21,16 @@ struct sr_health {
     size_t n_open;                  /* checks whose handles are not all closed yet */
 };
 
-/* Start checking every pool of <gen> that asks for it, on <loop>, for worker <worker>'s
- * copy of the pools; the first check runs at once. Returns 0 or a UV_E* code (what started
- * keeps running; stop it as usual). */
-int
-sr_health_start(struct sr_health *health, uv_loop_t *loop, struct sr_generation *gen,
-                size_t worker);
+/* Start checking every pool of <gen> that asks for it, on <loop>; the first check runs at
+ * once. Only worker 0 checks: each verdict goes to the copies of the pool of all
+ * <n_workers> workers (the flag is atomic), so a server gets one probe per round however
+ * many workers run. For another <worker> this does nothing. Returns 0 or a UV_E* code
+ * (what started keeps running; stop it as usual). */
+int sr_health_start(struct sr_health *health, uv_loop_t *loop, struct sr_generation *gen,
+                    size_t worker, size_t n_workers);
 
 /* Stop every check and close its handles; each drops its generation reference once
  * closed. <health> may be reused for the next generation at once. */
-void
-sr_health_stop(struct sr_health *health);
+void sr_health_stop(struct sr_health *health);
 
 #endif

@@ -7,6 +7,7 @@
 #ifndef SR_POOL_H
 #define SR_POOL_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -72,7 +73,9 @@ struct sr_pool_server {
     uint64_t n_failures;    /* connect failures reported, ever */
     uint32_t n_fails;       /* connect failures in a row (stops counting at fail_max) */
     uint32_t n_active;      /* connections between sr_pool_conn_start() and _end() */
-    bool is_healthy;        /* the active health check's verdict; true until told otherwise */
+    /* The active health check's verdict; true until told otherwise. Atomic: one worker
+     * checks for all, and writes it into every worker's copy of the pool. */
+    _Atomic bool is_healthy;
 };
 
 /* A pool. Caller-owned storage (about 3 KiB at 64 servers); holds no pointer and no
@@ -97,9 +100,8 @@ struct sr_pool {
  * the same server (as long as it is up); adding a server moves only the clients it wins
  * (about 1/n), removing one only the clients it had. Two servers with the same name would
  * tie; the config loader should refuse duplicates. */
-enum sr_pool_error
-sr_pool_init(struct sr_pool *pool, const struct sr_pool_params *params,
-             const char *const *ids, size_t n);
+enum sr_pool_error sr_pool_init(struct sr_pool *pool, const struct sr_pool_params *params,
+                                const char *const *ids, size_t n);
 
 /* Choose a server for a new connection, or for the next attempt of one whose connect to
  * another server failed. <exclude_mask> has bit i set for each server i this connection
@@ -138,9 +140,8 @@ sr_pool_init(struct sr_pool *pool, const struct sr_pool_params *params,
  * more connect attempt costs at most connect_timeout. nginx does the same in spirit: when
  * all peers have failed it marks them live again for a quick recovery. <exclude_mask>
  * still bounds it: each server at most once per connection. */
-enum sr_pool_pick
-sr_pool_pick(struct sr_pool *pool, uint64_t now_ms, const uint8_t *client_key,
-             uint64_t exclude_mask, size_t *index);
+enum sr_pool_pick sr_pool_pick(struct sr_pool *pool, uint64_t now_ms, const uint8_t *client_key,
+                               uint64_t exclude_mask, size_t *index);
 
 /* A connect to server <i> failed at <now_ms>. Counts a failure in a row; the fail_max-th
  * (and every later one until a success) puts the server out until <now_ms> +
@@ -149,46 +150,37 @@ sr_pool_pick(struct sr_pool *pool, uint64_t now_ms, const uint8_t *client_key,
  * out for another fail_timeout_ms. Returns true if this failure took the server out (it was
  * not out for failures before: log it), false otherwise (still in, or already out and now
  * out for longer). <i> must be below the pool's size. */
-bool
-sr_pool_report_failure(struct sr_pool *pool, size_t i, uint64_t now_ms);
+bool sr_pool_report_failure(struct sr_pool *pool, size_t i, uint64_t now_ms);
 
 /* A connect to server <i> succeeded: its failures in a row go back to 0 and, if it was out
  * (a last resort that worked), it is back in at once. */
-void
-sr_pool_report_success(struct sr_pool *pool, size_t i);
+void sr_pool_report_success(struct sr_pool *pool, size_t i);
 
 /* A connection to server <i> starts / ends, for least_conn and random_two. Call start right
  * after the pick, before the connect (connects in flight count, or a burst of new clients
  * would all pick the same idle server), and end exactly once per start: when that attempt
  * fails or when the connection closes. end without a start is a bug (assert). */
-void
-sr_pool_conn_start(struct sr_pool *pool, size_t i);
-void
-sr_pool_conn_end(struct sr_pool *pool, size_t i);
+void sr_pool_conn_start(struct sr_pool *pool, size_t i);
+void sr_pool_conn_end(struct sr_pool *pool, size_t i);
 
 /* The active health check's verdict for server <i>. Independent of passive health: a
  * server is up when the check passes AND it is not out for connect failures; passing a
  * check does not clear connect failures (a check every few seconds would otherwise wipe
  * the passive state as fast as it builds). Calling it with an unchanged verdict is fine. */
-void
-sr_pool_set_healthy(struct sr_pool *pool, size_t i, bool is_healthy);
+void sr_pool_set_healthy(struct sr_pool *pool, size_t i, bool is_healthy);
 
 /* True if server <i> is up at <now_ms>: healthy and not out for connect failures. */
-bool
-sr_pool_is_up(const struct sr_pool *pool, size_t i, uint64_t now_ms);
+bool sr_pool_is_up(const struct sr_pool *pool, size_t i, uint64_t now_ms);
 
 /* Read a `balance =` value: <text>/<len> must be exactly one of "round_robin",
  * "least_conn", "random_two", "source_hash" (lower case, no spaces). Returns SR_POOL_OK and
  * sets <*out>, or SR_POOL_BAD_BALANCE and leaves <*out> alone. */
-enum sr_pool_error
-sr_pool_balance_parse(const char *text, size_t len, enum sr_pool_balance *out);
+enum sr_pool_error sr_pool_balance_parse(const char *text, size_t len, enum sr_pool_balance *out);
 
 /* The config spelling of <balance>, e.g. "least_conn"; "?" for a value out of range. */
-const char *
-sr_pool_balance_name(enum sr_pool_balance balance);
+const char *sr_pool_balance_name(enum sr_pool_balance balance);
 
 /* A static English phrase for <err>, e.g. "not one of round_robin, least_conn, ...". */
-const char *
-sr_pool_error_str(enum sr_pool_error err);
+const char *sr_pool_error_str(enum sr_pool_error err);
 
 #endif

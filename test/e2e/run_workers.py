@@ -165,6 +165,60 @@ def case_reload_and_drain_reach_every_worker(ctx):
         be.stop()
 
 
+def case_health_checked_once(ctx):
+    """health_check = 200ms with workers = 2: one probe per server and round (not one per
+    worker), one log line per verdict, and the verdict reaches both workers: no
+    connection, whichever worker takes it, is tried on the server that fails its check.
+    Fails if every worker probes on its own or only one of them learns the verdict."""
+    a = CaptureBackend()
+    dead = free_port()
+    port = free_port()
+    text = ("[sniroute]\nworkers = 2\nadmin = 127.0.0.1:0\n[listener https]\n"
+            "listen = 127.0.0.1:%d\nroutes = main\n[routes main]\ndefault = apps\n"
+            "[upstream apps]\nserver = 127.0.0.1:%d\nserver = 127.0.0.1:%d\n"
+            "health_check = 200ms\n" % (port, a.port, dead))
+    d = harness.Sniroute(ctx.binary, ctx.tmp, "health2", text, n_sockets=2)
+    try:
+        _, m = d.proc.wait_line("stderr", r"admin on 127\.0\.0\.1:(\d+)", 10)
+        aport = int(m.group(1))
+        d.proc.wait_line("stderr", r"server 127\.0\.0\.1:%d fails its health check" % dead, 5)
+        # Probes of the healthy server: nothing else connects to it meanwhile (a probe
+        # connects and closes, so its entry may be a short read or a reset).
+        while not a.results.empty():
+            a.results.get_nowait()
+        time.sleep(2.0)
+        probes = 0
+        while not a.results.empty():
+            a.results.get_nowait()
+            probes += 1
+        check(4 <= probes <= 14, "%d probes of one server in 2 s at 200 ms: want about 10 "
+              "(about 20 means each worker probes)" % probes)
+        fails = d.proc.text("stderr").count("127.0.0.1:%d fails its health check" % dead)
+        check(fails == 1, "the failing verdict logged %d times, want once" % fails)
+        hello = harness.client_hello("health.test")
+        oks = []
+
+        def client():
+            oks.append(sum(ask(port, hello).startswith(b"GOT") for _ in range(20)))
+
+        threads = [threading.Thread(target=client) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        check(sum(oks) == 80, "%d of 80 routed" % sum(oks))
+        r = harness.run(["curl", "-s", "--max-time", "5", "http://127.0.0.1:%d/metrics" % aport])
+        tried = sum(v for fam in promtext.parse(harness.txt(r.stdout)).values()
+                    for name, _, v, _ in fam.samples
+                    if name == "sniroute_upstream_connect_failures_total")
+        check(not tried, "%s connect failures: a worker tried the server its health check "
+              "marked down" % tried)
+        return "%d probes in 2 s, one verdict line, 80 connections, 0 tried on the dead one" % probes
+    finally:
+        d.stop()
+        a.stop()
+
+
 if __name__ == "__main__":
     harness.run_suite([case_both_workers_serve, case_limit_is_per_process,
-                       case_reload_and_drain_reach_every_worker])
+                       case_reload_and_drain_reach_every_worker, case_health_checked_once])
