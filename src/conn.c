@@ -499,6 +499,7 @@ proxy_header_read(struct sr_conn *conn, const uint8_t *bytes)
 {
     struct sr_conn_setup *setup = conn->setup;
     struct sr_proxyproto_result pp;
+    const char *limit;
 
     sr_proxyproto_parse(bytes, setup->peek_len, &pp);
     switch (pp.status) {
@@ -518,6 +519,12 @@ proxy_header_read(struct sr_conn *conn, const uint8_t *bytes)
                                                 : sizeof(struct sockaddr_in));
             setup->has_source_key =
                 sr_ipkey_from_sockaddr(&setup->source_key, (const struct sockaddr *)&pp.src) == 0;
+            limit = sr__server_admit_client(conn->server, conn, (const struct sockaddr *)&pp.src);
+            if (limit != NULL) {
+                conn->is_quiet = true; /* like a refusal at accept: counted, summarized */
+                sr_conn_close(conn, limit);
+                return false;
+            }
         }
         return true;
     case SR_PROXYPROTO_NOT_PROXY:

@@ -544,7 +544,9 @@ sr__server_admit(struct sr_server *server, struct sr_conn *conn, const struct so
         lc->n_conns++;
         conn->lcount = index + 1;
     }
-    if (sr_ipkey_from_sockaddr(&conn->ipkey, peer) == 0) {
+    /* Behind proxy_protocol = accept the peer is the load balancer: the client is counted
+     * once its PROXY header names it (sr__server_admit_client). */
+    if (!conn->lcfg->is_proxy_accepted && sr_ipkey_from_sockaddr(&conn->ipkey, peer) == 0) {
         n_from_ip = sr_ipcount_add(shared->per_ip, &conn->ipkey);
         conn->has_ipkey = n_from_ip > 0;
     }
@@ -554,6 +556,28 @@ sr__server_admit(struct sr_server *server, struct sr_conn *conn, const struct so
                lc->n_conns > conn->lcfg->max_connections) {
         limit = server_refuse(server, conn, SR_METRICS_LIMIT_LISTENER);
     } else if (cfg->max_connections_per_ip != 0 && n_from_ip > cfg->max_connections_per_ip) {
+        limit = server_refuse(server, conn, SR_METRICS_LIMIT_PER_IP);
+    }
+    uv_mutex_unlock(&shared->lock);
+    return limit;
+}
+
+const char *
+sr__server_admit_client(struct sr_server *server, struct sr_conn *conn,
+                        const struct sockaddr *client)
+{
+    const struct sr_config *cfg = &conn->gen->cfg;
+    struct sr_shared *shared = server->shared;
+    const char *limit = NULL;
+    uint32_t n_from_ip;
+
+    if (conn->has_ipkey || sr_ipkey_from_sockaddr(&conn->ipkey, client) != 0) {
+        return NULL;
+    }
+    uv_mutex_lock(&shared->lock);
+    n_from_ip = sr_ipcount_add(shared->per_ip, &conn->ipkey);
+    conn->has_ipkey = n_from_ip > 0;
+    if (cfg->max_connections_per_ip != 0 && n_from_ip > cfg->max_connections_per_ip) {
         limit = server_refuse(server, conn, SR_METRICS_LIMIT_PER_IP);
     }
     uv_mutex_unlock(&shared->lock);

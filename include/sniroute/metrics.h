@@ -40,6 +40,8 @@ enum sr_metrics_outcome {
     SR_METRICS_OUTCOME_PROXY_INVALID,
     SR_METRICS_OUTCOME_NOT_HTTP,
     SR_METRICS_OUTCOME_HOST_CHANGED,
+    SR_METRICS_OUTCOME_OVER_IP_LIMIT, /* behind a load balancer: refused once the PROXY
+                                         header named a client over max_connections_per_ip */
     SR_METRICS_OUTCOME_DRAINED,
     SR_METRICS_OUTCOME_ERROR,
     SR_METRICS_N_OUTCOMES

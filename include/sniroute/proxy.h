@@ -223,8 +223,7 @@ struct sr_listen_fd {
 
 /* Duplicates of <server>'s listening sockets, at most <cap> into <out>; returns how many.
  * Call on the server's loop thread. */
-size_t
-sr_server_listen_fds(const struct sr_server *server, struct sr_listen_fd *out, size_t cap);
+size_t sr_server_listen_fds(const struct sr_server *server, struct sr_listen_fd *out, size_t cap);
 
 /* Switch to <next> (taking over the caller's reference): listening sockets whose address
  * is still configured are kept, new ones are bound, the rest are closed; new connections
@@ -260,6 +259,12 @@ void sr__pipe_put(struct sr_server *server, const int fds[2]);
  * notice). Counts are released by sr__server_conn_gone. */
 const char *sr__server_admit(struct sr_server *server, struct sr_conn *conn,
                              const struct sockaddr *peer);
+
+/* proxy_protocol = accept: count the client a trusted PROXY header names against
+ * max_connections_per_ip (the load balancer's own address is not counted at accept).
+ * Returns NULL, or the limit's name (the caller closes the connection). */
+const char *sr__server_admit_client(struct sr_server *server, struct sr_conn *conn,
+                                    const struct sockaddr *client);
 
 /* A connection joins the server's list at accept and leaves it just before it is freed. */
 void sr__server_conn_add(struct sr_server *server, struct sr_conn *conn);

@@ -201,7 +201,59 @@ def case_flood_from_one_address(ctx):
         be.stop()
 
 
-CASES = [case_global, case_listener, case_per_ip, case_flood_from_one_address]
+def case_per_ip_behind_proxy(ctx):
+    """proxy_protocol = accept with max_connections_per_ip = 2: the limit counts the client
+    each PROXY header names, not the load balancer (127.0.0.1, which holds all six
+    connections): the third from 192.0.2.1 is closed right after its header while
+    192.0.2.2 is still routed, and a header without an address counts nowhere. Fails if
+    the load balancer's address is counted or the named client is not."""
+    be = CaptureBackend()
+    d = harness.Sniroute(ctx.binary, ctx.tmp, "perip_proxy",
+                         config(["max_connections_per_ip = 2"],
+                                [("https", ["proxy_protocol = accept",
+                                            "trusted_proxies = 127.0.0.1/32"])], be.port))
+
+    def proxied(client):
+        s = socket.socket()
+        s.settimeout(10)
+        s.connect(("127.0.0.1", d.port()))
+        s.sendall(b"PROXY TCP4 %s 198.51.100.1 40000 443\r\n" % client.encode())
+        return s
+
+    try:
+        held = [proxied("192.0.2.1"), proxied("192.0.2.1")]
+        local = socket.socket()
+        local.settimeout(10)
+        local.connect(("127.0.0.1", d.port()))
+        local.sendall(b"PROXY UNKNOWN\r\n")  # a health check: no address, not counted
+        held.append(local)
+        time.sleep(0.3)
+        third = proxied("192.0.2.1")
+        how, data = harness.wait_close(third, 3)
+        third.close()
+        check(how in ("eof", "reset") and not data,
+              "the third connection from 192.0.2.1 was not closed after its header")
+        try:
+            s = proxied("192.0.2.2")
+            s.sendall(ctx.hello)
+            s.shutdown(socket.SHUT_WR)
+            data = harness.recv_all(s, time.monotonic() + 10)
+            s.close()
+        except OSError as e:
+            data = repr(e).encode()
+        check(data.startswith(b"GOT"), "192.0.2.2 was not routed behind the same balancer: %r"
+              % data[:60])
+        d.proc.wait_line("stderr", NOTICE + r".*, 1 max_connections_per_ip", 5)
+        close_all(held)
+        finish(d)
+        return None
+    finally:
+        d.stop()
+        be.stop()
+
+
+CASES = [case_global, case_listener, case_per_ip, case_per_ip_behind_proxy,
+         case_flood_from_one_address]
 
 
 def make_ctx(binary, tmp, args):
