@@ -21,6 +21,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "common.h"
 #include "pattern.h"
 
 #define MAX_FIXTURES 8
@@ -79,17 +80,6 @@ on_signal(int sig)
     is_stopping = 1;
 }
 
-static void
-raise_nofile(void)
-{
-    struct rlimit rl;
-
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
-    }
-}
-
 static int
 load_fixture(const char *path, struct fixture *f)
 {
@@ -117,15 +107,7 @@ load_fixture(const char *path, struct fixture *f)
 static void
 set_interest(struct bconn *c, uint32_t events)
 {
-    struct epoll_event ev;
-
-    if (events == c->events) {
-        return;
-    }
-    ev.events = events;
-    ev.data.ptr = c;
-    epoll_ctl(epfd, EPOLL_CTL_MOD, c->fd, &ev);
-    c->events = events;
+    bench_set_interest(epfd, c->fd, c, &c->events, events);
 }
 
 static void
@@ -386,33 +368,14 @@ do_accept(int lfd)
     }
 }
 
-static int
-parse_addr(const char *text, struct sockaddr_in *sin)
-{
-    char host[64];
-    const char *colon = strrchr(text, ':');
-
-    if (colon == NULL || (size_t)(colon - text) >= sizeof(host)) {
-        return -1;
-    }
-    memcpy(host, text, (size_t)(colon - text));
-    host[colon - text] = '\0';
-    memset(sin, 0, sizeof(*sin));
-    sin->sin_family = AF_INET;
-    sin->sin_port = htons((uint16_t)atoi(colon + 1));
-    return inet_pton(AF_INET, host, &sin->sin_addr) == 1 ? 0 : -1;
-}
-
 int
 main(int argc, char **argv)
 {
     struct epoll_event events[256];
     struct epoll_event ev;
     struct sockaddr_in sin;
-    socklen_t slen = sizeof(sin);
     struct sigaction sa;
     int lfd;
-    int one = 1;
     int opt;
 
     memset(&sin, 0, sizeof(sin));
@@ -423,7 +386,7 @@ main(int argc, char **argv)
             }
             n_fixtures++;
         } else if (opt == 'l') {
-            if (parse_addr(optarg, &sin) != 0) {
+            if (bench_parse_addr(optarg, &sin) != 0) {
                 fprintf(stderr, "backend: bad address %s\n", optarg);
                 return 2;
             }
@@ -436,17 +399,15 @@ main(int argc, char **argv)
         fprintf(stderr, "usage: backend -l IP:PORT -f HELLO.bin [-f HELLO.bin ...]\n");
         return 2;
     }
-    raise_nofile();
+    bench_raise_nofile();
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = on_signal;
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (lfd < 0 || bind(lfd, (struct sockaddr *)&sin, sizeof(sin)) != 0 || listen(lfd, 4096) != 0 ||
-        getsockname(lfd, (struct sockaddr *)&sin, &slen) != 0) {
+    lfd = bench_listen(&sin);
+    if (lfd < 0) {
         perror("backend: listen");
         return 1;
     }

@@ -27,6 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common.h"
 #include "pattern.h"
 
 #define IO_CHUNK       (64 * 1024)
@@ -121,28 +122,9 @@ now_ns(void)
 }
 
 static void
-raise_nofile(void)
-{
-    struct rlimit rl;
-
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
-    }
-}
-
-static void
 set_interest(struct lconn *c, uint32_t events)
 {
-    struct epoll_event ev;
-
-    if (events == c->events) {
-        return;
-    }
-    ev.events = events;
-    ev.data.ptr = c;
-    epoll_ctl(epfd, EPOLL_CTL_MOD, c->fd, &ev);
-    c->events = events;
+    bench_set_interest(epfd, c->fd, c, &c->events, events);
 }
 
 static void
@@ -674,23 +656,6 @@ load_hello(const char *path)
     return 0;
 }
 
-static int
-parse_addr(const char *text, struct sockaddr_in *sin)
-{
-    char host[64];
-    const char *colon = strrchr(text, ':');
-
-    if (colon == NULL || (size_t)(colon - text) >= sizeof(host)) {
-        return -1;
-    }
-    memcpy(host, text, (size_t)(colon - text));
-    host[colon - text] = '\0';
-    memset(sin, 0, sizeof(*sin));
-    sin->sin_family = AF_INET;
-    sin->sin_port = htons((uint16_t)atoi(colon + 1));
-    return inet_pton(AF_INET, host, &sin->sin_addr) == 1 ? 0 : -1;
-}
-
 static void
 usage(void)
 {
@@ -728,7 +693,7 @@ main(int argc, char **argv)
     while ((opt = getopt(argc, argv, "a:f:L:c:t:n:b:H:T:")) != -1) {
         switch (opt) {
         case 'a':
-            if (parse_addr(optarg, &target) != 0) {
+            if (bench_parse_addr(optarg, &target) != 0) {
                 fprintf(stderr, "loadgen: bad address %s\n", optarg);
                 return 2;
             }
@@ -770,7 +735,7 @@ main(int argc, char **argv)
         usage();
         return 2;
     }
-    raise_nofile();
+    bench_raise_nofile();
     signal(SIGPIPE, SIG_IGN);
     epfd = epoll_create1(EPOLL_CLOEXEC);
     if (epfd < 0) {

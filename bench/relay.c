@@ -21,6 +21,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "common.h"
+
 #define BUF_SIZE   (16 * 1024)
 #define RECORD_MAX (5 + 16384 + 2048) /* a TLS record may carry up to 2^14 + 2048 bytes */
 
@@ -290,54 +292,29 @@ do_accept(int lfd)
     }
 }
 
-static int
-parse_addr(const char *text, struct sockaddr_in *sin)
-{
-    char host[64];
-    const char *colon = strrchr(text, ':');
-
-    if (colon == NULL || (size_t)(colon - text) >= sizeof(host)) {
-        return -1;
-    }
-    memcpy(host, text, (size_t)(colon - text));
-    host[colon - text] = '\0';
-    memset(sin, 0, sizeof(*sin));
-    sin->sin_family = AF_INET;
-    sin->sin_port = htons((uint16_t)atoi(colon + 1));
-    return inet_pton(AF_INET, host, &sin->sin_addr) == 1 ? 0 : -1;
-}
-
 int
 main(int argc, char **argv)
 {
     struct epoll_event events[256];
     struct epoll_event ev;
     struct sockaddr_in listen_addr;
-    socklen_t slen = sizeof(listen_addr);
     struct sigaction sa;
-    struct rlimit rl;
-    int one = 1;
     int lfd;
 
-    if (argc != 3 || parse_addr(argv[1], &listen_addr) != 0 ||
-        parse_addr(argv[2], &backend_addr) != 0) {
+    if (argc != 3 || bench_parse_addr(argv[1], &listen_addr) != 0 ||
+        bench_parse_addr(argv[2], &backend_addr) != 0) {
         fprintf(stderr, "usage: relay LISTEN_IP:PORT BACKEND_IP:PORT\n");
         return 2;
     }
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
-    }
+    bench_raise_nofile();
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = on_signal;
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (lfd < 0 || bind(lfd, (struct sockaddr *)&listen_addr, sizeof(listen_addr)) != 0 ||
-        listen(lfd, 4096) != 0 || getsockname(lfd, (struct sockaddr *)&listen_addr, &slen) != 0) {
+    lfd = bench_listen(&listen_addr);
+    if (lfd < 0) {
         perror("relay: listen");
         return 1;
     }
