@@ -18,6 +18,7 @@ import struct
 import subprocess
 import threading
 import time
+import traceback
 
 ALERT_UNRECOGNIZED_NAME = bytes.fromhex("15030300020270")
 
@@ -989,6 +990,11 @@ def run_suite(cases, make_ctx=None, extra_args=None):
                 passed += 1
             except Fail as e:
                 print("FAIL %s: %s" % (name, e))
+                failed += 1
+            except Exception as e:  # a reset or timeout the case did not expect: a failure
+                tb = traceback.extract_tb(e.__traceback__)[-1]
+                print("FAIL %s: %s: %s (at %s:%d)" % (name, type(e).__name__, e,
+                                                     os.path.basename(tb.filename), tb.lineno))
                 failed += 1
             finally:
                 Proc.stop_all()
