@@ -14,7 +14,9 @@ with drain_timeout = 60s:
   workers = 1 and workers = 2;
 - an HTTP-tracked keep-alive connection (protocol = http) is not handed over: it keeps
   the old process running and is still served by it, while an idle TLS-listener stream
-  beside it moves on.
+  beside it moves on;
+- the new process dies while the old one holds a busy connection: the old one keeps it
+  and relays it to its end.
 
     run_handover.py --sniroute build/sniroute [-k FILTER]
 """
@@ -42,7 +44,37 @@ DRAIN_S = 60
 OLD_EXIT_S = 10
 
 
-def config(port, aport, capture, echo, workers=1, web_port=None):
+class GateBackend(harness._Acceptor):
+    """Plain TCP with a small receive buffer: accepts and reads nothing until release(),
+    then echoes everything until EOF. A client that sends much before the release keeps
+    sniroute's client-to-backend direction busy (bytes in flight, backpressure) for as long
+    as the gate is shut."""
+
+    def __init__(self):
+        self.released = threading.Event()
+        super().__init__()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+
+    def handle(self, conn):
+        self.results.put(("accepted",))
+        self.released.wait(60)
+        conn.settimeout(60)
+        while True:
+            b = conn.recv(65536)
+            if not b:
+                break
+            conn.sendall(b)
+        conn.shutdown(socket.SHUT_WR)
+        self.results.put(("ok",))
+
+    def release(self):
+        self.released.set()
+
+
+GATE_NAME = "gate.test"
+
+
+def config(port, aport, capture, echo, workers=1, web_port=None, gate=None):
     text = ("[sniroute]\nhello_timeout = 5s\nconnect_timeout = 2s\ndrain_timeout = %ds\n"
             "workers = %d\nadmin = 127.0.0.1:%d\n"
             "[listener https]\nlisten = 127.0.0.1:%d\nroutes = main\n"
@@ -51,6 +83,8 @@ def config(port, aport, capture, echo, workers=1, web_port=None):
         text += "[listener web]\nlisten = 127.0.0.1:%d\nprotocol = http\nroutes = main\n" % web_port
     text += ("[routes main]\n%s = 127.0.0.1:%d\n%s = 127.0.0.1:%d\n"
              % (HELLO_NAME, capture.port, ECHO_NAME, echo.port))
+    if gate is not None:
+        text += "%s = 127.0.0.1:%d\n" % (GATE_NAME, gate.port)
     return text
 
 
@@ -339,8 +373,74 @@ def case_http_tracked_stays(ctx):
         echo.stop()
 
 
+def case_new_dies_old_keeps(ctx):
+    """The new process dies while the old one still holds a busy connection (its backend
+    reads nothing yet, so bytes are in flight): the old process's next attempt to hand it
+    over fails, it says so, and it relays the connection to its end itself, every byte
+    echoed and checked, then exits cleanly. Fails otherwise."""
+    capture, echo, gate = CaptureBackend(), EchoBackend(), GateBackend()
+    port, aport = free_port(), free_port()
+    d = Daemon(ctx, "dies", config(port, aport, capture, echo, gate=gate))
+    s = None
+    try:
+        s = harness.connect(port, timeout=30)
+        hello = harness.client_hello(GATE_NAME)
+        # More than loopback's socket buffers hold on the way (autotuned up to several MiB
+        # each), so bytes stay in flight inside sniroute until the gate opens.
+        payload = random.Random(7).randbytes(32 << 20)
+        sent = []
+
+        def writer():
+            try:
+                s.sendall(hello + payload)
+                sent.append(True)
+            except OSError as e:
+                sent.append(e)
+
+        t = threading.Thread(target=writer, daemon=True)
+        t.start()
+        gate.next_result(10, "gate")  # connected; the writer blocks soon after
+        time.sleep(0.5)
+        old = d.pid
+        mark = d.mark()
+        new = d.upgrade()
+        time.sleep(0.5)
+        check(not is_gone(old), "old pid %d exited while its connection was busy" % old)
+        os.kill(new, 9)
+        wait_gone(new, 10)
+        gate.release()
+        got = bytearray()
+        want = len(hello) + len(payload)
+        while len(got) < want:
+            b = s.recv(min(1 << 20, want - len(got)))
+            if not b:
+                raise Fail("EOF after %d of %d echoed bytes" % (len(got), want))
+            got += b
+        t.join(30)
+        check(sent == [True], "client send: %r" % sent)
+        check(bytes(got) == hello + payload, "echoed bytes differ")
+        d.proc.wait_line("stderr", r"upgrade: cannot hand connections over to the new "
+                         r"process: .*; the rest finish here", 10, mark)
+        s.shutdown(socket.SHUT_WR)
+        check(harness.recv_all(s, time.monotonic() + 10) == b"", "bytes after the echo")
+        status = d.d.proc.wait_exit(OLD_EXIT_S)
+        check(status == 0, "old pid %d: exit status %r after its last connection" % (old, status))
+        report = d.d.sanitizer_report()
+        check(report is None, "sanitizer: %s" % report)
+        check("sniroute: stopped after " in d.proc.text("stderr"), "old pid: no clean stop")
+        return "old pid relayed %d MiB to the end after pid %d died" % (len(payload) >> 20, new)
+    finally:
+        gate.release()
+        if s is not None:
+            s.close()
+        d.kill_all()
+        capture.stop()
+        echo.stop()
+        gate.stop()
+
+
 CASES = [case_streams_follow_upgrades, case_streams_follow_upgrades_two_workers,
-         case_http_tracked_stays]
+         case_http_tracked_stays, case_new_dies_old_keeps]
 
 
 if __name__ == "__main__":
