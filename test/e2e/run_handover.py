@@ -21,9 +21,12 @@ with drain_timeout = 60s:
     run_handover.py --sniroute build/sniroute [-k FILTER]
 """
 
+import array
 import os
 import random
+import signal
 import socket
+import struct
 import sys
 import threading
 import time
@@ -439,8 +442,164 @@ def case_new_dies_old_keeps(ctx):
         gate.stop()
 
 
+# The wire of include/sniroute/upgrade.h, as this test plays the old process.
+UP_MAGIC, UP_HELLO, UP_END, UP_READY, UP_CONN = 0x53525550, 1, 3, 4, 5
+UP_TEXT = 384
+
+
+def up_header(version, kind, n):
+    return struct.pack("=IHHII", UP_MAGIC, version, kind, os.getpid(), n)
+
+
+def up_record(listener, sni="adopt.test", upstream="10.9.8.7:443", label="10.9.8.7:443",
+              alpn="h2", client=("203.0.113.7", 4242), bytes_in=1000, bytes_out=2000,
+              age_ms=5000, route=1, flags=0):
+    """struct sr_upgrade_conn: three uint64, a sockaddr_storage, route, flags, 6 reserved
+    bytes, five NUL-terminated texts of UP_TEXT bytes. A text given as bytes is used as is
+    (to send one without its NUL)."""
+    def text(t):
+        b = t if isinstance(t, bytes) else t.encode() + b"\0"
+        return b.ljust(UP_TEXT, b"\0")[:UP_TEXT]
+
+    ss = struct.pack("=H", socket.AF_INET) + struct.pack("!H", client[1])
+    ss = (ss + socket.inet_aton(client[0])).ljust(128, b"\0")
+    start_ms = int(time.time() * 1000) - age_ms
+    return (struct.pack("=QQQ", start_ms, bytes_in, bytes_out) + ss +
+            struct.pack("=BB6x", route, flags) + text(listener) + text(sni) +
+            text(upstream) + text(label) + text(alpn))
+
+
+def tcp_pair():
+    """Two ends of one loopback TCP connection: (ours, the one we hand over)."""
+    lst = socket.socket()
+    lst.bind(("127.0.0.1", 0))
+    lst.listen(1)
+    ours = socket.create_connection(lst.getsockname())
+    theirs, _ = lst.accept()
+    lst.close()
+    return ours, theirs
+
+
+def case_adopt_checks_every_message(ctx):
+    """The test plays the old process of an upgrade on the new one's handoff socket: after
+    READY it sends two good connections (one naming a listener the config lacks) and five
+    bad messages: a text without its NUL, a server name that is not a host name, a
+    listening socket instead of a connected one, one descriptor instead of two, a short
+    message. The good ones must relay both ways and log their totals under the right
+    listener; each bad one must be closed (its peers see the close) and counted, and the
+    process must go on and stop cleanly. Fails otherwise."""
+    capture, echo = CaptureBackend(), EchoBackend()
+    port, aport = free_port(), free_port()
+    path = os.path.join(ctx.tmp, "adopt.ini")
+    with open(path, "w") as f:
+        f.write(config(port, aport, capture, echo))
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    env = dict(os.environ, SNIROUTE_UPGRADE_FD=str(theirs.fileno()))
+    proc = harness.Proc([ctx.binary, "-c", path], "sniroute(adopt)", env=env,
+                        pass_fds=(theirs.fileno(),))
+    theirs.close()
+    keep = []
+    try:
+        ours.settimeout(20)
+        hdr = ours.recv(64)
+        magic, version, kind, pid, n = struct.unpack("=IHHII", hdr)
+        check(magic == UP_MAGIC and version == 1 and kind == UP_HELLO and n == 2,
+              "HELLO: %r" % (hdr,))
+        ours.send(up_header(1, UP_END, 0))  # no listening sockets: it binds its own
+        magic, version, kind, pid, n = struct.unpack("=IHHII", ours.recv(64))
+        check(kind == UP_READY, "no READY: type %d" % kind)
+
+        def send(rec, fds, n_fds=2, cut=None):
+            data = up_header(2, UP_CONN, n_fds) + rec
+            ours.sendmsg([data[:cut] if cut else data],
+                       [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))])
+
+        good = []
+        for listener in ("https", "nosuch"):
+            client, c_side = tcp_pair()
+            backend, b_side = tcp_pair()
+            send(up_record(listener), [c_side.fileno(), b_side.fileno()])
+            c_side.close()
+            b_side.close()
+            good.append((client, backend))
+        bad = []
+        for why, rec, n_fds, cut in (
+                ("no NUL", up_record(b"x" * UP_TEXT), 2, None),
+                ("bad sni", up_record("https", sni="not a name"), 2, None),
+                ("listening", up_record("https"), 2, None),
+                ("one fd", up_record("https"), 1, None),
+                ("short", up_record("https"), 2, 100)):
+            client, c_side = tcp_pair()
+            backend, b_side = tcp_pair()
+            fds = [c_side.fileno(), b_side.fileno()]
+            if why == "listening":
+                lst = socket.socket()
+                lst.bind(("127.0.0.1", 0))
+                lst.listen(1)
+                keep.append(lst)
+                fds[1] = lst.fileno()
+            send(rec, fds[:n_fds], n_fds=2, cut=cut)
+            c_side.close()
+            b_side.close()
+            bad.append((why, client, backend if why not in ("listening", "one fd") else None))
+        for why, client, backend in bad:
+            for s in (client, backend):
+                if s is not None:
+                    kind, data = harness.wait_close(s, 10)
+                    check(data == b"", "%s: bytes from a refused connection" % why)
+        for i, (client, backend) in enumerate(good):
+            client.sendall(b"ping %d" % i)
+            check(recv_exact(backend, 6) == b"ping %d" % i, "good %d: client to backend" % i)
+            backend.sendall(b"pong!! %d" % i)
+            check(recv_exact(client, 8) == b"pong!! %d" % i, "good %d: backend to client" % i)
+        check(adopted(aport, "https") == 2, "adopted: %s" % adopted(aport, "https"))
+        ours.close()  # "old" has nothing left: the new process says what it took
+        proc.wait_line("stderr", r"upgrade: took over 2 open connection\(s\) from pid %d "
+                       r"\(5 failed\)" % os.getpid(), 10)
+        err = proc.text("stderr")
+        for why in ("bad listener name", "bad server name",
+                    "a descriptor is not a connected TCP socket", "not two descriptors",
+                    "a short or truncated message"):
+            check("not taken over: %s; closed" % why in err, "no notice '%s'" % why)
+        for client, backend in good:
+            client.shutdown(socket.SHUT_WR)
+            check(harness.recv_all(backend, time.monotonic() + 10) == b"", "good: EOF")
+            backend.shutdown(socket.SHUT_WR)
+            check(harness.recv_all(client, time.monotonic() + 10) == b"", "good: EOF back")
+            client.close()
+            backend.close()
+        deadline = time.monotonic() + 10
+        while True:
+            with proc.cond:
+                lines = [harness.parse_log_line(x) for x in proc.lines["stdout"]
+                         if "outcome=" in x]
+            if len(lines) >= 2 or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        check(len(lines) == 2, "access log: %s" % [e["_raw"] for e in lines])
+        for e in lines:
+            check(e.get("listener") == "https" and e.get("client") == "203.0.113.7:4242" and
+                  e.get("sni") == "adopt.test" and e.get("upstream") == "10.9.8.7:443" and
+                  e.get("alpn") == "h2" and e.get("route") == "exact" and
+                  e.get("outcome") == "ok" and e.get("bytes_in") == "1006" and
+                  e.get("bytes_out") == "2008" and int(e["duration_ms"]) >= 5000,
+                  "adopted line: %s" % e["_raw"])
+        status = proc.stop(signal.SIGTERM, 15)
+        check(status == 0, "exit status %r" % status)
+        report = next((p for p in harness.SANITIZER_MARKS if p in proc.text("stderr")), None)
+        check(report is None, "sanitizer: %s" % report)
+        return "2 adopted and logged, 5 bad messages closed and counted"
+    finally:
+        ours.close()
+        for s in keep:
+            s.close()
+        proc.stop(signal.SIGTERM, 5)
+        capture.stop()
+        echo.stop()
+
+
 CASES = [case_streams_follow_upgrades, case_streams_follow_upgrades_two_workers,
-         case_http_tracked_stays, case_new_dies_old_keeps]
+         case_http_tracked_stays, case_new_dies_old_keeps, case_adopt_checks_every_message]
 
 
 if __name__ == "__main__":
