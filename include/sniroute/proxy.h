@@ -32,6 +32,8 @@ struct sr_server;
 /* While draining after an upgrade: how often connections busy at the last look are
  * looked at again. */
 #define SR_HANDOVER_SWEEP_MS 100
+/* ... and how soon after the handoff socket was full (the new process is reading). */
+#define SR_HANDOVER_RETRY_MS 5
 
 /* workers = N: at most this many loops, one thread each. */
 #define SR_WORKERS_MAX 64
