@@ -14,6 +14,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdatomic.h>
@@ -32,6 +33,13 @@
 
 /* libuv's error codes are negated errno values on Unix (uv-errno.h). */
 #define SR_ERRNO(e) (-(e))
+
+/* A handed-over connection's texts fit the message (upgrade.h): a listener name, a server
+ * name, "pool/host:port" as the log writes it, an ALPN condition. */
+_Static_assert(SR_UPGRADE_TEXT_MAX > SR_CONFIG_NAME_MAX + 1 + SR_ADDR_HOST_MAX + 16 &&
+                   SR_UPGRADE_TEXT_MAX > SR_NAME_MAX + 1 &&
+                   SR_UPGRADE_TEXT_MAX > SR_CONFIG_ALPN_MAX + 1,
+               "SR_UPGRADE_TEXT_MAX too small");
 
 static void connect_start(struct sr_conn *conn);
 static void conn_refuse_with(struct sr_conn *conn, const void *bytes, size_t len,
@@ -98,6 +106,7 @@ sr__conn_free(struct sr_conn *conn)
     }
     free(conn->http_out.p);
     free(conn->sni);
+    free(conn->adopted);
     sr_generation_unref(conn->gen);
     sr__server_conn_gone(conn->server, conn);
     free(conn);
@@ -129,11 +138,55 @@ route_name(enum sr_route_kind kind)
     return "none";
 }
 
+/* The upstream as the log shows it, into <out>: "" for none. */
+static void
+conn_upstream_text(const struct sr_conn *conn, char *out, size_t cap)
+{
+    out[0] = '\0';
+    if (conn->adopted != NULL) {
+        snprintf(out, cap, "%s", conn->adopted->upstream);
+    } else if (conn->pool != NULL) {
+        /* "pool/server": which pool, and which of its servers was tried last. */
+        int n = snprintf(out, cap, "%s/", conn->gen->cfg.pools[conn->upstream->pool - 1].name);
+
+        if (n > 0 && (size_t)n < cap) {
+            sr_addr_format(conn->target, out + n, cap - (size_t)n);
+        }
+    } else if (conn->upstream != NULL) {
+        sr_addr_format(&conn->upstream->addr, out, cap);
+    }
+}
+
+/* The upstream's metrics label (as sr_generation_prepare names it), into <out>. */
+static void
+conn_upstream_label(const struct sr_conn *conn, char *out, size_t cap)
+{
+    out[0] = '\0';
+    if (conn->adopted != NULL) {
+        snprintf(out, cap, "%s", conn->adopted->label);
+    } else if (conn->upstream != NULL && conn->upstream->pool != 0) {
+        snprintf(out, cap, "%s", conn->gen->cfg.pools[conn->upstream->pool - 1].name);
+    } else if (conn->upstream != NULL) {
+        sr_addr_format(&conn->upstream->addr, out, cap);
+    }
+}
+
+static uint64_t
+wall_clock_ms(void)
+{
+    uv_timeval64_t tv;
+
+    if (uv_gettimeofday(&tv) != 0) {
+        return 0;
+    }
+    return (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000;
+}
+
 static void
 conn_log(struct sr_conn *conn)
 {
     struct sr_access_record rec;
-    char upstream[SR_ADDR_HOST_MAX + 16];
+    char upstream[SR_UPGRADE_TEXT_MAX];
     char client[SR_SOCKADDR_TEXT_MAX];
     char line[1024];
     uv_timeval64_t tv;
@@ -143,18 +196,7 @@ conn_log(struct sr_conn *conn)
         conn->is_quiet) {
         return;
     }
-    upstream[0] = '\0';
-    if (conn->pool != NULL) {
-        /* "pool/server": which pool, and which of its servers was tried last. */
-        int n = snprintf(upstream, sizeof(upstream), "%s/",
-                         conn->gen->cfg.pools[conn->upstream->pool - 1].name);
-
-        if (n > 0 && (size_t)n < sizeof(upstream)) {
-            sr_addr_format(conn->target, upstream + n, sizeof(upstream) - (size_t)n);
-        }
-    } else if (conn->upstream != NULL) {
-        sr_addr_format(&conn->upstream->addr, upstream, sizeof(upstream));
-    }
+    conn_upstream_text(conn, upstream, sizeof(upstream));
     sr__format_sockaddr(&conn->client_addr.sa, client, sizeof(client));
     if (uv_gettimeofday(&tv) != 0) {
         memset(&tv, 0, sizeof(tv));
@@ -215,11 +257,16 @@ sr__conn_close_ex(struct sr_conn *conn, const char *outcome, bool reset_client, 
     conn->state = SR_CONN_CLOSING;
     conn_log(conn);
     if (conn->is_counted) {
+        /* An adopted connection counts only what this process relayed: the old one
+         * counted the rest. */
+        const struct sr_conn_adopted *ad = conn->adopted;
+        bool has_uid = ad != NULL ? ad->has_uid : conn->upstream != NULL;
+
         sr_metrics_conn_closed(conn_metrics(conn), conn->lid,
                                sr_metrics_outcome_parse(conn->outcome));
-        sr_metrics_bytes(conn_metrics(conn), conn->lid,
-                         conn->upstream != NULL ? conn->uid : UINT32_MAX, conn->up.n_bytes,
-                         conn->down.n_bytes);
+        sr_metrics_bytes(conn_metrics(conn), conn->lid, has_uid ? conn->uid : UINT32_MAX,
+                         conn->up.n_bytes - (ad != NULL ? ad->base_in : 0),
+                         conn->down.n_bytes - (ad != NULL ? ad->base_out : 0));
     }
     sr__server_deadline_clear(conn->server, &conn->deadline);
     sr__relay_release(conn); /* pipes and buffers back to the pools now */
@@ -1261,6 +1308,226 @@ sr_conn_accept(struct sr_listener *listener, int fd, const struct sockaddr *peer
     conn_deadline(conn, hello_timer_ms(conn));
     rc = sr_watch_set(&server->reactor, &conn->client, EPOLLIN);
     if (rc != 0) {
+        conn->detail = uv_err_name(rc);
+        sr_conn_close(conn, "error");
+    }
+    return 0;
+}
+
+/* --- Binary upgrade: handing over and adopting established connections ------------------ */
+
+/* Nothing of <conn> is in flight in this process: it relays, both directions wait for
+ * their source with no byte read and not yet written (so no pipe or buffer holds any), no
+ * HTTP request tracker has state that could not move, and neither direction has met its
+ * end (a half-closed connection is on its way out: it finishes here). Bytes still in the
+ * kernel's socket buffers are fine: the new process reads them. */
+static bool
+is_idle_relay(const struct sr_conn *conn)
+{
+    return conn->state == SR_CONN_RELAYING && conn->http_track == NULL && !conn->up.is_tracked &&
+           conn->up.pending == 0 && conn->down.pending == 0 && conn->up.wait == SR_FLOW_WAIT_SRC &&
+           conn->down.wait == SR_FLOW_WAIT_SRC && !conn->up.is_eof && !conn->down.is_eof &&
+           conn->client.fd >= 0 && conn->backend.fd >= 0;
+}
+
+/* What the new process needs to know about <conn>. */
+static void
+conn_record(const struct sr_conn *conn, struct sr_upgrade_conn *rec)
+{
+    uint64_t wall_ms = wall_clock_ms();
+    uint64_t age_ms = conn_now(conn) - conn->start_ms;
+
+    memset(rec, 0, sizeof(*rec));
+    rec->start_ms = wall_ms > age_ms ? wall_ms - age_ms : 0;
+    rec->bytes_in = conn->up.n_bytes;
+    rec->bytes_out = conn->down.n_bytes;
+    if (conn->client_addr.sa.sa_family == AF_INET) {
+        memcpy(&rec->client, &conn->client_addr.in4, sizeof(conn->client_addr.in4));
+    } else if (conn->client_addr.sa.sa_family == AF_INET6) {
+        memcpy(&rec->client, &conn->client_addr.in6, sizeof(conn->client_addr.in6));
+    }
+    rec->route = conn->route;
+    rec->flags = (conn->is_fallback ? SR_UPGRADE_CONN_FALLBACK : 0) |
+                 (conn->has_ech ? SR_UPGRADE_CONN_ECH : 0) |
+                 (conn->lcfg->is_http ? SR_UPGRADE_CONN_HTTP : 0);
+    snprintf(rec->listener, sizeof(rec->listener), "%s", conn->lcfg->name);
+    snprintf(rec->sni, sizeof(rec->sni), "%s", conn_sni(conn));
+    conn_upstream_text(conn, rec->upstream, sizeof(rec->upstream));
+    conn_upstream_label(conn, rec->label, sizeof(rec->label));
+    if (conn->alpn_route != NULL) {
+        snprintf(rec->alpn_route, sizeof(rec->alpn_route), "%s", conn->alpn_route);
+    }
+}
+
+int
+sr__conn_hand_over(struct sr_conn *conn, int sock)
+{
+    struct sr_reactor *reactor = &conn->server->reactor;
+    struct sr_upgrade_conn rec;
+    uint32_t client_events = conn->client.events;
+    uint32_t backend_events = conn->backend.events;
+    int rc;
+
+    if (!is_idle_relay(conn)) {
+        return UV_EBUSY;
+    }
+    conn_record(conn, &rec);
+    if (sr_upgrade_conn_check(&rec, -1, -1) != NULL) {
+        return UV_EBUSY; /* the new process would refuse it (a config text it cannot log) */
+    }
+    sr__relay_release(conn); /* an empty pipe or buffer some flow still holds */
+    /* Stop watching first: from here on this process never reads these sockets again. */
+    sr_watch_clear(reactor, &conn->client);
+    sr_watch_clear(reactor, &conn->backend);
+    rc = sr_upgrade_send_conn(sock, &rec, conn->client.fd, conn->backend.fd);
+    if (rc != 0) {
+        /* Not sent: watch again as before and go on relaying here. */
+        int err = sr_watch_set(reactor, &conn->client, client_events);
+
+        if (err == 0) {
+            err = sr_watch_set(reactor, &conn->backend, backend_events);
+        }
+        if (err != 0) {
+            conn->detail = uv_err_name(err);
+            sr_conn_close(conn, "error");
+        }
+        return rc;
+    }
+    /* The new process holds both sockets now: closing ours sends nothing to either peer.
+     * One access-log line per connection: the new process writes it, with the totals. */
+    conn->outcome = "handed_over";
+    conn->is_quiet = true;
+    sr__conn_close_ex(conn, "handed_over", false, false);
+    return 0;
+}
+
+/* The [listener] of the current config an adopted connection counts under: the one of
+ * the same name, else the first of the same protocol, else the first. */
+static const struct sr_listener_config *
+adopt_listener(const struct sr_config *cfg, const struct sr_upgrade_conn *rec)
+{
+    bool is_http = (rec->flags & SR_UPGRADE_CONN_HTTP) != 0;
+    size_t i;
+
+    for (i = 0; i < cfg->n_listeners; i++) {
+        if (strcmp(cfg->listeners[i].name, rec->listener) == 0) {
+            return &cfg->listeners[i];
+        }
+    }
+    for (i = 0; i < cfg->n_listeners; i++) {
+        if (cfg->listeners[i].is_http == is_http) {
+            return &cfg->listeners[i];
+        }
+    }
+    return &cfg->listeners[0];
+}
+
+/* The texts an adopted connection keeps, in one allocation. */
+static struct sr_conn_adopted *
+adopted_new(const struct sr_upgrade_conn *rec)
+{
+    size_t up_len = strlen(rec->upstream) + 1;
+    size_t label_len = strlen(rec->label) + 1;
+    size_t alpn_len = strlen(rec->alpn_route) + 1;
+    struct sr_conn_adopted *ad = malloc(sizeof(*ad) + up_len + label_len + alpn_len);
+    char *p;
+
+    if (ad == NULL) {
+        return NULL;
+    }
+    memset(ad, 0, sizeof(*ad));
+    p = (char *)(ad + 1);
+    ad->upstream = memcpy(p, rec->upstream, up_len);
+    ad->label = memcpy(p + up_len, rec->label, label_len);
+    ad->alpn_route =
+        alpn_len > 1 ? memcpy(p + up_len + label_len, rec->alpn_route, alpn_len) : NULL;
+    ad->base_in = rec->bytes_in;
+    ad->base_out = rec->bytes_out;
+    return ad;
+}
+
+int
+sr_conn_adopt(struct sr_server *server, const struct sr_upgrade_conn *rec, int client_fd,
+              int backend_fd, uint32_t uid)
+{
+    struct sr_generation *gen = server->gen;
+    const struct sr_listener_config *lcfg = adopt_listener(&gen->cfg, rec);
+    struct sockaddr_storage peer;
+    socklen_t peer_len = sizeof(peer);
+    uint64_t wall_ms = wall_clock_ms();
+    uint64_t age_ms;
+    struct sr_conn *conn;
+    int rc;
+
+    conn = calloc(1, sizeof(*conn));
+    if (conn != NULL) {
+        conn->adopted = adopted_new(rec);
+        if (rec->sni[0] != '\0') {
+            conn->sni = strdup(rec->sni);
+        }
+    }
+    if (conn == NULL || conn->adopted == NULL || (rec->sni[0] != '\0' && conn->sni == NULL)) {
+        if (conn != NULL) {
+            free(conn->adopted);
+            free(conn->sni);
+            free(conn);
+        }
+        close(client_fd);
+        close(backend_fd);
+        sr_log_notice("upgrade: out of memory taking over a connection");
+        return UV_ENOMEM;
+    }
+    conn->server = server;
+    conn->gen = sr_generation_ref(gen);
+    conn->lcfg = lcfg;
+    conn->routes = &gen->cfg.routes[lcfg->routes];
+    conn->state = SR_CONN_RELAYING;
+    conn->route = rec->route;
+    conn->is_fallback = (rec->flags & SR_UPGRADE_CONN_FALLBACK) != 0;
+    conn->has_ech = (rec->flags & SR_UPGRADE_CONN_ECH) != 0;
+    conn->alpn_route = conn->adopted->alpn_route;
+    sr_watch_init(&conn->client, client_fd, on_client_event);
+    sr_watch_init(&conn->backend, backend_fd, on_backend_event);
+    sr_deadline_init(&conn->deadline);
+    conn->up.pipe_fds[0] = conn->up.pipe_fds[1] = -1;
+    conn->down.pipe_fds[0] = conn->down.pipe_fds[1] = -1;
+    conn->up.n_bytes = rec->bytes_in;
+    conn->down.n_bytes = rec->bytes_out;
+    if (rec->client.ss_family == AF_INET) {
+        memcpy(&conn->client_addr, &rec->client, sizeof(conn->client_addr.in4));
+    } else if (rec->client.ss_family == AF_INET6) {
+        memcpy(&conn->client_addr, &rec->client, sizeof(conn->client_addr.in6));
+    }
+    /* The log's duration runs from the accept in the old process. */
+    age_ms = wall_ms > rec->start_ms ? wall_ms - rec->start_ms : 0;
+    conn->start_ms = conn_now(conn) > age_ms ? conn_now(conn) - age_ms : 0;
+    conn->lid = gen->listener_ids[lcfg - gen->cfg.listeners];
+    conn->uid = uid;
+    conn->adopted->has_uid = uid != UINT32_MAX;
+    sr__server_conn_add(server, conn);
+
+    /* Limits count it like any other (by the TCP peer, as at accept), but never refuse
+     * it: it is open already. */
+    memset(&peer, 0, sizeof(peer));
+    if (getpeername(client_fd, (struct sockaddr *)&peer, &peer_len) != 0) {
+        memset(&peer, 0, sizeof(peer));
+    }
+    sr__server_count(server, conn, (const struct sockaddr *)&peer);
+    sr_metrics_conn_adopted(conn_metrics(conn), conn->lid);
+    conn->is_counted = true;
+
+    /* O_NONBLOCK belongs to the open file, which the old process set; be sure. */
+    if (fcntl(client_fd, F_SETFL, fcntl(client_fd, F_GETFL) | O_NONBLOCK) != 0 ||
+        fcntl(backend_fd, F_SETFL, fcntl(backend_fd, F_GETFL) | O_NONBLOCK) != 0) {
+        conn->detail = uv_err_name(SR_ERRNO(errno));
+        sr_conn_close(conn, "error");
+        return 0;
+    }
+    /* The idle timeout starts again: the old process saw activity we do not know of. */
+    conn->last_active_ms = conn_now(conn);
+    conn_deadline(conn, gen->cfg.idle_timeout_ms);
+    rc = sr__relay_start(conn);
+    if (rc != 0 && conn->state != SR_CONN_CLOSING) {
         conn->detail = uv_err_name(rc);
         sr_conn_close(conn, "error");
     }

@@ -195,6 +195,8 @@ struct daemon {
     struct sr_upgrade upgrade;
     const char *exe;
     char **argv;
+    /* The new process of an upgrade: the open connections old hands over after READY. */
+    struct sr_adopter adopter;
 };
 
 /* Changes come in bursts (an editor's write and rename, kubelet's symlink dance): reload
@@ -438,6 +440,7 @@ on_all_stopped(struct sr_workers *set)
 {
     struct daemon *d = set->data;
 
+    sr_adopter_stop(&d->adopter);
     if (d->has_admin) {
         sr_admin_stop(&d->admin);
     }
@@ -491,6 +494,9 @@ on_signal(uv_signal_t *handle, int signum)
     }
     d->is_draining = true;
     sr_upgrade_abort(&d->upgrade);
+    /* Connections an old process still holds stay there (it drains them); those already
+     * queued on the socket are taken first. */
+    sr_adopter_stop(&d->adopter);
     sr_workers_drain(&d->workers);
 }
 
@@ -523,11 +529,24 @@ on_upgrade_done(struct sr_upgrade *up, int status)
     struct daemon *d = up->data;
 
     if (status != 0 || d->is_draining) {
+        if (up->handover_fd >= 0) {
+            close(up->handover_fd);
+            up->handover_fd = -1;
+        }
         return;
     }
-    sr_log_notice("upgrade: pid %d took over from pid %d; no longer accepting; draining", up->pid,
-                  (int)getpid());
+    sr_log_notice("upgrade: pid %d took over from pid %d; no longer accepting; draining%s", up->pid,
+                  (int)getpid(),
+                  up->handover_fd >= 0 ? " (idle connections go to the new process)" : "");
     d->is_draining = true;
+    /* Still taking connections over from the process before us? What it has sent goes to
+     * our workers before they drain (and so on to the new process); what it still holds
+     * it keeps. */
+    sr_adopter_stop(&d->adopter);
+    /* Before the drain request: each worker hands its idle connections over as it starts
+     * draining. Closed once every worker has stopped (run). */
+    atomic_store(&d->shared.handover_fd, up->handover_fd);
+    up->handover_fd = -1;
     if (d->has_admin) {
         d->has_admin = false;
         sr_admin_stop(&d->admin);
@@ -567,6 +586,21 @@ signal_watch(uv_loop_t *loop, uv_signal_t *handle, int signum, struct daemon *d)
     /* Signal handles do not keep the loop alive: uv_run returns once the server has closed
      * all of its handles, after a drain. */
     uv_unref((uv_handle_t *)handle);
+}
+
+/* The new process: a connection the old one handed over goes to the next worker, with
+ * its upstream's metrics row (names are interned on this thread only). */
+static void
+on_adopt_conn(struct sr_adopter *a, const struct sr_upgrade_conn *rec, int client_fd,
+              int backend_fd)
+{
+    struct daemon *d = a->data;
+    uint32_t uid = UINT32_MAX;
+
+    if (rec->label[0] != '\0') {
+        uid = sr_metrics_names_intern(&d->shared.upstream_names, rec->label);
+    }
+    sr_workers_adopt(&d->workers, rec, client_fd, backend_fd, uid);
 }
 
 /* workers = auto: one per CPU this process may use. After an upgrade, at least one per
@@ -657,8 +691,15 @@ run(const char *path, struct sr_generation *gen, const struct account *acc, char
         /* Every worker listens: the old process may stop accepting (or, if we failed, it
          * sees the socket close and keeps serving). */
         sr_inherited_release(inherited);
-        if (d.is_started) {
-            sr_upgrade_ready(handoff);
+        if (d.is_started && sr_upgrade_ready(handoff) == 0) {
+            /* Then old hands its open connections over on the same socket. */
+            rc = sr_adopter_start(&d.adopter, &loop, handoff, inherited->from_pid, on_adopt_conn,
+                                  &d);
+            if (rc != 0) {
+                sr_log_notice("upgrade: cannot watch the handoff socket: %s; open connections "
+                              "stay with pid %u",
+                              uv_strerror(rc), (unsigned)inherited->from_pid);
+            }
         } else {
             close(handoff);
         }
@@ -669,6 +710,11 @@ run(const char *path, struct sr_generation *gen, const struct account *acc, char
         sr_log_notice("stopped after %llu connection(s)", (unsigned long long)n_accepted);
     }
 
+    sr_adopter_stop(&d.adopter);
+    if (atomic_load(&d.shared.handover_fd) >= 0) {
+        close(atomic_load(&d.shared.handover_fd)); /* no worker sends any more */
+        atomic_store(&d.shared.handover_fd, -1);
+    }
     uv_close((uv_handle_t *)&d.sigterm, NULL);
     uv_close((uv_handle_t *)&d.sigint, NULL);
     uv_close((uv_handle_t *)&d.sighup, NULL);

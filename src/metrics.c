@@ -31,6 +31,7 @@ static const char *const outcome_names[SR_METRICS_N_OUTCOMES] = {
     [SR_METRICS_OUTCOME_HOST_CHANGED] = "host_changed",
     [SR_METRICS_OUTCOME_OVER_IP_LIMIT] = "max_connections_per_ip",
     [SR_METRICS_OUTCOME_DRAINED] = "drained",
+    [SR_METRICS_OUTCOME_HANDED_OVER] = "handed_over",
     [SR_METRICS_OUTCOME_ERROR] = "error",
 };
 
@@ -411,7 +412,7 @@ snapshot_add(struct snapshot *s, const struct sr_metrics *m, const struct sr_met
         for (k = 0; k < SR_METRICS_N_OUTCOMES; k++) {
             closed += load(&src[SR__ML_CLOSED + k]);
         }
-        accepted = load(&src[SR__ML_ACCEPTED]);
+        accepted = load(&src[SR__ML_ACCEPTED]) + load(&src[SR__ML_ADOPTED]);
         s->active[to] += accepted > closed ? accepted - closed : 0;
         for (k = 0; k < SR__ML_N; k++) {
             s->listener[to * SR__ML_N + k] += load(&src[k]);
@@ -530,10 +531,15 @@ format_listeners(struct wbuf *w, const struct snapshot *s, const struct sr_metri
 {
     format_by_listener(w, s, info, "sniroute_connections_accepted_total", "counter",
                        "Connections accepted, by listener.", SR__ML_ACCEPTED, NULL, NULL, 0);
+    format_by_listener(w, s, info, "sniroute_connections_adopted_total", "counter",
+                       "Open connections taken over from the old process of a binary upgrade, "
+                       "by listener.",
+                       SR__ML_ADOPTED, NULL, NULL, 0);
     format_by_listener(w, s, info, "sniroute_connections_active", "gauge",
                        "Connections open now, by listener.", SIZE_MAX, NULL, NULL, 0);
     format_by_listener(w, s, info, "sniroute_connections_closed_total", "counter",
-                       "Connections closed, by listener and outcome (as in the access log).",
+                       "Connections closed, by listener and outcome (as in the access log; "
+                       "handed_over: to the new process of a binary upgrade).",
                        SR__ML_CLOSED, "outcome", outcome_names, SR_METRICS_N_OUTCOMES);
     format_by_listener(w, s, info, "sniroute_connections_rejected_total", "counter",
                        "Connections closed at once by a limit, by listener and limit; not "

@@ -147,6 +147,7 @@ sr_shared_init(struct sr_shared *shared, size_t n_workers, FILE *access_log)
     uv_timeval64_t tv;
 
     memset(shared, 0, sizeof(*shared));
+    atomic_store(&shared->handover_fd, -1);
     shared->n_workers = n_workers;
     shared->access_log = access_log;
     atomic_store(&shared->is_logging, access_log != NULL);
@@ -311,7 +312,12 @@ server_check_stopped(struct sr_server *server)
     }
     if (server->n_conns == 0 && server->n_listeners_open == 0) {
         server->is_stopped = true;
+        if (server->n_handed_over > 0) {
+            sr_log_notice("upgrade: handed %llu open connection(s) over to the new process",
+                          (unsigned long long)server->n_handed_over);
+        }
         uv_close((uv_handle_t *)&server->drain_timer, NULL);
+        uv_close((uv_handle_t *)&server->handover_timer, NULL);
         uv_close((uv_handle_t *)&server->trim_timer, NULL);
         uv_close((uv_handle_t *)&server->deadline_timer, NULL);
         uv_close((uv_handle_t *)&server->reaper, NULL);
@@ -523,8 +529,9 @@ server_refuse(struct sr_server *server, const struct sr_conn *conn, enum sr_metr
     return names[kind];
 }
 
-const char *
-sr__server_admit(struct sr_server *server, struct sr_conn *conn, const struct sockaddr *peer)
+static const char *
+server_count(struct sr_server *server, struct sr_conn *conn, const struct sockaddr *peer,
+             bool is_refusable)
 {
     const struct sr_config *cfg = &conn->gen->cfg;
     struct sr_shared *shared = server->shared;
@@ -545,12 +552,16 @@ sr__server_admit(struct sr_server *server, struct sr_conn *conn, const struct so
         conn->lcount = index + 1;
     }
     /* Behind proxy_protocol = accept the peer is the load balancer: the client is counted
-     * once its PROXY header names it (sr__server_admit_client). */
-    if (!conn->lcfg->is_proxy_accepted && sr_ipkey_from_sockaddr(&conn->ipkey, peer) == 0) {
+     * once its PROXY header names it (sr__server_admit_client). A connection adopted in an
+     * upgrade comes with its client's address already. */
+    if ((!conn->lcfg->is_proxy_accepted || !is_refusable) &&
+        sr_ipkey_from_sockaddr(&conn->ipkey, peer) == 0) {
         n_from_ip = sr_ipcount_add(shared->per_ip, &conn->ipkey);
         conn->has_ipkey = n_from_ip > 0;
     }
-    if (cfg->max_connections != 0 && shared->n_conns > cfg->max_connections) {
+    if (!is_refusable) {
+        /* counted only */
+    } else if (cfg->max_connections != 0 && shared->n_conns > cfg->max_connections) {
         limit = server_refuse(server, conn, SR_METRICS_LIMIT_GLOBAL);
     } else if (conn->lcfg->max_connections != 0 && lc != NULL &&
                lc->n_conns > conn->lcfg->max_connections) {
@@ -560,6 +571,18 @@ sr__server_admit(struct sr_server *server, struct sr_conn *conn, const struct so
     }
     uv_mutex_unlock(&shared->lock);
     return limit;
+}
+
+const char *
+sr__server_admit(struct sr_server *server, struct sr_conn *conn, const struct sockaddr *peer)
+{
+    return server_count(server, conn, peer, true);
+}
+
+void
+sr__server_count(struct sr_server *server, struct sr_conn *conn, const struct sockaddr *peer)
+{
+    (void)server_count(server, conn, peer, false);
 }
 
 const char *
@@ -920,6 +943,8 @@ sr_server_start(struct sr_server *server, uv_loop_t *loop, struct sr_shared *sha
     server->gen = gen;
     uv_timer_init(loop, &server->drain_timer);
     server->drain_timer.data = server;
+    uv_timer_init(loop, &server->handover_timer);
+    server->handover_timer.data = server;
     uv_timer_init(loop, &server->trim_timer);
     server->trim_timer.data = server;
     uv_timer_init(loop, &server->deadline_timer);
@@ -982,6 +1007,54 @@ sr_server_reload(struct sr_server *server, struct sr_generation *next)
     return 0;
 }
 
+static void on_handover_sweep(uv_timer_t *timer);
+
+/* After an upgrade: hand every idle connection to the new process. One that is busy (or
+ * not relaying yet) is looked at again at the next sweep; a full socket ends this sweep
+ * (the next comes soon); a broken one ends the handover for every worker (what is left
+ * drains here). */
+static void
+server_hand_over(struct sr_server *server)
+{
+    struct sr_shared *shared = server->shared;
+    int sock = atomic_load(&shared->handover_fd);
+    struct sr_conn *conn;
+    struct sr_conn *next;
+    int rc;
+
+    if (sock < 0 || atomic_load(&shared->is_handover_broken)) {
+        uv_timer_stop(&server->handover_timer);
+        return;
+    }
+    for (conn = server->conns; conn != NULL; conn = next) {
+        next = conn->next; /* closing does not unlink; freeing (later) does */
+        rc = sr__conn_hand_over(conn, sock);
+        if (rc == 0) {
+            server->n_handed_over++;
+        } else if (rc == UV_EAGAIN) {
+            /* The new process is reading: go on in a moment rather than at the next sweep,
+             * so thousands of connections move in well under a second. */
+            uv_timer_start(&server->handover_timer, on_handover_sweep, SR_HANDOVER_RETRY_MS,
+                           SR_HANDOVER_SWEEP_MS);
+            return;
+        } else if (rc != UV_EBUSY) {
+            if (!atomic_exchange(&shared->is_handover_broken, true)) {
+                sr_log_notice("upgrade: cannot hand connections over to the new process: %s; "
+                              "the rest finish here",
+                              uv_strerror(rc));
+            }
+            uv_timer_stop(&server->handover_timer);
+            return;
+        }
+    }
+}
+
+static void
+on_handover_sweep(uv_timer_t *timer)
+{
+    server_hand_over(timer->data);
+}
+
 void
 sr_server_drain(struct sr_server *server)
 {
@@ -1006,6 +1079,11 @@ sr_server_drain(struct sr_server *server)
                       (unsigned long long)server->gen->cfg.drain_timeout_ms);
         uv_timer_start(&server->drain_timer, on_drain_timeout, server->gen->cfg.drain_timeout_ms,
                        0);
+        if (atomic_load(&server->shared->handover_fd) >= 0) {
+            uv_timer_start(&server->handover_timer, on_handover_sweep, SR_HANDOVER_SWEEP_MS,
+                           SR_HANDOVER_SWEEP_MS);
+            server_hand_over(server);
+        }
     }
     server_check_stopped(server);
 }

@@ -20,6 +20,8 @@
 #include <unistd.h>
 
 #include "sniroute/log.h"
+#include "sniroute/name.h"
+#include "sniroute/route.h"
 #include "sniroute/reactor.h"
 
 extern char **environ;
@@ -30,27 +32,32 @@ union sr_upgrade_ctl {
     struct cmsghdr align;
 };
 
+/* One message: the header, then <body_len> bytes of <body> (CONN only), with <n_fds>
+ * descriptors attached. <flags>: MSG_DONTWAIT or 0. */
 static int
-send_msg(int sock, uint16_t type, uint32_t n, const int *fds, size_t n_fds)
+send_msg_ex(int sock, uint16_t version, uint16_t type, uint32_t n, const int *fds, size_t n_fds,
+            const void *body, size_t body_len, int flags)
 {
     struct sr_upgrade_msg msg;
     union sr_upgrade_ctl ctl;
-    struct iovec iov;
+    struct iovec iov[2];
     struct msghdr mh;
     struct cmsghdr *c;
     ssize_t r;
 
     memset(&msg, 0, sizeof(msg));
     msg.magic = SR_UPGRADE_MAGIC;
-    msg.version = SR_UPGRADE_VERSION;
+    msg.version = version;
     msg.type = type;
     msg.pid = (uint32_t)getpid();
     msg.n = n;
-    iov.iov_base = &msg;
-    iov.iov_len = sizeof(msg);
+    iov[0].iov_base = &msg;
+    iov[0].iov_len = sizeof(msg);
+    iov[1].iov_base = (void *)body;
+    iov[1].iov_len = body_len;
     memset(&mh, 0, sizeof(mh));
-    mh.msg_iov = &iov;
-    mh.msg_iovlen = 1;
+    mh.msg_iov = iov;
+    mh.msg_iovlen = body_len > 0 ? 2 : 1;
     if (n_fds > 0) {
         memset(&ctl, 0, sizeof(ctl));
         mh.msg_control = ctl.buf;
@@ -62,12 +69,25 @@ send_msg(int sock, uint16_t type, uint32_t n, const int *fds, size_t n_fds)
         memcpy(CMSG_DATA(c), fds, sizeof(int) * n_fds);
     }
     do {
-        r = sendmsg(sock, &mh, MSG_NOSIGNAL);
+        r = sendmsg(sock, &mh, MSG_NOSIGNAL | flags);
     } while (r < 0 && errno == EINTR);
     if (r < 0) {
-        return -errno;
+        return errno == EWOULDBLOCK ? UV_EAGAIN : -errno;
     }
-    return r == (ssize_t)sizeof(msg) ? 0 : UV_EIO;
+    return r == (ssize_t)(sizeof(msg) + body_len) ? 0 : UV_EIO;
+}
+
+/* A base message (version 1, understood by every version). */
+static int
+send_msg(int sock, uint16_t type, uint32_t n, const int *fds, size_t n_fds)
+{
+    return send_msg_ex(sock, SR_UPGRADE_VERSION_BASE, type, n, fds, n_fds, NULL, 0, 0);
+}
+
+static bool
+is_known_version(uint16_t version)
+{
+    return version >= SR_UPGRADE_VERSION_BASE && version <= SR_UPGRADE_VERSION;
 }
 
 static void
@@ -132,7 +152,7 @@ recv_msg(int sock, struct sr_upgrade_msg *msg, int *fds, size_t *n_fds, int flag
     }
     /* MSG_CTRUNC: the kernel dropped descriptors that did not fit; the count would lie. */
     if (r != (ssize_t)sizeof(*msg) || (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) != 0 ||
-        msg->magic != SR_UPGRADE_MAGIC || msg->version != SR_UPGRADE_VERSION) {
+        msg->magic != SR_UPGRADE_MAGIC || !is_known_version(msg->version)) {
         close_all(fds, *n_fds);
         *n_fds = 0;
         return UV_EPROTO;
@@ -270,7 +290,7 @@ sr_upgrade_receive(int fd, struct sr_inherited *set)
     }
     set_timeout(fd, SO_RCVTIMEO, SR_UPGRADE_TIMEOUT_MS);
     set_timeout(fd, SO_SNDTIMEO, SR_UPGRADE_TIMEOUT_MS);
-    rc = send_msg(fd, SR_UPGRADE_HELLO, 0, NULL, 0);
+    rc = send_msg(fd, SR_UPGRADE_HELLO, SR_UPGRADE_VERSION, NULL, 0);
     while (rc == 0) {
         rc = recv_msg(fd, &msg, fds, &n_fds, 0);
         if (rc != 0) {
@@ -400,8 +420,273 @@ sr_upgrade_ready(int fd)
     if (rc != 0) {
         sr_log_notice("upgrade: cannot tell the old process we are ready: %s", uv_strerror(rc));
     }
-    close(fd);
     return rc;
+}
+
+/* ---- Established connections (version 2) -------------------------------------------- */
+
+/* <text> is NUL-terminated within <cap> bytes and every byte before the NUL is printable
+ * ASCII other than a space, '"', '\\' and '=': safe in a text or JSON log line, which is
+ * where these end up. */
+static bool
+is_log_text(const char *text, size_t cap)
+{
+    const char *end = memchr(text, '\0', cap);
+    const char *p;
+
+    if (end == NULL) {
+        return false;
+    }
+    for (p = text; p < end; p++) {
+        if (*p <= ' ' || *p > '~' || *p == '"' || *p == '\\' || *p == '=') {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* <fd> is a TCP socket, IPv4 or IPv6, that is not listening. Its peer may have closed or
+ * reset it meanwhile: the relay meets that like any reset. */
+static bool
+is_stream_tcp(int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(int);
+    int type = 0;
+    int proto = 0;
+    int accepting = 0;
+
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0 || type != SOCK_STREAM) {
+        return false;
+    }
+    len = sizeof(int);
+    if (getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &proto, &len) != 0 || proto != IPPROTO_TCP) {
+        return false;
+    }
+    len = sizeof(int);
+    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &accepting, &len) != 0 || accepting != 0) {
+        return false;
+    }
+    len = sizeof(ss);
+    memset(&ss, 0, sizeof(ss));
+    return getsockname(fd, (struct sockaddr *)&ss, &len) == 0 &&
+           (ss.ss_family == AF_INET || ss.ss_family == AF_INET6);
+}
+
+const char *
+sr_upgrade_conn_check(const struct sr_upgrade_conn *rec, int client_fd, int backend_fd)
+{
+    size_t sni_len;
+
+    if (!is_log_text(rec->listener, sizeof(rec->listener)) || rec->listener[0] == '\0') {
+        return "bad listener name";
+    }
+    if (!is_log_text(rec->sni, sizeof(rec->sni))) {
+        return "bad server name";
+    }
+    sni_len = strlen(rec->sni);
+    if (sni_len > SR_NAME_MAX ||
+        (sni_len > 0 && sr_name_validate((const uint8_t *)rec->sni, sni_len) != SR_NAME_OK)) {
+        return "bad server name";
+    }
+    if (!is_log_text(rec->upstream, sizeof(rec->upstream)) ||
+        !is_log_text(rec->label, sizeof(rec->label)) ||
+        !is_log_text(rec->alpn_route, sizeof(rec->alpn_route))) {
+        return "bad upstream or ALPN text";
+    }
+    if (rec->route > SR_ROUTE_DEFAULT || (rec->flags & ~SR_UPGRADE_CONN_FLAGS) != 0) {
+        return "bad route or flags";
+    }
+    if (rec->client.ss_family != AF_UNSPEC && rec->client.ss_family != AF_INET &&
+        rec->client.ss_family != AF_INET6) {
+        return "bad client address";
+    }
+    if ((client_fd >= 0 || backend_fd >= 0) &&
+        (!is_stream_tcp(client_fd) || !is_stream_tcp(backend_fd))) {
+        return "a descriptor is not a connected TCP socket";
+    }
+    return NULL;
+}
+
+int
+sr_upgrade_send_conn(int sock, const struct sr_upgrade_conn *rec, int client_fd, int backend_fd)
+{
+    int fds[2] = {client_fd, backend_fd};
+    int rc = send_msg_ex(sock, SR_UPGRADE_VERSION, SR_UPGRADE_CONN, 2, fds, 2, rec, sizeof(*rec),
+                         MSG_DONTWAIT);
+
+    /* ETOOMANYREFS: our user has too many descriptors in flight (RLIMIT_NOFILE's worth);
+     * the new process is reading them: later. ENOBUFS: out of socket memory for now. */
+    return rc == -ETOOMANYREFS || rc == UV_ENOBUFS ? UV_EAGAIN : rc;
+}
+
+/* One CONN message into <rec> and <fds>. Returns 0 (checked, both descriptors open),
+ * UV_EAGAIN, UV_EOF, UV_EPROTO (a bad message: its descriptors are closed and <*why>
+ * says what was wrong), or another negated errno (the socket failed). */
+static int
+recv_conn(int sock, struct sr_upgrade_conn *rec, int fds[2], uint32_t *pid, const char **why)
+{
+    struct sr_upgrade_msg msg;
+    union sr_upgrade_ctl ctl;
+    int got[SR_UPGRADE_FDS_PER_MSG];
+    size_t n_got = 0;
+    struct iovec iov[2];
+    struct msghdr mh;
+    struct cmsghdr *c;
+    ssize_t r;
+
+    *why = NULL;
+    iov[0].iov_base = &msg;
+    iov[0].iov_len = sizeof(msg);
+    iov[1].iov_base = rec;
+    iov[1].iov_len = sizeof(*rec);
+    memset(&mh, 0, sizeof(mh));
+    mh.msg_iov = iov;
+    mh.msg_iovlen = 2;
+    mh.msg_control = ctl.buf;
+    mh.msg_controllen = sizeof(ctl.buf);
+    do {
+        r = recvmsg(sock, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    } while (r < 0 && errno == EINTR);
+    if (r < 0) {
+        return errno == EWOULDBLOCK ? UV_EAGAIN : -errno;
+    }
+    if (r == 0) {
+        return UV_EOF;
+    }
+    for (c = CMSG_FIRSTHDR(&mh); c != NULL; c = CMSG_NXTHDR(&mh, c)) {
+        size_t k;
+        size_t i;
+
+        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS ||
+            c->cmsg_len < CMSG_LEN(0)) {
+            continue;
+        }
+        k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (i = 0; i < k; i++) {
+            int fd;
+
+            memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+            if (n_got < SR_UPGRADE_FDS_PER_MSG) {
+                got[n_got++] = fd;
+            } else {
+                close(fd);
+            }
+        }
+    }
+    if (r != (ssize_t)(sizeof(msg) + sizeof(*rec)) || (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC))) {
+        *why = "a short or truncated message";
+    } else if (msg.magic != SR_UPGRADE_MAGIC || msg.version < SR_UPGRADE_VERSION ||
+               !is_known_version(msg.version) || msg.type != SR_UPGRADE_CONN) {
+        *why = "not a connection message";
+    } else if (msg.n != 2 || n_got != 2) {
+        *why = "not two descriptors";
+    } else {
+        *pid = msg.pid;
+        *why = sr_upgrade_conn_check(rec, got[0], got[1]);
+    }
+    if (*why != NULL) {
+        close_all(got, n_got);
+        return UV_EPROTO;
+    }
+    fds[0] = got[0];
+    fds[1] = got[1];
+    return 0;
+}
+
+/* Messages taken per wakeup: the loop serves its own connections in between. */
+#define SR_ADOPT_BATCH 64
+
+/* Take up to <max> messages. Returns 0 (more may come), UV_EAGAIN (none now), or what
+ * ended the socket (UV_EOF: old has closed its end). */
+static int
+adopter_read(struct sr_adopter *a, int max)
+{
+    struct sr_upgrade_conn rec;
+    const char *why;
+    int fds[2] = {-1, -1};
+    int rc = 0;
+    int i;
+
+    for (i = 0; rc == 0 && i < max; i++) {
+        rc = recv_conn(a->sock, &rec, fds, &a->from_pid, &why);
+        if (rc == 0) {
+            a->n_adopted++;
+            a->on_conn(a, &rec, fds[0], fds[1]);
+        } else if (rc == UV_EPROTO) {
+            a->n_failed++;
+            sr_log_notice("upgrade: a connection from pid %u not taken over: %s; closed",
+                          (unsigned)a->from_pid, why);
+            rc = 0;
+        }
+    }
+    return rc;
+}
+
+static void
+on_adopter_readable(uv_poll_t *handle, int status, int events)
+{
+    struct sr_adopter *a = handle->data;
+    int rc = status != 0 ? status : adopter_read(a, SR_ADOPT_BATCH);
+
+    (void)events;
+    if (rc == 0 || rc == UV_EAGAIN) {
+        return;
+    }
+    if (rc != UV_EOF) {
+        sr_log_notice("upgrade: reading connections from pid %u: %s", (unsigned)a->from_pid,
+                      uv_strerror(rc));
+    }
+    sr_adopter_stop(a); /* old has no connection left, or is gone */
+}
+
+int
+sr_adopter_start(struct sr_adopter *a, uv_loop_t *loop, int sock, uint32_t from_pid,
+                 sr_adopter_conn_fn on_conn, void *data)
+{
+    int rc;
+
+    memset(a, 0, sizeof(*a));
+    a->sock = sock;
+    a->from_pid = from_pid;
+    a->on_conn = on_conn;
+    a->data = data;
+    rc = uv_poll_init(loop, &a->poll, sock);
+    if (rc != 0) {
+        close(sock);
+        a->sock = -1;
+        return rc;
+    }
+    a->poll.data = a;
+    a->is_open = true;
+    uv_unref((uv_handle_t *)&a->poll);
+    rc = uv_poll_start(&a->poll, UV_READABLE, on_adopter_readable);
+    if (rc != 0) {
+        sr_adopter_stop(a);
+    }
+    return rc;
+}
+
+void
+sr_adopter_stop(struct sr_adopter *a)
+{
+    if (!a->is_open) {
+        return;
+    }
+    a->is_open = false;
+    /* What old has sent already is ours: closing the socket with it unread would close
+     * those connections. Shut our side for reading first, so that old's sends fail from
+     * now on (EPIPE) and it keeps the rest; then take what is queued. */
+    (void)shutdown(a->sock, SHUT_RD);
+    (void)adopter_read(a, SR_UPGRADE_FDS_MAX);
+    uv_close((uv_handle_t *)&a->poll, NULL);
+    close(a->sock);
+    a->sock = -1;
+    if (a->n_adopted > 0 || a->n_failed > 0) {
+        sr_log_notice("upgrade: took over %llu open connection(s) from pid %u (%llu failed)",
+                      (unsigned long long)a->n_adopted, (unsigned)a->from_pid,
+                      (unsigned long long)a->n_failed);
+    }
 }
 
 /* ---- The old process ---------------------------------------------------------------- */
@@ -469,7 +754,11 @@ finish(struct sr_upgrade *up, int status, const char *why)
     uv_close((uv_handle_t *)&up->timer, on_upgrade_close);
     /* Closing the handle does not touch the process; it only stops watching it. */
     uv_close((uv_handle_t *)&up->child, on_upgrade_close);
-    close(up->sock);
+    if (status == 0 && up->peer_version >= SR_UPGRADE_VERSION) {
+        up->handover_fd = up->sock; /* for the connections (sr_upgrade_send_conn) */
+    } else {
+        close(up->sock);
+    }
     up->sock = -1;
     up->on_done(up, status);
 }
@@ -556,6 +845,7 @@ on_handoff_readable(uv_poll_t *handle, int status, int events)
     }
     if (rc == 0 && msg.type == SR_UPGRADE_HELLO && !up->has_sent) {
         up->has_sent = true;
+        up->peer_version = msg.n; /* a version 1 process sends 0 here */
         rc = send_sockets(up);
         if (rc == 0) {
             return;
@@ -651,6 +941,8 @@ sr_upgrade_start(struct sr_upgrade *up, uv_loop_t *loop, const char *exe, char *
     up->has_sent = false;
     up->has_exited = false;
     up->has_eof = false;
+    up->peer_version = 0;
+    up->handover_fd = -1;
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
         rc = -errno;
         sr_log_notice("upgrade: socketpair: %s", uv_strerror(rc));

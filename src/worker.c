@@ -8,7 +8,9 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "sniroute/conn.h"
 #include "sniroute/log.h"
 
 static void
@@ -73,13 +75,25 @@ on_server_stopped(struct sr_server *server)
 }
 
 static void
+adoption_free(struct sr_adoption *a)
+{
+    close(a->client_fd);
+    close(a->backend_fd);
+    free(a);
+}
+
+static void
 on_wake(uv_async_t *handle)
 {
     struct sr_worker *w = handle->data;
+    struct sr_adoption *adoptions;
+    struct sr_adoption *a;
     struct sr_generation *next;
     unsigned n_drains;
 
     uv_mutex_lock(&w->set->lock);
+    adoptions = w->adoptions;
+    w->adoptions = NULL;
     next = w->pending;
     w->pending = NULL;
     n_drains = w->n_drains_asked - w->n_drains_done;
@@ -92,6 +106,16 @@ on_wake(uv_async_t *handle)
         if (rc != 0 && w->set->n > 1) {
             sr_log_notice("worker %zu: reload not applied: %s", w->index, uv_strerror(rc));
         }
+    }
+    /* Taken-over connections, under the newest config. */
+    while ((a = adoptions) != NULL) {
+        adoptions = a->next;
+        if (w->server.is_stopped) {
+            adoption_free(a); /* unlikely: a stop between the post and now */
+            continue;
+        }
+        (void)sr_conn_adopt(&w->server, &a->rec, a->client_fd, a->backend_fd, a->uid);
+        free(a);
     }
     /* After the reload (its sockets are the current ones), before a drain closes them. */
     uv_mutex_lock(&w->set->lock);
@@ -278,6 +302,40 @@ sr_workers_listen_fds(struct sr_workers *set, struct sr_listen_fd *out, size_t c
     return n;
 }
 
+void
+sr_workers_adopt(struct sr_workers *set, const struct sr_upgrade_conn *rec, int client_fd,
+                 int backend_fd, uint32_t uid)
+{
+    struct sr_adoption *a = malloc(sizeof(*a));
+    size_t i;
+
+    if (a == NULL) {
+        close(client_fd);
+        close(backend_fd);
+        sr_log_notice("upgrade: out of memory taking over a connection");
+        return;
+    }
+    a->rec = *rec;
+    a->client_fd = client_fd;
+    a->backend_fd = backend_fd;
+    a->uid = uid;
+    uv_mutex_lock(&set->lock);
+    for (i = 0; i < set->n; i++) {
+        struct sr_worker *w = &set->workers[set->next_adopt++ % set->n];
+
+        if (w->is_open && !w->is_closed) {
+            a->next = w->adoptions;
+            w->adoptions = a;
+            uv_async_send(&w->wake);
+            uv_mutex_unlock(&set->lock);
+            return;
+        }
+    }
+    uv_mutex_unlock(&set->lock);
+    adoption_free(a);
+    sr_log_notice("upgrade: no worker runs to take over a connection; closed");
+}
+
 size_t
 sr_workers_servers(struct sr_workers *set, struct sr_server **out, size_t cap)
 {
@@ -307,6 +365,12 @@ sr_workers_fini(struct sr_workers *set)
         }
         sr_generation_unref(w->pending);
         sr_generation_unref(w->start);
+        while (w->adoptions != NULL) {
+            struct sr_adoption *a = w->adoptions;
+
+            w->adoptions = a->next;
+            adoption_free(a);
+        }
     }
     free(set->workers);
     uv_cond_destroy(&set->collected);

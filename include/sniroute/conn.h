@@ -23,6 +23,7 @@
 #include "sniroute/proxy.h"
 #include "sniroute/reactor.h"
 #include "sniroute/route.h"
+#include "sniroute/upgrade.h"
 
 /* The peek buffer's first size: today's largest common hellos (Chrome's, with a
  * post-quantum key share) are about 2 KB. */
@@ -98,6 +99,19 @@ struct sr_conn_setup {
     uv_getaddrinfo_t resolve_req;
 };
 
+/* A connection taken over from the old process of a binary upgrade (upgrade.h): what the
+ * log line and the metrics need that the config cannot give, since the connection was
+ * routed by another process, maybe under another config. */
+struct sr_conn_adopted {
+    uint64_t base_in;  /* bytes_in and bytes_out when taken over: the metrics count only */
+    uint64_t base_out; /* what this process relayed, the log line the totals */
+    bool has_uid;      /* the upstream has a metrics row (uid) */
+    /* In the same allocation, after this struct: just their lengths. */
+    const char *upstream;   /* as the log shows it; "" for none */
+    const char *label;      /* the upstream's metrics label; "" for none */
+    const char *alpn_route; /* NULL for none */
+};
+
 struct sr_conn {
     struct sr_server *server;
     /* The config this connection was accepted under (a reference), its [listener] section
@@ -125,7 +139,7 @@ struct sr_conn {
     bool is_pool_counted;   /* sr_pool_conn_start was called for pool_index */
     bool is_shared_counted; /* counted in shared->n_conns (and maybe the two below) */
     bool has_ipkey;
-    bool is_quiet;   /* refused over a limit: no access-log line of its own */
+    bool is_quiet;   /* refused over a limit, or handed over: no access-log line here */
     bool is_counted; /* accept was counted in the metrics */
 
     const char *alpn_route; /* the ALPN condition of the route taken (config text), or NULL */
@@ -133,7 +147,8 @@ struct sr_conn {
     /* protocol = http: the request-boundary tracker and its output, from routing on. */
     struct sr_http_track *http_track;
     struct sr_bytes http_out;
-    size_t http_target; /* the upstream index the first request chose */
+    size_t http_target;              /* the upstream index the first request chose */
+    struct sr_conn_adopted *adopted; /* handed over by an old process; NULL otherwise */
     const struct sr_upstream *upstream;
     /* The address being connected to: the route's HOST:PORT, or a server of its pool. */
     const struct sr_addr *target;
@@ -164,6 +179,24 @@ struct sr_conn {
 /* Accept what is pending on <listener> (several connections per call, up to a batch).
  * Errors are logged by the caller's listener code; see proxy.c. */
 int sr_conn_accept(struct sr_listener *listener, int fd, const struct sockaddr *peer);
+
+/* Binary upgrade, old side: hand <conn> to the new process over <sock> if nothing of it
+ * is in flight here (relaying, no byte read and not yet written, no request tracker, and
+ * neither direction at its end), then close it here without a word to either peer (no
+ * shutdown, no RST: the new process holds the sockets). It writes no access-log line (the
+ * new process writes the one line, with the totals) and is counted as closed with outcome
+ * "handed_over". Returns 0 when handed over, UV_EBUSY when not now, UV_EAGAIN when the
+ * socket is full (try later), or another negative UV_E* code (the new process is gone:
+ * the connection stays here). */
+int sr__conn_hand_over(struct sr_conn *conn, int sock);
+
+/* Binary upgrade, new side: go on relaying the connection <rec> describes between
+ * <client_fd> and <backend_fd> (taken over: closed on any failure) as one of <server>'s,
+ * under its current config: counted in the limits (never refused) and as adopted in the
+ * metrics (<uid>: the upstream's metrics row, or UINT32_MAX). Returns 0 or a UV_E* code
+ * (logged; both descriptors closed). */
+int sr_conn_adopt(struct sr_server *server, const struct sr_upgrade_conn *rec, int client_fd,
+                  int backend_fd, uint32_t uid);
 
 /* Close <conn> now with <outcome> (kept if one is already set), logging its access line.
  * Idempotent. */

@@ -43,6 +43,7 @@ enum sr_metrics_outcome {
     SR_METRICS_OUTCOME_OVER_IP_LIMIT, /* behind a load balancer: refused once the PROXY
                                          header named a client over max_connections_per_ip */
     SR_METRICS_OUTCOME_DRAINED,
+    SR_METRICS_OUTCOME_HANDED_OVER, /* to the new process of a binary upgrade (metrics only) */
     SR_METRICS_OUTCOME_ERROR,
     SR_METRICS_N_OUTCOMES
 };
@@ -104,7 +105,8 @@ enum {
     SR__ML_CLOSED,                                          /* + outcome */
     SR__ML_ROUTE = SR__ML_CLOSED + SR_METRICS_N_OUTCOMES,   /* + route kind */
     SR__ML_LIMIT = SR__ML_ROUTE + SR_METRICS_N_ROUTE_KINDS, /* + limit */
-    SR__ML_N = SR__ML_LIMIT + SR_METRICS_N_LIMITS
+    SR__ML_ADOPTED = SR__ML_LIMIT + SR_METRICS_N_LIMITS,    /* taken over in an upgrade */
+    SR__ML_N
 };
 
 /* The counters of one upstream id, in one row. */
@@ -238,8 +240,17 @@ sr_metrics_conn_accepted(struct sr_metrics *m, uint32_t listener)
     sr__metrics_add(&sr__metrics_lrow(m, listener)[SR__ML_ACCEPTED], 1);
 }
 
-/* A connection accepted on <listener> closed with <outcome>: call exactly once per accepted
- * connection (active = accepted - closed, so a missed call leaves it active forever). */
+/* An open connection was taken over from the old process of a binary upgrade and counts
+ * under <listener> (it now counts as active, as if accepted). */
+static inline void
+sr_metrics_conn_adopted(struct sr_metrics *m, uint32_t listener)
+{
+    sr__metrics_add(&sr__metrics_lrow(m, listener)[SR__ML_ADOPTED], 1);
+}
+
+/* A connection accepted (or adopted) on <listener> closed with <outcome>: call exactly once
+ * per such connection (active = accepted + adopted - closed, so a missed call leaves it
+ * active forever). */
 static inline void
 sr_metrics_conn_closed(struct sr_metrics *m, uint32_t listener, enum sr_metrics_outcome outcome)
 {

@@ -29,6 +29,12 @@ struct sr_server;
 /* "[" + INET6_ADDRSTRLEN (46, NUL included) + "]:65535" */
 #define SR_SOCKADDR_TEXT_MAX 56
 
+/* While draining after an upgrade: how often connections busy at the last look are
+ * looked at again. */
+#define SR_HANDOVER_SWEEP_MS 100
+/* ... and how soon after the handoff socket was full (the new process is reading). */
+#define SR_HANDOVER_RETRY_MS 5
+
 /* workers = N: at most this many loops, one thread each. */
 #define SR_WORKERS_MAX 64
 
@@ -132,6 +138,12 @@ struct sr_shared {
     /* Binary upgrade: sockets handed over by the old process, taken before binding
      * (owned by main; NULL when not an upgrade). */
     struct sr_inherited *inherited;
+    /* Binary upgrade, old side: the socket idle connections are handed to the new process
+     * over (upgrade.h), set by main before it asks the workers to drain and closed by main
+     * once they have stopped; -1: none. Broken: a send failed (the new process is gone),
+     * so every worker drains what it still has. */
+    _Atomic int handover_fd;
+    _Atomic bool is_handover_broken;
 };
 
 /* Set up (0 or a UV_E* code) and free what <shared> holds. */
@@ -193,6 +205,9 @@ struct sr_server {
     int spare_fd;
 
     uv_timer_t drain_timer;
+    /* While draining after an upgrade: hand idle connections over (busy ones later). */
+    uv_timer_t handover_timer;
+    uint64_t n_handed_over;
     uv_timer_t trim_timer; /* returns freed heap to the kernel after a burst */
     size_t n_closed_since_trim;
     bool is_draining;
@@ -232,8 +247,11 @@ size_t sr_server_listen_fds(const struct sr_server *server, struct sr_listen_fd 
 int sr_server_reload(struct sr_server *server, struct sr_generation *next);
 
 /* Stop accepting and let open connections finish for the config's drain_timeout, then
- * close what is left. When everything is closed the loop has nothing left of ours and
- * uv_run returns. Calling it again closes all connections at once. */
+ * close what is left. After a binary upgrade (shared->handover_fd set), idle connections
+ * are handed to the new process at once and busy ones as soon as they are idle (checked
+ * every SR_HANDOVER_SWEEP_MS), so the drain usually ends within a moment. When everything
+ * is closed the loop has nothing left of ours and uv_run returns. Calling it again closes
+ * all connections at once. */
 void sr_server_drain(struct sr_server *server);
 
 /* Free what the server still holds (pools, the config); call after uv_run has returned. */
@@ -265,6 +283,10 @@ const char *sr__server_admit(struct sr_server *server, struct sr_conn *conn,
  * Returns NULL, or the limit's name (the caller closes the connection). */
 const char *sr__server_admit_client(struct sr_server *server, struct sr_conn *conn,
                                     const struct sockaddr *client);
+
+/* Count <conn> (adopted from the old process of an upgrade: already open) in the limits
+ * like sr__server_admit, but never refuse it. Released by sr__server_conn_gone. */
+void sr__server_count(struct sr_server *server, struct sr_conn *conn, const struct sockaddr *peer);
 
 /* A connection joins the server's list at accept and leaves it just before it is freed. */
 void sr__server_conn_add(struct sr_server *server, struct sr_conn *conn);

@@ -13,8 +13,17 @@
  *   old -> new  FDS    n descriptors attached (1 .. SR_UPGRADE_FDS_PER_MSG), repeated
  *   old -> new  END    n = how many descriptors FDS messages carried in all
  *   new -> old  READY  (every worker listens on its sockets; stop accepting)
+ *   old -> new  CONN   an established connection: 2 descriptors (client, backend) and a
+ *                      struct sr_upgrade_conn after the header; repeated, until old
+ *                      closes its end (it has no connection left)
  * Anything else, a short or truncated message, or EOF before READY fails the upgrade: new
- * exits, old keeps serving as if nothing had happened. */
+ * exits, old keeps serving as if nothing had happened. After READY a bad CONN message is a
+ * failure of that one connection only (its descriptors are closed and it is counted).
+ *
+ * Versions. HELLO, FDS, END and READY are version 1 messages, so a version 1 process on
+ * the other side still interoperates; HELLO's <n> says the highest version new speaks.
+ * CONN is version 2: old sends connections only to a new process that said 2 or more, and
+ * a version 1 old process simply closes the socket after READY. */
 #ifndef SR_UPGRADE_H
 #define SR_UPGRADE_H
 
@@ -31,7 +40,9 @@
 #define SR_UPGRADE_ENV "SNIROUTE_UPGRADE_FD"
 
 #define SR_UPGRADE_MAGIC   0x53525550u /* "SRUP" */
-#define SR_UPGRADE_VERSION 1
+#define SR_UPGRADE_VERSION 2           /* what this build speaks: the connection handover */
+/* The oldest version accepted, and the one the base messages (HELLO .. READY) carry. */
+#define SR_UPGRADE_VERSION_BASE 1
 
 /* Descriptors per FDS message (well below the kernel's SCM_MAX_FD of 253) and in all:
  * listeners times workers, plus the admin socket. */
@@ -47,6 +58,7 @@ enum sr_upgrade_type {
     SR_UPGRADE_FDS = 2,
     SR_UPGRADE_END = 3,
     SR_UPGRADE_READY = 4,
+    SR_UPGRADE_CONN = 5, /* version 2 */
 };
 
 struct sr_upgrade_msg {
@@ -54,7 +66,37 @@ struct sr_upgrade_msg {
     uint16_t version; /* SR_UPGRADE_VERSION */
     uint16_t type;    /* enum sr_upgrade_type */
     uint32_t pid;     /* the sender's */
-    uint32_t n;       /* FDS: descriptors attached; END: descriptors sent in all; else 0 */
+    uint32_t n;       /* FDS: descriptors attached; END: descriptors sent in all; HELLO: the
+                         highest version new speaks; CONN: 2; else 0 */
+};
+
+/* Each text of a handed-over connection, NUL included. */
+#define SR_UPGRADE_TEXT_MAX 384
+
+/* struct sr_upgrade_conn.flags */
+#define SR_UPGRADE_CONN_FALLBACK 0x01u /* sent to the listener's fallback (route "fallback") */
+#define SR_UPGRADE_CONN_ECH      0x02u /* the hello carried Encrypted Client Hello */
+#define SR_UPGRADE_CONN_HTTP     0x04u /* accepted on a protocol = http listener */
+#define SR_UPGRADE_CONN_FLAGS    0x07u
+
+/* What the new process needs to go on relaying a connection and to log it at its end, in
+ * native byte order after the header of a CONN message. The texts are NUL-terminated
+ * within their arrays and checked on receipt (sr_upgrade_conn_check); the rest of each
+ * array is zero. */
+struct sr_upgrade_conn {
+    uint64_t start_ms;  /* wall clock at accept, ms since the epoch */
+    uint64_t bytes_in;  /* from the client so far, the hello included */
+    uint64_t bytes_out; /* to the client so far */
+    /* For the log: the TCP peer, or who a PROXY header named; AF_UNSPEC when unknown. */
+    struct sockaddr_storage client;
+    uint8_t route; /* enum sr_route_kind */
+    uint8_t flags; /* SR_UPGRADE_CONN_* */
+    uint8_t reserved[6];
+    char listener[SR_UPGRADE_TEXT_MAX];   /* the [listener] section's name */
+    char sni[SR_UPGRADE_TEXT_MAX];        /* normalized server name; "" for none */
+    char upstream[SR_UPGRADE_TEXT_MAX];   /* as the log shows it; "" for none */
+    char label[SR_UPGRADE_TEXT_MAX];      /* the upstream's metrics label; "" for none */
+    char alpn_route[SR_UPGRADE_TEXT_MAX]; /* the ALPN condition of the route; "" for none */
 };
 
 /* ---- The new process ---------------------------------------------------------------- */
@@ -105,9 +147,46 @@ void sr_inherited_release(struct sr_inherited *set);
 /* Release, then free what is left (the lock); after the workers have stopped. */
 void sr_inherited_fini(struct sr_inherited *set);
 
-/* Tell old that this process serves: it stops accepting and drains. Closes <fd>. Returns
- * 0, or a negative UV_E* code (old then keeps serving too, until it is stopped). */
+/* Tell old that this process serves: it stops accepting and drains. <fd> stays open for
+ * the connections old hands over next (sr_adopter_start), or the caller closes it.
+ * Returns 0, or a negative UV_E* code (old then keeps serving too, until it is stopped). */
 int sr_upgrade_ready(int fd);
+
+/* Check a received connection: every text NUL-terminated and made of the characters the
+ * log allows (the server name a valid host name), route and flags known, the client
+ * address IPv4, IPv6 or unspecified, and both descriptors TCP sockets (IPv4 or IPv6) that
+ * are not listening (both -1: the record alone, as the sender checks it before sending).
+ * Returns NULL when all is well, or a static phrase saying what is not. */
+const char *sr_upgrade_conn_check(const struct sr_upgrade_conn *rec, int client_fd, int backend_fd);
+
+struct sr_adopter;
+
+/* A connection received and checked: <client_fd> and <backend_fd> (close-on-exec) are the
+ * callee's to keep or close; <rec> lives only for the call. */
+typedef void (*sr_adopter_conn_fn)(struct sr_adopter *a, const struct sr_upgrade_conn *rec,
+                                   int client_fd, int backend_fd);
+
+/* The new process's end of the handoff after READY: CONN messages, read on the main loop
+ * until old closes its end (it holds no connection any more) or sr_adopter_stop. */
+struct sr_adopter {
+    uv_poll_t poll;
+    int sock; /* -1 once closed */
+    bool is_open;
+    uint32_t from_pid;
+    uint64_t n_adopted; /* handed to on_conn */
+    uint64_t n_failed;  /* bad messages or descriptors: closed */
+    sr_adopter_conn_fn on_conn;
+    void *data;
+};
+
+/* Watch <sock> (taking it over: it is closed by sr_adopter_stop) on <loop>. The handle
+ * does not keep the loop alive. Returns 0, or a negative UV_E* code (<sock> closed). */
+int sr_adopter_start(struct sr_adopter *a, uv_loop_t *loop, int sock, uint32_t from_pid,
+                     sr_adopter_conn_fn on_conn, void *data);
+
+/* Stop reading and close the socket: old then keeps and drains what it still has. Logs
+ * how many connections were adopted. Idempotent. */
+void sr_adopter_stop(struct sr_adopter *a);
 
 /* ---- The old process ---------------------------------------------------------------- */
 
@@ -127,13 +206,18 @@ struct sr_upgrade {
     uv_process_t child;
     uv_poll_t poll;
     uv_timer_t timer;
-    int sock;        /* our end of the socketpair, -1 once closed */
-    int pid;         /* new's */
-    size_t n_open;   /* handles not yet closed: a new upgrade waits for 0 */
-    bool is_running; /* between start and done */
-    bool has_sent;   /* the sockets went out (one HELLO only) */
-    bool has_exited; /* new's exit was seen */
-    bool has_eof;    /* new closed its end */
+    int sock;              /* our end of the socketpair, -1 once closed */
+    int pid;               /* new's */
+    size_t n_open;         /* handles not yet closed: a new upgrade waits for 0 */
+    bool is_running;       /* between start and done */
+    bool has_sent;         /* the sockets went out (one HELLO only) */
+    bool has_exited;       /* new's exit was seen */
+    bool has_eof;          /* new closed its end */
+    uint32_t peer_version; /* the highest version new speaks (its HELLO) */
+    /* After READY from a new process that takes connections (version 2): our end of the
+     * socketpair, kept open for sr_upgrade_send_conn; on_done's caller takes it (and
+     * closes it once no worker sends any more). -1 otherwise. */
+    int handover_fd;
     sr_upgrade_collect_fn collect;
     sr_upgrade_done_fn on_done;
     void *data;
@@ -143,6 +227,15 @@ struct sr_upgrade {
  * and answer it on <loop>. <up> must be zeroed (or idle: n_open == 0), with collect,
  * on_done and data set. Returns 0, or a negative UV_E* code (nothing started; logged). */
 int sr_upgrade_start(struct sr_upgrade *up, uv_loop_t *loop, const char *exe, char *const *argv);
+
+/* Hand one connection to the new process over <sock> (an sr_upgrade.handover_fd): <rec>
+ * and its two descriptors in one CONN message, without blocking. Thread-safe (one message
+ * is one datagram). The caller closes its descriptors afterwards either way. Returns 0
+ * (sent: the new process owns the connection now), UV_EAGAIN (the socket is full, or too
+ * many descriptors are in flight: try again later), or another negative UV_E* code (the
+ * new process is gone: send nothing more). */
+int sr_upgrade_send_conn(int sock, const struct sr_upgrade_conn *rec, int client_fd,
+                         int backend_fd);
 
 /* Give up an upgrade in progress (old is stopping): new is sent SIGTERM, on_done gets
  * UV_ECANCELED. Closes every handle; a no-op when idle. */

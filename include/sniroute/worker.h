@@ -13,8 +13,18 @@
 #include <uv.h>
 
 #include "sniroute/proxy.h"
+#include "sniroute/upgrade.h"
 
 struct sr_workers;
+
+/* A connection taken over from the old process of an upgrade, on its way to a worker. */
+struct sr_adoption {
+    struct sr_adoption *next;
+    struct sr_upgrade_conn rec;
+    int client_fd;
+    int backend_fd;
+    uint32_t uid; /* the upstream's metrics row, or UINT32_MAX */
+};
 
 struct sr_worker {
     struct sr_workers *set;
@@ -32,6 +42,7 @@ struct sr_worker {
     bool is_open;   /* wake is initialized (set->lock) */
     bool is_closed; /* wake is closing: send nothing more (set->lock) */
     bool is_collecting; /* asked for its listening sockets (set->lock) */
+    struct sr_adoption *adoptions; /* connections to take over (set->lock) */
     uv_sem_t started;
     int start_rc;
 };
@@ -51,6 +62,7 @@ struct sr_workers {
     size_t fds_cap;
     size_t n_fds;
     size_t n_collecting;
+    size_t next_adopt; /* round robin over the workers for taken-over connections (lock) */
     /* Called on the main loop once every worker has stopped. */
     void (*on_all_stopped)(struct sr_workers *set);
     void *data;
@@ -77,6 +89,14 @@ sr_workers_drain(struct sr_workers *set);
  * until every running worker has answered (one pass of its loop). Returns how many. */
 size_t
 sr_workers_listen_fds(struct sr_workers *set, struct sr_listen_fd *out, size_t cap);
+
+/* Hand a connection taken over from the old process of an upgrade (<rec>, its two
+ * descriptors, which the workers own from here, and its upstream's metrics row <uid>) to
+ * the next worker in turn, through its mailbox. When no worker runs any more, or out of
+ * memory, the descriptors are closed (logged). */
+void
+sr_workers_adopt(struct sr_workers *set, const struct sr_upgrade_conn *rec, int client_fd,
+                 int backend_fd, uint32_t uid);
 
 /* The workers' servers, for metrics (read-only from the main thread). */
 size_t

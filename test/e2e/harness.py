@@ -66,9 +66,9 @@ class Proc:
 
     registry = []
 
-    def __init__(self, argv, name, env=None, cwd=None, preexec=None):
+    def __init__(self, argv, name, env=None, cwd=None, preexec=None, pass_fds=()):
         """<preexec>, if given, runs in the child before exec, after the parent-death
-        signal is set (to lower a resource limit, say)."""
+        signal is set (to lower a resource limit, say). <pass_fds> stay open in the child."""
         self.name = name
         self.argv = argv
         self.lines = {"stdout": [], "stderr": []}
@@ -81,7 +81,7 @@ class Proc:
 
         self.p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE, env=env, cwd=cwd,
-                                  preexec_fn=child)
+                                  preexec_fn=child, pass_fds=pass_fds)
         Proc.registry.append(self)
         self.threads = []
         for stream in ("stdout", "stderr"):

@@ -97,6 +97,9 @@ test_exact_exposition(void)
     sr_metrics_connect_ok(&f.m, 0, 1234);
     sr_metrics_bytes(&f.m, 0, 0, 517, 1234);
     sr_metrics_conn_closed(&f.m, 0, SR_METRICS_OUTCOME_OK);
+    /* One taken over from an old process, one handed to a new one: active stays 1. */
+    sr_metrics_conn_adopted(&f.m, 0);
+    sr_metrics_conn_closed(&f.m, 0, SR_METRICS_OUTCOME_HANDED_OVER);
 
     out = format_one(&f, &len);
     expected = read_fixture("small.prom", &expected_len);
