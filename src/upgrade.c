@@ -100,25 +100,23 @@ close_all(const int *fds, size_t n)
     }
 }
 
-/* One message into <msg> and its descriptors (close-on-exec) into <fds>, at most
- * SR_UPGRADE_FDS_PER_MSG. Returns 0, UV_EOF, UV_EAGAIN (with MSG_DONTWAIT), another
- * negated errno, or UV_EPROTO for anything but one whole message of ours (its descriptors
- * are closed then). */
-static int
-recv_msg(int sock, struct sr_upgrade_msg *msg, int *fds, size_t *n_fds, int flags)
+/* recvmsg into <iov> (<n_iov> parts) with the descriptors that come along (close-on-exec)
+ * into <fds>, at most SR_UPGRADE_FDS_PER_MSG (more are closed). Returns the bytes received
+ * and sets <*msg_flags>, or UV_EOF, UV_EAGAIN (with MSG_DONTWAIT) or another negated
+ * errno. */
+static ssize_t
+recv_with_fds(int sock, struct iovec *iov, size_t n_iov, int flags, int *fds, size_t *n_fds,
+              int *msg_flags)
 {
     union sr_upgrade_ctl ctl;
-    struct iovec iov;
     struct msghdr mh;
     struct cmsghdr *c;
     ssize_t r;
 
     *n_fds = 0;
-    iov.iov_base = msg;
-    iov.iov_len = sizeof(*msg);
     memset(&mh, 0, sizeof(mh));
-    mh.msg_iov = &iov;
-    mh.msg_iovlen = 1;
+    mh.msg_iov = iov;
+    mh.msg_iovlen = n_iov;
     mh.msg_control = ctl.buf;
     mh.msg_controllen = sizeof(ctl.buf);
     do {
@@ -150,8 +148,29 @@ recv_msg(int sock, struct sr_upgrade_msg *msg, int *fds, size_t *n_fds, int flag
             }
         }
     }
+    *msg_flags = mh.msg_flags;
+    return r;
+}
+
+/* One message into <msg> and its descriptors (close-on-exec) into <fds>, at most
+ * SR_UPGRADE_FDS_PER_MSG. Returns 0, UV_EOF, UV_EAGAIN (with MSG_DONTWAIT), another
+ * negated errno, or UV_EPROTO for anything but one whole message of ours (its descriptors
+ * are closed then). */
+static int
+recv_msg(int sock, struct sr_upgrade_msg *msg, int *fds, size_t *n_fds, int flags)
+{
+    struct iovec iov;
+    int msg_flags = 0;
+    ssize_t r;
+
+    iov.iov_base = msg;
+    iov.iov_len = sizeof(*msg);
+    r = recv_with_fds(sock, &iov, 1, flags, fds, n_fds, &msg_flags);
+    if (r < 0) {
+        return (int)r;
+    }
     /* MSG_CTRUNC: the kernel dropped descriptors that did not fit; the count would lie. */
-    if (r != (ssize_t)sizeof(*msg) || (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) != 0 ||
+    if (r != (ssize_t)sizeof(*msg) || (msg_flags & (MSG_TRUNC | MSG_CTRUNC)) != 0 ||
         msg->magic != SR_UPGRADE_MAGIC || !is_known_version(msg->version)) {
         close_all(fds, *n_fds);
         *n_fds = 0;
@@ -527,12 +546,10 @@ static int
 recv_conn(int sock, struct sr_upgrade_conn *rec, int fds[2], uint32_t *pid, const char **why)
 {
     struct sr_upgrade_msg msg;
-    union sr_upgrade_ctl ctl;
     int got[SR_UPGRADE_FDS_PER_MSG];
     size_t n_got = 0;
     struct iovec iov[2];
-    struct msghdr mh;
-    struct cmsghdr *c;
+    int msg_flags = 0;
     ssize_t r;
 
     *why = NULL;
@@ -540,41 +557,11 @@ recv_conn(int sock, struct sr_upgrade_conn *rec, int fds[2], uint32_t *pid, cons
     iov[0].iov_len = sizeof(msg);
     iov[1].iov_base = rec;
     iov[1].iov_len = sizeof(*rec);
-    memset(&mh, 0, sizeof(mh));
-    mh.msg_iov = iov;
-    mh.msg_iovlen = 2;
-    mh.msg_control = ctl.buf;
-    mh.msg_controllen = sizeof(ctl.buf);
-    do {
-        r = recvmsg(sock, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
-    } while (r < 0 && errno == EINTR);
+    r = recv_with_fds(sock, iov, 2, MSG_DONTWAIT, got, &n_got, &msg_flags);
     if (r < 0) {
-        return errno == EWOULDBLOCK ? UV_EAGAIN : -errno;
+        return (int)r;
     }
-    if (r == 0) {
-        return UV_EOF;
-    }
-    for (c = CMSG_FIRSTHDR(&mh); c != NULL; c = CMSG_NXTHDR(&mh, c)) {
-        size_t k;
-        size_t i;
-
-        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS ||
-            c->cmsg_len < CMSG_LEN(0)) {
-            continue;
-        }
-        k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-        for (i = 0; i < k; i++) {
-            int fd;
-
-            memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-            if (n_got < SR_UPGRADE_FDS_PER_MSG) {
-                got[n_got++] = fd;
-            } else {
-                close(fd);
-            }
-        }
-    }
-    if (r != (ssize_t)(sizeof(msg) + sizeof(*rec)) || (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC))) {
+    if (r != (ssize_t)(sizeof(msg) + sizeof(*rec)) || (msg_flags & (MSG_TRUNC | MSG_CTRUNC))) {
         *why = "a short or truncated message";
     } else if (msg.magic != SR_UPGRADE_MAGIC || msg.version < SR_UPGRADE_VERSION ||
                !is_known_version(msg.version) || msg.type != SR_UPGRADE_CONN) {
