@@ -31,9 +31,6 @@
 #include "sniroute/log.h"
 #include "sniroute/proxyproto.h"
 
-/* libuv's error codes are negated errno values on Unix (uv-errno.h). */
-#define SR_ERRNO(e) (-(e))
-
 /* A handed-over connection's texts fit the message (upgrade.h): a listener name, a server
  * name, "pool/host:port" as the log writes it, an ALPN condition. */
 _Static_assert(SR_UPGRADE_TEXT_MAX > SR_CONFIG_NAME_MAX + 1 + SR_ADDR_HOST_MAX + 16 &&
@@ -1085,7 +1082,6 @@ static void
 relay_start(struct sr_conn *conn)
 {
     struct sr_conn_setup *setup = conn->setup;
-    int rc;
 
     conn->up.n_bytes = setup->peek_len;
     if (setup->sni[0] != '\0' &&
@@ -1096,11 +1092,7 @@ relay_start(struct sr_conn *conn)
     conn->state = SR_CONN_RELAYING;
     conn->last_active_ms = conn_now(conn);
     conn_deadline(conn, conn->gen->cfg.idle_timeout_ms);
-    rc = sr__relay_start(conn);
-    if (rc != 0 && conn->state != SR_CONN_CLOSING) {
-        conn->detail = uv_err_name(rc);
-        sr_conn_close(conn, "error");
-    }
+    sr__relay_start(conn);
 }
 
 /* Send [our PROXY header][the client's first bytes] to the backend, from where the last
@@ -1457,7 +1449,6 @@ sr_conn_adopt(struct sr_server *server, const struct sr_upgrade_conn *rec, int c
     uint64_t wall_ms = wall_clock_ms();
     uint64_t age_ms;
     struct sr_conn *conn;
-    int rc;
 
     conn = calloc(1, sizeof(*conn));
     if (conn != NULL) {
@@ -1526,10 +1517,6 @@ sr_conn_adopt(struct sr_server *server, const struct sr_upgrade_conn *rec, int c
     /* The idle timeout starts again: the old process saw activity we do not know of. */
     conn->last_active_ms = conn_now(conn);
     conn_deadline(conn, gen->cfg.idle_timeout_ms);
-    rc = sr__relay_start(conn);
-    if (rc != 0 && conn->state != SR_CONN_CLOSING) {
-        conn->detail = uv_err_name(rc);
-        sr_conn_close(conn, "error");
-    }
+    sr__relay_start(conn);
     return 0;
 }

@@ -18,9 +18,6 @@
 
 #include "sniroute/reactor.h"
 
-/* libuv's error codes are negated errno values on Unix (uv-errno.h). */
-#define SR_ERRNO(e) (-(e))
-
 /* A pipe holds 64 KiB by default: one splice moves at most that much. */
 #define SR_SPLICE_MAX (64 * 1024)
 /* Moves per direction per wakeup before yielding to other connections: a fast stream
@@ -307,7 +304,7 @@ flow_init(struct sr_flow *flow, int src_fd, int dst_fd)
     flow->wait = SR_FLOW_WAIT_SRC;
 }
 
-int
+void
 sr__relay_start(struct sr_conn *conn)
 {
     flow_init(&conn->up, conn->client.fd, conn->backend.fd);
@@ -317,5 +314,4 @@ sr__relay_start(struct sr_conn *conn)
     /* The first bytes were just sent: the backend has nothing to say yet, and the client
      * is watched for more as before. Pump on the next events. */
     relay_watch(conn);
-    return 0;
 }

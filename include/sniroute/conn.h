@@ -25,6 +25,9 @@
 #include "sniroute/route.h"
 #include "sniroute/upgrade.h"
 
+/* libuv's error codes are negated errno values on Unix (uv-errno.h). */
+#define SR_ERRNO(e) (-(e))
+
 /* The peek buffer's first size: today's largest common hellos (Chrome's, with a
  * post-quantum key share) are about 2 KB. */
 #define SR_PEEK_INITIAL 4096
@@ -217,9 +220,9 @@ void sr__conn_free(struct sr_conn *conn);
  * routed elsewhere, or broken framing): close it. */
 void sr__conn_http_refused(struct sr_conn *conn, enum sr_track_result r);
 
-/* relay.c: start relaying (0 or a UV_E* code; on error the caller closes); give back its
- * pipes and buffers (when the connection closes). */
-int sr__relay_start(struct sr_conn *conn);
+/* relay.c: start relaying (a failure to watch the sockets closes the connection); give
+ * back its pipes and buffers (when the connection closes). */
+void sr__relay_start(struct sr_conn *conn);
 void sr__relay_release(struct sr_conn *conn);
 
 /* relay.c: <events> (epoll's) on the client socket (<is_client>) or the backend's. */
