@@ -372,9 +372,7 @@ int
 main(int argc, char **argv)
 {
     struct epoll_event events[256];
-    struct epoll_event ev;
     struct sockaddr_in sin;
-    struct sigaction sa;
     int lfd;
     int opt;
 
@@ -399,23 +397,10 @@ main(int argc, char **argv)
         fprintf(stderr, "usage: backend -l IP:PORT -f HELLO.bin [-f HELLO.bin ...]\n");
         return 2;
     }
-    bench_raise_nofile();
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_signal;
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
-
-    lfd = bench_listen(&sin);
-    if (lfd < 0) {
-        perror("backend: listen");
+    epfd = bench_serve("backend", &sin, on_signal, &lfd);
+    if (epfd < 0) {
         return 1;
     }
-    epfd = epoll_create1(EPOLL_CLOEXEC);
-    ev.events = EPOLLIN;
-    ev.data.ptr = NULL;
-    epoll_ctl(epfd, EPOLL_CTL_ADD, lfd, &ev);
-    fprintf(stderr, "backend: listening on 127.0.0.1:%u\n", ntohs(sin.sin_port));
 
     while (!is_stopping) {
         int n = epoll_wait(epfd, events, 256, 500);

@@ -5,6 +5,9 @@
 #define BENCH_COMMON_H
 
 #include <arpa/inet.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
 #include <netinet/in.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -79,6 +82,36 @@ bench_listen(struct sockaddr_in *sin)
         return -1;
     }
     return fd;
+}
+
+/* What every server program of the benchmark does first: open files raised, SIGTERM and
+ * SIGINT to <on_signal>, SIGPIPE ignored, a listening socket on <sin> in a new epoll set
+ * (registered with a NULL pointer, which tells it from connections), and a "NAME:
+ * listening on" line. Returns the epoll set and puts the socket in <*lfd>, or returns -1
+ * after saying why. */
+static inline int
+bench_serve(const char *name, struct sockaddr_in *sin, void (*on_signal)(int), int *lfd)
+{
+    struct epoll_event ev;
+    struct sigaction sa;
+    int epfd;
+
+    bench_raise_nofile();
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    *lfd = bench_listen(sin);
+    epfd = *lfd < 0 ? -1 : epoll_create1(EPOLL_CLOEXEC);
+    ev.events = EPOLLIN;
+    ev.data.ptr = NULL;
+    if (epfd < 0 || epoll_ctl(epfd, EPOLL_CTL_ADD, *lfd, &ev) != 0) {
+        fprintf(stderr, "%s: listen: %s\n", name, strerror(errno));
+        return -1;
+    }
+    fprintf(stderr, "%s: listening on 127.0.0.1:%u\n", name, ntohs(sin->sin_port));
+    return epfd;
 }
 
 #endif

@@ -296,9 +296,7 @@ int
 main(int argc, char **argv)
 {
     struct epoll_event events[256];
-    struct epoll_event ev;
     struct sockaddr_in listen_addr;
-    struct sigaction sa;
     int lfd;
 
     if (argc != 3 || bench_parse_addr(argv[1], &listen_addr) != 0 ||
@@ -306,23 +304,10 @@ main(int argc, char **argv)
         fprintf(stderr, "usage: relay LISTEN_IP:PORT BACKEND_IP:PORT\n");
         return 2;
     }
-    bench_raise_nofile();
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_signal;
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
-
-    lfd = bench_listen(&listen_addr);
-    if (lfd < 0) {
-        perror("relay: listen");
+    epfd = bench_serve("relay", &listen_addr, on_signal, &lfd);
+    if (epfd < 0) {
         return 1;
     }
-    epfd = epoll_create1(EPOLL_CLOEXEC);
-    ev.events = EPOLLIN;
-    ev.data.ptr = NULL;
-    epoll_ctl(epfd, EPOLL_CTL_ADD, lfd, &ev);
-    fprintf(stderr, "relay: listening on 127.0.0.1:%u\n", ntohs(listen_addr.sin_port));
 
     while (!is_stopping) {
         int n = epoll_wait(epfd, events, 256, 500);
