@@ -61,6 +61,20 @@ def pattern_digest(total):
     return h.hexdigest()
 
 
+def digest_to_eof(s, timeout=None):
+    """Read <s> to its EOF (each read within <timeout> if given); (byte count, SHA-256)."""
+    h = hashlib.sha256()
+    n = 0
+    if timeout is not None:
+        s.settimeout(timeout)
+    while True:
+        b = s.recv(262144)
+        if not b:
+            return n, h.hexdigest()
+        h.update(b)
+        n += len(b)
+
+
 def recv_n(s, n, timeout):
     deadline = time.monotonic() + timeout
     buf = bytearray()
@@ -100,16 +114,8 @@ class StallReader(_Acceptor):
         self.results.put(("accepted",))
         self.released.wait(60)
         data_hello = recv_n(conn, self.skip, 20)
-        h = hashlib.sha256()
-        n = 0
-        conn.settimeout(30)
-        while True:
-            b = conn.recv(262144)
-            if not b:
-                break
-            h.update(b)
-            n += len(b)
-        self.results.put(("ok", n, h.hexdigest(), data_hello))
+        n, digest = digest_to_eof(conn, 30)
+        self.results.put(("ok", n, digest, data_hello))
 
 
 class FloodBackend(_Acceptor):
@@ -232,15 +238,8 @@ class HalfCloseFirstBackend(_Acceptor):
             conn.sendall(c)
             sent += len(c)
         conn.shutdown(socket.SHUT_WR)
-        h = hashlib.sha256()
-        n = 0
-        while True:
-            b = conn.recv(262144)
-            if not b:
-                break
-            h.update(b)
-            n += len(b)
-        self.results.put(("ok", hello, n, h.hexdigest()))
+        n, digest = digest_to_eof(conn)
+        self.results.put(("ok", hello, n, digest))
 
 
 BANNER = b"220 banner.test speaks first\r\n" + random.Random(5).randbytes(100000)
@@ -488,18 +487,10 @@ def case_backpressure_down(ctx):
         check(grow < 2048, "backpressure: daemon RSS grew by %d KiB while %d MiB were "
               "stuck" % (grow, sent_when_blocked >> 20))
         flood.released.set()
-        h = hashlib.sha256()
-        n = 0
-        s.settimeout(20)
-        while True:
-            b = s.recv(262144)
-            if not b:
-                break
-            h.update(b)
-            n += len(b)
+        n, digest = digest_to_eof(s, 20)
         s.close()
     r = flood.next_result(10, "flood end")
-    check(r[0] == "ok" and n == r[1] and h.hexdigest() == r[2],
+    check(r[0] == "ok" and n == r[1] and digest == r[2],
           "backpressure: the client read %d bytes, the backend sent %s" % (n, r))
     return "backend blocked after %.1f MiB; RSS %d -> peak %d KiB (+%d KiB)" % (
         sent_when_blocked / MIB, rss0, peak, peak - rss0)
