@@ -78,6 +78,7 @@ struct sr_listener {
     struct sr_addr addr;                  /* as configured: the key across reloads */
     const struct sr_listener_config *cfg; /* in the server's current generation */
     bool is_kept;                         /* reload bookkeeping */
+    bool is_paused; /* out of the epoll set until the server's accept_timer (see proxy.c) */
     char addr_text[SR_SOCKADDR_TEXT_MAX]; /* as bound, port resolved ("127.0.0.1:40123") */
 };
 
@@ -201,8 +202,17 @@ struct sr_server {
     void *setup_free;
     size_t n_setup_free;
     /* Out of descriptors: this one is closed to accept and drop what waits, so clients
-     * get a close rather than a hang and the listener does not spin (libuv's trick). */
+     * get a close rather than a hang (libuv's trick); -1 while another thread holds the
+     * descriptor number it had. Then, or when accept fails for want of kernel memory, the
+     * listener is paused instead (out of the epoll set) and watched again by accept_timer:
+     * a wakeup that can take nothing from the queue is never followed by another at once. */
     int spare_fd;
+    uv_timer_t accept_timer;
+    uint64_t n_shed;         /* queued connections closed unread, out of descriptors */
+    uint64_t n_paused;       /* times a listener was paused */
+    uint64_t n_shed_noticed; /* as of the last notice */
+    uint64_t n_paused_noticed;
+    uint64_t accept_notice_ms; /* uv_now() of the last notice; 0: none yet */
 
     uv_timer_t drain_timer;
     /* While draining after an upgrade: hand idle connections over (busy ones later). */
