@@ -676,7 +676,7 @@ sr__server_conn_gone(struct sr_server *server, struct sr_conn *conn)
 /* How long a paused listener stays out of the epoll set (nginx waits 500 ms; a shorter
  * pause serves the queue sooner once descriptors are free, for a few system calls). */
 #define SR_ACCEPT_RETRY_MS 100
-/* At most one notice a second per worker about shedding and pauses. */
+/* At most one notice a second about shedding and pauses, for all workers. */
 #define SR_ACCEPT_NOTICE_MS 1000
 
 /* The spare descriptor, if it is missing and a descriptor is free. */
@@ -744,17 +744,16 @@ listener_pause(struct sr_listener *listener)
 
     sr_watch_clear(&server->reactor, &listener->watch);
     listener->is_paused = true;
-    server->n_paused++;
     if (!uv_is_active((uv_handle_t *)&server->accept_timer)) {
         uv_timer_start(&server->accept_timer, on_accept_retry, SR_ACCEPT_RETRY_MS, 0);
     }
 }
 
 /* Accept and close at most SR_ACCEPT_BATCH queued connections with the spare descriptor
- * closed for the moment, then take the spare back. Returns the errno that ended the loop
- * (EAGAIN: the queue is empty), or 0 when the bound did. */
+ * closed for the moment, then take the spare back; <*n_shed> counts them. Returns the
+ * errno that ended the loop (EAGAIN: the queue is empty), or 0 when the bound did. */
 static int
-listener_shed(struct sr_listener *listener)
+listener_shed(struct sr_listener *listener, uint64_t *n_shed)
 {
     struct sr_server *server = listener->server;
     int err = 0;
@@ -767,7 +766,7 @@ listener_shed(struct sr_listener *listener)
         fd = accept4(listener->watch.fd, NULL, NULL, SOCK_CLOEXEC);
         if (fd >= 0) {
             close(fd);
-            server->n_shed++;
+            (*n_shed)++;
         } else if (!is_accept_error_per_connection(errno)) {
             err = errno == EWOULDBLOCK ? EAGAIN : errno;
             break;
@@ -778,32 +777,41 @@ listener_shed(struct sr_listener *listener)
 }
 
 /* accept on <listener> failed with <err>, which is not about one connection: out of
- * descriptors or memory (or the socket is broken). Shed or pause; see above. */
+ * descriptors or memory (or the socket is broken). Shed or pause (see above), and say so
+ * in a notice at most once a second, summed over the workers like refusals. */
 static void
 listener_stuck(struct sr_listener *listener, int err)
 {
     struct sr_server *server = listener->server;
-    uint64_t now = uv_now(server->loop);
+    struct sr_shared *shared = server->shared;
+    uint64_t now = uv_hrtime() / 1000000;
+    uint64_t n_shed = 0;
+    uint64_t n_paused = 0;
     int end = err;
 
     if ((err == EMFILE || err == ENFILE) && server->spare_fd >= 0) {
-        end = listener_shed(listener);
+        end = listener_shed(listener, &n_shed);
     }
     if (end != EAGAIN && (end != 0 || server->spare_fd < 0)) {
         listener_pause(listener);
+        n_paused = 1;
     }
-    if (server->accept_notice_ms == 0 || now - server->accept_notice_ms >= SR_ACCEPT_NOTICE_MS) {
+    uv_mutex_lock(&shared->lock);
+    shared->n_shed += n_shed;
+    shared->n_accept_paused += n_paused;
+    if (shared->accept_notice_ms == 0 || now - shared->accept_notice_ms >= SR_ACCEPT_NOTICE_MS) {
+        n_shed = shared->n_shed - shared->n_shed_noticed;
+        n_paused = shared->n_accept_paused - shared->n_accept_paused_noticed;
+        shared->n_shed_noticed = shared->n_shed;
+        shared->n_accept_paused_noticed = shared->n_accept_paused;
+        shared->accept_notice_ms = now;
         sr_log_notice("listener %s: accept on %s failed: %s; since the last notice %llu "
                       "queued connection(s) closed unread, accepting paused %llu time(s) "
                       "for %d ms",
                       listener->cfg->name, listener->addr_text, strerror(err),
-                      (unsigned long long)(server->n_shed - server->n_shed_noticed),
-                      (unsigned long long)(server->n_paused - server->n_paused_noticed),
-                      SR_ACCEPT_RETRY_MS);
-        server->n_shed_noticed = server->n_shed;
-        server->n_paused_noticed = server->n_paused;
-        server->accept_notice_ms = now;
+                      (unsigned long long)n_shed, (unsigned long long)n_paused, SR_ACCEPT_RETRY_MS);
     }
+    uv_mutex_unlock(&shared->lock);
 }
 
 static void

@@ -133,6 +133,13 @@ struct sr_shared {
     uint64_t n_refused[SR_METRICS_N_LIMITS];         /* by enum sr_metrics_limit */
     uint64_t n_refused_noticed[SR_METRICS_N_LIMITS]; /* as of the last notice */
     uint64_t refusal_notice_ms;                      /* uv_hrtime() / 1e6 of the last notice */
+    /* Accept stuck (out of descriptors or memory), all workers: queued connections
+     * closed unread, listener pauses, and the same as of the last notice. */
+    uint64_t n_shed;
+    uint64_t n_accept_paused;
+    uint64_t n_shed_noticed;
+    uint64_t n_accept_paused_noticed;
+    uint64_t accept_notice_ms; /* uv_hrtime() / 1e6 of the last notice */
     struct sr_metrics_names listener_names;
     struct sr_metrics_names upstream_names;
     uint64_t start_time_ms;
@@ -208,11 +215,6 @@ struct sr_server {
      * a wakeup that can take nothing from the queue is never followed by another at once. */
     int spare_fd;
     uv_timer_t accept_timer;
-    uint64_t n_shed;         /* queued connections closed unread, out of descriptors */
-    uint64_t n_paused;       /* times a listener was paused */
-    uint64_t n_shed_noticed; /* as of the last notice */
-    uint64_t n_paused_noticed;
-    uint64_t accept_notice_ms; /* uv_now() of the last notice; 0: none yet */
 
     uv_timer_t drain_timer;
     /* While draining after an upgrade: hand idle connections over (busy ones later). */
