@@ -843,7 +843,9 @@ on_listener_ready(struct sr_watch *watch, uint32_t events)
             memset(&peer, 0, sizeof(peer));
         }
         if (sr_conn_accept(listener, fd, (const struct sockaddr *)&peer) != 0) {
-            return; /* out of memory: logged, and this one closed; the rest wait */
+            /* Out of memory (logged; this one closed): the rest wait for the retry. */
+            listener_stuck(listener, ENOMEM);
+            return;
         }
     }
 }
