@@ -319,6 +319,7 @@ server_check_stopped(struct sr_server *server)
         uv_close((uv_handle_t *)&server->drain_timer, NULL);
         uv_close((uv_handle_t *)&server->handover_timer, NULL);
         uv_close((uv_handle_t *)&server->trim_timer, NULL);
+        uv_close((uv_handle_t *)&server->accept_timer, NULL);
         uv_close((uv_handle_t *)&server->deadline_timer, NULL);
         uv_close((uv_handle_t *)&server->reaper, NULL);
         sr_reactor_close(&server->reactor, NULL);
@@ -654,28 +655,164 @@ sr__server_conn_gone(struct sr_server *server, struct sr_conn *conn)
     server_check_stopped(server);
 }
 
-/* Out of descriptors: accept and drop what waits, with the spare descriptor closed for
- * the moment, so those clients see a close instead of hanging and the level-triggered
- * listener does not wake us again and again. */
-static void
-listener_shed(struct sr_listener *listener)
-{
-    struct sr_server *server = listener->server;
-    int fd;
-
-    if (server->spare_fd < 0) {
-        return;
-    }
-    close(server->spare_fd);
-    while ((fd = accept4(listener->watch.fd, NULL, NULL, SOCK_CLOEXEC)) >= 0) {
-        close(fd);
-    }
-    server->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-}
+/* --- Accepting, and what happens when accept cannot ------------------------------------
+ *
+ * Out of descriptors (EMFILE, ENFILE) or of kernel memory (ENOBUFS, ENOMEM), accept leaves
+ * the connection in the queue, and the listening socket, level-triggered, wakes the loop
+ * again at once: a spin that takes a whole core and serves no one. So a wakeup that ends
+ * that way either sheds (accepts and closes what waits, with the spare descriptor lent
+ * for it, so those clients see a close instead of hanging) or pauses the listener: out of
+ * the epoll set, watched again SR_ACCEPT_RETRY_MS later. It keeps watching only if it
+ * shed and got its spare back, so each wakeup either makes progress or is the last one
+ * for a while. The spare is not the listener's to keep: between its close and its reopen
+ * another worker, the resolver's threads or the admin endpoint may take that descriptor
+ * number; until a descriptor is free again, such a listener wakes once per
+ * SR_ACCEPT_RETRY_MS and pauses again. Whatever thread takes descriptors, then, there is
+ * no state in which exhaustion spins. */
 
 /* Connections accepted per wakeup at most: the others wait for the next round, after
- * the open connections have had theirs. */
+ * the open connections have had theirs. The same bound holds for connections shed. */
 #define SR_ACCEPT_BATCH 64
+/* How long a paused listener stays out of the epoll set (nginx waits 500 ms; a shorter
+ * pause serves the queue sooner once descriptors are free, for a few system calls). */
+#define SR_ACCEPT_RETRY_MS 100
+/* At most one notice a second about shedding and pauses, for all workers. */
+#define SR_ACCEPT_NOTICE_MS 1000
+
+/* The spare descriptor, if it is missing and a descriptor is free. */
+static void
+spare_reserve(struct sr_server *server)
+{
+    if (server->spare_fd < 0) {
+        server->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    }
+}
+
+/* Errors that concern one connection, which accept has taken off the queue: go on with
+ * the next. Linux also reports a new socket's pending network error this way. */
+static bool
+is_accept_error_per_connection(int err)
+{
+    switch (err) {
+    case EINTR:
+    case ECONNABORTED:
+    case EPERM: /* a firewall rule */
+    case EPROTO:
+    case ENOPROTOOPT:
+    case ENETDOWN:
+    case ENETUNREACH:
+    case EHOSTDOWN:
+    case EHOSTUNREACH:
+    case ENONET:
+    case EOPNOTSUPP:
+        return true;
+    default:
+        return false;
+    }
+}
+
+static void
+on_accept_retry(uv_timer_t *timer)
+{
+    struct sr_server *server = timer->data;
+    struct sr_listener *listener;
+    bool is_still_paused = false;
+
+    spare_reserve(server);
+    for (listener = server->listeners; listener != NULL; listener = listener->next) {
+        if (!listener->is_paused) {
+            continue;
+        }
+        /* Level-triggered: a queue that filled meanwhile wakes the loop at the next poll. */
+        if (sr_watch_set(&server->reactor, &listener->watch, EPOLLIN) == 0) {
+            listener->is_paused = false;
+        } else {
+            is_still_paused = true; /* no kernel memory for the epoll entry: later */
+        }
+    }
+    if (is_still_paused) {
+        uv_timer_start(&server->accept_timer, on_accept_retry, SR_ACCEPT_RETRY_MS, 0);
+    }
+}
+
+/* Stop watching <listener> until the retry timer; the kernel goes on queueing (and, with
+ * several workers, hands new connections to the others' sockets just the same). */
+static void
+listener_pause(struct sr_listener *listener)
+{
+    struct sr_server *server = listener->server;
+
+    sr_watch_clear(&server->reactor, &listener->watch);
+    listener->is_paused = true;
+    if (!uv_is_active((uv_handle_t *)&server->accept_timer)) {
+        uv_timer_start(&server->accept_timer, on_accept_retry, SR_ACCEPT_RETRY_MS, 0);
+    }
+}
+
+/* Accept and close at most SR_ACCEPT_BATCH queued connections with the spare descriptor
+ * closed for the moment, then take the spare back; <*n_shed> counts them. Returns the
+ * errno that ended the loop (EAGAIN: the queue is empty), or 0 when the bound did. */
+static int
+listener_shed(struct sr_listener *listener, uint64_t *n_shed)
+{
+    struct sr_server *server = listener->server;
+    int err = 0;
+    int fd;
+    int i;
+
+    close(server->spare_fd);
+    server->spare_fd = -1;
+    for (i = 0; i < SR_ACCEPT_BATCH; i++) {
+        fd = accept4(listener->watch.fd, NULL, NULL, SOCK_CLOEXEC);
+        if (fd >= 0) {
+            close(fd);
+            (*n_shed)++;
+        } else if (!is_accept_error_per_connection(errno)) {
+            err = errno == EWOULDBLOCK ? EAGAIN : errno;
+            break;
+        }
+    }
+    spare_reserve(server);
+    return err;
+}
+
+/* accept on <listener> failed with <err>, which is not about one connection: out of
+ * descriptors or memory (or the socket is broken). Shed or pause (see above), and say so
+ * in a notice at most once a second, summed over the workers like refusals. */
+static void
+listener_stuck(struct sr_listener *listener, int err)
+{
+    struct sr_server *server = listener->server;
+    struct sr_shared *shared = server->shared;
+    uint64_t now = uv_hrtime() / 1000000;
+    uint64_t n_shed = 0;
+    uint64_t n_paused = 0;
+    int end = err;
+
+    if ((err == EMFILE || err == ENFILE) && server->spare_fd >= 0) {
+        end = listener_shed(listener, &n_shed);
+    }
+    if (end != EAGAIN && (end != 0 || server->spare_fd < 0)) {
+        listener_pause(listener);
+        n_paused = 1;
+    }
+    uv_mutex_lock(&shared->lock);
+    shared->n_shed += n_shed;
+    shared->n_accept_paused += n_paused;
+    if (shared->accept_notice_ms == 0 || now - shared->accept_notice_ms >= SR_ACCEPT_NOTICE_MS) {
+        n_shed = shared->n_shed - shared->n_shed_noticed;
+        n_paused = shared->n_accept_paused - shared->n_accept_paused_noticed;
+        shared->n_shed_noticed = shared->n_shed;
+        shared->n_accept_paused_noticed = shared->n_accept_paused;
+        shared->accept_notice_ms = now;
+        sr_log_notice("listener %s: accept on %s failed: %s; since the last notice %llu "
+                      "queued connection(s) closed unread, accepting paused %llu time(s) "
+                      "for %d ms",
+                      listener->cfg->name, listener->addr_text, strerror(err),
+                      (unsigned long long)n_shed, (unsigned long long)n_paused, SR_ACCEPT_RETRY_MS);
+    }
+    uv_mutex_unlock(&shared->lock);
+}
 
 static void
 on_listener_ready(struct sr_watch *watch, uint32_t events)
@@ -687,26 +824,28 @@ on_listener_ready(struct sr_watch *watch, uint32_t events)
     int fd;
 
     (void)events;
+    /* The spare first: lost to another thread, it is taken back before any client. */
+    spare_reserve(listener->server);
     for (i = 0; i < SR_ACCEPT_BATCH; i++) {
         peer_len = sizeof(peer);
         fd = accept4(watch->fd, (struct sockaddr *)&peer, &peer_len, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
-            if (errno == EINTR || errno == ECONNABORTED) {
-                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                return;
             }
-            if (errno == EMFILE || errno == ENFILE) {
-                listener_shed(listener);
-            } else if (errno != EAGAIN) {
-                sr_log_notice("listener %s: accept on %s failed: %s", listener->cfg->name,
-                              listener->addr_text, strerror(errno));
+            if (!is_accept_error_per_connection(errno)) {
+                listener_stuck(listener, errno);
+                return;
             }
-            return;
+            continue;
         }
         if (peer_len > sizeof(peer)) {
             memset(&peer, 0, sizeof(peer));
         }
         if (sr_conn_accept(listener, fd, (const struct sockaddr *)&peer) != 0) {
-            return; /* out of memory: logged; the rest wait */
+            /* Out of memory (logged; this one closed): the rest wait for the retry. */
+            listener_stuck(listener, ENOMEM);
+            return;
         }
     }
 }
@@ -947,6 +1086,8 @@ sr_server_start(struct sr_server *server, uv_loop_t *loop, struct sr_shared *sha
     server->handover_timer.data = server;
     uv_timer_init(loop, &server->trim_timer);
     server->trim_timer.data = server;
+    uv_timer_init(loop, &server->accept_timer);
+    server->accept_timer.data = server;
     uv_timer_init(loop, &server->deadline_timer);
     server->deadline_timer.data = server;
     server->deadline_armed_ms = UINT64_MAX;

@@ -78,6 +78,7 @@ struct sr_listener {
     struct sr_addr addr;                  /* as configured: the key across reloads */
     const struct sr_listener_config *cfg; /* in the server's current generation */
     bool is_kept;                         /* reload bookkeeping */
+    bool is_paused; /* out of the epoll set until the server's accept_timer (see proxy.c) */
     char addr_text[SR_SOCKADDR_TEXT_MAX]; /* as bound, port resolved ("127.0.0.1:40123") */
 };
 
@@ -132,6 +133,13 @@ struct sr_shared {
     uint64_t n_refused[SR_METRICS_N_LIMITS];         /* by enum sr_metrics_limit */
     uint64_t n_refused_noticed[SR_METRICS_N_LIMITS]; /* as of the last notice */
     uint64_t refusal_notice_ms;                      /* uv_hrtime() / 1e6 of the last notice */
+    /* Accept stuck (out of descriptors or memory), all workers: queued connections
+     * closed unread, listener pauses, and the same as of the last notice. */
+    uint64_t n_shed;
+    uint64_t n_accept_paused;
+    uint64_t n_shed_noticed;
+    uint64_t n_accept_paused_noticed;
+    uint64_t accept_notice_ms; /* uv_hrtime() / 1e6 of the last notice */
     struct sr_metrics_names listener_names;
     struct sr_metrics_names upstream_names;
     uint64_t start_time_ms;
@@ -201,8 +209,12 @@ struct sr_server {
     void *setup_free;
     size_t n_setup_free;
     /* Out of descriptors: this one is closed to accept and drop what waits, so clients
-     * get a close rather than a hang and the listener does not spin (libuv's trick). */
+     * get a close rather than a hang (libuv's trick); -1 while another thread holds the
+     * descriptor number it had. Then, or when accept fails for want of kernel memory, the
+     * listener is paused instead (out of the epoll set) and watched again by accept_timer:
+     * a wakeup that can take nothing from the queue is never followed by another at once. */
     int spare_fd;
+    uv_timer_t accept_timer;
 
     uv_timer_t drain_timer;
     /* While draining after an upgrade: hand idle connections over (busy ones later). */

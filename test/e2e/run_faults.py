@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: MIT
 """Fault and abuse tests: the real sniroute daemon on loopback against backends that
 refuse, stall, reset, black-hole, half-close first or speak first; a daemon out of file
-descriptors; slowloris clients beside legitimate ones; hellos at and just over
+descriptors (one worker, and waves of exhaustion with two and four); accept failing with
+ENFILE or ENOBUFS; slowloris clients beside legitimate ones; hellos at and just over
 max_hello_size; a flood of garbage and half-open connections.
 
     python3 test/e2e/run_faults.py --sniroute build/sniroute
@@ -907,6 +908,220 @@ def case_fd_exhaustion(ctx):
             % (kept1, kept2, fds_start, fds_full, fds_after_burst, cpu, wall))
 
 
+def free_port():
+    """A port the OS just gave out and took back: workers > 1 needs a fixed port."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def settle_knockers(knockers, hello, timeout):
+    """Each knocker sends <hello> to the echo route and must either get it back (served)
+    or see the daemon close it (EOF or reset, before or after sending), all within
+    <timeout> s. Returns (served, closed, hanging)."""
+    served = closed = 0
+    pending = {}
+    for k in knockers:
+        try:
+            k.sendall(hello)
+            pending[k] = b""
+        except OSError:
+            closed += 1
+    deadline = time.monotonic() + timeout
+    while pending and time.monotonic() < deadline:
+        ready, _, _ = select.select(list(pending), [], [], 0.1)
+        for k in ready:
+            try:
+                b = k.recv(65536)
+            except OSError:
+                b = b""
+            if not b:
+                closed += 1
+                del pending[k]
+                continue
+            pending[k] += b
+            if len(pending[k]) >= len(hello):
+                served += pending[k] == hello
+                del pending[k]
+    return served, closed, len(pending)
+
+
+def case_fd_exhaustion_workers(ctx, waves=5):
+    """workers = 2, then workers = 4, under RLIMIT_NOFILE 64: waves of idle clients that
+    exhaust the descriptors, new clients knocking while they are held, then a release;
+    <waves> waves (about 9 s) per worker count. A worker that lends its spare descriptor to shed
+    what waits can lose it to another thread; without one, a level-triggered listener that
+    cannot accept must not wake the loop again and again. Fails if the daemon uses more
+    than 5% of one core while exhausted, if a client that knocked while exhausted is
+    neither served nor closed within 5 s of the release, if a fresh client is not routed
+    after each release, or if the daemon dies."""
+    limit = 64
+    echo = EchoBackend()
+    ctx.extra.append(echo)
+    hello = client_hello("echo.test")
+    out = []
+    for workers in (2, 4):
+        port = free_port()
+        d = Sniroute(ctx.sniroute, ctx.tmp, "fd64w%d" % workers, sniroute_config(
+            [("workers", str(workers)), ("hello_timeout", "30s"), ("connect_timeout", "2s"),
+             ("drain_timeout", "2s"), ("access_log", "stdout")],
+            [("https", ["127.0.0.1:%d" % port], "r", "default")],
+            [("r", [("echo.test", "127.0.0.1:%d" % echo.port)])]),
+            workers, nofile_limit(limit))
+        ctx.daemons.append(d)
+        fds_idle = d.n_fds()
+        cpu_sat = wall_sat = 0.0
+        n_served = n_closed = n_waves = 0
+        while n_waves < waves:
+            n_waves += 1
+            fillers = []
+            knockers = []
+            try:
+                for _ in range(2 * limit):
+                    fillers.append(connect(port, timeout=5))
+                time.sleep(0.3)
+                fds_max = 0
+                cpu0 = d.cpu_seconds()
+                t0 = time.monotonic()
+                while time.monotonic() - t0 < 1.5:
+                    knockers.append(connect(port, timeout=5))
+                    fds_max = max(fds_max, d.n_fds() or 0)
+                    time.sleep(0.15)
+                cpu_sat += d.cpu_seconds() - cpu0
+                wall_sat += time.monotonic() - t0
+                check(fds_max >= limit - 1, "test bug: wave %d: %d idle clients left the "
+                      "daemon at most %d descriptors, not exhausted"
+                      % (n_waves, len(fillers), fds_max))
+                check(d.alive(), "daemon exited when out of descriptors: %s"
+                      % d.proc.tail("stderr"))
+                check(cpu_sat < 0.05 * wall_sat,
+                      "workers = %d, wave %d: out of descriptors, the daemon used %.2fs of CPU "
+                      "in %.1fs (a spin?)" % (workers, n_waves, cpu_sat, wall_sat))
+                for f in fillers:
+                    f.close()
+                fillers = []
+                served, closed, hanging = settle_knockers(knockers, hello, 5)
+                n_served += served
+                n_closed += closed
+                check(hanging == 0, "workers = %d, wave %d: %d of %d clients that knocked "
+                      "while out of descriptors were neither served nor closed within 5s of "
+                      "the release" % (workers, n_waves, hanging, len(knockers)))
+                for s in knockers:
+                    s.close()
+                knockers = []
+                # Descriptors free up: the daemon is back to what it held before the wave
+                # (a kept pipe per worker aside) and stays there for longer than a pause.
+                t0 = time.monotonic()
+                t_low = None
+                while t_low is None or time.monotonic() - t_low < 0.3:
+                    fds = d.n_fds() or 0
+                    t_low = (t_low or time.monotonic()) if fds <= fds_idle + 2 * workers else None
+                    check(time.monotonic() - t0 < 10, "workers = %d, wave %d: 10s after the "
+                          "release the daemon still holds %d descriptors (%d before)"
+                          % (workers, n_waves, fds, fds_idle))
+                    time.sleep(0.05)
+                # Fresh clients from several source ports, so every worker's socket is
+                # likely asked: each must be routed.
+                for i in range(8):
+                    with connect(port, timeout=5) as s:
+                        s.sendall(hello)
+                        try:
+                            got = recv_n(s, len(hello), 5)
+                        except (Fail, OSError) as e:
+                            raise Fail("workers = %d, wave %d: fresh client %d after the "
+                                       "release was not routed: %s" % (workers, n_waves, i, e))
+                        check(got == hello, "workers = %d, wave %d: fresh client %d: other "
+                              "bytes back" % (workers, n_waves, i))
+            finally:
+                for s in fillers + knockers:
+                    s.close()
+        out.append("workers=%d: %d waves, CPU while exhausted %.2fs in %.1fs, knockers "
+                   "served %d closed %d" % (workers, n_waves, cpu_sat, wall_sat, n_served,
+                                            n_closed))
+        d.stop()
+        check(d.stopped_status == 0, "workers = %d: exit status %s; stderr: %s"
+              % (workers, d.stopped_status, d.proc.tail("stderr", 3)))
+    return "; ".join(out)
+
+
+# (audit arch, accept4's number) for a seccomp filter, by machine
+SECCOMP_ACCEPT4 = {"x86_64": (0xC000003E, 288), "aarch64": (0xC00000B7, 242)}
+
+
+def accept4_fails(err):
+    """A preexec: a seccomp filter makes every accept4 of the child fail with <err>, as
+    the kernel does when the system's file table is full (ENFILE) or memory is short
+    (ENOBUFS, ENOMEM), which no test can arrange for real."""
+    import ctypes
+    import platform
+    arch, nr = SECCOMP_ACCEPT4[platform.machine()]
+
+    def f():
+        class Insn(ctypes.Structure):
+            _fields_ = [("code", ctypes.c_ushort), ("jt", ctypes.c_ubyte),
+                        ("jf", ctypes.c_ubyte), ("k", ctypes.c_uint)]
+
+        class Prog(ctypes.Structure):
+            _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(Insn))]
+
+        ld_abs, jeq, ret = 0x20, 0x15, 0x06  # BPF_LD|BPF_W|BPF_ABS, BPF_JMP|BPF_JEQ|BPF_K
+        code = [(ld_abs, 0, 0, 4),           # seccomp_data.arch
+                (jeq, 0, 3, arch),           # another ABI: allow
+                (ld_abs, 0, 0, 0),           # seccomp_data.nr
+                (jeq, 0, 1, nr),
+                (ret, 0, 0, 0x00050000 | err),  # SECCOMP_RET_ERRNO
+                (ret, 0, 0, 0x7FFF0000)]        # SECCOMP_RET_ALLOW
+        insns = (Insn * len(code))(*[Insn(*c) for c in code])
+        prog = Prog(len(code), insns)
+        libc = ctypes.CDLL(None, use_errno=True)
+        # PR_SET_NO_NEW_PRIVS, then PR_SET_SECCOMP with SECCOMP_MODE_FILTER
+        if (libc.prctl(38, 1, 0, 0, 0) != 0 or
+                libc.prctl(22, 2, ctypes.byref(prog), 0, 0) != 0):
+            os.write(2, b"seccomp filter refused\n")
+            os._exit(127)
+    return f
+
+
+def case_accept_fails(ctx):
+    """accept fails for every connection, with ENOBUFS, then ENFILE (a seccomp filter
+    says so), while 20 clients wait: fails if the daemon dies, if it uses more than 5% of
+    one core over 2 s (a level-triggered listener that cannot accept wakes the loop again
+    at once), or if it logs more than 4 notices about it in that time."""
+    import errno
+    import platform
+    if platform.machine() not in SECCOMP_ACCEPT4:
+        raise Skip("no seccomp numbers for %s" % platform.machine())
+    out = []
+    for name in ("ENOBUFS", "ENFILE"):
+        d = start_daemon(ctx, "accept_" + name.lower(), [], [("echo.test", "127.0.0.1:1")],
+                         preexec=accept4_fails(getattr(errno, name)))
+        waiting = []
+        try:
+            for _ in range(20):
+                waiting.append(connect(d.port(), timeout=5))
+            time.sleep(0.2)
+            cpu0 = d.cpu_seconds()
+            t0 = time.monotonic()
+            time.sleep(2.0)
+            cpu = d.cpu_seconds() - cpu0
+            wall = time.monotonic() - t0
+            check(d.alive(), "accept failing with %s: the daemon exited: %s"
+                  % (name, d.proc.tail("stderr")))
+            check(cpu < 0.05 * wall, "accept failing with %s: the daemon used %.2fs of CPU "
+                  "in %.1fs (a spin?)" % (name, cpu, wall))
+            notices = [x for x in d.proc.text("stderr").splitlines() if "accept on" in x]
+            check(1 <= len(notices) <= 4, "accept failing with %s: %d notices in %.1fs; "
+                  "last: %s" % (name, len(notices), wall, notices[-1:]))
+            out.append("%s: CPU %.2fs in %.1fs, %d notice(s)" % (name, cpu, wall,
+                                                                 len(notices)))
+        finally:
+            for s in waiting:
+                s.close()
+        check(d.stop() == 0, "accept failing with %s: exit status %s; stderr: %s"
+              % (name, d.stopped_status, d.proc.tail("stderr", 3)))
+    return "; ".join(out)
+
+
 def case_upstream_speaks_first(ctx):
     """The backend sends a 100 KB banner on accept, before reading. Fails if the client
     does not get the banner byte for byte, if the backend does not get the hello byte for
@@ -1272,6 +1487,8 @@ CASES = [
     ("backend_half_close_first", "main", case_backend_half_close_first),
     ("dns_unresolvable", "main", case_dns_unresolvable),
     ("fd_exhaustion", "main", case_fd_exhaustion),
+    ("fd_exhaustion_workers", None, case_fd_exhaustion_workers),
+    ("accept_fails", None, case_accept_fails),
     ("upstream_speaks_first", "main", case_upstream_speaks_first),
     ("hello_at_cap", "main", case_hello_at_cap),
     ("hello_over_cap", "main", case_hello_over_cap),
