@@ -1092,6 +1092,9 @@ relay_start(struct sr_conn *conn)
         conn->sni = strdup(setup->sni); /* for the log line; none if out of memory */
     }
     setup_free(conn);
+    /* HTTP: the first request, sent from http_out, is out; its copy goes too. */
+    free(conn->http_out.p);
+    memset(&conn->http_out, 0, sizeof(conn->http_out));
     conn->state = SR_CONN_RELAYING;
     conn->last_active_ms = conn_now(conn);
     conn_deadline(conn, conn->gen->cfg.idle_timeout_ms);
