@@ -660,7 +660,10 @@ http_read(struct sr_conn *conn, const uint8_t *bytes)
     struct sr_http_head head;
     struct sr_route_hit hit;
 
-    sr_http_parse_head(bytes + setup->proxy_len, setup->peek_len - setup->proxy_len, &head);
+    /* The reader reads on from where the last call stopped: a head dribbled in tiny
+     * pieces costs each byte once, not a re-parse from its start per piece. */
+    sr_http_read_head(&setup->http_reader, bytes + setup->proxy_len,
+                      setup->peek_len - setup->proxy_len, &head);
     switch (head.status) {
     case SR_HTTP_NEED_MORE:
         setup->parse_at = setup->peek_len + head.need;
@@ -1089,6 +1092,9 @@ relay_start(struct sr_conn *conn)
         conn->sni = strdup(setup->sni); /* for the log line; none if out of memory */
     }
     setup_free(conn);
+    /* HTTP: the first request, sent from http_out, is out; its copy goes too. */
+    free(conn->http_out.p);
+    memset(&conn->http_out, 0, sizeof(conn->http_out));
     conn->state = SR_CONN_RELAYING;
     conn->last_active_ms = conn_now(conn);
     conn_deadline(conn, conn->gen->cfg.idle_timeout_ms);
@@ -1259,6 +1265,7 @@ sr_conn_accept(struct sr_listener *listener, int fd, const struct sockaddr *peer
     conn->lcfg = listener->cfg;
     conn->routes = &conn->gen->cfg.routes[listener->cfg->routes];
     conn->state = SR_CONN_HELLO;
+    sr_http_reader_init(&setup->http_reader);
     sr_watch_init(&conn->client, fd, on_client_event);
     sr_watch_init(&conn->backend, -1, on_backend_event);
     sr_deadline_init(&conn->deadline);

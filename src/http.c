@@ -2,11 +2,13 @@
 /* A minimal HTTP/1.x request-head reader with one purpose: say where a plain-HTTP request
  * wants to go and how its body is framed. It scans the request line byte by byte (so that
  * NOT_HTTP is known as early as possible), then header lines up to the blank line, and
- * refuses every shape that a backend could read differently from us. It keeps no state
- * between calls and never copies. */
+ * refuses every shape that a backend could read differently from us. A head that arrives in
+ * pieces is read on from where the last piece ended: the state between calls is the
+ * caller's struct sr_http_reader, offsets only. It never copies. */
 #include "sniroute/http.h"
 
 #include <arpa/inet.h>
+#include <assert.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -35,12 +37,34 @@
 
 #define CL_DIGITS_MAX 18 /* 10^18 - 1 fits uint64_t with room to spare */
 
+/* The reader's states: each names what the next byte belongs to. */
+enum {
+    S_METHOD,   /* the method token, up to its SP */
+    S_TARGET,   /* the request-target, up to its SP */
+    S_VERSION,  /* "HTTP/1." */
+    S_MINOR,    /* the version's last digit */
+    S_LINE_CR,  /* the CR ending the request line */
+    S_LINE_LF,  /* the LF ending the request line */
+    S_FIELD,    /* the first byte of a field line, or the CR of the empty line */
+    S_END_LF,   /* the LF of the empty line that ends the head */
+    S_NAME,     /* a field name, up to ':' */
+    S_BAD_NAME, /* a byte neither token nor ':' ended the name: read on to say why */
+    S_VALUE,    /* a field value, up to CR */
+    S_VALUE_LF, /* the LF ending a field line */
+    S_DONE,     /* decided: status and reason are final */
+};
+
+/* struct sr_http_reader's flags. */
 enum {
     HAVE_HOST = 1 << 0,
     HAVE_UPGRADE = 1 << 1,
     HAVE_CONN_UPGRADE = 1 << 2,
     HAVE_TE = 1 << 3,
     TE_LAST_CHUNKED = 1 << 4,
+    HAVE_CL = 1 << 5,
+    HOST_IS_IP = 1 << 6,       /* the host so far is an IP literal */
+    HOST_FROM_TARGET = 1 << 7, /* the host is the target's authority */
+    ONLY_OWS = 1 << 8,         /* S_BAD_NAME: nothing but whitespace since the name */
 };
 
 static const struct sr_view empty_view = {NULL, 0};
@@ -174,9 +198,9 @@ is_ipv4(const uint8_t *p, size_t n)
 
 /* Split an authority's uri-host [":" port] (RFC 3986 3.2.2) into <*host> and check both.
  * <port_required>: authority-form (CONNECT) must carry a port. Returns a BAD reason or
- * NONE. */
+ * NONE; for HOST_INVALID, r->name_error says why. */
 static enum sr_http_reason
-split_host(const uint8_t *p, size_t n, bool port_required, struct sr_http_head *out,
+split_host(const uint8_t *p, size_t n, bool port_required, struct sr_http_reader *r,
            struct sr_view *host, bool *is_ip)
 {
     const uint8_t *port;
@@ -193,13 +217,13 @@ split_host(const uint8_t *p, size_t n, bool port_required, struct sr_http_head *
 
         in_len = close == NULL ? 0 : (size_t)(close - p) - 1;
         if (close == NULL || in_len < 2 || in_len >= sizeof(text)) {
-            out->name_error = SR_NAME_OK;
+            r->name_error = SR_NAME_OK;
             return SR_HTTP_REASON_HOST_INVALID;
         }
         memcpy(text, p + 1, in_len);
         text[in_len] = '\0';
         if (inet_pton(AF_INET6, text, bin) != 1) {
-            out->name_error = SR_NAME_OK;
+            r->name_error = SR_NAME_OK;
             return SR_HTTP_REASON_HOST_INVALID;
         }
         host->ptr = p + 1;
@@ -207,7 +231,7 @@ split_host(const uint8_t *p, size_t n, bool port_required, struct sr_http_head *
         *is_ip = true;
         i = in_len + 2;
         if (i < n && p[i] != ':') {
-            out->name_error = SR_NAME_OK;
+            r->name_error = SR_NAME_OK;
             return SR_HTTP_REASON_HOST_INVALID;
         }
     } else {
@@ -219,7 +243,7 @@ split_host(const uint8_t *p, size_t n, bool port_required, struct sr_http_head *
         }
         err = sr_name_validate(p, i);
         if (err != SR_NAME_OK) {
-            out->name_error = err;
+            r->name_error = (uint8_t)err;
             return SR_HTTP_REASON_HOST_INVALID;
         }
         host->ptr = p;
@@ -269,84 +293,107 @@ same_host(struct sr_view a, struct sr_view b)
     return true;
 }
 
-/* Check the target's form and, for absolute- and authority-form, take the host from it. */
-static enum sr_http_reason
-read_target(struct sr_http_head *out)
+static bool
+is_connect(const uint8_t *buf, const struct sr_http_reader *r)
 {
-    const uint8_t *t = out->target.ptr;
-    size_t n = out->target.len;
+    return r->method_len == 7 && memcmp(buf, "CONNECT", 7) == 0;
+}
+
+/* The host view found so far becomes the one routed by. */
+static void
+set_host(struct sr_http_reader *r, const uint8_t *buf, struct sr_view host, bool is_ip)
+{
+    r->host_off = (size_t)(host.ptr - buf);
+    r->host_len = host.len;
+    r->flags = is_ip ? r->flags | HOST_IS_IP : r->flags & ~(unsigned)HOST_IS_IP;
+}
+
+/* The request line is complete: check the target's form and, for absolute- and
+ * authority-form, take the host from it. */
+static enum sr_http_reason
+read_target(struct sr_http_reader *r, const uint8_t *buf)
+{
+    const uint8_t *t = buf + r->method_len + 1;
+    size_t n = r->target_len;
     const uint8_t *auth;
     size_t auth_len = 0;
     size_t skip;
+    struct sr_view host;
+    bool is_ip;
+    enum sr_http_reason reason;
 
     if (t[0] == '/') {
         return SR_HTTP_REASON_NONE; /* origin-form */
     }
-    if (out->method.len == 7 && memcmp(out->method.ptr, "CONNECT", 7) == 0) {
+    if (is_connect(buf, r)) {
         /* authority-form (3.2.3): host ":" port, nothing else */
         if (memchr(t, '@', n) != NULL || memchr(t, '/', n) != NULL) {
             return SR_HTTP_REASON_TARGET;
         }
-        out->is_host_from_target = true;
-        return split_host(t, n, true, out, &out->host, &out->is_ip_literal);
-    }
-    if (n == 1 && t[0] == '*') {
+        auth = t;
+        auth_len = n;
+    } else if (n == 1 && t[0] == '*') {
         /* asterisk-form (3.2.4) */
-        return out->method.len == 7 && memcmp(out->method.ptr, "OPTIONS", 7) == 0
-                   ? SR_HTTP_REASON_NONE
-                   : SR_HTTP_REASON_TARGET;
-    }
-    if (starts_nocase(t, n, "http://")) {
-        skip = 7;
-    } else if (starts_nocase(t, n, "https://")) {
-        skip = 8;
+        return r->method_len == 7 && memcmp(buf, "OPTIONS", 7) == 0 ? SR_HTTP_REASON_NONE
+                                                                    : SR_HTTP_REASON_TARGET;
     } else {
-        return SR_HTTP_REASON_TARGET;
+        if (starts_nocase(t, n, "http://")) {
+            skip = 7;
+        } else if (starts_nocase(t, n, "https://")) {
+            skip = 8;
+        } else {
+            return SR_HTTP_REASON_TARGET;
+        }
+        auth = t + skip;
+        while (skip + auth_len < n && auth[auth_len] != '/' && auth[auth_len] != '?' &&
+               auth[auth_len] != '#') {
+            auth_len++;
+        }
+        if (auth_len == 0 || memchr(auth, '@', auth_len) != NULL) {
+            /* RFC 9110 4.2.4: userinfo in an http(s) URI is to be treated as an error */
+            return SR_HTTP_REASON_TARGET;
+        }
     }
-    auth = t + skip;
-    while (skip + auth_len < n && auth[auth_len] != '/' && auth[auth_len] != '?' &&
-           auth[auth_len] != '#') {
-        auth_len++;
+    r->flags |= HOST_FROM_TARGET;
+    reason = split_host(auth, auth_len, is_connect(buf, r), r, &host, &is_ip);
+    if (reason == SR_HTTP_REASON_NONE) {
+        set_host(r, buf, host, is_ip);
     }
-    if (auth_len == 0 || memchr(auth, '@', auth_len) != NULL) {
-        /* RFC 9110 4.2.4: userinfo in an http(s) URI is to be treated as an error */
-        return SR_HTTP_REASON_TARGET;
-    }
-    out->is_host_from_target = true;
-    return split_host(auth, auth_len, false, out, &out->host, &out->is_ip_literal);
+    return reason;
 }
 
-/* One field line's name and trimmed value: update <*flags> and <*out>. */
+/* One field line's name and trimmed value: update <*r>. */
 static enum sr_http_reason
-read_field(const uint8_t *name, size_t name_len, const uint8_t *val, size_t val_len,
-           unsigned *flags, struct sr_http_head *out)
+read_field(struct sr_http_reader *r, const uint8_t *buf, const uint8_t *name, size_t name_len,
+           const uint8_t *val, size_t val_len)
 {
     struct sr_view elem;
 
     if (eq_nocase(name, name_len, "host")) {
         struct sr_view h;
         bool is_ip;
-        enum sr_http_reason r;
+        enum sr_http_reason reason;
 
-        if (*flags & HAVE_HOST) {
+        if (r->flags & HAVE_HOST) {
             return SR_HTTP_REASON_HOST_DUPLICATE;
         }
-        *flags |= HAVE_HOST;
-        r = split_host(val, val_len, false, out, &h, &is_ip);
-        if (r != SR_HTTP_REASON_NONE) {
-            return r;
+        r->flags |= HAVE_HOST;
+        reason = split_host(val, val_len, false, r, &h, &is_ip);
+        if (reason != SR_HTTP_REASON_NONE) {
+            return reason;
         }
-        if (out->is_host_from_target) {
-            return same_host(h, out->host) ? SR_HTTP_REASON_NONE : SR_HTTP_REASON_HOST_MISMATCH;
+        if (r->flags & HOST_FROM_TARGET) {
+            struct sr_view target_host = {buf + r->host_off, r->host_len};
+
+            return same_host(h, target_host) ? SR_HTTP_REASON_NONE : SR_HTTP_REASON_HOST_MISMATCH;
         }
-        out->host = h;
-        out->is_ip_literal = is_ip;
+        set_host(r, buf, h, is_ip);
         return SR_HTTP_REASON_NONE;
     }
     if (eq_nocase(name, name_len, "content-length")) {
         uint64_t v = 0;
 
-        if (out->has_content_length || val_len == 0 || val_len > CL_DIGITS_MAX) {
+        if ((r->flags & HAVE_CL) || val_len == 0 || val_len > CL_DIGITS_MAX) {
             return SR_HTTP_REASON_CONTENT_LENGTH;
         }
         for (size_t i = 0; i < val_len; i++) {
@@ -355,23 +402,23 @@ read_field(const uint8_t *name, size_t name_len, const uint8_t *val, size_t val_
             }
             v = v * 10 + (uint64_t)(val[i] - '0');
         }
-        if (*flags & HAVE_TE) {
+        if (r->flags & HAVE_TE) {
             return SR_HTTP_REASON_TE_AND_CL;
         }
-        out->has_content_length = true;
-        out->content_length = v;
+        r->flags |= HAVE_CL;
+        r->content_length = v;
         return SR_HTTP_REASON_NONE;
     }
     if (eq_nocase(name, name_len, "transfer-encoding")) {
         bool any = false;
 
-        if (out->version_minor == 0) {
+        if (r->version_minor == 0) {
             return SR_HTTP_REASON_TRANSFER_ENCODING;
         }
-        if (out->has_content_length) {
+        if (r->flags & HAVE_CL) {
             return SR_HTTP_REASON_TE_AND_CL;
         }
-        *flags |= HAVE_TE;
+        r->flags |= HAVE_TE;
         while (list_next(&val, &val_len, &elem)) {
             size_t k = 0;
 
@@ -382,11 +429,11 @@ read_field(const uint8_t *name, size_t name_len, const uint8_t *val, size_t val_
             if (k == 0 || (k < elem.len && !is_ows(elem.ptr[k]) && elem.ptr[k] != ';')) {
                 return SR_HTTP_REASON_TRANSFER_ENCODING;
             }
-            if (*flags & TE_LAST_CHUNKED) {
+            if (r->flags & TE_LAST_CHUNKED) {
                 return SR_HTTP_REASON_TRANSFER_ENCODING; /* something after chunked */
             }
             if (eq_nocase(elem.ptr, k, "chunked")) {
-                *flags |= TE_LAST_CHUNKED;
+                r->flags |= TE_LAST_CHUNKED;
             }
             any = true;
         }
@@ -395,312 +442,347 @@ read_field(const uint8_t *name, size_t name_len, const uint8_t *val, size_t val_
     if (eq_nocase(name, name_len, "connection")) {
         while (list_next(&val, &val_len, &elem)) {
             if (eq_nocase(elem.ptr, elem.len, "upgrade")) {
-                *flags |= HAVE_CONN_UPGRADE;
+                r->flags |= HAVE_CONN_UPGRADE;
             }
         }
         return SR_HTTP_REASON_NONE;
     }
     if (eq_nocase(name, name_len, "upgrade")) {
-        *flags |= HAVE_UPGRADE;
+        r->flags |= HAVE_UPGRADE;
     }
     return SR_HTTP_REASON_NONE;
 }
 
-/* A field name ended at <pos> (after <start>) with a byte that is neither a token byte nor
- * ':'. Say which rule the line breaks, reading on only as far as needed; <*more> when the
- * answer lies past <len>. */
+/* The blank line has been read: the last checks that need the whole head. */
 static enum sr_http_reason
-bad_name(const uint8_t *buf, size_t len, size_t start, size_t pos, bool *more)
+read_end(struct sr_http_reader *r)
 {
-    bool only_ows = true;
-
-    for (; pos < len; pos++) {
-        if (pos - start >= SR_HTTP_LINE_MAX) {
-            return SR_HTTP_REASON_LINE_TOO_LONG;
-        }
-        if (buf[pos] == ':') {
-            /* "Host : x" is whitespace before the colon (5.1); "Ho st: x" a bad name */
-            return only_ows ? SR_HTTP_REASON_HEADER_SPACE_COLON : SR_HTTP_REASON_HEADER_NAME;
-        }
-        if (buf[pos] == '\r' || buf[pos] == '\n') {
-            return SR_HTTP_REASON_HEADER_NO_COLON;
-        }
-        if (!is_ows(buf[pos])) {
-            only_ows = false;
-        }
+    if (!(r->flags & HAVE_HOST) && (r->version_minor == 1 || !(r->flags & HOST_FROM_TARGET))) {
+        return SR_HTTP_REASON_NO_HOST;
     }
-    *more = true;
+    if ((r->flags & HAVE_TE) && !(r->flags & TE_LAST_CHUNKED)) {
+        return SR_HTTP_REASON_TRANSFER_ENCODING;
+    }
     return SR_HTTP_REASON_NONE;
 }
 
-static void
-finish(struct sr_http_head *out, enum sr_http_status status, enum sr_http_reason reason)
+/* The bytes the reader asks for in <state> (see sr_http_head.need). */
+static size_t
+state_need(const struct sr_http_reader *r)
 {
-    out->status = status;
-    out->reason = reason;
-    out->need = 0;
-    if (status != SR_HTTP_OK) {
-        out->host = empty_view;
-        out->is_ip_literal = false;
-        out->is_host_from_target = false;
-        out->has_content_length = false;
-        out->content_length = 0;
-        out->is_chunked = false;
-        out->is_upgrade = false;
-        out->head_len = 0;
-    }
-    if (status != SR_HTTP_BAD || reason != SR_HTTP_REASON_HOST_INVALID) {
-        out->name_error = SR_NAME_OK;
+    switch (r->state) {
+    case S_FIELD:
+        /* "CRLF", or "Host:x CRLF CRLF" while HTTP/1.1 lacks one */
+        return r->version_minor == 1 && !(r->flags & HAVE_HOST) ? 10 : 2;
+    case S_NAME:
+    case S_BAD_NAME:
+    case S_VALUE:
+        return 4;
+    case S_VALUE_LF:
+        return 3;
+    default:
+        return 1; /* the request line (each byte may say NOT_HTTP), or the final LF */
     }
 }
 
-static void
-need_more(struct sr_http_head *out, size_t need)
+/* The scan stops at <pos>: the bytes before it have been read. Returns whether the answer
+ * is known. */
+static bool
+stop(struct sr_http_reader *r, size_t pos)
 {
-    finish(out, SR_HTTP_NEED_MORE, SR_HTTP_REASON_NONE);
-    out->need = need;
+    r->n_examined += pos - r->pos;
+    r->pos = pos;
+    return r->state == S_DONE;
+}
+
+/* The answer is known at <pos>: <status>, for <reason>. Returns true. */
+static bool
+decide(struct sr_http_reader *r, size_t pos, enum sr_http_status status, enum sr_http_reason reason)
+{
+    r->state = S_DONE;
+    r->status = (uint8_t)status;
+    r->reason = (uint8_t)reason;
+    if (status != SR_HTTP_BAD || reason != SR_HTTP_REASON_HOST_INVALID) {
+        r->name_error = SR_NAME_OK;
+    }
+    return stop(r, pos);
+}
+
+/* Scan bytes [r->pos, len) from the state the last call left, until the bytes run out or
+ * the answer is known; returns whether it is. Each state moves <pos> over the bytes it
+ * accepts and leaves it on the byte that ends it, so that the next state (or the next
+ * call) starts there. */
+static bool
+scan(struct sr_http_reader *r, const uint8_t *buf, size_t len)
+{
+    static const char version[] = "HTTP/1.";
+    size_t pos = r->pos;
+    size_t line_end; /* S_NAME, S_VALUE: where the line would be over SR_HTTP_LINE_MAX */
+    size_t at;
+    enum sr_http_reason reason;
+    uint8_t c;
+
+    while (pos < len) {
+        switch (r->state) {
+        case S_METHOD:
+            for (; pos < len && is_tchar(buf[pos]); pos++) {
+                if (pos == SR_HTTP_METHOD_MAX) {
+                    return decide(r, pos, SR_HTTP_NOT_HTTP, SR_HTTP_REASON_METHOD_TOO_LONG);
+                }
+            }
+            if (pos == len) {
+                break;
+            }
+            if (pos == 0) {
+                return decide(r, pos, SR_HTTP_NOT_HTTP, SR_HTTP_REASON_NOT_METHOD);
+            }
+            if (buf[pos] != ' ') {
+                return decide(r, pos, SR_HTTP_NOT_HTTP, SR_HTTP_REASON_NO_TARGET);
+            }
+            r->method_len = pos++;
+            r->state = S_TARGET;
+            break;
+        case S_TARGET:
+            for (; pos < len && buf[pos] != ' '; pos++) {
+                /* the line would be this byte, " HTTP/1.x" and more: over the limit */
+                if (pos + 10 > SR_HTTP_LINE_MAX) {
+                    return decide(r, pos, SR_HTTP_BAD, SR_HTTP_REASON_LINE_TOO_LONG);
+                }
+                if (buf[pos] == '\r' || buf[pos] == '\n') {
+                    return decide(r, pos, SR_HTTP_NOT_HTTP, SR_HTTP_REASON_NO_VERSION);
+                }
+                if (!is_vchar(buf[pos])) {
+                    return decide(r, pos, SR_HTTP_BAD, SR_HTTP_REASON_TARGET);
+                }
+            }
+            if (pos == len) {
+                break;
+            }
+            if (pos == r->method_len + 1) {
+                return decide(r, pos, SR_HTTP_BAD, SR_HTTP_REASON_REQUEST_LINE);
+            }
+            r->target_len = pos++ - (r->method_len + 1);
+            r->state = S_VERSION;
+            break;
+        case S_VERSION:
+            /* "HTTP/1."; a mismatch before the '/' means this is not HTTP at all */
+            at = r->method_len + 1 + r->target_len + 1;
+            for (; pos < len && pos - at < sizeof(version) - 1; pos++) {
+                if (buf[pos] != (uint8_t)version[pos - at]) {
+                    return decide(r, pos, pos - at < 5 ? SR_HTTP_NOT_HTTP : SR_HTTP_BAD,
+                                  pos - at < 5 ? SR_HTTP_REASON_NO_VERSION
+                                               : SR_HTTP_REASON_VERSION);
+                }
+            }
+            if (pos - at == sizeof(version) - 1) {
+                r->state = S_MINOR;
+            }
+            break;
+        case S_MINOR:
+            if (buf[pos] != '0' && buf[pos] != '1') {
+                return decide(r, pos, SR_HTTP_BAD, SR_HTTP_REASON_VERSION);
+            }
+            r->version_minor = (uint8_t)(buf[pos++] - '0');
+            r->state = S_LINE_CR;
+            break;
+        case S_LINE_CR:
+            c = buf[pos];
+            if (c != '\r') {
+                return decide(r, pos, SR_HTTP_BAD,
+                              c == '\n'              ? SR_HTTP_REASON_BARE_LF
+                              : c >= '0' && c <= '9' ? SR_HTTP_REASON_VERSION
+                                                     : SR_HTTP_REASON_REQUEST_LINE);
+            }
+            pos++;
+            r->state = S_LINE_LF;
+            break;
+        case S_LINE_LF:
+            if (buf[pos++] != '\n') {
+                return decide(r, pos, SR_HTTP_BAD, SR_HTTP_REASON_BARE_CR);
+            }
+            r->n_examined += r->target_len; /* read again, whole */
+            reason = read_target(r, buf);
+            if (reason != SR_HTTP_REASON_NONE) {
+                return decide(r, pos, SR_HTTP_BAD, reason);
+            }
+            r->line = pos;
+            r->state = S_FIELD;
+            break;
+        case S_FIELD:
+            c = buf[pos];
+            if (c == '\r') {
+                pos++;
+                r->state = S_END_LF;
+                break;
+            }
+            if (c == '\n') {
+                return decide(r, pos, SR_HTTP_BAD, SR_HTTP_REASON_BARE_LF);
+            }
+            if (is_ows(c)) {
+                return decide(r, pos, SR_HTTP_BAD, SR_HTTP_REASON_OBS_FOLD);
+            }
+            if (r->n_headers == SR_HTTP_HEADERS_MAX) {
+                return decide(r, pos, SR_HTTP_BAD, SR_HTTP_REASON_TOO_MANY_HEADERS);
+            }
+            r->state = S_NAME;
+            break;
+        case S_END_LF:
+            if (buf[pos++] != '\n') {
+                return decide(r, pos, SR_HTTP_BAD, SR_HTTP_REASON_BARE_CR);
+            }
+            r->head_len = pos;
+            reason = read_end(r);
+            if (reason != SR_HTTP_REASON_NONE) {
+                return decide(r, pos, SR_HTTP_BAD, reason);
+            }
+            return decide(r, pos, SR_HTTP_OK, SR_HTTP_REASON_NONE);
+        case S_NAME:
+            line_end = r->line + SR_HTTP_LINE_MAX;
+            for (; pos < len && is_tchar(buf[pos]); pos++) {
+                if (pos >= line_end) {
+                    return decide(r, pos, SR_HTTP_BAD, SR_HTTP_REASON_LINE_TOO_LONG);
+                }
+            }
+            if (pos == len) {
+                break;
+            }
+            if (buf[pos] != ':') {
+                /* read on from this byte to say which rule the line breaks */
+                r->flags |= ONLY_OWS;
+                r->state = S_BAD_NAME;
+                break;
+            }
+            if (pos == r->line) {
+                return decide(r, pos, SR_HTTP_BAD, SR_HTTP_REASON_HEADER_NAME);
+            }
+            if (pos - r->line >= SR_HTTP_LINE_MAX) {
+                return decide(r, pos, SR_HTTP_BAD, SR_HTTP_REASON_LINE_TOO_LONG);
+            }
+            r->colon = pos++;
+            r->state = S_VALUE;
+            break;
+        case S_BAD_NAME:
+            for (; pos < len; pos++) {
+                c = buf[pos];
+                if (pos - r->line >= SR_HTTP_LINE_MAX) {
+                    return decide(r, pos, SR_HTTP_BAD, SR_HTTP_REASON_LINE_TOO_LONG);
+                }
+                if (c == ':') {
+                    /* "Host : x" is whitespace before the colon (5.1); "Ho st: x" a bad name */
+                    return decide(r, pos, SR_HTTP_BAD,
+                                  (r->flags & ONLY_OWS) ? SR_HTTP_REASON_HEADER_SPACE_COLON
+                                                        : SR_HTTP_REASON_HEADER_NAME);
+                }
+                if (c == '\r' || c == '\n') {
+                    return decide(r, pos, SR_HTTP_BAD, SR_HTTP_REASON_HEADER_NO_COLON);
+                }
+                if (!is_ows(c)) {
+                    r->flags &= ~(unsigned)ONLY_OWS;
+                }
+            }
+            break;
+        case S_VALUE:
+            line_end = r->line + SR_HTTP_LINE_MAX;
+            for (; pos < len && buf[pos] != '\r' && buf[pos] != '\n'; pos++) {
+                if (pos >= line_end) {
+                    return decide(r, pos, SR_HTTP_BAD, SR_HTTP_REASON_LINE_TOO_LONG);
+                }
+                if (!is_field_byte(buf[pos])) {
+                    return decide(r, pos, SR_HTTP_BAD, SR_HTTP_REASON_HEADER_VALUE);
+                }
+            }
+            if (pos == len) {
+                break;
+            }
+            if (buf[pos] == '\n') {
+                return decide(r, pos, SR_HTTP_BAD, SR_HTTP_REASON_BARE_LF);
+            }
+            pos++;
+            r->state = S_VALUE_LF;
+            break;
+        case S_VALUE_LF: {
+            const uint8_t *val = buf + r->colon + 1;
+            size_t val_len = pos - 1 - (r->colon + 1); /* up to the CR */
+
+            if (buf[pos++] != '\n') {
+                return decide(r, pos, SR_HTTP_BAD, SR_HTTP_REASON_BARE_CR);
+            }
+            r->n_headers++;
+            r->n_examined += pos - r->line; /* read again, whole */
+            trim(&val, &val_len);
+            reason = read_field(r, buf, buf + r->line, r->colon - r->line, val, val_len);
+            if (reason != SR_HTTP_REASON_NONE) {
+                return decide(r, pos, SR_HTTP_BAD, reason);
+            }
+            r->line = pos;
+            r->state = S_FIELD;
+            break;
+        }
+        default:
+            assert(r->state == S_DONE);
+            return true;
+        }
+    }
+    return stop(r, pos);
+}
+
+void
+sr_http_reader_init(struct sr_http_reader *r)
+{
+    memset(r, 0, sizeof(*r));
+    r->state = S_METHOD;
+    r->status = SR_HTTP_NEED_MORE;
+}
+
+void
+sr_http_read_head(struct sr_http_reader *r, const uint8_t *buf, size_t len,
+                  struct sr_http_head *out)
+{
+    assert(len >= r->pos);
+    if (r->state != S_DONE) {
+        scan(r, buf, len);
+    }
+
+    memset(out, 0, sizeof(*out));
+    out->status = (enum sr_http_status)r->status;
+    out->reason = (enum sr_http_reason)r->reason;
+    out->name_error = (enum sr_name_error)r->name_error;
+    out->need = r->state == S_DONE ? 0 : state_need(r);
+    out->method = empty_view;
+    out->target = empty_view;
+    out->host = empty_view;
+    if (r->method_len > 0) {
+        out->method.ptr = buf;
+        out->method.len = r->method_len;
+    }
+    if (r->target_len > 0) {
+        out->target.ptr = buf + r->method_len + 1;
+        out->target.len = r->target_len;
+    }
+    out->version_minor = r->version_minor;
+    out->n_headers = r->n_headers;
+    if (out->status != SR_HTTP_OK) {
+        return;
+    }
+    out->head_len = r->head_len;
+    out->host.ptr = buf + r->host_off;
+    out->host.len = r->host_len;
+    out->is_ip_literal = (r->flags & HOST_IS_IP) != 0;
+    out->is_host_from_target = (r->flags & HOST_FROM_TARGET) != 0;
+    out->has_content_length = (r->flags & HAVE_CL) != 0;
+    out->content_length = r->content_length;
+    out->is_chunked = (r->flags & TE_LAST_CHUNKED) != 0;
+    out->is_upgrade =
+        is_connect(buf, r) || ((r->flags & HAVE_CONN_UPGRADE) && (r->flags & HAVE_UPGRADE));
 }
 
 void
 sr_http_parse_head(const uint8_t *buf, size_t len, struct sr_http_head *out)
 {
-    static const char version[] = "HTTP/1.";
-    enum sr_http_reason r;
-    unsigned flags = 0;
-    size_t pos;
-    size_t start;
-    size_t i;
+    struct sr_http_reader r;
 
-    memset(out, 0, sizeof(*out));
-    out->method = empty_view;
-    out->target = empty_view;
-    out->host = empty_view;
-
-    /* method SP: each byte may reveal NOT_HTTP, so need stays 1 through the request line */
-    for (pos = 0; pos < len && is_tchar(buf[pos]); pos++) {
-        if (pos == SR_HTTP_METHOD_MAX) {
-            finish(out, SR_HTTP_NOT_HTTP, SR_HTTP_REASON_METHOD_TOO_LONG);
-            return;
-        }
-    }
-    if (pos == len) {
-        need_more(out, 1);
-        return;
-    }
-    if (pos == 0) {
-        finish(out, SR_HTTP_NOT_HTTP, SR_HTTP_REASON_NOT_METHOD);
-        return;
-    }
-    if (buf[pos] != ' ') {
-        finish(out, SR_HTTP_NOT_HTTP, SR_HTTP_REASON_NO_TARGET);
-        return;
-    }
-    out->method.ptr = buf;
-    out->method.len = pos;
-
-    /* target SP */
-    start = ++pos;
-    for (; pos < len && buf[pos] != ' '; pos++) {
-        /* the line would be this byte, " HTTP/1.x" and more: over the limit */
-        if (pos + 10 > SR_HTTP_LINE_MAX) {
-            finish(out, SR_HTTP_BAD, SR_HTTP_REASON_LINE_TOO_LONG);
-            return;
-        }
-        if (buf[pos] == '\r' || buf[pos] == '\n') {
-            finish(out, SR_HTTP_NOT_HTTP, SR_HTTP_REASON_NO_VERSION);
-            return;
-        }
-        if (!is_vchar(buf[pos])) {
-            finish(out, SR_HTTP_BAD, SR_HTTP_REASON_TARGET);
-            return;
-        }
-    }
-    if (pos == len) {
-        need_more(out, 1);
-        return;
-    }
-    if (pos == start) {
-        finish(out, SR_HTTP_BAD, SR_HTTP_REASON_REQUEST_LINE);
-        return;
-    }
-    out->target.ptr = buf + start;
-    out->target.len = pos - start;
-
-    /* "HTTP/1." DIGIT CRLF; a mismatch before the '/' means this is not HTTP at all */
-    pos++;
-    for (i = 0; i < sizeof(version) - 1; i++, pos++) {
-        if (pos == len) {
-            need_more(out, 1);
-            return;
-        }
-        if (buf[pos] != (uint8_t)version[i]) {
-            finish(out, SR_HTTP_BAD, SR_HTTP_REASON_VERSION);
-            if (i < 5) {
-                finish(out, SR_HTTP_NOT_HTTP, SR_HTTP_REASON_NO_VERSION);
-            }
-            return;
-        }
-    }
-    if (pos == len) {
-        need_more(out, 1);
-        return;
-    }
-    if (buf[pos] != '0' && buf[pos] != '1') {
-        finish(out, SR_HTTP_BAD, SR_HTTP_REASON_VERSION);
-        return;
-    }
-    out->version_minor = (unsigned)(buf[pos] - '0');
-    pos++;
-    if (pos == len) {
-        need_more(out, 1);
-        return;
-    }
-    if (buf[pos] != '\r') {
-        r = buf[pos] == '\n'                     ? SR_HTTP_REASON_BARE_LF
-            : buf[pos] >= '0' && buf[pos] <= '9' ? SR_HTTP_REASON_VERSION
-                                                 : SR_HTTP_REASON_REQUEST_LINE;
-        finish(out, SR_HTTP_BAD, r);
-        return;
-    }
-    if (++pos == len) {
-        need_more(out, 1);
-        return;
-    }
-    if (buf[pos] != '\n') {
-        finish(out, SR_HTTP_BAD, SR_HTTP_REASON_BARE_CR);
-        return;
-    }
-    pos++;
-    r = read_target(out);
-    if (r != SR_HTTP_REASON_NONE) {
-        finish(out, SR_HTTP_BAD, r);
-        return;
-    }
-
-    /* field lines, then the empty line */
-    for (;;) {
-        const uint8_t *name;
-        const uint8_t *val;
-        size_t name_len;
-        size_t val_len;
-        bool need_host;
-
-        need_host = out->version_minor == 1 && !(flags & HAVE_HOST);
-        start = pos;
-        if (pos == len) {
-            /* "CRLF", or "Host:x CRLF CRLF" while HTTP/1.1 lacks one */
-            need_more(out, need_host ? 10 : 2);
-            return;
-        }
-        if (buf[pos] == '\r') {
-            if (pos + 1 == len) {
-                need_more(out, 1);
-                return;
-            }
-            if (buf[pos + 1] != '\n') {
-                finish(out, SR_HTTP_BAD, SR_HTTP_REASON_BARE_CR);
-                return;
-            }
-            out->head_len = pos + 2;
-            break;
-        }
-        if (buf[pos] == '\n') {
-            finish(out, SR_HTTP_BAD, SR_HTTP_REASON_BARE_LF);
-            return;
-        }
-        if (is_ows(buf[pos])) {
-            finish(out, SR_HTTP_BAD, SR_HTTP_REASON_OBS_FOLD);
-            return;
-        }
-        if (out->n_headers == SR_HTTP_HEADERS_MAX) {
-            finish(out, SR_HTTP_BAD, SR_HTTP_REASON_TOO_MANY_HEADERS);
-            return;
-        }
-
-        /* field-name ":" */
-        for (; pos < len && is_tchar(buf[pos]); pos++) {
-            if (pos - start >= SR_HTTP_LINE_MAX) {
-                finish(out, SR_HTTP_BAD, SR_HTTP_REASON_LINE_TOO_LONG);
-                return;
-            }
-        }
-        if (pos == len) {
-            need_more(out, 4);
-            return;
-        }
-        if (pos == start && buf[pos] == ':') {
-            finish(out, SR_HTTP_BAD, SR_HTTP_REASON_HEADER_NAME);
-            return;
-        }
-        if (buf[pos] != ':') {
-            bool more = false;
-
-            r = bad_name(buf, len, start, pos, &more);
-            if (more) {
-                need_more(out, 4);
-            } else {
-                finish(out, SR_HTTP_BAD, r);
-            }
-            return;
-        }
-        if (pos - start >= SR_HTTP_LINE_MAX) {
-            finish(out, SR_HTTP_BAD, SR_HTTP_REASON_LINE_TOO_LONG);
-            return;
-        }
-        name = buf + start;
-        name_len = pos - start;
-
-        /* field-value CRLF */
-        val = buf + ++pos;
-        for (; pos < len && buf[pos] != '\r' && buf[pos] != '\n'; pos++) {
-            if (pos - start >= SR_HTTP_LINE_MAX) {
-                finish(out, SR_HTTP_BAD, SR_HTTP_REASON_LINE_TOO_LONG);
-                return;
-            }
-            if (!is_field_byte(buf[pos])) {
-                finish(out, SR_HTTP_BAD, SR_HTTP_REASON_HEADER_VALUE);
-                return;
-            }
-        }
-        if (pos == len) {
-            need_more(out, 4);
-            return;
-        }
-        if (buf[pos] == '\n') {
-            finish(out, SR_HTTP_BAD, SR_HTTP_REASON_BARE_LF);
-            return;
-        }
-        if (pos + 1 == len) {
-            need_more(out, 3);
-            return;
-        }
-        if (buf[pos + 1] != '\n') {
-            finish(out, SR_HTTP_BAD, SR_HTTP_REASON_BARE_CR);
-            return;
-        }
-        val_len = (size_t)(buf + pos - val);
-        pos += 2;
-        out->n_headers++;
-        trim(&val, &val_len);
-        r = read_field(name, name_len, val, val_len, &flags, out);
-        if (r != SR_HTTP_REASON_NONE) {
-            finish(out, SR_HTTP_BAD, r);
-            return;
-        }
-    }
-
-    if (!(flags & HAVE_HOST) && (out->version_minor == 1 || !out->is_host_from_target)) {
-        finish(out, SR_HTTP_BAD, SR_HTTP_REASON_NO_HOST);
-        return;
-    }
-    if ((flags & HAVE_TE) && !(flags & TE_LAST_CHUNKED)) {
-        finish(out, SR_HTTP_BAD, SR_HTTP_REASON_TRANSFER_ENCODING);
-        return;
-    }
-    out->is_chunked = (flags & TE_LAST_CHUNKED) != 0;
-    out->is_upgrade = (out->method.len == 7 && memcmp(out->method.ptr, "CONNECT", 7) == 0) ||
-                      ((flags & HAVE_CONN_UPGRADE) && (flags & HAVE_UPGRADE));
-    out->status = SR_HTTP_OK;
+    sr_http_reader_init(&r);
+    sr_http_read_head(&r, buf, len, out);
 }
 
 const char *

@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /* HTTP/1.x request boundaries (RFC 9112 section 6 for the body length, 7.1 for chunked
- * coding). Heads are gathered whole and parsed with sr_http_parse_head(); bodies and chunk
- * framing are passed on byte for byte as they arrive, so memory is one head at most. */
+ * coding). Heads are gathered whole and parsed with sr_http_parse_head(): in place when a
+ * head lies whole in the bytes fed, else copied into a buffer that is freed as soon as the
+ * head is passed on; bodies and chunk framing are passed on byte for byte as they arrive.
+ * So memory is one head at most, and none between requests. */
 #include "sniroute/httptrack.h"
 
 #include <stdlib.h>
@@ -58,28 +60,36 @@ sr_http_track_init(struct sr_http_track *t, size_t head_max, sr_track_head_fn on
     t->ctx = ctx;
 }
 
+/* Free the gathered head's buffer: between requests a connection holds none. */
+static void
+head_release(struct sr_http_track *t)
+{
+    free(t->head.p);
+    memset(&t->head, 0, sizeof(t->head));
+}
+
 void
 sr_http_track_fini(struct sr_http_track *t)
 {
-    free(t->head.p);
-    t->head.p = NULL;
+    head_release(t);
 }
 
-/* A head is complete in t->head: parse it, ask the caller, set up the body. */
+/* A head of <len> bytes is complete at <head> (in the caller's bytes, or gathered in
+ * t->head): parse it, ask the caller, pass it on, set up the body. */
 static enum sr_track_result
-head_done(struct sr_http_track *t, struct sr_bytes *out)
+head_done(struct sr_http_track *t, const uint8_t *head, size_t len, struct sr_bytes *out)
 {
-    sr_http_parse_head(t->head.p, t->head.len, &t->last);
-    if (t->last.status != SR_HTTP_OK || t->last.head_len != t->head.len) {
+    sr_http_parse_head(head, len, &t->last);
+    if (t->last.status != SR_HTTP_OK || t->last.head_len != len) {
         return SR_TRACK_BAD;
     }
     if (t->on_head(t->ctx, &t->last) != 0) {
         return SR_TRACK_STOP;
     }
-    if (put(out, t->head.p, t->head.len) != 0) {
+    if (put(out, head, len) != 0) {
         return SR_TRACK_NOMEM;
     }
-    t->head.len = 0;
+    head_release(t);
     t->n_crlf = 0;
     if (t->last.is_upgrade) {
         t->state = T_TUNNEL;
@@ -121,7 +131,9 @@ sr_http_track_feed(struct sr_http_track *t, const uint8_t *in, size_t n, struct 
                 t->state = t->state == T_BODY ? T_HEAD : T_CHUNK_DATA_CR;
             }
             continue;
-        case T_HEAD:
+        case T_HEAD: {
+            enum sr_track_result r;
+
             if (t->head.len == 0 && (c == '\r' || c == '\n')) {
                 /* Empty lines between requests: a server ignores them (RFC 9112 2.2). */
                 if (put(out, &c, 1) != 0) {
@@ -130,24 +142,33 @@ sr_http_track_feed(struct sr_http_track *t, const uint8_t *in, size_t n, struct 
                 i++;
                 continue;
             }
-            if (t->head.len == t->head_max) {
-                return SR_TRACK_TOO_LARGE;
+            /* Find the CRLF CRLF that ends the head, at most head_max bytes from its start. */
+            for (k = 0; i + k < n && t->n_crlf < 4; k++) {
+                if (t->head.len + k == t->head_max) {
+                    return SR_TRACK_TOO_LARGE;
+                }
+                c = in[i + k];
+                t->n_crlf = (c == (t->n_crlf % 2 == 0 ? '\r' : '\n')) ? t->n_crlf + 1
+                            : (c == '\r')                             ? 1
+                                                                      : 0;
             }
-            if (put(&t->head, &c, 1) != 0) {
-                return SR_TRACK_NOMEM;
-            }
-            i++;
-            t->n_crlf = (c == (t->n_crlf % 2 == 0 ? '\r' : '\n')) ? t->n_crlf + 1
-                        : (c == '\r')                             ? 1
-                                                                  : 0;
-            if (t->n_crlf == 4) {
-                enum sr_track_result r = head_done(t, out);
-
-                if (r != SR_TRACK_OK) {
-                    return r;
+            if (t->n_crlf < 4 || t->head.len > 0) {
+                /* It started in an earlier feed or ends in a later one: gather a copy. */
+                if (put(&t->head, in + i, k) != 0) {
+                    return SR_TRACK_NOMEM;
                 }
             }
+            i += k;
+            if (t->n_crlf < 4) {
+                continue;
+            }
+            r = t->head.len > 0 ? head_done(t, t->head.p, t->head.len, out)
+                                : head_done(t, in + i - k, k, out);
+            if (r != SR_TRACK_OK) {
+                return r;
+            }
             continue;
+        }
         default:
             break;
         }

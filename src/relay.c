@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -41,6 +42,12 @@ flow_release(struct sr_conn *conn, struct sr_flow *flow)
     if (flow->buf != NULL) {
         sr__pool_put(conn->server, flow->buf);
         flow->buf = NULL;
+    }
+    if (flow->is_tracked) {
+        /* What the tracker let through is sent from http_out: it goes with the buffer, or
+         * an idle keep-alive connection would keep the largest request it ever carried. */
+        free(conn->http_out.p);
+        memset(&conn->http_out, 0, sizeof(conn->http_out));
     }
     flow->pending = 0;
     flow->buf_off = 0;

@@ -82,6 +82,9 @@ struct sr_conn_setup {
     size_t sent;           /* of [PROXY header we send][peeked bytes after proxy_len] */
     uint8_t *proxy_header; /* the PROXY header we send, or NULL */
     size_t proxy_header_len;
+    /* protocol = http: where the first request head's reading stopped (offsets from
+     * proxy_len in the peeked bytes). */
+    struct sr_http_reader http_reader;
 
     char sni[SR_NAME_MAX + 1]; /* normalized; "" when the hello had none */
     bool has_proxied;

@@ -38,10 +38,12 @@ struct sr_http_track {
     size_t n_size_digits;
     size_t line_len;   /* of the chunk-size line or trailer line being read */
     size_t trailer_len;
-    struct sr_bytes head; /* the head being gathered */
+    struct sr_bytes head; /* a head split across feeds, gathered; freed once passed on, so
+                             nothing is held between requests */
     size_t head_max;
     unsigned n_crlf;   /* how much of "\r\n\r\n" ends the gathered bytes */
-    struct sr_http_head last; /* the last head accepted */
+    struct sr_http_head last; /* the last head accepted (its views are only valid during
+                                 the callback: the bytes are not kept) */
     sr_track_head_fn on_head;
     void *ctx;
 };
@@ -56,7 +58,8 @@ void
 sr_http_track_fini(struct sr_http_track *t);
 
 /* Feed <n> bytes from the client; append the bytes to forward to <out>, in order. Stops at
- * the first refusal or error (the bytes before it are in <out>). */
+ * the first refusal or error (the bytes before it are in <out>). A head that lies whole in
+ * <in> is parsed there; only one cut by the end of <in> is copied, until its end arrives. */
 enum sr_track_result
 sr_http_track_feed(struct sr_http_track *t, const uint8_t *in, size_t n, struct sr_bytes *out);
 

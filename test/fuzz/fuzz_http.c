@@ -1,8 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /* libFuzzer target for the HTTP request-head reader. Parses the input whole, then again fed
  * in pieces whose sizes come from the input itself, each piece from an exact-size heap copy
- * so ASan sees any read past the end. A prefix's answer, once not NEED_MORE, must be the
- * whole input's; every view must lie in the input. Deterministic: no clock, no global state.
+ * so ASan sees any read past the end: each prefix parsed afresh, and read on by one reader
+ * that keeps its place across the pieces (the copies move, as a growing buffer does). The
+ * two must give the same answer for every prefix, views included; a prefix's answer, once
+ * not NEED_MORE, must be the whole input's; every view must lie in the input; the reader
+ * examines at most twice the bytes it is given. Deterministic: no clock, no global state.
  * Seeds: test/fuzz/corpus/http. */
 #include "sniroute/http.h"
 
@@ -85,11 +88,30 @@ check_same(const struct sr_http_head *a, const struct sr_http_head *b)
     CHECK(a->is_chunked == b->is_chunked && a->is_upgrade == b->is_upgrade);
 }
 
+/* <a> and <b> answer the same bytes: every field equal, views to the same bytes. */
+static void
+check_identical(const struct sr_http_head *a, const struct sr_http_head *b)
+{
+    CHECK(a->status == b->status && a->reason == b->reason && a->need == b->need);
+    CHECK(a->name_error == b->name_error && a->head_len == b->head_len);
+    CHECK(a->method.ptr == b->method.ptr && a->method.len == b->method.len);
+    CHECK(a->target.ptr == b->target.ptr && a->target.len == b->target.len);
+    CHECK(a->host.ptr == b->host.ptr && a->host.len == b->host.len);
+    CHECK(a->version_minor == b->version_minor && a->n_headers == b->n_headers);
+    CHECK(a->is_ip_literal == b->is_ip_literal);
+    CHECK(a->is_host_from_target == b->is_host_from_target);
+    CHECK(a->has_content_length == b->has_content_length);
+    CHECK(a->content_length == b->content_length);
+    CHECK(a->is_chunked == b->is_chunked && a->is_upgrade == b->is_upgrade);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+    struct sr_http_reader reader;
     struct sr_http_head whole;
     struct sr_http_head piece;
+    struct sr_http_head resumed;
     uint32_t h = 2166136261u; /* FNV-1a of the input picks the piece sizes */
     size_t have = 0;
     size_t i;
@@ -98,6 +120,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         h = (h ^ data[i]) * 16777619u;
     }
     parse_checked(data, size, &whole);
+    sr_http_reader_init(&reader);
 
     for (;;) {
         uint8_t *copy = malloc(have ? have : 1);
@@ -106,6 +129,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         CHECK(copy != NULL);
         memcpy(copy, data, have);
         parse_checked(copy, have, &piece);
+        sr_http_read_head(&reader, copy, have, &resumed);
+        check_identical(&piece, &resumed);
+        CHECK(reader.n_examined <= 2 * have);
         free(copy);
         if (piece.status != SR_HTTP_NEED_MORE) {
             /* views point into freed copies: compare the non-view fields only, then re-parse

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /* HTTP request-head reader tests: real request heads (curl, a browser, HTTP/1.0, absolute-
  * form, IPv6 and upper-case hosts) fed whole, at every strict prefix, at every split and one
- * `need` at a time, all of which must agree; every malformed shape with its named reason;
- * NOT_HTTP for TLS and SSH; the error responses byte for byte. */
+ * `need` at a time, parsed afresh and resumed by a reader, all of which must agree; every
+ * malformed shape with its named reason; NOT_HTTP for TLS and SSH; a dribbled head costs
+ * linear work (bytes examined counted); the error responses byte for byte. */
 #include "sniroute/http.h"
 
 #include <stdlib.h>
@@ -17,6 +18,7 @@ struct outcome {
     enum sr_http_status status;
     enum sr_http_reason reason;
     enum sr_name_error name_error;
+    size_t need;
     char host[300];
     size_t head_len;
     unsigned version_minor;
@@ -34,6 +36,61 @@ view_inside(struct sr_view v, const uint8_t *b, size_t cap)
     return v.len == 0 || (v.ptr >= b && v.ptr <= b + cap && v.len <= (size_t)(b + cap - v.ptr));
 }
 
+/* Check the invariants every answer keeps, and return the outcome of <res>, read from the
+ * <len> bytes at <buf>. */
+static struct outcome
+outcome_of(const struct sr_http_head *res, const uint8_t *buf, size_t len)
+{
+    struct outcome o;
+
+    memset(&o, 0, sizeof(o));
+    o.status = res->status;
+    o.reason = res->reason;
+    o.name_error = res->name_error;
+    o.need = res->need;
+    if (res->status == SR_HTTP_NEED_MORE) {
+        ASSERT_GE(res->need, 1);
+    } else {
+        ASSERT_EQ(res->need, 0);
+    }
+    if (res->status == SR_HTTP_NOT_HTTP || res->status == SR_HTTP_BAD) {
+        ASSERT_NE(res->reason, SR_HTTP_REASON_NONE);
+    } else {
+        ASSERT_EQ(res->reason, SR_HTTP_REASON_NONE);
+    }
+    if (res->reason != SR_HTTP_REASON_HOST_INVALID) {
+        ASSERT_EQ(res->name_error, SR_NAME_OK);
+    }
+    ASSERT(view_inside(res->method, buf, len));
+    ASSERT(view_inside(res->target, buf, len));
+    ASSERT(view_inside(res->host, buf, len));
+    if (res->status == SR_HTTP_OK) {
+        ASSERT_GE(res->head_len, 18);
+        ASSERT_LE(res->head_len, len);
+        ASSERT(memcmp(buf + res->head_len - 4, "\r\n\r\n", 4) == 0);
+        ASSERT_GT(res->method.len, 0);
+        ASSERT_GT(res->target.len, 0);
+        ASSERT_GT(res->host.len, 0);
+        ASSERT_LT(res->host.len, sizeof(o.host));
+        ASSERT_LE(res->version_minor, 1);
+        if (!res->is_ip_literal) {
+            ASSERT_EQ(sr_name_validate(res->host.ptr, res->host.len), SR_NAME_OK);
+        }
+        memcpy(o.host, res->host.ptr, res->host.len);
+        o.head_len = res->head_len;
+        o.version_minor = res->version_minor;
+        o.is_ip_literal = res->is_ip_literal;
+        o.is_host_from_target = res->is_host_from_target;
+        o.has_content_length = res->has_content_length;
+        o.content_length = res->content_length;
+        o.is_chunked = res->is_chunked;
+        o.is_upgrade = res->is_upgrade;
+    } else {
+        ASSERT_EQ(res->host.len, 0);
+    }
+    return o;
+}
+
 /* Parse from a heap copy of exactly <len> bytes (ASan sees any read past the end), check
  * the invariants every answer keeps, and return the outcome. */
 static struct outcome
@@ -47,53 +104,28 @@ parse_exact(const void *data, size_t len, struct sr_http_head *res_out)
     memcpy(buf, data, len);
     memset(&res, 0xa5, sizeof(res));
     sr_http_parse_head(buf, len, &res);
-    memset(&o, 0, sizeof(o));
-    o.status = res.status;
-    o.reason = res.reason;
-    o.name_error = res.name_error;
-    if (res.status == SR_HTTP_NEED_MORE) {
-        ASSERT_GE(res.need, 1);
-    } else {
-        ASSERT_EQ(res.need, 0);
-    }
-    if (res.status == SR_HTTP_NOT_HTTP || res.status == SR_HTTP_BAD) {
-        ASSERT_NE(res.reason, SR_HTTP_REASON_NONE);
-    } else {
-        ASSERT_EQ(res.reason, SR_HTTP_REASON_NONE);
-    }
-    if (res.reason != SR_HTTP_REASON_HOST_INVALID) {
-        ASSERT_EQ(res.name_error, SR_NAME_OK);
-    }
-    ASSERT(view_inside(res.method, buf, len));
-    ASSERT(view_inside(res.target, buf, len));
-    ASSERT(view_inside(res.host, buf, len));
-    if (res.status == SR_HTTP_OK) {
-        ASSERT_GE(res.head_len, 18);
-        ASSERT_LE(res.head_len, len);
-        ASSERT(memcmp(buf + res.head_len - 4, "\r\n\r\n", 4) == 0);
-        ASSERT_GT(res.method.len, 0);
-        ASSERT_GT(res.target.len, 0);
-        ASSERT_GT(res.host.len, 0);
-        ASSERT_LT(res.host.len, sizeof(o.host));
-        ASSERT_LE(res.version_minor, 1);
-        if (!res.is_ip_literal) {
-            ASSERT_EQ(sr_name_validate(res.host.ptr, res.host.len), SR_NAME_OK);
-        }
-        memcpy(o.host, res.host.ptr, res.host.len);
-        o.head_len = res.head_len;
-        o.version_minor = res.version_minor;
-        o.is_ip_literal = res.is_ip_literal;
-        o.is_host_from_target = res.is_host_from_target;
-        o.has_content_length = res.has_content_length;
-        o.content_length = res.content_length;
-        o.is_chunked = res.is_chunked;
-        o.is_upgrade = res.is_upgrade;
-    } else {
-        ASSERT_EQ(res.host.len, 0);
-    }
+    o = outcome_of(&res, buf, len);
     if (res_out != NULL) {
         *res_out = res;
     }
+    free(buf);
+    return o;
+}
+
+/* The same through reader <r>, which has read a prefix of <data> before (or nothing): a new
+ * heap copy each call, so the bytes move between calls as a growing buffer's do. */
+static struct outcome
+read_exact(struct sr_http_reader *r, const void *data, size_t len)
+{
+    uint8_t *buf = malloc(len ? len : 1);
+    struct sr_http_head res;
+    struct outcome o;
+
+    ASSERT(buf != NULL);
+    memcpy(buf, data, len);
+    memset(&res, 0xa5, sizeof(res));
+    sr_http_read_head(r, buf, len, &res);
+    o = outcome_of(&res, buf, len);
     free(buf);
     return o;
 }
@@ -110,15 +142,36 @@ assert_same(const struct outcome *a, const struct outcome *b, const char *what, 
 
 /* Every prefix either waits or gives the whole input's answer; for a good head every strict
  * prefix of the head waits; a caller following <need> parses to the same answer, and for a
- * good head never waits past its end. */
+ * good head never waits past its end. A reader fed one more byte per call answers each
+ * prefix as a fresh parse does (need included), and one that read any prefix first reads
+ * the whole to the same answer, after the same count of examined bytes. */
 static struct outcome
 parse_all_ways(const char *req, size_t len)
 {
     struct outcome whole = parse_exact(req, len, NULL);
+    struct sr_http_reader r;
     struct sr_http_head res;
     struct outcome o;
+    size_t examined;
     size_t have = 0;
     size_t i;
+
+    sr_http_reader_init(&r);
+    for (i = 0; i <= len; i++) {
+        struct outcome fresh = parse_exact(req, i, NULL);
+
+        o = read_exact(&r, req, i);
+        assert_same(&o, &fresh, "resumed one byte at a time", i);
+    }
+    examined = r.n_examined;
+    ASSERT_LE(examined, 2 * len);
+    for (i = 0; i <= len; i++) {
+        sr_http_reader_init(&r);
+        read_exact(&r, req, i);
+        o = read_exact(&r, req, len);
+        assert_same(&o, &whole, "resumed after a split", i);
+        ASSERT_EQ(r.n_examined, examined);
+    }
 
     for (i = 0; i < len; i++) {
         o = parse_exact(req, i, NULL);
@@ -503,6 +556,79 @@ test_need(void)
     ASSERT_EQ(res.need, 1);
 }
 
+/* A head of <n_lines> header lines of 8,000 bytes after the request line and Host, into
+ * <buf>; returns its length. */
+static size_t
+big_head(char *buf, size_t cap, unsigned n_lines)
+{
+    size_t n = (size_t)snprintf(buf, cap, "GET / HTTP/1.1\r\nHost: big.example\r\n");
+    unsigned i;
+
+    for (i = 0; i < n_lines; i++) {
+        ASSERT_LE(n + 8002 + 2, cap);
+        n += (size_t)snprintf(buf + n, cap - n, "X-Pad-%03u: ", i);
+        memset(buf + n, 'a' + (char)(i % 26), 8000 - 11);
+        n += 8000 - 11;
+        memcpy(buf + n, "\r\n", 2);
+        n += 2;
+    }
+    memcpy(buf + n, "\r\n", 2);
+    return n + 2;
+}
+
+/* The cost of a head dribbled in tiny pieces (issue 11 item 6): a reader resumes where it
+ * stopped, so a 120 KB head fed one byte per call examines each byte about once, exactly
+ * as many bytes as when it arrives whole, where parsing each prefix afresh (what the
+ * daemon did, once per `need` bytes) examines a quadratic count. */
+static void
+test_dribble_is_linear(void)
+{
+    static char buf[130000];
+    size_t n = big_head(buf, sizeof(buf), 15);
+    struct sr_http_reader r;
+    struct sr_http_head res;
+    size_t whole;
+    size_t fresh = 0;
+    size_t have = 0;
+    size_t i;
+
+    ASSERT_GE(n, 120000);
+    sr_http_reader_init(&r);
+    sr_http_read_head(&r, (const uint8_t *)buf, n, &res);
+    ASSERT_EQ(res.status, SR_HTTP_OK);
+    ASSERT_EQ(res.head_len, n);
+    whole = r.n_examined;
+    ASSERT_GE(whole, n);     /* every byte was looked at... */
+    ASSERT_LE(whole, 2 * n); /* ...and read at most once more, as part of its line */
+
+    sr_http_reader_init(&r);
+    for (i = 0; i < n; i++) {
+        sr_http_read_head(&r, (const uint8_t *)buf, i, &res);
+        ASSERT_EQ(res.status, SR_HTTP_NEED_MORE);
+    }
+    sr_http_read_head(&r, (const uint8_t *)buf, n, &res);
+    ASSERT_EQ(res.status, SR_HTTP_OK);
+    ASSERT_EQ(r.n_examined, whole);                       /* N calls cost what one does */
+    sr_http_read_head(&r, (const uint8_t *)buf, n, &res); /* decided: nothing read again */
+    ASSERT_EQ(res.status, SR_HTTP_OK);
+    ASSERT_EQ(r.n_examined, whole);
+
+    /* Parsing afresh, following need, on the first 16 KB head: a quadratic count, so the
+     * counter does measure what resuming saves. */
+    n = big_head(buf, sizeof(buf), 2);
+    for (;;) {
+        sr_http_reader_init(&r);
+        sr_http_read_head(&r, (const uint8_t *)buf, have, &res);
+        fresh += r.n_examined;
+        if (res.status != SR_HTTP_NEED_MORE) {
+            break;
+        }
+        have += res.need;
+    }
+    ASSERT_EQ(res.status, SR_HTTP_OK);
+    ASSERT_GT(fresh, n * n / 16);
+}
+
 /* ---- responses ----------------------------------------------------------------------- */
 
 static void
@@ -555,6 +681,7 @@ main(void)
     test_host_invalid_names();
     test_limits();
     test_need();
+    test_dribble_is_linear();
     test_error_responses();
     test_strings();
     printf("test_http: ok\n");

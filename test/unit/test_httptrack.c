@@ -125,11 +125,65 @@ test_tunnel_and_limits(void)
     run(big, 0, SR_TRACK_TOO_LARGE, 0);
 }
 
+/* Between requests the tracker holds no buffer (issue 11 item 4): a head that lies whole in
+ * one feed is parsed where it is, one split across feeds is gathered only until its end. A
+ * head of exactly head_max bytes passes either way, one byte more does not. */
+static void
+test_no_buffer_between_requests(void)
+{
+    static const char req[] = "GET / HTTP/1.1\r\nHost: a.test\r\n\r\n";
+    struct verdicts v = {0, 0, {""}};
+    struct sr_bytes out = {NULL, 0, 0};
+    struct sr_http_track t;
+    char big[200];
+    size_t n;
+
+    sr_http_track_init(&t, 8192, on_head, &v);
+    ASSERT_EQ(sr_http_track_feed(&t, (const uint8_t *)req, sizeof(req) - 1, &out), SR_TRACK_OK);
+    ASSERT(t.head.p == NULL); /* never copied */
+    ASSERT_EQ(sr_http_track_feed(&t, (const uint8_t *)req, 10, &out), SR_TRACK_OK);
+    ASSERT(t.head.p != NULL); /* the start of a head: kept until its end */
+    ASSERT_EQ(sr_http_track_feed(&t, (const uint8_t *)req + 10, sizeof(req) - 11, &out),
+              SR_TRACK_OK);
+    ASSERT(t.head.p == NULL); /* passed on, and let go */
+    ASSERT_EQ(t.head.cap, 0);
+    ASSERT_EQ(v.n_heads, 2);
+    ASSERT_EQ(out.len, 2 * (sizeof(req) - 1));
+    free(out.p);
+    sr_http_track_fini(&t);
+
+    n = (size_t)snprintf(big, sizeof(big), "GET / HTTP/1.1\r\nHost: a.test\r\nX: ");
+    memset(big + n, 'x', sizeof(big) - n);
+    memcpy(big + 100 - 4, "\r\n\r\n", 4); /* a head of exactly 100 bytes */
+    big[100] = '\0';
+    ASSERT_EQ(strlen(big), 100);
+    for (int pass = 0; pass < 4; pass++) {
+        bool is_over = pass % 2 == 1; /* head_max 99 */
+        enum sr_track_result r = SR_TRACK_OK;
+
+        out.p = NULL;
+        out.len = out.cap = 0;
+        sr_http_track_init(&t, is_over ? 99 : 100, on_head, &v);
+        if (pass < 2) {
+            r = sr_http_track_feed(&t, (const uint8_t *)big, 100, &out);
+        } else {
+            for (n = 0; n < 100 && r == SR_TRACK_OK; n++) {
+                r = sr_http_track_feed(&t, (const uint8_t *)big + n, 1, &out);
+            }
+        }
+        ASSERT_EQ(r, is_over ? SR_TRACK_TOO_LARGE : SR_TRACK_OK);
+        ASSERT_EQ(out.len, is_over ? 0 : 100);
+        free(out.p);
+        sr_http_track_fini(&t);
+    }
+}
+
 int
 main(void)
 {
     test_keep_alive();
     test_chunked();
     test_tunnel_and_limits();
+    test_no_buffer_between_requests();
     return 0;
 }
