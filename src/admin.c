@@ -152,17 +152,30 @@ struct sr_admin_conn {
     struct sr_admin_conn *prev;
     struct sr_admin_conn *next;
     enum sr_admin_conn_state state;
-    int n_pending; /* open handles; the connection is freed when it drops to zero */
+    int n_pending;        /* open handles; the connection is freed when it drops to zero */
+    uint64_t seq;         /* admin->n_accepted at its accept: lower is older */
+    uint64_t accepted_ms; /* uv_now() at its accept, for SR_ADMIN_HEAD_MS */
+    uint8_t peer[16];     /* the client's address, IPv4 as ::ffff:a.b.c.d */
     uv_tcp_t tcp;
     uv_timer_t timer;
     uv_write_t write_req;
     uv_shutdown_t shutdown_req;
-    char *body;     /* the /metrics text (ours to free), or NULL */
+    char *body;     /* the /metrics or /explain text (ours to free, in n_bodies), or NULL */
     char head[160]; /* the response's status line and headers */
     char text[96];  /* a short body: "ok\n", "not ready: ...\n" */
     size_t len;     /* bytes of <buf> received */
     char buf[SR_ADMIN_HEAD_MAX];
 };
+
+static void
+body_free(struct sr_admin_conn *conn)
+{
+    if (conn->body != NULL) {
+        free(conn->body);
+        conn->body = NULL;
+        conn->admin->n_bodies--;
+    }
+}
 
 static void
 on_conn_close(uv_handle_t *handle)
@@ -183,7 +196,7 @@ on_conn_close(uv_handle_t *handle)
         conn->next->prev = conn->prev;
     }
     admin->n_conns--;
-    free(conn->body);
+    body_free(conn);
     free(conn);
 }
 
@@ -194,8 +207,87 @@ conn_close(struct sr_admin_conn *conn)
         return;
     }
     conn->state = SR_ADMIN_CLOSING;
+    conn->admin->n_live--;
     uv_close((uv_handle_t *)&conn->timer, on_conn_close);
     uv_close((uv_handle_t *)&conn->tcp, on_conn_close);
+}
+
+/* What closing <conn> now would cost, lowest first. Nothing for an answered connection that
+ * lingers for its client's FIN (its response is in the kernel, which still delivers it); a
+ * connection without a whole head has nothing yet, and among those the oldest has had the
+ * longest to send one (the newest is not preferred for being silent: every connection is
+ * silent when it has just been accepted, a probe too); a response being written would be cut. */
+static int
+eviction_cost(const struct sr_admin_conn *conn)
+{
+    switch (conn->state) {
+    case SR_ADMIN_LINGERING:
+        return 0;
+    case SR_ADMIN_READING:
+        return 1;
+    case SR_ADMIN_WRITING:
+        return 2;
+    case SR_ADMIN_CLOSING:
+        break;
+    }
+    return 3;
+}
+
+/* Is <a> the better one to close than <b> (NULL: none yet)? The cheaper, then the older. */
+static bool
+is_cheaper(const struct sr_admin_conn *a, const struct sr_admin_conn *b)
+{
+    int cost_a, cost_b;
+
+    if (b == NULL) {
+        return true;
+    }
+    cost_a = eviction_cost(a);
+    cost_b = eviction_cost(b);
+    return cost_a < cost_b || (cost_a == cost_b && a->seq < b->seq);
+}
+
+static void
+evict(struct sr_admin_conn *conn)
+{
+    conn->admin->n_evicted++;
+    conn_close(conn); /* without a word: there is no request to answer yet */
+}
+
+/* <fresh> was just accepted: if its address now holds more than SR_ADMIN_CONNS_PER_ADDR
+ * connections, close the cheapest of its others; else if the endpoint holds more than
+ * SR_ADMIN_CONNS_MAX, close the cheapest of all others. One walk of the list: it holds at most
+ * SR_ADMIN_CONNS_MAX live connections (and those closed in this loop iteration), so a table
+ * per address would cost more than it saves. At the total cap the victim is not chosen by
+ * address (say, from the address holding most): that helps only while a flood has fewer
+ * addresses than SR_ADMIN_CONNS_MAX; a /24 of pods has 254, one connection each, and the age
+ * decides again. */
+static void
+make_room(struct sr_admin *admin, const struct sr_admin_conn *fresh)
+{
+    struct sr_admin_conn *conn, *cheapest = NULL, *cheapest_same = NULL;
+    size_t n_same = 0;
+
+    for (conn = admin->conns; conn != NULL; conn = conn->next) {
+        if (conn == fresh || conn->state == SR_ADMIN_CLOSING) {
+            continue;
+        }
+        if (memcmp(conn->peer, fresh->peer, sizeof(conn->peer)) == 0) {
+            n_same++;
+            if (is_cheaper(conn, cheapest_same)) {
+                cheapest_same = conn;
+            }
+        }
+        if (is_cheaper(conn, cheapest)) {
+            cheapest = conn;
+        }
+    }
+    if (n_same >= SR_ADMIN_CONNS_PER_ADDR) {
+        evict(cheapest_same);
+    } else if (admin->n_live > SR_ADMIN_CONNS_MAX) {
+        assert(cheapest != NULL);
+        evict(cheapest);
+    }
 }
 
 static void
@@ -239,6 +331,9 @@ on_write(uv_write_t *req, int status)
 {
     struct sr_admin_conn *conn = req->data;
 
+    /* Written or cancelled, libuv is done with the body: a slow reader's megabytes go now,
+     * not when it finally closes. */
+    body_free(conn);
     if (conn->state == SR_ADMIN_CLOSING) {
         return;
     }
@@ -263,7 +358,7 @@ respond(struct sr_admin_conn *conn, int status, const char *reason, const char *
     uv_read_stop((uv_stream_t *)&conn->tcp);
     conn->admin->n_requests++;
     conn->state = SR_ADMIN_WRITING;
-    uv_timer_start(&conn->timer, on_timeout, SR_ADMIN_TIMEOUT_MS, 0);
+    uv_timer_start(&conn->timer, on_timeout, SR_ADMIN_RESPONSE_MS, 0);
     n = snprintf(conn->head, sizeof(conn->head),
                  "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s"
                  "Connection: close\r\n\r\n",
@@ -290,18 +385,54 @@ path_is(const struct sr_admin_request *req, const char *path)
     return req->path_len == strlen(path) && memcmp(req->path, path, req->path_len) == 0;
 }
 
+/* May <conn> have a body of its own? At SR_ADMIN_BODIES_MAX, the oldest response still being
+ * written with one is closed to make room (a slow reader had its turn; a scraper that reads
+ * at once is done long before four later requests come). Its body is freed only when libuv
+ * has cancelled the write, at the end of this loop iteration: until then it still counts,
+ * and beyond twice the cap (many requests in one iteration) the answer is no. */
+static bool
+body_allowed(struct sr_admin_conn *conn)
+{
+    struct sr_admin *admin = conn->admin;
+    struct sr_admin_conn *c, *oldest = NULL;
+
+    if (admin->n_bodies >= SR_ADMIN_BODIES_MAX) {
+        for (c = admin->conns; c != NULL; c = c->next) {
+            if (c->state == SR_ADMIN_WRITING && c->body != NULL &&
+                (oldest == NULL || c->seq < oldest->seq)) {
+                oldest = c;
+            }
+        }
+        if (oldest != NULL) {
+            evict(oldest);
+        }
+    }
+    return admin->n_bodies < 2 * SR_ADMIN_BODIES_MAX;
+}
+
+/* Take the heap buffer a callback made into <conn>, where it counts against the cap. */
+static void
+body_take(struct sr_admin_conn *conn, char *body)
+{
+    if (body != NULL) {
+        conn->body = body;
+        conn->admin->n_bodies++;
+    }
+}
+
 /* /explain: the callback writes the text; its status goes out as it says. */
 static void
 answer_explain(struct sr_admin_conn *conn, const struct sr_admin_request *req, bool is_head)
 {
     struct sr_admin *admin = conn->admin;
+    char *body = NULL;
     size_t len = 0;
     int status = admin->explain_cb(admin->ctx, req->query != NULL ? req->query : "", req->query_len,
-                                   &conn->body, &len);
+                                   &body, &len);
 
+    body_take(conn, body);
     if ((status != 200 && status != 400 && status != 404) || conn->body == NULL) {
-        free(conn->body);
-        conn->body = NULL;
+        body_free(conn);
         RESPOND_ERROR(conn, 500, "Internal Server Error", "explain unavailable\n");
         return;
     }
@@ -318,6 +449,7 @@ answer(struct sr_admin_conn *conn, const struct sr_admin_request *req)
     struct sr_admin *admin = conn->admin;
     bool is_head = req->method == SR_ADMIN_HEAD;
     const char *not_ready;
+    char *body = NULL;
     size_t len = 0;
     int n;
 
@@ -345,14 +477,22 @@ answer(struct sr_admin_conn *conn, const struct sr_admin_request *req)
         respond(conn, 503, "Service Unavailable", TEXT_PLAIN, conn->text, len, is_head);
         return;
     }
+    if (!body_allowed(conn)) {
+        RESPOND_ERROR(conn, 503, "Service Unavailable", "busy: too many responses in flight\n");
+        return;
+    }
     if (path_is(req, "/explain")) {
         answer_explain(conn, req, is_head);
         return;
     }
-    if (admin->metrics_cb == NULL || admin->metrics_cb(admin->ctx, &conn->body, &len) != 0 ||
-        conn->body == NULL) {
-        free(conn->body);
-        conn->body = NULL;
+    if (admin->metrics_cb == NULL) {
+        RESPOND_ERROR(conn, 500, "Internal Server Error", "metrics unavailable\n");
+        return;
+    }
+    n = admin->metrics_cb(admin->ctx, &body, &len);
+    body_take(conn, body);
+    if (n != 0 || conn->body == NULL) {
+        body_free(conn);
         RESPOND_ERROR(conn, 500, "Internal Server Error", "metrics unavailable\n");
         return;
     }
@@ -387,6 +527,7 @@ on_head_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 {
     struct sr_admin_conn *conn = stream->data;
     struct sr_admin_request req;
+    uint64_t elapsed;
 
     (void)buf;
     if (nread == 0) {
@@ -395,6 +536,13 @@ on_head_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     if (nread < 0) {
         conn_close(conn); /* gone before the head ended: no one to answer */
         return;
+    }
+    if (conn->len == 0) {
+        /* The first bytes: from now on the deadline is the one for the whole head, which
+         * still counts from the accept. */
+        elapsed = uv_now(conn->admin->loop) - conn->accepted_ms;
+        uv_timer_start(&conn->timer, on_timeout,
+                       elapsed < SR_ADMIN_HEAD_MS ? SR_ADMIN_HEAD_MS - elapsed : 0, 0);
     }
     conn->len += (size_t)nread;
     switch (sr_admin_parse_request(conn->buf, conn->len, &req)) {
@@ -412,21 +560,43 @@ on_head_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     }
 }
 
-static void
-on_connection(uv_stream_t *server, int status)
+/* The client's address as the per-address cap keys it: 16 bytes, IPv4 as ::ffff:a.b.c.d
+ * (the form a dual-stack socket reports it in). False for another family. */
+static bool
+peer_key(const struct sockaddr_storage *ss, uint8_t key[16])
 {
-    struct sr_admin *admin = server->data;
-    struct sr_admin_conn *conn;
-
-    if (status != 0 || admin->is_stopped) {
-        return; /* EMFILE and the like: libuv calls again when it can accept */
+    if (ss->ss_family == AF_INET6) {
+        memcpy(key, &((const struct sockaddr_in6 *)ss)->sin6_addr, 16);
+        return true;
     }
-    conn = calloc(1, sizeof(*conn));
+    if (ss->ss_family == AF_INET) {
+        memset(key, 0, 10);
+        key[10] = 0xff;
+        key[11] = 0xff;
+        memcpy(key + 12, &((const struct sockaddr_in *)ss)->sin_addr, 4);
+        return true;
+    }
+    return false;
+}
+
+/* Take the connection libuv holds for us off the listener, make room for it, start reading. */
+static void
+accept_one(struct sr_admin *admin)
+{
+    struct sockaddr_storage peer;
+    int peer_len = sizeof(peer);
+    struct sr_admin_conn *conn = calloc(1, sizeof(*conn));
+
     if (conn == NULL) {
+        /* Not accepted: it stays with libuv, which stops watching the listener meanwhile;
+         * the next tick tries again. */
+        admin->is_accept_deferred = true;
         return;
     }
     conn->admin = admin;
     conn->state = SR_ADMIN_READING;
+    conn->seq = admin->n_accepted++;
+    conn->accepted_ms = uv_now(admin->loop);
     uv_tcp_init(admin->loop, &conn->tcp);
     uv_timer_init(admin->loop, &conn->timer);
     conn->tcp.data = conn;
@@ -439,22 +609,59 @@ on_connection(uv_stream_t *server, int status)
     }
     admin->conns = conn;
     admin->n_conns++;
+    admin->n_live++;
 
-    /* Over the limit the connection is accepted only to be closed, so the backlog drains. */
-    if (uv_accept(server, (uv_stream_t *)&conn->tcp) != 0 || admin->n_conns > SR_ADMIN_CONNS_MAX) {
+    if (uv_accept((uv_stream_t *)&admin->listener, (uv_stream_t *)&conn->tcp) != 0 ||
+        uv_tcp_getpeername(&conn->tcp, (struct sockaddr *)&peer, &peer_len) != 0 ||
+        !peer_key(&peer, conn->peer)) {
         conn_close(conn);
         return;
     }
-    uv_timer_start(&conn->timer, on_timeout, SR_ADMIN_TIMEOUT_MS, 0);
+    make_room(admin, conn);
+    uv_timer_start(&conn->timer, on_timeout, SR_ADMIN_FIRST_BYTE_MS, 0);
     if (uv_read_start((uv_stream_t *)&conn->tcp, on_head_alloc, on_head_read) != 0) {
         conn_close(conn);
     }
 }
 
+static void
+on_connection(uv_stream_t *server, int status)
+{
+    struct sr_admin *admin = server->data;
+
+    if (status != 0 || admin->is_stopped) {
+        return; /* EMFILE and the like: libuv calls again when it can accept */
+    }
+    if (admin->n_tick_accepts >= SR_ADMIN_ACCEPTS_PER_TICK) {
+        /* Over the budget of this tick: not accepting leaves the connection with libuv,
+         * which stops watching the listener until uv_accept (libuv's uv__server_io); the
+         * connections already accepted get read first, then on_tick takes this one. */
+        admin->is_accept_deferred = true;
+        return;
+    }
+    admin->n_tick_accepts++;
+    accept_one(admin);
+}
+
+/* After each poll: a new accept budget, and the connection left waiting, if any. */
+static void
+on_tick(uv_check_t *tick)
+{
+    struct sr_admin *admin = tick->data;
+
+    admin->n_tick_accepts = 0;
+    if (admin->is_accept_deferred && !admin->is_stopped) {
+        admin->is_accept_deferred = false;
+        admin->n_tick_accepts = 1;
+        accept_one(admin);
+    }
+}
+
 /* --- The server ---------------------------------------------------------------------------- */
 
+/* The listener's or the tick's. */
 static void
-on_listener_close(uv_handle_t *handle)
+on_server_handle_close(uv_handle_t *handle)
 {
     struct sr_admin *admin = handle->data;
 
@@ -499,16 +706,21 @@ sr_admin_start_fd(struct sr_admin *admin, uv_loop_t *loop, const struct sockaddr
         rc = uv_tcp_bind(&admin->listener, addr, 0);
     }
     if (rc == 0) {
-        rc = uv_listen((uv_stream_t *)&admin->listener, 16, on_connection);
+        rc = uv_listen((uv_stream_t *)&admin->listener, SR_ADMIN_BACKLOG, on_connection);
     }
     if (rc == 0) {
         rc = uv_tcp_getsockname(&admin->listener, (struct sockaddr *)&admin->addr, &len);
     }
     if (rc != 0) {
         admin->is_stopped = true;
-        uv_close((uv_handle_t *)&admin->listener, on_listener_close);
+        uv_close((uv_handle_t *)&admin->listener, on_server_handle_close);
         return rc;
     }
+    /* uv_check_init and uv_check_start cannot fail on an initialized loop. */
+    uv_check_init(loop, &admin->tick);
+    admin->tick.data = admin;
+    admin->n_open++;
+    uv_check_start(&admin->tick, on_tick);
     admin->is_listening = true;
     return 0;
 }
@@ -527,7 +739,9 @@ sr_admin_stop(struct sr_admin *admin)
     admin->is_stopped = true;
     if (admin->is_listening) {
         admin->is_listening = false;
-        uv_close((uv_handle_t *)&admin->listener, on_listener_close);
+        /* libuv closes with it a connection it still held for us (is_accept_deferred). */
+        uv_close((uv_handle_t *)&admin->listener, on_server_handle_close);
+        uv_close((uv_handle_t *)&admin->tick, on_server_handle_close);
     }
     for (conn = admin->conns; conn != NULL; conn = next) {
         next = conn->next;

@@ -2,9 +2,12 @@
 /* The admin endpoint: a tiny HTTP/1.1 server on one libuv loop that answers GET (and HEAD)
  * for /metrics, /healthz and /readyz, one request per connection (every response says
  * "Connection: close"). It is meant for loopback or a pod network, not the internet: no
- * keep-alive, no request bodies, no TLS, no auth. Each connection is bounded in size (a head
- * of at most SR_ADMIN_HEAD_MAX bytes), in time (SR_ADMIN_TIMEOUT_MS for the head) and in
- * number (SR_ADMIN_CONNS_MAX; beyond, new connections are closed at once). */
+ * keep-alive, no request bodies, no TLS, no auth. But whoever reaches it must not be able to
+ * starve the liveness and readiness probes (a failed liveness probe restarts the router and
+ * drops every relayed connection), so each connection is bounded in size (a head of at most
+ * SR_ADMIN_HEAD_MAX bytes) and in time (SR_ADMIN_FIRST_BYTE_MS, SR_ADMIN_HEAD_MS,
+ * SR_ADMIN_RESPONSE_MS), connections are capped per client address and in all, and a new
+ * connection always gets in: at a cap it replaces the connection whose loss costs least. */
 #ifndef SR_ADMIN_H
 #define SR_ADMIN_H
 
@@ -16,10 +19,50 @@
 
 /* A request head larger than this gets 431; Prometheus' scrape requests are ~300 bytes. */
 #define SR_ADMIN_HEAD_MAX 8192
-/* Time for the whole request head, and again for the client to take the response. */
-#define SR_ADMIN_TIMEOUT_MS 5000
-/* Open admin connections at once; a scraper needs one, a human with curl one more. */
+/* Time from the accept to the first byte of the request. Every client of this endpoint (the
+ * kubelet, Prometheus, curl) writes its whole head as soon as it is connected, so one round
+ * trip is enough; 1 s leaves room for two retransmissions of a lost segment (Linux's minimum
+ * RTO is 200 ms) and is as long as a Kubernetes probe waits by default (timeoutSeconds 1). A
+ * silent connection is closed without a word. */
+#define SR_ADMIN_FIRST_BYTE_MS 1000
+/* Time from the accept to the end of the request head: one more second for a head that
+ * arrives in pieces. A slowloris head that never ends gets 408 then, however it dribbles. */
+#define SR_ADMIN_HEAD_MS 2000
+/* Time for the client to take the response (and then close): a /metrics text of a few MB
+ * needs that at a few MB/s. A slow reader is closed then and its buffer freed. */
+#define SR_ADMIN_RESPONSE_MS 5000
+/* Open admin connections at once; a scraper needs one, a human with curl one more. At the cap
+ * a new connection replaces the open one whose loss costs least (see SR_ADMIN_CONNS_PER_ADDR),
+ * so the cap bounds memory (~8.6 KiB a connection) but turns no one away: a flood from many
+ * addresses pushes out its own older connections, and a probe is lost only if 64 others
+ * arrive between its handshake and its request (microseconds for the kubelet's client). */
 #define SR_ADMIN_CONNS_MAX 64
+/* Open connections from one client address (IPv4 and v4-mapped IPv6 count as one). The
+ * kubelet needs two (liveness and readiness may overlap), a scraper one; 8 leaves room for a
+ * few clients behind one NAT address. A new connection from an address at its cap replaces
+ * that address's own connection whose loss costs least (an answered one lingering for its
+ * close, then the oldest one still without a whole head, then the oldest response being
+ * written), so a flood from one address churns only its own slots, and a probe that shares
+ * the address still gets in unless 8 connections arrive before its head is read. */
+#define SR_ADMIN_CONNS_PER_ADDR 8
+/* /metrics (and /explain) bodies held at once; each may be megabytes, and a slow reader holds
+ * its body until it has read it or SR_ADMIN_RESPONSE_MS. A new one replaces the oldest still
+ * being written (its connection is closed; a scraper that reads at once is done long before
+ * four later requests come). The replaced bodies are freed when libuv has cancelled their
+ * writes, at the end of the loop iteration; until then they count, and at twice this many a
+ * /metrics request gets 503. So memory is bounded by 8 bodies, not by SR_ADMIN_CONNS_MAX. */
+#define SR_ADMIN_BODIES_MAX 4
+/* Connections accepted per loop iteration. libuv accepts until the queue is empty; against a
+ * flood that never ends, so then would the loop iteration, and a probe accepted early in it
+ * would not be read before SR_ADMIN_CONNS_MAX later arrivals pushed it out. With at most 16
+ * accepts between two polls, the head a probe sent with its connection is read long before
+ * 64 others arrive. The data path shares this loop when workers = 1; it gets its turn too. */
+#define SR_ADMIN_ACCEPTS_PER_TICK 16
+/* The listen backlog, nginx's and redis's 511: a burst of connects (a flood, or probes and
+ * scrapes arriving while the loop is busy) waits in the kernel instead of being dropped; a
+ * dropped SYN costs the client a 1 s retransmit, all the time a probe has. Connections
+ * waiting there cost kernel memory only, and are taken in order, their heads already in. */
+#define SR_ADMIN_BACKLOG 511
 
 /* --- The request-head parser (pure: no I/O, no allocation) ----------------------------- */
 
@@ -89,13 +132,20 @@ struct sr_admin {
     sr_admin_ready_fn ready_cb;
     sr_admin_explain_fn explain_cb; /* NULL: /explain is not served (404) */
     void *ctx;
-    struct sr_admin_conn *conns; /* open connections, for sr_admin_stop */
-    size_t n_conns;
-    size_t n_open; /* read-only: handles (listener and connections) not yet closed */
+    uv_check_t tick;             /* after each poll: the accept budget starts again */
+    struct sr_admin_conn *conns; /* every connection not yet freed, closing ones included */
+    size_t n_conns;              /* read-only: in <conns> */
+    size_t n_live;               /* read-only: in <conns> and not closing: what the caps count */
+    size_t n_bodies;             /* read-only: response bodies not yet freed */
+    size_t n_tick_accepts;       /* accepted since the last poll */
+    size_t n_open; /* read-only: handles (listener, tick and connections) not yet closed */
     bool is_listening;
     bool is_stopped;
+    bool is_accept_deferred;      /* a connection waits in libuv for the next tick */
     struct sockaddr_storage addr; /* read-only: the bound address, the OS's port for 0 */
+    uint64_t n_accepted;          /* read-only: connections accepted */
     uint64_t n_requests;          /* read-only: responses started, any status */
+    uint64_t n_evicted;           /* read-only: connections closed to make room for another */
 };
 
 /* Bind <addr> (IPv4 or IPv6, port 0 for any) on <loop> and start serving. <metrics_cb> and

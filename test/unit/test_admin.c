@@ -8,7 +8,10 @@
  * printed as "port N") until SIGTERM: test/e2e/run_admin.py scrapes it with curl. */
 #include "sniroute/admin.h"
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -440,7 +443,7 @@ test_server(void)
         sr_admin_start(&admin, &loop, (const struct sockaddr *)&sa, on_metrics, on_ready, &server),
         0);
     ASSERT_NE(sr_admin_port(&admin), 0);
-    ASSERT_EQ(admin.n_open, 1);
+    ASSERT_EQ(admin.n_open, 2); /* the listener and the tick */
 
     memset(&c, 0, sizeof(c));
     c.loop = &loop;
@@ -488,6 +491,303 @@ test_bind_error(void)
     ASSERT_EQ(b.n_open, 0);
     ASSERT_EQ(uv_loop_close(&loop), 0);
     server_ctx_fini(&server);
+}
+
+/* --- Caps and eviction, in process ------------------------------------------------------ */
+
+/* Clients bound to chosen loopback addresses; each sends <request> (NULL: nothing) once
+ * connected and reads what comes back until the server closes. The steps run the loop until
+ * a condition holds, within 5 s (a repeating timer keeps UV_RUN_ONCE from blocking). The
+ * connections are made one after another and every step ends well inside
+ * SR_ADMIN_FIRST_BYTE_MS, so no deadline interferes with the counts. */
+
+#define N_CAP_CLIENTS (SR_ADMIN_CONNS_PER_ADDR + 1 + SR_ADMIN_CONNS_MAX + 2)
+#define BIG_BODY      (8u << 20)
+
+struct cap_client {
+    uv_tcp_t tcp;
+    uv_connect_t connect_req;
+    uv_write_t write_req;
+    const char *request;
+    bool is_reading; /* false: a slow reader that never reads */
+    bool is_connected;
+    bool is_closed; /* EOF or reset seen, or never read */
+    char resp[256];
+    size_t resp_len;
+};
+
+struct cap_test {
+    uv_loop_t loop;
+    uv_timer_t tick;
+    struct sr_admin admin;
+    struct server_ctx server;
+    struct cap_client clients[N_CAP_CLIENTS];
+    size_t n_clients;
+    int n_big_bodies;
+};
+
+static void
+on_cap_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
+{
+    struct cap_client *c = handle->data;
+
+    (void)suggested;
+    buf->base = c->resp + c->resp_len;
+    buf->len = sizeof(c->resp) - 1 - c->resp_len;
+}
+
+static void
+on_cap_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+{
+    struct cap_client *c = stream->data;
+
+    (void)buf;
+    if (nread > 0) {
+        c->resp_len += (size_t)nread;
+        ASSERT_LT(c->resp_len, sizeof(c->resp) - 1);
+    } else if (nread < 0) {
+        ASSERT(nread == UV_EOF || nread == UV_ECONNRESET);
+        c->is_closed = true;
+        uv_read_stop(stream);
+    }
+}
+
+static void
+on_cap_write(uv_write_t *req, int status)
+{
+    (void)req;
+    ASSERT_EQ(status, 0);
+}
+
+static void
+cap_send(struct cap_client *c, const char *request)
+{
+    uv_buf_t buf = uv_buf_init((char *)request, (unsigned)strlen(request));
+
+    c->write_req.data = c;
+    ASSERT_EQ(uv_write(&c->write_req, (uv_stream_t *)&c->tcp, &buf, 1, on_cap_write), 0);
+}
+
+static void
+on_cap_connect(uv_connect_t *req, int status)
+{
+    struct cap_client *c = req->data;
+
+    ASSERT_EQ(status, 0);
+    c->is_connected = true;
+    if (c->request != NULL) {
+        cap_send(c, c->request);
+    }
+    if (c->is_reading) {
+        ASSERT_EQ(uv_read_start((uv_stream_t *)&c->tcp, on_cap_alloc, on_cap_read), 0);
+    }
+}
+
+static void
+on_cap_tick(uv_timer_t *timer)
+{
+    (void)timer;
+}
+
+typedef bool (*cap_cond_fn)(struct cap_test *t, size_t arg);
+
+static void
+run_until(struct cap_test *t, cap_cond_fn cond, size_t arg, const char *what)
+{
+    uint64_t deadline;
+
+    uv_update_time(&t->loop);
+    deadline = uv_now(&t->loop) + 5000;
+    while (!cond(t, arg)) {
+        if (uv_now(&t->loop) > deadline) {
+            SR_FAIL("no %s (%zu) within 5 s: accepted %ju, live %zu, evicted %ju, bodies %zu", what,
+                    arg, (uintmax_t)t->admin.n_accepted, t->admin.n_live,
+                    (uintmax_t)t->admin.n_evicted, t->admin.n_bodies);
+        }
+        uv_run(&t->loop, UV_RUN_ONCE);
+    }
+}
+
+static bool
+has_accepted(struct cap_test *t, size_t n)
+{
+    return t->admin.n_accepted >= n && t->clients[n - 1].is_connected;
+}
+
+static bool
+is_closed(struct cap_test *t, size_t i)
+{
+    return t->clients[i].is_closed;
+}
+
+static bool
+has_requests(struct cap_test *t, size_t n)
+{
+    return t->admin.n_requests >= n;
+}
+
+/* Client number t->n_clients, from <src>, connected and accepted before this returns. A slow
+ * reader (<is_reading> false) gets a 2 KiB receive buffer and a small MSS, so that not even
+ * loopback's send buffer takes a big body whole. */
+static struct cap_client *
+cap_connect(struct cap_test *t, const char *src, const char *request, bool is_reading)
+{
+    struct cap_client *c = &t->clients[t->n_clients];
+    struct sockaddr_in from, to;
+    uv_os_fd_t fd;
+    int size = 2048, mss = 536;
+
+    ASSERT_LT(t->n_clients, N_CAP_CLIENTS);
+    c->request = request;
+    c->is_reading = is_reading;
+    ASSERT_EQ(uv_ip4_addr(src, 0, &from), 0);
+    ASSERT_EQ(uv_ip4_addr("127.0.0.1", (int)sr_admin_port(&t->admin), &to), 0);
+    ASSERT_EQ(uv_tcp_init(&t->loop, &c->tcp), 0);
+    c->tcp.data = c;
+    ASSERT_EQ(uv_tcp_bind(&c->tcp, (const struct sockaddr *)&from, 0), 0);
+    if (!is_reading) {
+        ASSERT_EQ(uv_fileno((uv_handle_t *)&c->tcp, &fd), 0);
+        ASSERT_EQ(setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof(size)), 0);
+        ASSERT_EQ(setsockopt(fd, IPPROTO_TCP, TCP_MAXSEG, &mss, sizeof(mss)), 0);
+    }
+    c->connect_req.data = c;
+    ASSERT_EQ(
+        uv_tcp_connect(&c->connect_req, &c->tcp, (const struct sockaddr *)&to, on_cap_connect), 0);
+    t->n_clients++;
+    run_until(t, has_accepted, t->n_clients, "accept");
+    return c;
+}
+
+static int
+on_big_metrics(void *ctx, char **out, size_t *len)
+{
+    struct cap_test *t = ctx;
+
+    t->n_big_bodies++;
+    *out = malloc(BIG_BODY);
+    if (*out == NULL) {
+        return -1;
+    }
+    memset(*out, '#', BIG_BODY);
+    *len = BIG_BODY;
+    return 0;
+}
+
+static void
+cap_start(struct cap_test *t, sr_admin_metrics_fn metrics_cb, void *ctx)
+{
+    struct sockaddr_in sa;
+
+    memset(t, 0, sizeof(*t));
+    server_ctx_init(&t->server);
+    ASSERT_EQ(uv_loop_init(&t->loop), 0);
+    ASSERT_EQ(uv_timer_init(&t->loop, &t->tick), 0);
+    ASSERT_EQ(uv_timer_start(&t->tick, on_cap_tick, 5, 5), 0);
+    ASSERT_EQ(uv_ip4_addr("127.0.0.1", 0, &sa), 0);
+    ASSERT_EQ(sr_admin_start(&t->admin, &t->loop, (const struct sockaddr *)&sa, metrics_cb,
+                             on_ready, ctx),
+              0);
+}
+
+static void
+cap_finish(struct cap_test *t)
+{
+    size_t i;
+
+    for (i = 0; i < t->n_clients; i++) {
+        uv_close((uv_handle_t *)&t->clients[i].tcp, NULL);
+    }
+    uv_close((uv_handle_t *)&t->tick, NULL);
+    sr_admin_stop(&t->admin);
+    ASSERT_EQ(uv_run(&t->loop, UV_RUN_DEFAULT), 0);
+    ASSERT_EQ(t->admin.n_open, 0);
+    ASSERT_EQ(t->admin.n_conns, 0);
+    ASSERT_EQ(t->admin.n_bodies, 0);
+    ASSERT_EQ(uv_loop_close(&t->loop), 0);
+    server_ctx_fini(&t->server);
+}
+
+/* The per-address cap: the 9th connection from one address closes that address's oldest.
+ * The total cap: 64 more from 8 other addresses close the oldest 8 without a whole head.
+ * Then a probe from a fresh address gets in, and its arrival closes the oldest of the rest;
+ * one more connection arrives before the probe has sent a byte, and closes the next oldest,
+ * not the probe (every connection is silent at first). The probe is answered. Exact counts
+ * and exactly which connections went. */
+static void
+test_caps(void)
+{
+    static struct cap_test t;
+    struct cap_client *probe;
+    char src[32];
+    size_t i;
+
+    cap_start(&t, on_metrics, &t.server);
+    for (i = 0; i < SR_ADMIN_CONNS_PER_ADDR; i++) {
+        cap_connect(&t, "127.0.0.2", NULL, true);
+    }
+    ASSERT_EQ(t.admin.n_live, SR_ADMIN_CONNS_PER_ADDR);
+    ASSERT_EQ(t.admin.n_evicted, 0);
+    cap_connect(&t, "127.0.0.2", NULL, true);
+    ASSERT_EQ(t.admin.n_evicted, 1);
+    ASSERT_EQ(t.admin.n_live, SR_ADMIN_CONNS_PER_ADDR);
+    run_until(&t, is_closed, 0, "close of the oldest from 127.0.0.2");
+
+    /* 8 addresses with 8 connections each, a head begun on each: 8 + 64 > 64. */
+    for (i = 0; i < SR_ADMIN_CONNS_MAX; i++) {
+        snprintf(src, sizeof(src), "127.0.0.%zu", 4 + i / SR_ADMIN_CONNS_PER_ADDR);
+        cap_connect(&t, src, "GET /", true);
+    }
+    ASSERT_EQ(t.admin.n_live, SR_ADMIN_CONNS_MAX);
+    ASSERT_EQ(t.admin.n_evicted, 1 + SR_ADMIN_CONNS_PER_ADDR);
+    for (i = 1; i <= SR_ADMIN_CONNS_PER_ADDR; i++) {
+        run_until(&t, is_closed, i, "close of a connection from 127.0.0.2");
+    }
+
+    probe = cap_connect(&t, "127.0.0.3", NULL, true);
+    ASSERT_EQ(t.admin.n_evicted, 2 + SR_ADMIN_CONNS_PER_ADDR);
+    cap_connect(&t, "127.0.0.12", "GET /", true);
+    ASSERT_EQ(t.admin.n_evicted, 3 + SR_ADMIN_CONNS_PER_ADDR);
+    cap_send(probe, "GET /healthz HTTP/1.1\r\n\r\n");
+    run_until(&t, is_closed, t.n_clients - 2, "the probe's response");
+    if (strncmp(probe->resp, "HTTP/1.1 200 OK\r\n", 17) != 0) {
+        SR_FAIL("probe answered: %s", probe->resp);
+    }
+    run_until(&t, is_closed, SR_ADMIN_CONNS_PER_ADDR + 1, "close of the oldest from 127.0.0.4");
+    run_until(&t, is_closed, SR_ADMIN_CONNS_PER_ADDR + 2, "close of the next oldest");
+    for (i = SR_ADMIN_CONNS_PER_ADDR + 3; i < t.n_clients; i++) {
+        ASSERT(i == t.n_clients - 2 || !t.clients[i].is_closed);
+    }
+    cap_finish(&t);
+}
+
+/* Slow readers of a big /metrics: at most SR_ADMIN_BODIES_MAX bodies once each iteration is
+ * over; the 5th request closes the oldest slow reader. A probe is still answered. */
+static void
+test_bodies(void)
+{
+    static struct cap_test t;
+    struct cap_client *probe;
+    char src[32];
+    size_t i, n;
+
+    cap_start(&t, on_big_metrics, &t);
+    for (i = 0; i < SR_ADMIN_BODIES_MAX + 2; i++) {
+        snprintf(src, sizeof(src), "127.0.0.%zu", 20 + i);
+        cap_connect(&t, src, "GET /metrics HTTP/1.1\r\n\r\n", false);
+        run_until(&t, has_requests, i + 1, "response");
+        n = i + 1 < SR_ADMIN_BODIES_MAX ? i + 1 : SR_ADMIN_BODIES_MAX;
+        uv_run(&t.loop, UV_RUN_NOWAIT); /* the closed connection's body is freed */
+        ASSERT_EQ(t.admin.n_bodies, n);
+        ASSERT_EQ(t.admin.n_evicted, i + 1 - n);
+        ASSERT_EQ(t.n_big_bodies, i + 1);
+    }
+    probe = cap_connect(&t, "127.0.0.3", "GET /readyz HTTP/1.1\r\n\r\n", true);
+    run_until(&t, is_closed, t.n_clients - 1, "the probe's response");
+    if (strncmp(probe->resp, "HTTP/1.1 200 OK\r\n", 17) != 0) {
+        SR_FAIL("probe answered: %s", probe->resp);
+    }
+    ASSERT_EQ(t.admin.n_bodies, SR_ADMIN_BODIES_MAX);
+    cap_finish(&t);
 }
 
 /* --- --serve ----------------------------------------------------------------------------- */
@@ -553,5 +853,7 @@ main(int argc, char **argv)
     test_parse_limits();
     test_server();
     test_bind_error();
+    test_caps();
+    test_bodies();
     return 0;
 }
