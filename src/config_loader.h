@@ -265,4 +265,13 @@ is_valid_section_name(const char *s, size_t len)
     return true;
 }
 
+/* ---- Between the parts ---- */
+
+/* The checks that need the whole file, once the reader has read it (config_check.c): every
+ * listener has an address and a [routes] section that exists, options that need each other
+ * come together, pools have servers and every pool a route names exists. Route values
+ * become upstream indexes. Reports problems; the file-level ones with line 0. */
+void
+sr__config_finish(struct loader *ld);
+
 #endif
