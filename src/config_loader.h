@@ -274,4 +274,17 @@ is_valid_section_name(const char *s, size_t len)
 void
 sr__config_finish(struct loader *ld);
 
+/* A route target as a value names it: HOST:PORT, or a bare name for an [upstream NAME]
+ * pool, which may come later in the file (config_routes.c). <key> and <is_route> say who
+ * named it, for messages. Returns its index in cfg->upstreams, or UINT32_MAX after
+ * reporting a bad address (or running out of memory). */
+uint32_t
+sr__config_intern_target(struct loader *ld, const char *value, const char *key, bool is_route);
+
+/* The setter of every key of a [routes] section: NAME, *.SUFFIX, default or NAME[ALPN],
+ * added to its table with the line it came from (config_routes.c). */
+void
+sr__config_set_route(struct loader *ld, const struct keyword *kw, const char *key,
+                     const char *value);
+
 #endif
