@@ -287,4 +287,11 @@ void
 sr__config_set_route(struct loader *ld, const struct keyword *kw, const char *key,
                      const char *value);
 
+/* inih's handler, which the reader also calls itself for the lines of [routes] sections:
+ * refuses a key outside any section, a repeated key, an unknown key, and dispatches the
+ * rest through the keyword table (config_keys.c). Returns 1: problems are reported here,
+ * inih must not count them again. */
+int
+sr__config_on_key(void *user, const char *section, const char *key, const char *value);
+
 #endif
