@@ -1,16 +1,13 @@
 /* SPDX-License-Identifier: MIT */
-/* The configuration loader. inih splits lines into key/value pairs; our reader in front of
- * it counts lines, refuses lines too long for inih's buffer and every line inih would
- * reject, and tracks sections itself (inih calls no handler for a section, and truncates
- * long names). The lines of [routes] sections, which may number millions, the reader splits
- * itself, the same way (see hand_over). A keyword table dispatches each key to a setter.
- * Every problem becomes one "FILE:LINE: ..." message and loading always reads to the end.
- * Nothing is bound or resolved here. */
+/* The config loader's line reader in front of inih, and sr_config_load(). It reads in big
+ * blocks, counts lines, refuses lines too long for inih's buffer and every line inih would
+ * reject, and tracks sections itself (inih truncates their names and reports none). It
+ * splits [routes] lines, maybe millions, itself, as inih would (see hand_over). It parses
+ * no value: keys go to the keyword table (config_keys.c). Nothing is bound or resolved. */
 #include "sniroute/config.h"
 
 #include <assert.h>
 #include <errno.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -19,8 +16,6 @@
 
 #include <ini.h>
 
-#include "sniroute/addr.h"
-#include "sniroute/name.h"
 #include "sniroute/route.h"
 
 #include "config_loader.h"
@@ -29,7 +24,7 @@
  * (Debian's build of r55). A different build must be looked at, not silently misread. */
 #if INI_HANDLER_LINENO || INI_ALLOW_NO_VALUE || INI_CALL_HANDLER_ON_NEW_SECTION ||                 \
     !INI_ALLOW_MULTILINE || !INI_ALLOW_INLINE_COMMENTS
-#error "config.c mirrors inih with multi-line values and inline comments on, nothing else"
+#error "config_reader.c mirrors inih with multi-line values and inline comments on, nothing else"
 #endif
 
 /* The reader's read-ahead, in bytes: big enough that a multi-megabyte route map costs a
