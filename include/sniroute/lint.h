@@ -15,7 +15,7 @@
  * - a [routes] section no listener uses; an [upstream] no route or fallback names.
  * - an upstream host name that does not resolve (only with a resolver, see below).
  *
- * Duplicates after case folding or trailing-dot removal are load errors (config.c), not
+ * Duplicates after case folding or trailing-dot removal are load errors (config_routes.c), not
  * lint. Cost: O(n log n) in the number of routes; host names are resolved only when there
  * are at most a bound of them. Pure apart from the resolver the caller passes. */
 #ifndef SR_LINT_H

@@ -4,7 +4,7 @@
 
 1. doc/sniroute.8 and doc/sniroute.ini.5 render with `groff -man -Tutf8 -ww -z` without a
    single warning (and with `mandoc -Tlint` too, where mandoc is installed).
-2. Every key of the keyword table in src/config.c (`keywords[]`, parsed from the source)
+2. Every key of the keyword table in src/config_keys.c (`keywords[]`, parsed from the source)
    has its own entry in sniroute.ini.5 under its section's heading, and appears in the
    README's config reference under its section: a key added to the code without docs
    fails here.
@@ -23,6 +23,7 @@ import sys
 import tempfile
 
 PAGES = ("doc/sniroute.8", "doc/sniroute.ini.5")
+KEYWORDS_SRC = "src/config_keys.c"  # the config loader's keyword table
 
 
 def render_warnings(path):
@@ -46,11 +47,11 @@ def render_warnings(path):
 
 
 def parse_keywords(config_c):
-    """[(section, key)] from `keywords[]` in config.c; section is the SEC_ suffix in lower
+    """[(section, key)] from `keywords[]` in config_keys.c; section is the SEC_ suffix in lower
     case ("sniroute", "listener", ...). Catch-all entries (key NULL) are skipped."""
     m = re.search(r"struct\s+keyword\s+keywords\s*\[\s*\]\s*=\s*\{(.*?)\n\};", config_c, re.S)
     if m is None:
-        raise SystemExit("check_man: cannot find `keywords[]` in src/config.c")
+        raise SystemExit("check_man: cannot find `keywords[]` in %s" % KEYWORDS_SRC)
     body = re.sub(r"/\*.*?\*/", "", m.group(1), flags=re.S)
     entries = re.findall(r"\{\s*SEC_([A-Z_]+)\s*,\s*(\"[^\"]*\"|NULL)\s*,", body)
     keys = [(sec.lower(), key.strip('"')) for sec, key in entries if key != "NULL"]
@@ -103,7 +104,7 @@ def readme_entries(readme_text):
 
 def missing_keys(keys, entries, where):
     return [
-        "%s: key '%s' of [%s] (src/config.c keywords[]) is not documented" % (where, key, sec)
+        "%s: key '%s' of [%s] (%s keywords[]) is not documented" % (where, key, sec, KEYWORDS_SRC)
         for sec, key in keys
         if key not in entries.get(sec, set())
     ]
@@ -143,7 +144,7 @@ def main():
     for page in PAGES:
         problems += ["%s: %s" % (page, p) for p in render_warnings(os.path.join(src, page))]
 
-    config_c = read("src/config.c")
+    config_c = read(KEYWORDS_SRC)
     ini5 = read("doc/sniroute.ini.5")
     readme = read("README")
     keys = parse_keywords(config_c)

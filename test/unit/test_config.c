@@ -819,7 +819,7 @@ test_fixture_errors(void)
     collected_free(&got);
 }
 
-/* The reader reads ahead 256 KiB at a time (READ_BLOCK in config.c). Put a too-long line,
+/* The reader reads ahead 256 KiB at a time (READ_BLOCK in config_reader.c). Put a too-long line,
  * a 199-byte line with a CRLF ending, a NUL byte and a last line ending in '\r' without
  * '\n' across that boundary at many phases (the tricky lines start <shift> bytes before
  * it, and span 539 bytes): the messages and routes must be those of any other position. */
