@@ -26,6 +26,7 @@
 
 #include <uv.h>
 
+#include "sniroute/decide.h"
 #include "sniroute/hello.h"
 #include "sniroute/http.h"
 #include "sniroute/log.h"
@@ -42,7 +43,7 @@ static void connect_start(struct sr_conn *conn);
 static void conn_refuse_with(struct sr_conn *conn, const void *bytes, size_t len,
                              const char *outcome);
 static void conn_connect_upstream(struct sr_conn *conn, size_t index);
-static void conn_fallback(struct sr_conn *conn);
+static bool conn_fallback(struct sr_conn *conn);
 static void pool_pick(struct sr_conn *conn);
 static void target_failed(struct sr_conn *conn, const char *outcome);
 static void connect_next(struct sr_conn *conn);
@@ -290,9 +291,9 @@ sr__conn_on_deadline(struct sr_conn *conn)
     case SR_CONN_HELLO:
         quiet_ms = conn_now(conn) - conn->start_ms;
         if (conn->setup->peek_len == 0 && conn->lcfg->fallback != 0 &&
-            conn->lcfg->fallback_timeout_ms != 0 && quiet_ms >= conn->lcfg->fallback_timeout_ms) {
-            conn_fallback(conn); /* the client waits for the server to speak first */
-            return;
+            conn->lcfg->fallback_timeout_ms != 0 && quiet_ms >= conn->lcfg->fallback_timeout_ms &&
+            conn_fallback(conn)) {
+            return; /* the client waits for the server to speak first */
         }
         if (quiet_ms < conn->gen->cfg.hello_timeout_ms) {
             conn_deadline(conn, conn->gen->cfg.hello_timeout_ms - quiet_ms);
@@ -418,94 +419,68 @@ peek_max(const struct sr_conn *conn)
            (conn->lcfg->is_proxy_accepted ? SR_PROXYPROTO_PARSE_MAX : 0);
 }
 
-/* Not TLS (or silent past fallback_timeout): hand the connection, and whatever it sent so
- * far, unmodified, to the listener's fallback. */
-static void
+/* Not TLS or not HTTP (or silent past fallback_timeout): if the decision is the
+ * listener's fallback, hand the connection, and whatever it sent so far, unmodified, to
+ * it and return true; false when there is none (the caller refuses in its protocol). */
+static bool
 conn_fallback(struct sr_conn *conn)
 {
-    conn->is_fallback = true;
-    conn_connect_upstream(conn, conn->lcfg->fallback - 1);
-}
+    struct sr_first_bytes said = {.said = SR_SAID_OTHER};
+    struct sr_decision d;
 
-/* ALPN-conditioned routes ("NAME[PROTO]") beat every route without a condition: for each
- * protocol the client offers, in its order of preference, the table of that protocol is
- * searched like the main one (exact, longest wildcard, default). <res>'s ALPN view is
- * only read here, while it is valid. */
-static bool
-route_by_alpn(struct sr_conn *conn, const struct sr_hello_result *res, size_t sni_len,
-              struct sr_route_hit *hit)
-{
-    const struct sr_routes *routes = conn->routes;
-    struct sr_view cursor = res->alpn;
-    struct sr_view proto;
-    size_t i;
-
-    if (routes->n_alpn == 0 || !res->has_alpn) {
+    sr_decide(&conn->gen->cfg, conn->lcfg, &said, &d);
+    if (d.verdict != SR_VERDICT_FALLBACK) {
         return false;
     }
-    while (sr_hello_alpn_next(&cursor, &proto)) {
-        for (i = 0; i < routes->n_alpn; i++) {
-            const struct sr_alpn_routes *a = &routes->alpn[i];
-
-            if (a->proto_len != proto.len || memcmp(a->proto, proto.ptr, proto.len) != 0) {
-                continue;
-            }
-            if (res->status == SR_HELLO_FOUND) {
-                sr_route_lookup(a->table, conn->setup->sni, sni_len, hit);
-            } else {
-                sr_route_lookup_default(a->table, hit);
-            }
-            if (hit->kind != SR_ROUTE_MISS) {
-                conn->alpn_route = a->proto; /* from the config: safe in a log line */
-                return true;
-            }
-        }
-    }
-    return false;
+    conn->is_fallback = true;
+    conn_connect_upstream(conn, d.target);
+    return true;
 }
 
+/* What the hello said, as the routing decision takes it. <res>'s views are read only
+ * during the call. */
 static void
 conn_route(struct sr_conn *conn, const struct sr_hello_result *res)
 {
-    char *sni = conn->setup->sni;
-    struct sr_route_hit hit;
-    size_t len;
+    struct sr_first_bytes said = {
+        .said = res->status == SR_HELLO_FOUND ? SR_SAID_NAME : SR_SAID_NO_NAME,
+        .name = res->sni.ptr,
+        .name_len = res->sni.len,
+        .alpn = res->alpn.ptr,
+        .alpn_len = res->alpn.len,
+        .has_ech = res->has_ech,
+    };
+    struct sr_decision d;
 
     if (res->has_ech) {
         /* Routed by the outer (public) name, as ECH intends for a passthrough front. */
         conn->has_ech = true;
         sr_metrics_hello_ech(conn_metrics(conn));
     }
-    if (res->status == SR_HELLO_FOUND) {
-        /* The parser has validated the name, so this cannot fail; still, never route on a
-         * name we could not normalize. */
-        if (sr_name_normalize(res->sni.ptr, res->sni.len, sni, &len) != SR_NAME_OK) {
-            sni[0] = '\0';
-            conn->detail = "server name not normalizable";
-            conn_refuse(conn, SR_TLS_ALERT_DECODE_ERROR, "malformed");
-            return;
-        }
-    } else if (conn->lcfg->no_sni == SR_NO_SNI_REJECT) {
-        conn_refuse(conn, SR_TLS_ALERT_HANDSHAKE_FAILURE, "no_sni");
+    sr_decide(&conn->gen->cfg, conn->lcfg, &said, &d);
+    memcpy(conn->setup->sni, d.name, d.name_len + 1);
+    switch (d.refusal) {
+    case SR_REFUSAL_BAD_NAME:
+        conn->detail = "server name not normalizable";
+        conn_refuse(conn, SR_TLS_ALERT_DECODE_ERROR, sr_refusal_outcome(d.refusal, false));
         return;
-    } else {
-        len = 0;
+    case SR_REFUSAL_NO_SNI:
+        conn_refuse(conn, SR_TLS_ALERT_HANDSHAKE_FAILURE, sr_refusal_outcome(d.refusal, false));
+        return;
+    default:
+        break;
     }
-    if (!route_by_alpn(conn, res, len, &hit)) {
-        if (res->status == SR_HELLO_FOUND) {
-            sr_route_lookup(conn->routes->table, sni, len, &hit);
-        } else {
-            sr_route_lookup_default(conn->routes->table, &hit);
-        }
-    }
-    conn->route = (uint8_t)hit.kind;
-    sr_metrics_route(conn_metrics(conn), conn->lid, hit.kind);
-    if (hit.kind == SR_ROUTE_MISS) {
-        conn_refuse(conn, SR_TLS_ALERT_UNRECOGNIZED_NAME, "no_route");
+    conn->route = (uint8_t)d.hit.kind;
+    sr_metrics_route(conn_metrics(conn), conn->lid, d.hit.kind);
+    if (d.verdict != SR_VERDICT_ROUTE) {
+        conn_refuse(conn, SR_TLS_ALERT_UNRECOGNIZED_NAME, sr_refusal_outcome(d.refusal, false));
         return;
     }
-    assert(hit.value < conn->gen->cfg.n_upstreams);
-    conn_connect_upstream(conn, hit.value);
+    if (d.alpn != NULL) {
+        conn->alpn_route = d.alpn->proto; /* from the config: safe in a log line */
+    }
+    assert(d.target < conn->gen->cfg.n_upstreams);
+    conn_connect_upstream(conn, d.target);
 }
 
 /* Connect to route target <index> of the generation: one address, or a pool's servers. */
@@ -581,22 +556,18 @@ proxy_header_read(struct sr_conn *conn, const uint8_t *bytes)
     return false;
 }
 
-/* The host a request head names, routed like a server name: a name normalized and looked
- * up (exact, wildcard, default), an IP literal to the default. Returns the hit's kind;
- * <sni> receives the normalized name ("" for a literal). */
-static enum sr_route_kind
-http_route(const struct sr_conn *conn, const struct sr_http_head *head, char *sni,
-           struct sr_route_hit *hit)
+/* The host a request head names, as the routing decision takes it: an IP literal names
+ * no host (it gets the default). */
+static void
+http_decide(const struct sr_conn *conn, const struct sr_http_head *head, struct sr_decision *d)
 {
-    size_t len = 0;
+    struct sr_first_bytes said = {
+        .said = head->is_ip_literal ? SR_SAID_NO_NAME : SR_SAID_NAME,
+        .name = head->host.ptr,
+        .name_len = head->host.len,
+    };
 
-    sni[0] = '\0';
-    if (head->is_ip_literal ||
-        sr_name_normalize(head->host.ptr, head->host.len, sni, &len) != SR_NAME_OK) {
-        sni[0] = '\0';
-        return sr_route_lookup_default(conn->routes->table, hit);
-    }
-    return sr_route_lookup(conn->routes->table, sni, len, hit);
+    sr_decide(&conn->gen->cfg, conn->lcfg, &said, d);
 }
 
 /* The tracker's question for every request head on the connection, the first included:
@@ -606,10 +577,10 @@ static int
 on_http_head(void *ctx, const struct sr_http_head *head)
 {
     struct sr_conn *conn = ctx;
-    char sni[SR_NAME_MAX + 1];
-    struct sr_route_hit hit;
+    struct sr_decision d;
 
-    if (http_route(conn, head, sni, &hit) == SR_ROUTE_MISS || hit.value != conn->http_target) {
+    http_decide(conn, head, &d);
+    if (d.verdict != SR_VERDICT_ROUTE || d.target != conn->http_target) {
         return 1;
     }
     return 0;
@@ -658,7 +629,7 @@ http_read(struct sr_conn *conn, const uint8_t *bytes)
     struct sr_conn_setup *setup = conn->setup;
     size_t cap = peek_max(conn);
     struct sr_http_head head;
-    struct sr_route_hit hit;
+    struct sr_decision d;
 
     /* The reader reads on from where the last call stopped: a head dribbled in tiny
      * pieces costs each byte once, not a re-parse from its start per piece. */
@@ -675,12 +646,11 @@ http_read(struct sr_conn *conn, const uint8_t *bytes)
         hello_keep(conn);
         return;
     case SR_HTTP_NOT_HTTP:
-        if (conn->lcfg->fallback != 0) {
-            conn_fallback(conn);
+        if (conn_fallback(conn)) {
             return;
         }
         conn->detail = sr_http_reason_str(head.reason);
-        conn_refuse_http(conn, 400, "not_http");
+        conn_refuse_http(conn, 400, sr_refusal_outcome(SR_REFUSAL_NOT_PROTOCOL, true));
         return;
     case SR_HTTP_BAD:
         conn->detail = sr_http_reason_str(head.reason);
@@ -689,10 +659,12 @@ http_read(struct sr_conn *conn, const uint8_t *bytes)
     case SR_HTTP_OK:
         break;
     }
-    conn->route = (uint8_t)http_route(conn, &head, setup->sni, &hit);
-    sr_metrics_route(conn_metrics(conn), conn->lid, hit.kind);
-    if (hit.kind == SR_ROUTE_MISS) {
-        conn_refuse_http(conn, 421, "no_route");
+    http_decide(conn, &head, &d);
+    memcpy(setup->sni, d.name, d.name_len + 1);
+    conn->route = (uint8_t)d.hit.kind;
+    sr_metrics_route(conn_metrics(conn), conn->lid, d.hit.kind);
+    if (d.verdict != SR_VERDICT_ROUTE) {
+        conn_refuse_http(conn, 421, sr_refusal_outcome(d.refusal, true));
         return;
     }
     conn->http_track = malloc(sizeof(*conn->http_track));
@@ -700,7 +672,7 @@ http_read(struct sr_conn *conn, const uint8_t *bytes)
         sr_conn_close(conn, "error");
         return;
     }
-    conn->http_target = hit.value;
+    conn->http_target = d.target;
     sr_http_track_init(conn->http_track, conn->gen->cfg.max_hello_size, on_http_head, conn);
     {
         /* The bytes read so far pass the tracker now: it checks the first head (which
@@ -715,7 +687,7 @@ http_read(struct sr_conn *conn, const uint8_t *bytes)
             return;
         }
     }
-    conn_connect_upstream(conn, hit.value);
+    conn_connect_upstream(conn, d.target);
 }
 
 /* The client spoke: look at everything it sent so far. */
@@ -817,14 +789,12 @@ hello_read(struct sr_conn *conn)
         conn_route(conn, &res);
         return;
     case SR_HELLO_NOT_TLS:
-        conn->detail = sr_hello_reason_str(res.reason);
         conn_hello_metric(conn, SR_METRICS_HELLO_NOT_TLS, res.reason);
-        if (conn->lcfg->fallback != 0) {
-            conn->detail = NULL;
-            conn_fallback(conn);
+        if (conn_fallback(conn)) {
             return;
         }
-        sr_conn_close(conn, "not_tls");
+        conn->detail = sr_hello_reason_str(res.reason);
+        sr_conn_close(conn, sr_refusal_outcome(SR_REFUSAL_NOT_PROTOCOL, false));
         return;
     case SR_HELLO_MALFORMED:
         conn->detail = sr_hello_reason_str(res.reason);

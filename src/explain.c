@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
-/* Explain a routing decision in words. The lookups are conn.c's, step for step: ALPN tables
- * in the client's order of preference, then the plain table; exact, longest wildcard,
- * default. Each step that decided is named with the config line it came from (the
- * config's side table of lines). Formatting only: nothing here can change a route. */
+/* Explain a routing decision in words. The decision is sr_decide()'s, the one the
+ * connection path takes: ALPN tables in the client's order of preference, then the plain
+ * table; exact, longest wildcard, default. Each step that decided is named with the config
+ * line it came from (the config's side table of lines). Formatting only: nothing here can change a route. */
 #include "sniroute/explain.h"
 
 #include <stdarg.h>
@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "sniroute/addr.h"
+#include "sniroute/decide.h"
 #include "sniroute/hex.h"
 #include "sniroute/name.h"
 #include "sniroute/pool.h"
@@ -141,33 +142,40 @@ split_alpn(const char *s, size_t len, struct protos *p)
     return true;
 }
 
-/* conn.c's route_by_alpn(): the first offered protocol, in the client's order, whose table
- * has a route for the name (or, with <name> NULL, a default). */
-static const struct sr_alpn_routes *
-lookup_alpn(const struct sr_routes *r, const struct protos *p, const char *name, size_t len,
-            struct sr_route_hit *hit)
+/* The offered protocols in the wire format the decision takes (RFC 7301 3.1): each a
+ * length byte and its bytes. */
+struct wire_alpn {
+    uint8_t bytes[SR_EXPLAIN_ALPN_MAX * 256];
+    size_t len;
+};
+
+static void
+protos_to_wire(const struct protos *p, struct wire_alpn *w)
 {
     size_t i;
-    size_t j;
 
+    w->len = 0;
     for (i = 0; i < p->n; i++) {
-        for (j = 0; j < r->n_alpn; j++) {
-            const struct sr_alpn_routes *a = &r->alpn[j];
-
-            if (a->proto_len != p->len[i] || memcmp(a->proto, p->ptr[i], p->len[i]) != 0) {
-                continue;
-            }
-            if (name != NULL) {
-                sr_route_lookup(a->table, name, len, hit);
-            } else {
-                sr_route_lookup_default(a->table, hit);
-            }
-            if (hit->kind != SR_ROUTE_MISS) {
-                return a;
-            }
-        }
+        w->bytes[w->len++] = (uint8_t)p->len[i];
+        memcpy(w->bytes + w->len, p->ptr[i], p->len[i]);
+        w->len += p->len[i];
     }
-    return NULL;
+}
+
+/* The routing decision a client naming <name> (NULL: no name) and offering <w> gets. */
+static void
+decide(const struct sr_config *cfg, const struct sr_listener_config *l, const char *name,
+       size_t len, const struct wire_alpn *w, struct sr_decision *d)
+{
+    struct sr_first_bytes said = {
+        .said = name != NULL ? SR_SAID_NAME : SR_SAID_NO_NAME,
+        .name = (const uint8_t *)name,
+        .name_len = len,
+        .alpn = w->bytes,
+        .alpn_len = w->len,
+    };
+
+    sr_decide(cfg, l, &said, d);
 }
 
 /* Does routes <r> have a table for any of the offered protocols? */
@@ -219,10 +227,12 @@ explain_listener(struct out *o, const struct sr_config *cfg, const struct sr_lis
                  const char *name, size_t len, const struct protos *p)
 {
     const struct sr_routes *r = &cfg->routes[l->routes];
-    const struct sr_alpn_routes *a = NULL;
+    const struct sr_alpn_routes *a;
     const struct sr_route_table *t = r->table;
     const struct sr_route_lines *lines = &r->lines;
     struct sr_route_hit hit;
+    struct sr_decision d;
+    struct wire_alpn w;
     bool uses_alpn = !l->is_http && p->n > 0;
 
     put(o, "\nlistener: %s (", l->name);
@@ -231,14 +241,13 @@ explain_listener(struct out *o, const struct sr_config *cfg, const struct sr_lis
     put_line(o, r->line);
     put(o, ")\n");
 
-    if (uses_alpn) {
-        a = lookup_alpn(r, p, name, len, &hit);
-    }
+    protos_to_wire(p, &w);
+    decide(cfg, l, name, len, &w, &d);
+    hit = d.hit;
+    a = d.alpn;
     if (a != NULL) {
         t = a->table;
         lines = &a->lines;
-    } else {
-        sr_route_lookup(r->table, name, len, &hit);
     }
     if (hit.kind == SR_ROUTE_MISS) {
         put(o, "  match: none\n  why: no exact name, no wildcard above it, and no default\n");
@@ -296,16 +305,13 @@ explain_listener(struct out *o, const struct sr_config *cfg, const struct sr_lis
     } else {
         put(o, "  without SNI: ");
     }
-    if (!l->is_http && l->no_sni == SR_NO_SNI_REJECT) {
+    decide(cfg, l, NULL, 0, &w, &d);
+    if (d.refusal == SR_REFUSAL_NO_SNI) {
         put(o, "rejected (no_sni = reject): a TLS handshake_failure alert\n");
     } else {
-        struct sr_route_hit d;
-        const struct sr_alpn_routes *da = uses_alpn ? lookup_alpn(r, p, NULL, 0, &d) : NULL;
+        const struct sr_alpn_routes *da = d.alpn;
 
-        if (da == NULL) {
-            sr_route_lookup_default(r->table, &d);
-        }
-        if (d.kind == SR_ROUTE_MISS) {
+        if (d.verdict != SR_VERDICT_ROUTE) {
             put(o, "no default: %s\n",
                 l->is_http ? "421 Misdirected Request" : "a TLS unrecognized_name alert");
         } else {
@@ -316,14 +322,19 @@ explain_listener(struct out *o, const struct sr_config *cfg, const struct sr_lis
             put(o, " (");
             put_line(o, da != NULL ? da->lines.default_line : r->lines.default_line);
             put(o, ") -> ");
-            put_upstream(o, cfg, d.value);
+            put_upstream(o, cfg, d.target);
             put(o, "\n");
         }
     }
     put(o, "  %s: ", l->is_http ? "not HTTP/1.x" : "not TLS");
-    if (l->fallback != 0) {
+    {
+        struct sr_first_bytes other = {.said = SR_SAID_OTHER};
+
+        sr_decide(cfg, l, &other, &d);
+    }
+    if (d.verdict == SR_VERDICT_FALLBACK) {
         put(o, "fallback -> ");
-        put_upstream(o, cfg, l->fallback - 1);
+        put_upstream(o, cfg, d.target);
         put(o, "\n");
     } else {
         put(o, "%s\n", l->is_http ? "400 Bad Request, then a close" : "a close");
