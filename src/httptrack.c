@@ -118,6 +118,27 @@ is_method(const struct sr_http_head *h, const char *name)
     return h->method.len == strlen(name) && memcmp(h->method.ptr, name, h->method.len) == 0;
 }
 
+/* <name> in another case: methods are case-sensitive (RFC 9110 9.1), but a backend that
+ * took "head" for HEAD would send no body where the response reader expects one, and a
+ * body could then pass for the next response (a fake 101). */
+static bool
+is_method_other_case(const struct sr_http_head *h, const char *name)
+{
+    size_t i;
+
+    if (h->method.len != strlen(name) || is_method(h, name)) {
+        return false;
+    }
+    for (i = 0; i < h->method.len; i++) {
+        uint8_t c = h->method.ptr[i];
+
+        if ((c >= 'a' && c <= 'z' ? c - 'a' + 'A' : c) != (uint8_t)name[i]) {
+            return false;
+        }
+    }
+    return true;
+}
+
 /* A head is complete in t->head: parse it, ask the caller, announce it to the response
  * reader, set up the body. */
 static enum sr_track_result
@@ -131,6 +152,9 @@ head_done(struct sr_http_track *t, struct sr_bytes *out)
     }
     if (t->on_head(t->ctx, &t->last) != 0) {
         return SR_TRACK_STOP;
+    }
+    if (is_method_other_case(&t->last, "HEAD") || is_method_other_case(&t->last, "CONNECT")) {
+        return SR_TRACK_BAD;
     }
     if (is_method(&t->last, "CONNECT")) {
         if (t->last.is_chunked || t->last.content_length > 0) {

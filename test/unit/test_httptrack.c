@@ -136,6 +136,10 @@ test_tunnel_and_limits(void)
         SR_TRACK_BAD, 0);
     run("CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\nContent-Length: 0\r\n\r\n", 0, SR_TRACK_OK,
         (size_t)-1);
+    /* HEAD and CONNECT in another case: a backend might take them for the real ones. */
+    run("head / HTTP/1.1\r\nHost: a\r\n\r\n", 0, SR_TRACK_BAD, 0);
+    run("Connect a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n", 0, SR_TRACK_BAD, 0);
+    run("HEADX / HTTP/1.1\r\nHost: a\r\n\r\n", 0, SR_TRACK_OK, (size_t)-1);
 }
 
 /* ---- exchanges: client and backend bytes in turn -------------------------------------- */
