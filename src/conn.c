@@ -333,6 +333,19 @@ sr__conn_on_deadline(struct sr_conn *conn)
  * long (nginx calls it a lingering close). */
 #define SR_LINGER_MS 2000
 
+/* Everything owed to the client is written: send the FIN and discard what it still sends
+ * until it closes or SR_LINGER_MS pass. */
+static void
+conn_linger(struct sr_conn *conn)
+{
+    conn->state = SR_CONN_REFUSING;
+    conn_deadline(conn, SR_LINGER_MS);
+    if (shutdown(conn->client.fd, SHUT_WR) != 0 ||
+        sr_watch_set(&conn->server->reactor, &conn->client, EPOLLIN) != 0) {
+        sr_conn_close(conn, NULL);
+    }
+}
+
 /* Answer with a fatal TLS alert so the client learns why, instead of a bare reset. */
 static void
 conn_refuse(struct sr_conn *conn, uint8_t alert, const char *outcome)
@@ -352,17 +365,15 @@ conn_refuse_with(struct sr_conn *conn, const void *bytes, size_t len, const char
     ssize_t n;
 
     conn->outcome = outcome;
-    conn->state = SR_CONN_REFUSING;
-    conn_deadline(conn, SR_LINGER_MS);
     do {
         n = send(conn->client.fd, bytes, len, MSG_NOSIGNAL);
     } while (n < 0 && errno == EINTR);
-    if (n < 0 || shutdown(conn->client.fd, SHUT_WR) != 0 ||
-        sr_watch_set(&conn->server->reactor, &conn->client, EPOLLIN) != 0) {
+    if (n < 0) {
         sr_conn_close(conn, NULL);
         return;
     }
     conn->down.n_bytes += (uint64_t)n; /* bytes_out tells what the client was sent */
+    conn_linger(conn);
 }
 
 /* Refusing: discard what the client still sends until it closes. */
@@ -586,13 +597,63 @@ on_http_head(void *ctx, const struct sr_http_head *head)
     return 0;
 }
 
+/* What a refused request gets, once the responses owed before it are through. */
+static int
+http_refusal_code(enum sr_track_result r)
+{
+    switch (r) {
+    case SR_TRACK_STOP:
+        return 421; /* RFC 9110 15.5.20: the client may retry on a new connection */
+    case SR_TRACK_BAD:
+    case SR_TRACK_TOO_LARGE:
+        return 400;
+    default:
+        return 0; /* UNDECIDABLE: the responses cannot be followed, so no answer fits */
+    }
+}
+
 void
 sr__conn_http_refused(struct sr_conn *conn, enum sr_track_result r)
 {
-    conn->detail = r == SR_TRACK_STOP        ? "a later request names a host routed elsewhere"
-                   : r == SR_TRACK_TOO_LARGE ? "request head too large"
-                                             : "not HTTP/1.x any more";
-    sr_conn_close(conn, r == SR_TRACK_STOP ? "host_changed" : "malformed");
+    if (r == SR_TRACK_NOMEM) {
+        conn->detail = uv_err_name(UV_ENOMEM);
+        sr_conn_close(conn, "error");
+        return;
+    }
+    conn->http_refused = (uint8_t)r;
+    conn->http_refusal = (uint16_t)http_refusal_code(r);
+    conn->http_stop = SR_HTTP_STOP_DRAINING;
+}
+
+/* The outcome and detail of a refused request, set when the refusal ends the connection
+ * (until then, a reset or a timeout is what the log says). */
+static void
+http_refused_outcome(struct sr_conn *conn)
+{
+    switch ((enum sr_track_result)conn->http_refused) {
+    case SR_TRACK_STOP:
+        conn->detail = "a later request names a host routed elsewhere";
+        break;
+    case SR_TRACK_TOO_LARGE:
+        conn->detail = "request head too large";
+        break;
+    case SR_TRACK_UNDECIDABLE:
+        conn->detail = "Upgrade or CONNECT after responses that cannot be followed";
+        break;
+    default:
+        conn->detail = "not HTTP/1.x any more";
+        break;
+    }
+    conn->outcome = conn->http_refused == SR_TRACK_STOP ? "host_changed" : "malformed";
+}
+
+void
+sr__conn_http_linger(struct sr_conn *conn)
+{
+    http_refused_outcome(conn);
+    sr__relay_release(conn);
+    socket_close(conn, &conn->backend, false);
+    conn_linger(conn);
 }
 
 /* The connection has to wait (for the rest of the hello, a resolver, a connect) while the
@@ -682,9 +743,22 @@ http_read(struct sr_conn *conn, const uint8_t *bytes)
             sr_http_track_feed(conn->http_track, bytes + setup->proxy_len,
                                setup->peek_len - setup->proxy_len, &conn->http_out);
 
-        if (r != SR_TRACK_OK) {
+        if (r != SR_TRACK_OK && conn->http_out.len == 0) {
+            /* Refused before anything could go (a CONNECT with a body): answer now. */
             sr__conn_http_refused(conn, r);
+            if (conn->state == SR_CONN_HELLO) {
+                http_refused_outcome(conn);
+                conn_refuse_http(conn, conn->http_refusal, conn->outcome);
+            }
             return;
+        }
+        if (r != SR_TRACK_OK) {
+            /* A request pipelined behind the first is refused: the ones before it still
+             * go, and the relay ends the connection after their responses. */
+            sr__conn_http_refused(conn, r);
+            if (conn->state != SR_CONN_HELLO) {
+                return;
+            }
         }
     }
     conn_connect_upstream(conn, d.target);

@@ -3,7 +3,9 @@
  * coding). Heads are gathered whole and parsed with sr_http_parse_head(): in place when a
  * head lies whole in the bytes fed, else copied into a buffer that is freed as soon as the
  * head is passed on; bodies and chunk framing are passed on byte for byte as they arrive.
- * So memory is one head at most, and none between requests. */
+ * So memory is one head at most, and none between requests, plus the bytes of one read
+ * held back while an Upgrade or CONNECT awaits the backend's answer (the caller does not
+ * read the client meanwhile). */
 #include "sniroute/httptrack.h"
 
 #include <stdlib.h>
@@ -22,7 +24,7 @@ enum {
     T_CHUNK_DATA_LF,
     T_TRAILER, /* trailer lines after the last chunk, up to an empty line */
     T_TRAILER_LF,
-    T_TUNNEL, /* after Upgrade or CONNECT: not HTTP any more, everything passes */
+    T_TUNNEL, /* the backend accepted an Upgrade or CONNECT: not HTTP any more, all passes */
 };
 
 /* A chunk-size line or trailer section longer than this is not a real client. */
@@ -58,6 +60,7 @@ sr_http_track_init(struct sr_http_track *t, size_t head_max, sr_track_head_fn on
     t->head_max = head_max;
     t->on_head = on_head;
     t->ctx = ctx;
+    sr_http_resp_init(&t->resp);
 }
 
 /* Free the gathered head's buffer: between requests a connection holds none. */
@@ -72,13 +75,87 @@ void
 sr_http_track_fini(struct sr_http_track *t)
 {
     head_release(t);
+    free(t->held.p);
+    t->held.p = NULL;
+}
+
+/* At the start of a message: wait for the backend before taking the next one? While an
+ * Upgrade or CONNECT awaits its answer, the bytes after it are either the new protocol or
+ * the next request, and only the answer says which; while the response reader's queue is
+ * full, the next request could not be matched. Once the responses are LOST nothing is
+ * matched, so nothing waits (an Upgrade is then refused instead). */
+static bool
+must_wait(const struct sr_http_track *t)
+{
+    return t->resp.status == SR_HTTP_RESP_FOLLOWING &&
+           (sr_http_resp_is_switch_pending(&t->resp) ||
+            t->resp.n_pending == SR_HTTP_RESP_PENDING_MAX);
+}
+
+bool
+sr_http_track_is_holding(const struct sr_http_track *t)
+{
+    return t->state == T_HEAD && t->head.len == 0 && must_wait(t);
+}
+
+bool
+sr_http_track_reads_responses(const struct sr_http_track *t)
+{
+    return t->resp.status == SR_HTTP_RESP_FOLLOWING;
+}
+
+bool
+sr_http_track_is_answered(const struct sr_http_track *t)
+{
+    return sr_http_resp_is_idle(&t->resp);
+}
+
+enum sr_track_result
+sr_http_track_response(struct sr_http_track *t, const uint8_t *in, size_t n)
+{
+    bool was_pending = sr_http_resp_is_switch_pending(&t->resp);
+
+    if (sr_http_resp_feed(&t->resp, in, n) == SR_HTTP_RESP_LOST && was_pending) {
+        return SR_TRACK_UNDECIDABLE;
+    }
+    return SR_TRACK_OK;
+}
+
+static bool
+is_method(const struct sr_http_head *h, const char *name)
+{
+    return h->method.len == strlen(name) && memcmp(h->method.ptr, name, h->method.len) == 0;
+}
+
+/* <name> in another case: methods are case-sensitive (RFC 9110 9.1), but a backend that
+ * took "head" for HEAD would send no body where the response reader expects one, and a
+ * body could then pass for the next response (a fake 101). */
+static bool
+is_method_other_case(const struct sr_http_head *h, const char *name)
+{
+    size_t i;
+
+    if (h->method.len != strlen(name) || is_method(h, name)) {
+        return false;
+    }
+    for (i = 0; i < h->method.len; i++) {
+        uint8_t c = h->method.ptr[i];
+
+        if ((c >= 'a' && c <= 'z' ? c - 'a' + 'A' : c) != (uint8_t)name[i]) {
+            return false;
+        }
+    }
+    return true;
 }
 
 /* A head of <len> bytes is complete at <head> (in the caller's bytes, or gathered in
- * t->head): parse it, ask the caller, pass it on, set up the body. */
+ * t->head): parse it, ask the caller, announce it to the response reader, pass it on, set
+ * up the body. */
 static enum sr_track_result
 head_done(struct sr_http_track *t, const uint8_t *head, size_t len, struct sr_bytes *out)
 {
+    enum sr_http_switch sw = SR_HTTP_SWITCH_NONE;
+
     sr_http_parse_head(head, len, &t->last);
     if (t->last.status != SR_HTTP_OK || t->last.head_len != len) {
         return SR_TRACK_BAD;
@@ -86,14 +163,32 @@ head_done(struct sr_http_track *t, const uint8_t *head, size_t len, struct sr_by
     if (t->on_head(t->ctx, &t->last) != 0) {
         return SR_TRACK_STOP;
     }
+    if (is_method_other_case(&t->last, "HEAD") || is_method_other_case(&t->last, "CONNECT")) {
+        return SR_TRACK_BAD;
+    }
+    if (is_method(&t->last, "CONNECT")) {
+        if (t->last.is_chunked || t->last.content_length > 0) {
+            return SR_TRACK_BAD;
+        }
+        sw = SR_HTTP_SWITCH_CONNECT;
+    } else if (t->last.is_upgrade) {
+        sw = SR_HTTP_SWITCH_UPGRADE;
+    }
+    if (t->resp.status == SR_HTTP_RESP_FOLLOWING) {
+        /* must_wait() kept the queue from being full and held everything after an
+         * Upgrade, so the request can always be announced. */
+        if (!sr_http_resp_expect(&t->resp, is_method(&t->last, "HEAD"), sw)) {
+            return SR_TRACK_UNDECIDABLE;
+        }
+    } else if (sw != SR_HTTP_SWITCH_NONE) {
+        return SR_TRACK_UNDECIDABLE; /* its answer could not be found among the responses */
+    }
     if (put(out, head, len) != 0) {
         return SR_TRACK_NOMEM;
     }
     head_release(t);
     t->n_crlf = 0;
-    if (t->last.is_upgrade) {
-        t->state = T_TUNNEL;
-    } else if (t->last.is_chunked) {
+    if (t->last.is_chunked) {
         t->state = T_CHUNK_SIZE;
         t->chunk_size = 0;
         t->n_size_digits = 0;
@@ -107,17 +202,30 @@ head_done(struct sr_http_track *t, const uint8_t *head, size_t len, struct sr_by
     return SR_TRACK_OK;
 }
 
-enum sr_track_result
-sr_http_track_feed(struct sr_http_track *t, const uint8_t *in, size_t n, struct sr_bytes *out)
+/* Feed <n> bytes; <*used> says how many were taken (all of them unless it stops to wait
+ * for the backend, or on an error). */
+static enum sr_track_result
+feed_bytes(struct sr_http_track *t, const uint8_t *in, size_t n, struct sr_bytes *out, size_t *used)
 {
     size_t i = 0;
 
+    *used = 0;
     while (i < n) {
         uint8_t c = in[i];
         size_t k;
 
+        if (t->state == T_HEAD && t->head.len == 0) {
+            /* Between messages: has the backend switched protocols, or must we wait? */
+            if (t->resp.status == SR_HTTP_RESP_TUNNEL) {
+                t->state = T_TUNNEL;
+            } else if (must_wait(t)) {
+                *used = i;
+                return SR_TRACK_OK;
+            }
+        }
         switch (t->state) {
         case T_TUNNEL:
+            *used = n;
             return put(out, in + i, n - i) == 0 ? SR_TRACK_OK : SR_TRACK_NOMEM;
         case T_BODY:
         case T_CHUNK_DATA:
@@ -253,5 +361,39 @@ sr_http_track_feed(struct sr_http_track *t, const uint8_t *in, size_t n, struct 
             return SR_TRACK_BAD;
         }
     }
+    *used = n;
     return SR_TRACK_OK;
+}
+
+enum sr_track_result
+sr_http_track_feed(struct sr_http_track *t, const uint8_t *in, size_t n, struct sr_bytes *out)
+{
+    enum sr_track_result r;
+    size_t used;
+
+    if (t->held.len > 0) {
+        /* What came while holding goes first, once the wait is over. */
+        if (!sr_http_track_is_holding(t)) {
+            r = feed_bytes(t, t->held.p, t->held.len, out, &used);
+            if (r != SR_TRACK_OK) {
+                return r;
+            }
+            t->held.len -= used;
+            memmove(t->held.p, t->held.p + used, t->held.len);
+        }
+        if (t->held.len > 0) {
+            return n == 0 || put(&t->held, in, n) == 0 ? SR_TRACK_OK : SR_TRACK_NOMEM;
+        }
+        free(t->held.p);
+        t->held.p = NULL;
+        t->held.cap = 0;
+    }
+    if (n == 0) {
+        return SR_TRACK_OK;
+    }
+    r = feed_bytes(t, in, n, out, &used);
+    if (r == SR_TRACK_OK && used < n && put(&t->held, in + used, n - used) != 0) {
+        return SR_TRACK_NOMEM;
+    }
+    return r;
 }

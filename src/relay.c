@@ -60,35 +60,56 @@ sr__relay_release(struct sr_conn *conn)
     flow_release(conn, &conn->down);
 }
 
+/* How many bytes the next read may move without user space seeing them: all of them,
+ * except on an HTTP listener, where the client's bytes are always read (the request
+ * tracker) and the backend's are read up to the end of the body or chunk data in hand
+ * (the response reader must see every head). */
+static uint64_t
+flow_opaque_len(const struct sr_conn *conn, const struct sr_flow *flow)
+{
+    if (flow->is_tracked) {
+        return 0;
+    }
+    return flow->is_scanned ? sr_http_resp_opaque_len(&conn->http_track->resp) : UINT64_MAX;
+}
+
 /* Take a pipe, or failing that (descriptors exhausted) a buffer. */
 static int
 flow_acquire(struct sr_conn *conn, struct sr_flow *flow)
 {
-    if (flow->buf != NULL && flow->is_bulk && !flow->is_tracked) {
+    bool may_splice = flow->is_bulk && flow_opaque_len(conn, flow) > 0;
+
+    if (flow->buf != NULL && may_splice) {
         sr__pool_put(conn->server, flow->buf); /* empty: a bulk stream moves to a pipe */
         flow->buf = NULL;
+    }
+    if (flow->pipe_fds[0] >= 0 && !may_splice) {
+        /* Empty (nothing is pending here): a response head comes next, to be read. */
+        sr__pipe_put(conn->server, flow->pipe_fds);
+        flow->pipe_fds[0] = -1;
+        flow->pipe_fds[1] = -1;
     }
     if (flow->pipe_fds[0] >= 0 || flow->buf != NULL) {
         return 0;
     }
-    /* A tracked HTTP direction reads its bytes: no splice there. */
-    if (flow->is_bulk && !flow->is_tracked && sr__pipe_get(conn->server, flow->pipe_fds) == 0) {
+    if (may_splice && sr__pipe_get(conn->server, flow->pipe_fds) == 0) {
         return 0;
     }
     flow->buf = sr__pool_get(conn->server);
     return flow->buf != NULL ? 0 : UV_ENOMEM;
 }
 
-/* Move bytes from src into the pipe or buffer. Returns the count, 0 at EOF, or a negative
- * UV_E* code (UV_EAGAIN: nothing to read now). */
+/* Move bytes from src into the pipe or buffer, into the pipe at most <opaque_len>.
+ * Returns the count, 0 at EOF, or a negative UV_E* code (UV_EAGAIN: nothing to read now). */
 static ssize_t
-flow_fill(struct sr_flow *flow)
+flow_fill(struct sr_flow *flow, uint64_t opaque_len)
 {
+    size_t max = opaque_len < SR_SPLICE_MAX ? (size_t)opaque_len : SR_SPLICE_MAX;
     ssize_t n;
 
     do {
         if (flow->pipe_fds[0] >= 0) {
-            n = splice(flow->src_fd, NULL, flow->pipe_fds[1], NULL, SR_SPLICE_MAX,
+            n = splice(flow->src_fd, NULL, flow->pipe_fds[1], NULL, max,
                        SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
         } else {
             n = recv(flow->src_fd, flow->buf, SR_RELAY_BUF_SIZE, 0);
@@ -145,6 +166,106 @@ relay_fail(struct sr_conn *conn, int fd, int err)
     sr__conn_close_ex(conn, is_client ? "client_reset" : "backend_reset", !is_client, is_client);
 }
 
+/* --- protocol = http -------------------------------------------------------------------- */
+
+enum http_step {
+    HTTP_READ,   /* nothing in the way: read src */
+    HTTP_FLUSH,  /* bytes to write are pending now */
+    HTTP_RETURN, /* the flow waits (or the connection ended): stop pumping it */
+};
+
+/* Feed the client's bytes (<n> of them at <in>, or none to pass on what the tracker held)
+ * through the request tracker: what it lets through becomes pending; a refusal stops the
+ * connection after what came before it. */
+static enum http_step
+http_feed(struct sr_conn *conn, struct sr_flow *flow, const uint8_t *in, size_t n)
+{
+    enum sr_track_result r;
+
+    conn->http_out.len = 0;
+    r = sr_http_track_feed(conn->http_track, in, n, &conn->http_out);
+    if (r != SR_TRACK_OK) {
+        sr__conn_http_refused(conn, r);
+        if (conn->state != SR_CONN_RELAYING) {
+            return HTTP_RETURN;
+        }
+    }
+    flow->pending = (uint32_t)conn->http_out.len;
+    return HTTP_FLUSH;
+}
+
+/* The client direction, before it reads: is it refused (shut the backend's write side:
+ * no request comes after the refused one), waiting for the backend's answer, or due to
+ * pass on what the tracker held? */
+static enum http_step
+http_up_step(struct sr_conn *conn, struct sr_flow *flow)
+{
+    if (conn->http_stop != SR_HTTP_STOP_NONE) {
+        flow_release(conn, flow);
+        flow->wait = SR_FLOW_DONE;
+        if (!flow->is_shut) {
+            if (shutdown(flow->dst_fd, SHUT_WR) != 0 && errno != ENOTCONN) {
+                relay_fail(conn, flow->dst_fd, SR_ERRNO(errno));
+                return HTTP_RETURN;
+            }
+            flow->is_shut = true;
+        }
+        if (conn->down.wait == SR_FLOW_DONE) {
+            /* The backend had already closed and its FIN reached the client: nothing more
+             * can come, and no answer of ours fits after that FIN. */
+            sr__conn_http_linger(conn);
+        }
+        return HTTP_RETURN;
+    }
+    if (sr_http_track_is_holding(conn->http_track)) {
+        flow_release(conn, flow); /* the held bytes are the tracker's, not the buffer's */
+        flow->wait = SR_FLOW_WAIT_PEER;
+        return HTTP_RETURN;
+    }
+    if (conn->http_track->held.len > 0) {
+        return http_feed(conn, flow, NULL, 0);
+    }
+    return HTTP_READ;
+}
+
+/* The backend direction of a refused connection, with nothing pending: once every request
+ * forwarded has its whole response (or the backend has closed), send the refusal after
+ * them if one can be placed there, then end with a lingering close. */
+static enum http_step
+http_down_step(struct sr_conn *conn, struct sr_flow *flow)
+{
+    size_t len;
+
+    if (conn->http_stop == SR_HTTP_STOP_ANSWERING) {
+        sr__conn_http_linger(conn); /* the answer is out */
+        return HTTP_RETURN;
+    }
+    if (!sr_http_track_is_answered(conn->http_track) && !flow->is_eof) {
+        return HTTP_READ;
+    }
+    if (conn->http_refusal == 0 || !sr_http_track_is_answered(conn->http_track)) {
+        sr__conn_http_linger(conn);
+        return HTTP_RETURN;
+    }
+    if (flow->pipe_fds[0] >= 0) {
+        flow_release(conn, flow);
+    }
+    if (flow->buf == NULL) {
+        flow->buf = sr__pool_get(conn->server);
+        if (flow->buf == NULL) {
+            conn->detail = uv_err_name(UV_ENOMEM);
+            sr_conn_close(conn, "error");
+            return HTTP_RETURN;
+        }
+    }
+    len = sr_http_error_response(flow->buf, SR_RELAY_BUF_SIZE, conn->http_refusal);
+    flow->pending = (uint32_t)len;
+    flow->buf_off = 0;
+    conn->down.n_bytes += len; /* bytes_out tells what the client was sent */
+    conn->http_stop = SR_HTTP_STOP_ANSWERING;
+    return HTTP_FLUSH;
+}
+
 /* Move as much as the sockets allow in one direction, then note what it waits for. */
 static void
 flow_pump(struct sr_conn *conn, struct sr_flow *flow)
@@ -169,6 +290,17 @@ flow_pump(struct sr_conn *conn, struct sr_flow *flow)
             continue;
         }
         flow->buf_off = 0;
+        if (flow->is_tracked || (flow == &conn->down && conn->http_stop != SR_HTTP_STOP_NONE)) {
+            enum http_step step =
+                flow->is_tracked ? http_up_step(conn, flow) : http_down_step(conn, flow);
+
+            if (step == HTTP_RETURN) {
+                return;
+            }
+            if (step == HTTP_FLUSH) {
+                continue;
+            }
+        }
         if (is_drained && !flow->is_eof) {
             flow_release(conn, flow);
             flow->wait = SR_FLOW_WAIT_SRC;
@@ -200,7 +332,7 @@ flow_pump(struct sr_conn *conn, struct sr_flow *flow)
             sr_conn_close(conn, "error");
             return;
         }
-        n = flow_fill(flow);
+        n = flow_fill(flow, flow_opaque_len(conn, flow));
         if (n == UV_EAGAIN) {
             flow_release(conn, flow); /* empty: an idle direction holds no pipe or buffer */
             flow->wait = SR_FLOW_WAIT_SRC;
@@ -223,17 +355,23 @@ flow_pump(struct sr_conn *conn, struct sr_flow *flow)
         if (flow->is_tracked) {
             /* HTTP: only what the tracker lets through goes on; a new head waits until it
              * is whole and its host checked. */
-            enum sr_track_result r;
-
-            conn->http_out.len = 0;
-            r = sr_http_track_feed(conn->http_track, (const uint8_t *)flow->buf, (size_t)n,
-                                   &conn->http_out);
-            if (r != SR_TRACK_OK) {
-                sr__conn_http_refused(conn, r);
+            if (http_feed(conn, flow, (const uint8_t *)flow->buf, (size_t)n) == HTTP_RETURN) {
                 return;
             }
-            flow->pending = (uint32_t)conn->http_out.len;
             continue;
+        }
+        if (flow->is_scanned && flow->pipe_fds[0] >= 0) {
+            /* Body bytes, spliced: counted, not seen (flow_opaque_len). */
+            sr_http_resp_skip(&conn->http_track->resp, (uint64_t)n);
+        } else if (flow->is_scanned) {
+            /* HTTP responses: seen by the response reader, passed on unchanged. */
+            enum sr_track_result r =
+                sr_http_track_response(conn->http_track, (const uint8_t *)flow->buf, (size_t)n);
+
+            flow->is_scanned = sr_http_track_reads_responses(conn->http_track);
+            if (r != SR_TRACK_OK) {
+                sr__conn_http_refused(conn, r);
+            }
         }
         flow->pending = (uint32_t)n;
     }
@@ -250,7 +388,7 @@ relay_watch(struct sr_conn *conn)
     uint32_t backend = 0;
     int rc;
 
-    if (conn->state == SR_CONN_CLOSING) {
+    if (conn->state != SR_CONN_RELAYING) {
         return;
     }
     client |= conn->up.wait == SR_FLOW_WAIT_SRC ? EPOLLIN : 0;
@@ -264,6 +402,29 @@ relay_watch(struct sr_conn *conn)
     if (rc != 0) {
         conn->detail = uv_err_name(rc);
         sr_conn_close(conn, "error");
+    }
+}
+
+/* What one direction of an HTTP connection did may let the other go on, though its socket
+ * has nothing new to report: the backend's answer ends the client direction's wait, and a
+ * refusal shuts the backend's write side and may find the responses already through. */
+static void
+http_kick(struct sr_conn *conn)
+{
+    bool is_stopped = conn->http_stop != SR_HTTP_STOP_NONE;
+
+    if (conn->http_track == NULL || conn->state != SR_CONN_RELAYING) {
+        return;
+    }
+    if ((conn->up.wait == SR_FLOW_WAIT_PEER &&
+         (is_stopped || !sr_http_track_is_holding(conn->http_track))) ||
+        (conn->up.wait == SR_FLOW_WAIT_SRC && is_stopped)) {
+        conn->up.wait = SR_FLOW_WAIT_SRC;
+        flow_pump(conn, &conn->up);
+    }
+    if (conn->state == SR_CONN_RELAYING && conn->http_stop == SR_HTTP_STOP_DRAINING &&
+        conn->down.wait == SR_FLOW_WAIT_SRC) {
+        flow_pump(conn, &conn->down);
     }
 }
 
@@ -283,10 +444,10 @@ sr__relay_event(struct sr_conn *conn, bool is_client, uint32_t events)
     if ((events & EPOLLOUT) && out->wait == SR_FLOW_WAIT_DST) {
         flow_pump(conn, out);
     }
-    if ((events & EPOLLIN) && in->wait == SR_FLOW_WAIT_SRC && conn->state != SR_CONN_CLOSING) {
+    if ((events & EPOLLIN) && in->wait == SR_FLOW_WAIT_SRC && conn->state == SR_CONN_RELAYING) {
         flow_pump(conn, in);
     }
-    if ((events & EPOLLERR) && conn->state != SR_CONN_CLOSING) {
+    if ((events & EPOLLERR) && conn->state == SR_CONN_RELAYING) {
         /* The pumps did not meet the error (this socket is not being read or written just
          * now): take it from the socket itself rather than wait for the next byte. */
         int fd = in->src_fd;
@@ -298,6 +459,7 @@ sr__relay_event(struct sr_conn *conn, bool is_client, uint32_t events)
             return;
         }
     }
+    http_kick(conn);
     relay_watch(conn);
 }
 
@@ -317,8 +479,15 @@ sr__relay_start(struct sr_conn *conn)
     flow_init(&conn->up, conn->client.fd, conn->backend.fd);
     flow_init(&conn->down, conn->backend.fd, conn->client.fd);
     conn->up.is_tracked = conn->http_track != NULL;
+    conn->down.is_scanned = conn->http_track != NULL;
 
     /* The first bytes were just sent: the backend has nothing to say yet, and the client
-     * is watched for more as before. Pump on the next events. */
+     * is watched for more as before (unless the tracker waits for the backend's answer,
+     * or refused a request pipelined behind the first). Pump on the next events. */
+    if (conn->http_track != NULL &&
+        (conn->http_stop != SR_HTTP_STOP_NONE || sr_http_track_is_holding(conn->http_track))) {
+        conn->up.wait = SR_FLOW_WAIT_PEER;
+        http_kick(conn);
+    }
     relay_watch(conn);
 }

@@ -48,6 +48,9 @@ enum sr_flow_wait {
     SR_FLOW_WAIT_SRC, /* nothing in flight: wait for src to be readable */
     SR_FLOW_WAIT_DST, /* bytes in flight: wait for dst to be writable (src is not read) */
     SR_FLOW_DONE,     /* src sent FIN and it has been passed on */
+    /* An HTTP client direction waiting for the backend's answer (an Upgrade or CONNECT,
+     * or a full pipeline): src is not read until the response reader has seen it. */
+    SR_FLOW_WAIT_PEER,
 };
 
 struct sr_flow {
@@ -65,6 +68,17 @@ struct sr_flow {
     /* An HTTP listener's client-to-backend direction: read through the request-boundary
      * tracker, and sent from the connection's http_out. */
     bool is_tracked;
+    /* An HTTP listener's backend-to-client direction while responses are matched to
+     * requests: read into the buffer and scanned by the tracker's response reader, then
+     * sent unchanged (no splice: the bytes must be seen). */
+    bool is_scanned;
+};
+
+/* protocol = http: a request refused after others went to the backend. */
+enum sr_http_stop {
+    SR_HTTP_STOP_NONE,
+    SR_HTTP_STOP_DRAINING,  /* the backend's write side is shut; its responses still flow */
+    SR_HTTP_STOP_ANSWERING, /* the responses are through: our answer is being sent */
 };
 
 /* What only the way to the relay needs: allocated at accept, freed when the relay starts,
@@ -153,7 +167,15 @@ struct sr_conn {
     /* protocol = http: the request-boundary tracker and its output, from routing on. */
     struct sr_http_track *http_track;
     struct sr_bytes http_out;
-    size_t http_target;              /* the upstream index the first request chose */
+    size_t http_target; /* the upstream index the first request chose */
+    /* A refused request (host_changed, malformed) does not cut what came before it: the
+     * requests before it are forwarded, the backend's write side is shut, the responses it
+     * still owes reach the client whole, and only then does the client get <http_refusal>
+     * (421 or 400, with Connection: close; 0 when no answer can be placed after the
+     * responses) and a lingering close. */
+    uint8_t http_stop;    /* enum sr_http_stop */
+    uint8_t http_refused; /* enum sr_track_result: why */
+    uint16_t http_refusal;
     struct sr_conn_adopted *adopted; /* handed over by an old process; NULL otherwise */
     const struct sr_upstream *upstream;
     /* The address being connected to: the route's HOST:PORT, or a server of its pool. */
@@ -220,8 +242,15 @@ void sr__conn_on_deadline(struct sr_conn *conn);
 void sr__conn_free(struct sr_conn *conn);
 
 /* A tracked HTTP connection met a request it must not pass on (<r>: a head for a host
- * routed elsewhere, or broken framing): close it. */
+ * routed elsewhere, broken framing, an upgrade that cannot be decided): note why and the
+ * answer owed, and stop (http_stop; the relay drains the responses, then calls
+ * sr__conn_http_linger, which sets the outcome). Out of memory closes at once. */
 void sr__conn_http_refused(struct sr_conn *conn, enum sr_track_result r);
+
+/* The refusal's end, once everything owed to the client is written: close the backend,
+ * send the client a FIN and discard what it still sends for a short while (a lingering
+ * close, so that an RST cannot destroy the responses before the client reads them). */
+void sr__conn_http_linger(struct sr_conn *conn);
 
 /* relay.c: start relaying (a failure to watch the sockets closes the connection); give
  * back its pipes and buffers (when the connection closes). */

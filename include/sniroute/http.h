@@ -106,8 +106,9 @@ struct sr_http_head {
     bool has_content_length;
     uint64_t content_length;
     bool is_chunked; /* Transfer-Encoding's last coding is chunked */
-    bool is_upgrade; /* CONNECT, or Connection: upgrade with an Upgrade header: once the head
-                        is answered the stream may stop being HTTP */
+    bool is_upgrade; /* CONNECT, or Connection: upgrade with an Upgrade header: the request
+                        asks to leave HTTP. Only the backend's answer says whether the stream
+                        does (a 101, or a 2xx to CONNECT: see httpresp.h) */
 };
 
 /* Where a head read in pieces stopped. Caller-owned and plain data: it holds offsets, never

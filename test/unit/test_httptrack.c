@@ -1,6 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /* Request boundaries: every test feeds a stream whole and one byte at a time, and the
- * bytes forwarded must be the input itself up to where a head is refused. */
+ * bytes forwarded must be the input itself up to where a head is refused. Then whole
+ * exchanges, client and backend bytes in turn: an Upgrade or CONNECT is forwarded and the
+ * bytes behind it held until the backend's answer says whether they are a tunnel's or the
+ * next request; a full pipeline waits for responses; a refused upgrade leaves the next
+ * head checked. */
 #include "sniroute/httptrack.h"
 
 #include <stdlib.h>
@@ -115,14 +119,218 @@ test_tunnel_and_limits(void)
     static const char ws[] = "GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\n"
                              "Upgrade: websocket\r\n\r\n\x81\x05hello GET / HTTP/1.1\r\n\r\n";
     char big[9000];
-    struct verdicts v = run(ws, 0, SR_TRACK_OK, (size_t)-1);
+    struct verdicts v;
 
-    ASSERT_EQ(v.n_heads, 1); /* after Upgrade nothing is parsed any more */
+    /* Without the backend's answer, only the upgrade request goes; the rest waits. */
+    v = run(ws, 0, SR_TRACK_OK, (size_t)(strstr(ws, "\x81") - ws));
+    ASSERT_EQ(v.n_heads, 1);
     run("GET / HTTP/1.1\r\nHost a\r\n\r\n", 0, SR_TRACK_BAD, 0);
     memset(big, 'a', sizeof(big) - 1);
     big[sizeof(big) - 1] = '\0';
     memcpy(big, "GET /", 5);
     run(big, 0, SR_TRACK_TOO_LARGE, 0);
+    /* CONNECT has no content (RFC 9110 9.3.6): bytes framed as its body are refused. */
+    run("CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\nContent-Length: 5\r\n\r\nhello", 0, SR_TRACK_BAD,
+        0);
+    run("CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\nTransfer-Encoding: chunked\r\n\r\n", 0,
+        SR_TRACK_BAD, 0);
+    run("CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\nContent-Length: 0\r\n\r\n", 0, SR_TRACK_OK,
+        (size_t)-1);
+    /* HEAD and CONNECT in another case: a backend might take them for the real ones. */
+    run("head / HTTP/1.1\r\nHost: a\r\n\r\n", 0, SR_TRACK_BAD, 0);
+    run("Connect a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n", 0, SR_TRACK_BAD, 0);
+    run("HEADX / HTTP/1.1\r\nHost: a\r\n\r\n", 0, SR_TRACK_OK, (size_t)-1);
+}
+
+/* ---- exchanges: client and backend bytes in turn -------------------------------------- */
+
+struct exchange {
+    struct sr_http_track t;
+    struct sr_bytes out;
+    struct verdicts v;
+};
+
+static void
+ex_init(struct exchange *ex, int refuse_at)
+{
+    memset(ex, 0, sizeof(*ex));
+    ex->v.refuse_at = refuse_at;
+    sr_http_track_init(&ex->t, 8192, on_head, &ex->v);
+}
+
+static void
+ex_fini(struct exchange *ex)
+{
+    free(ex->out.p);
+    sr_http_track_fini(&ex->t);
+}
+
+/* The client sends <text> (NULL: nothing new; the caller passes on what was held): the
+ * tracker must answer <want> and forward exactly <forwarded>. */
+static void
+ex_client(struct exchange *ex, const char *text, enum sr_track_result want, const char *forwarded)
+{
+    size_t n = text != NULL ? strlen(text) : 0;
+
+    ex->out.len = 0;
+    ASSERT_EQ(sr_http_track_feed(&ex->t, (const uint8_t *)text, n, &ex->out), want);
+    ASSERT_EQ(ex->out.len, strlen(forwarded));
+    ASSERT(ex->out.len == 0 || memcmp(ex->out.p, forwarded, ex->out.len) == 0);
+}
+
+static void
+ex_backend(struct exchange *ex, const char *text, enum sr_track_result want)
+{
+    ASSERT_EQ(sr_http_track_response(&ex->t, (const uint8_t *)text, strlen(text)), want);
+}
+
+#define WS_HEAD                                                                                    \
+    "GET /ws HTTP/1.1\r\nHost: a.test\r\nConnection: keep-alive, Upgrade\r\n"                      \
+    "Upgrade: websocket\r\n\r\n"
+#define OTHER_HOST "GET /secret HTTP/1.1\r\nHost: b.test\r\n\r\n"
+#define SAME_HOST  "GET /next HTTP/1.1\r\nHost: a.test\r\n\r\n"
+#define OK_EMPTY   "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+#define SWITCHED   "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n"
+
+static void
+test_upgrade_ignored(void)
+{
+    struct exchange ex;
+
+    /* The backend answers 200: the held request is a request, checked and refused. */
+    ex_init(&ex, 2);
+    ex_client(&ex, WS_HEAD OTHER_HOST, SR_TRACK_OK, WS_HEAD);
+    ASSERT(sr_http_track_is_holding(&ex.t));
+    ex_client(&ex, "more", SR_TRACK_OK, ""); /* fed while holding: held too */
+    ex_backend(&ex, "HTTP/1.1 100 Continue\r\n\r\n", SR_TRACK_OK);
+    ASSERT(sr_http_track_is_holding(&ex.t)); /* an interim response is no answer */
+    ex_backend(&ex, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n", SR_TRACK_OK);
+    ASSERT(!sr_http_track_is_holding(&ex.t));
+    ASSERT(!sr_http_track_is_answered(&ex.t)); /* its body is still to come */
+    ex_client(&ex, NULL, SR_TRACK_STOP, "");
+    ASSERT_EQ(ex.v.n_heads, 2);
+    ASSERT_STR_EQ(ex.v.hosts[1], "b.test");
+    ex_backend(&ex, "ok", SR_TRACK_OK);
+    ASSERT(sr_http_track_is_answered(&ex.t));
+    ex_fini(&ex);
+
+    /* ... and one for the same host goes on, as does keep-alive after it. */
+    ex_init(&ex, 0);
+    ex_client(&ex, WS_HEAD SAME_HOST, SR_TRACK_OK, WS_HEAD);
+    ex_backend(&ex, OK_EMPTY, SR_TRACK_OK);
+    ex_client(&ex, NULL, SR_TRACK_OK, SAME_HOST);
+    ex_client(&ex, SAME_HOST, SR_TRACK_OK, SAME_HOST);
+    ASSERT(!sr_http_track_is_holding(&ex.t));
+    ASSERT_EQ(ex.v.n_heads, 3);
+    ex_fini(&ex);
+}
+
+static void
+test_upgrade_accepted(void)
+{
+    static const char post[] = "POST /ws HTTP/1.1\r\nHost: a.test\r\nConnection: Upgrade\r\n"
+                               "Upgrade: websocket\r\nExpect: 100-continue\r\n"
+                               "Content-Length: 5\r\n\r\n";
+    struct exchange ex;
+
+    ex_init(&ex, 0);
+    ex_client(&ex, WS_HEAD "\x81\x05hello" OTHER_HOST, SR_TRACK_OK, WS_HEAD);
+    ex_backend(&ex, SWITCHED "\x81\x02hi", SR_TRACK_OK);
+    ASSERT(!sr_http_track_reads_responses(&ex.t));
+    ex_client(&ex, NULL, SR_TRACK_OK, "\x81\x05hello" OTHER_HOST);
+    ex_client(&ex, OTHER_HOST, SR_TRACK_OK, OTHER_HOST); /* a tunnel: nothing is checked */
+    ASSERT_EQ(ex.v.n_heads, 1);
+    ex_fini(&ex);
+
+    /* With Expect: 100-continue the body goes after the 100; the wait starts after it. */
+    ex_init(&ex, 0);
+    ex_client(&ex, post, SR_TRACK_OK, post);
+    ASSERT(!sr_http_track_is_holding(&ex.t));
+    ex_backend(&ex, "HTTP/1.1 100 Continue\r\n\r\n", SR_TRACK_OK);
+    ex_client(&ex, "hel", SR_TRACK_OK, "hel");
+    ex_client(&ex, "lo\x81\x00", SR_TRACK_OK, "lo");
+    ASSERT(sr_http_track_is_holding(&ex.t));
+    ex_backend(&ex, SWITCHED, SR_TRACK_OK);
+    ex_client(&ex, NULL, SR_TRACK_OK, "\x81");
+    ex_fini(&ex);
+}
+
+static void
+test_connect(void)
+{
+    static const char connect[] = "CONNECT a.test:443 HTTP/1.1\r\nHost: a.test:443\r\n\r\n";
+    struct exchange ex;
+
+    ex_init(&ex, 0);
+    ex_client(&ex, connect, SR_TRACK_OK, connect);
+    ASSERT(sr_http_track_is_holding(&ex.t));
+    ex_backend(&ex, "HTTP/1.1 200 Connection Established\r\n\r\n", SR_TRACK_OK);
+    ex_client(&ex, "\x16\x03\x01" OTHER_HOST, SR_TRACK_OK, "\x16\x03\x01" OTHER_HOST);
+    ex_fini(&ex);
+
+    ex_init(&ex, 2);
+    ex_client(&ex, connect, SR_TRACK_OK, connect);
+    ex_backend(&ex, "HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n", SR_TRACK_OK);
+    ex_client(&ex, OTHER_HOST, SR_TRACK_STOP, "");
+    ex_fini(&ex);
+}
+
+static void
+test_pipeline_limit(void)
+{
+    struct exchange ex;
+    struct sr_bytes all = {NULL, 0, 0};
+    size_t one = strlen(SAME_HOST);
+    int i;
+
+    ex_init(&ex, 0);
+    for (i = 0; i < SR_HTTP_RESP_PENDING_MAX + 6; i++) {
+        all.p = realloc(all.p, all.len + one + 1);
+        ASSERT(all.p != NULL);
+        memcpy(all.p + all.len, SAME_HOST, one + 1);
+        all.len += one;
+    }
+    ex.out.len = 0;
+    ASSERT_EQ(sr_http_track_feed(&ex.t, all.p, all.len, &ex.out), SR_TRACK_OK);
+    ASSERT_EQ(ex.out.len, one * SR_HTTP_RESP_PENDING_MAX);
+    ASSERT(sr_http_track_is_holding(&ex.t));
+    for (i = 0; i < 6; i++) {
+        ex_backend(&ex, OK_EMPTY, SR_TRACK_OK);
+        ASSERT(!sr_http_track_is_holding(&ex.t));
+        ex_client(&ex, NULL, SR_TRACK_OK, SAME_HOST); /* one answered, one more goes */
+        ASSERT(sr_http_track_is_holding(&ex.t));      /* the queue is full again */
+    }
+    ASSERT_EQ(ex.v.n_heads, SR_HTTP_RESP_PENDING_MAX + 6);
+    ex_backend(&ex, OK_EMPTY, SR_TRACK_OK);
+    ASSERT(!sr_http_track_is_holding(&ex.t));
+    ex_client(&ex, SAME_HOST, SR_TRACK_OK, SAME_HOST);
+    free(all.p);
+    ex_fini(&ex);
+}
+
+static void
+test_undecidable(void)
+{
+    struct exchange ex;
+
+    /* After a body that runs to the close nothing is matched: requests go on, checked,
+     * but an upgrade could not be told apart and is refused. */
+    ex_init(&ex, 0);
+    ex_client(&ex, SAME_HOST, SR_TRACK_OK, SAME_HOST);
+    ex_backend(&ex, "HTTP/1.0 200 OK\r\n\r\nto the close", SR_TRACK_OK);
+    ASSERT(!sr_http_track_reads_responses(&ex.t));
+    ASSERT(!sr_http_track_is_answered(&ex.t));
+    ex_client(&ex, SAME_HOST, SR_TRACK_OK, SAME_HOST);
+    ex_client(&ex, WS_HEAD, SR_TRACK_UNDECIDABLE, "");
+    ex_fini(&ex);
+
+    /* Lost while an upgrade waits for its answer: the response side says so. */
+    ex_init(&ex, 0);
+    ex_client(&ex, SAME_HOST WS_HEAD "\x81", SR_TRACK_OK, SAME_HOST WS_HEAD);
+    ex_backend(&ex, "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nx", SR_TRACK_OK);
+    ex_backend(&ex, "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n",
+               SR_TRACK_UNDECIDABLE);
+    ex_fini(&ex);
 }
 
 /* Between requests the tracker holds no buffer (issue 11 item 4): a head that lies whole in
@@ -185,5 +393,10 @@ main(void)
     test_chunked();
     test_tunnel_and_limits();
     test_no_buffer_between_requests();
+    test_upgrade_ignored();
+    test_upgrade_accepted();
+    test_connect();
+    test_pipeline_limit();
+    test_undecidable();
     return 0;
 }
