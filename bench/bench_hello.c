@@ -4,7 +4,7 @@
  * and ns per hello); and, for contrast, a naive caller that re-parses on every byte. No
  * allocation inside the timed loops. A benchmark, not a test: it asserts nothing about time.
  * Usage: bench_hello [FIXTURE_DIR] */
-#include "sniroute/hello.h"
+#include "sniroute/wire/hello.h"
 
 #include <dirent.h>
 #include <stdio.h>

@@ -3,7 +3,7 @@
  * wildcard hit, miss), and build time and resident-memory growth per size. Half the
  * entries are exact names, half wildcards. Queries are generated up front and visited in
  * a scrambled order so the cache sees what a busy router would. Prints a table; not a test. */
-#include "sniroute/route.h"
+#include "sniroute/config/route.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -4,7 +4,7 @@
 
 1. doc/sniroute.8 and doc/sniroute.ini.5 render with `groff -man -Tutf8 -ww -z` without a
    single warning (and with `mandoc -Tlint` too, where mandoc is installed).
-2. Every key of the keyword table in src/config_keys.c (`keywords[]`, parsed from the source)
+2. Every key of the keyword table in src/config/config_keys.c (`keywords[]`, parsed from the source)
    has its own entry in sniroute.ini.5 under its section's heading, and appears in the
    README's config reference under its section: a key added to the code without docs
    fails here.
@@ -23,7 +23,7 @@ import sys
 import tempfile
 
 PAGES = ("doc/sniroute.8", "doc/sniroute.ini.5")
-KEYWORDS_SRC = "src/config_keys.c"  # the config loader's keyword table
+KEYWORDS_SRC = "src/config/config_keys.c"  # the config loader's keyword table
 
 
 def render_warnings(path):

@@ -481,7 +481,7 @@ def case_many_idle_connections(ctx):
         echo.stop()
 
 
-# The wire of include/sniroute/upgrade.h, as this test plays the old process.
+# The wire of include/sniroute/core/upgrade.h, as this test plays the old process.
 UP_MAGIC, UP_HELLO, UP_END, UP_READY, UP_CONN = 0x53525550, 1, 3, 4, 5
 UP_TEXT = 384
 

@@ -8,16 +8,16 @@
  * LeakSanitizer see anything the loader forgets. Then sr_addr_parse and sr_name_normalize
  * on the raw input. Deterministic: no clock, no global state survives a run.
  * Seeds: test/fuzz/corpus/config and test/fixtures/config. */
-#include "sniroute/config.h"
+#include "sniroute/config/config.h"
 
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "sniroute/addr.h"
-#include "sniroute/name.h"
-#include "sniroute/route.h"
+#include "sniroute/config/addr.h"
+#include "sniroute/wire/name.h"
+#include "sniroute/config/route.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -4,7 +4,7 @@
  * ASan sees any read past the end; then, for a good hello, re-framed into other record
  * sizes. Every answer must agree and every view must lie in the input or the scratch.
  * Deterministic: no clock, no global state. Seeds: test/fixtures/hello. */
-#include "sniroute/hello.h"
+#include "sniroute/wire/hello.h"
 
 #include <stdio.h>
 #include <stdlib.h>

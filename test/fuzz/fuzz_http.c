@@ -7,7 +7,7 @@
  * not NEED_MORE, must be the whole input's; every view must lie in the input; the reader
  * examines at most twice the bytes it is given. Deterministic: no clock, no global state.
  * Seeds: test/fuzz/corpus/http. */
-#include "sniroute/http.h"
+#include "sniroute/wire/http.h"
 
 #include <stdio.h>
 #include <stdlib.h>

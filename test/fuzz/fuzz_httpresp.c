@@ -6,7 +6,7 @@
  * sees any read past the end. Both runs must end in the same state, and every state must
  * keep the reader's invariants. Deterministic: no clock, no global state.
  * Seeds: test/fuzz/corpus/httpresp. */
-#include "sniroute/httpresp.h"
+#include "sniroute/wire/httpresp.h"
 
 #include <stdio.h>
 #include <stdlib.h>

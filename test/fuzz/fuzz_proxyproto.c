@@ -6,7 +6,7 @@
  * from the input, followed by the input as payload, and requires the parser to give them
  * back exactly. Deterministic: no clock, no global state. Seeds: test/fixtures/proxyproto
  * and test/fuzz/corpus/proxyproto. */
-#include "sniroute/proxyproto.h"
+#include "sniroute/wire/proxyproto.h"
 
 #include <netinet/in.h>
 #include <stdio.h>

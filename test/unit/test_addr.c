@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Table-driven tests of address parsing: each input maps to an error, or to a kind, host,
  * port and the text sr_addr_format gives back. */
-#include "sniroute/addr.h"
+#include "sniroute/config/addr.h"
 
 #include <string.h>
 

@@ -6,7 +6,7 @@
  *
  * `test_admin --serve` instead serves a small registry on 127.0.0.1 (port chosen by the OS,
  * printed as "port N") until SIGTERM: test/e2e/run_admin.py scrapes it with curl. */
-#include "sniroute/admin.h"
+#include "sniroute/observe/admin.h"
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -18,7 +18,7 @@
 
 #include <uv.h>
 
-#include "sniroute/metrics.h"
+#include "sniroute/observe/metrics.h"
 #include "support/assert.h"
 
 /* --- Parser tables ---------------------------------------------------------------------- */

@@ -2,7 +2,7 @@
 /* CIDR tests as tables: each text parses to an exact error or to a range that formats back
  * to a pinned spelling; each (range, address) pair matches or does not, whether the address
  * arrives as IPv4 or as v4-mapped IPv6. */
-#include "sniroute/cidr.h"
+#include "sniroute/config/cidr.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>

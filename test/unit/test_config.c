@@ -3,7 +3,7 @@
  * temporary file, and the exact error lines it must produce (none for a good config).
  * "FILE" in an expected line stands for the temporary file's path. Then the fixtures in
  * SR_CONFIG_DIR, field by field, and a 10k-route config. */
-#include "sniroute/config.h"
+#include "sniroute/config/config.h"
 
 #include <stdio.h>
 #include <stdlib.h>

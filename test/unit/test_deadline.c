@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* The deadline heap against a plain array: random sets, moves (earlier and later) and
  * clears keep the earliest on top and every index right; popping returns due order. */
-#include "sniroute/deadline.h"
+#include "sniroute/core/deadline.h"
 
 #include <stdlib.h>
 

@@ -3,7 +3,7 @@
  * HTTP, a listener with a fallback) and each thing the first bytes can say (a name as sent,
  * no name, not our protocol; ALPN lists in the client's order), the verdict, the refusal,
  * the target (as the upstream's HOST:PORT) and the kind of route that matched. */
-#include "sniroute/decide.h"
+#include "sniroute/config/decide.h"
 
 #include <stdio.h>
 #include <stdlib.h>

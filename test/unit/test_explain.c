@@ -3,7 +3,7 @@
  * (exact, longest wildcard, default, none; ALPN before plain) with the config line it names,
  * normalization, pools, no-SNI and not-TLS answers, HTTP listeners, errors, truncation, and
  * the /explain query-string parser. One full text is pinned as a golden. */
-#include "sniroute/explain.h"
+#include "sniroute/config/explain.h"
 
 #include <stdio.h>
 #include <stdlib.h>

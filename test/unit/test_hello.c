@@ -2,7 +2,7 @@
 /* ClientHello parser tests: real captured hellos and hand-built ones, each fed whole, byte
  * by byte, at every split and re-framed into records of several sizes, all of which must
  * agree; every length field nudged by one; and every malformed shape the issue names. */
-#include "sniroute/hello.h"
+#include "sniroute/wire/hello.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -3,12 +3,12 @@
  * and without ALPN, for a short and a 253-character name, must parse to that name whole and
  * when fed in the case's own writes (each shorter prefix NEED_MORE, never a verdict early),
  * with the sizes, record counts and write shapes the cases promise. */
-#include "sniroute/hellogen.h"
+#include "sniroute/wire/hellogen.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#include "sniroute/hello.h"
+#include "sniroute/wire/hello.h"
 #include "support/assert.h"
 
 static struct sr_hellogen_random rnd;

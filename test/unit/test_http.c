@@ -4,7 +4,7 @@
  * `need` at a time, parsed afresh and resumed by a reader, all of which must agree; every
  * malformed shape with its named reason; NOT_HTTP for TLS and SSH; a dribbled head costs
  * linear work (bytes examined counted); the error responses byte for byte. */
-#include "sniroute/http.h"
+#include "sniroute/wire/http.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -7,7 +7,7 @@
  * trailers, 1xx interim responses (100 Continue, 103 Early Hints) before a 101 or a final
  * status, CONNECT answered 200 and 403, a body that holds a fake "101", and every shape
  * that must make the stream LOST. */
-#include "sniroute/httpresp.h"
+#include "sniroute/wire/httpresp.h"
 
 #include <stdlib.h>
 #include <string.h>

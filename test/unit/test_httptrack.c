@@ -5,7 +5,7 @@
  * bytes behind it held until the backend's answer says whether they are a tunnel's or the
  * next request; a full pipeline waits for responses; a refused upgrade leaves the next
  * head checked. */
-#include "sniroute/httptrack.h"
+#include "sniroute/wire/httptrack.h"
 
 #include <stdlib.h>
 #include <string.h>

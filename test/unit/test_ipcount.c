@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Per-address counts: v4 and v4-mapped v6 are one client; counts go up and down; the table
  * stays exact through growth and many deletions (checked against a plain array). */
-#include "sniroute/ipcount.h"
+#include "sniroute/core/ipcount.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>

@@ -3,7 +3,7 @@
  * problems) and the exact findings it must produce, in order; none for a clean config.
  * Host names are "resolved" by a fake resolver: names under .bad do not resolve. Then a
  * 100k-route config, checked for the findings it plants (and not timed: bench/ does that). */
-#include "sniroute/lint.h"
+#include "sniroute/config/lint.h"
 
 #include <stdio.h>
 #include <stdlib.h>

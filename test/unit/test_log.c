@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Access-log line formatting: exact lines, dashes for what is missing, and a line that
  * does not fit is cut but still ends with a newline. */
-#include "sniroute/log.h"
+#include "sniroute/observe/log.h"
 
 #include <stdint.h>
 #include <stdio.h>

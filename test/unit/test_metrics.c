@@ -2,7 +2,7 @@
 /* Metrics: the exact exposition of a small registry (test/fixtures/metrics/small.prom), label
  * escaping, hello misses by reason, cumulative histogram buckets, two workers summed, ids folded
  * into "_other", and the name and outcome tables. */
-#include "sniroute/metrics.h"
+#include "sniroute/observe/metrics.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* Table-driven tests of host name validation and normalization. */
-#include "sniroute/name.h"
+#include "sniroute/wire/name.h"
 
 #include <string.h>
 

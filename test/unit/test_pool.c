@@ -2,7 +2,7 @@
 /* Upstream pools: each balance algorithm by a table or a count, passive health to the
  * millisecond, bounded retries, the all-down fallback, and a long random run checked
  * against a plain model of the same rules (plus rendezvous' subset property). */
-#include "sniroute/pool.h"
+#include "sniroute/config/pool.h"
 
 #include <stdio.h>
 #include <string.h>

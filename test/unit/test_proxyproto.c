@@ -4,7 +4,7 @@
  * input gives NEED_MORE or the whole input's answer, and a good header never completes
  * sooner than <need> says; every malformed shape gives its named reason; build -> parse
  * round trips over a grid of addresses and ports, mixed families included. */
-#include "sniroute/proxyproto.h"
+#include "sniroute/wire/proxyproto.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>

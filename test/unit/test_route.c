@@ -2,7 +2,7 @@
 /* Table-driven tests of the route table: key validation, duplicates after normalization,
  * precedence (exact, longest wildcard, default), and a 100k-entry table checked entry by
  * entry. Speed is measured in bench/bench_route.c, not here. */
-#include "sniroute/route.h"
+#include "sniroute/config/route.h"
 
 #include <stdio.h>
 #include <stdlib.h>

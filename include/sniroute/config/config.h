@@ -1,0 +1,210 @@
+/* SPDX-License-Identifier: MIT */
+/* The configuration: an INI file (read with inih) turned into a plain struct, with every
+ * problem reported as "FILE:LINE: what is wrong". It validates everything it can without
+ * touching the network: it binds nothing and resolves nothing. */
+#ifndef SR_CONFIG_H
+#define SR_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "sniroute/config/addr.h"
+#include "sniroute/config/cidr.h"
+#include "sniroute/config/pool.h"
+#include "sniroute/config/route.h"
+
+/* Longest section name after "listener " or "routes ". */
+#define SR_CONFIG_NAME_MAX 63
+
+/* Defaults, documented in the README's config reference. */
+#define SR_CONFIG_HELLO_TIMEOUT_MS   5000u
+#define SR_CONFIG_CONNECT_TIMEOUT_MS 5000u
+#define SR_CONFIG_IDLE_TIMEOUT_MS    3600000u
+#define SR_CONFIG_DRAIN_TIMEOUT_MS   30000u
+#define SR_CONFIG_MAX_HELLO_SIZE     16384u
+/* workers = N: at most this many. */
+#define SR_CONFIG_WORKERS_MAX 64u
+
+/* health_check intervals below this would be a load test of the upstream. */
+#define SR_CONFIG_HEALTH_CHECK_MIN_MS 100u
+
+/* Upper bound for the max_connections keys: more than a process can have descriptors for
+ * is surely a typo. */
+#define SR_CONFIG_MAX_CONNECTIONS_MAX 10000000u
+
+/* Bounds on max_hello_size: below 512 real hellos do not fit; above 256 KiB a slow client
+ * could pin too much memory per connection during the peek. */
+#define SR_CONFIG_MAX_HELLO_SIZE_MIN 512u
+#define SR_CONFIG_MAX_HELLO_SIZE_MAX 262144u
+
+/* What a listener does with a valid hello that carries no server_name. */
+enum sr_no_sni {
+    SR_NO_SNI_DEFAULT = 0, /* use the route map's "default" entry (reject if it has none) */
+    SR_NO_SNI_REJECT,      /* always refuse with a TLS alert */
+};
+
+/* How access-log lines are written. */
+enum sr_log_format {
+    SR_LOG_FORMAT_TEXT = 0, /* key=value after a timestamp */
+    SR_LOG_FORMAT_JSON,     /* one JSON object a line, for log pipelines */
+};
+
+/* The PROXY protocol header sniroute sends to an upstream before the client's bytes. */
+enum sr_proxy_protocol {
+    SR_PROXY_PROTOCOL_NONE = 0,
+    SR_PROXY_PROTOCOL_V1, /* text */
+    SR_PROXY_PROTOCOL_V2, /* binary, with the server name as an AUTHORITY TLV */
+};
+
+/* An [upstream NAME] section: a pool of servers a route can name. */
+struct sr_pool_config {
+    char name[SR_CONFIG_NAME_MAX + 1];
+    unsigned line;
+    struct sr_addr *servers; /* at most SR_POOL_MAX_SERVERS; names resolved per connect */
+    size_t n_servers;
+    enum sr_pool_balance balance;
+    enum sr_proxy_protocol proxy_protocol;
+    uint64_t health_check_ms; /* active TCP check interval; 0: none */
+};
+
+/* One distinct upstream address. Route values index sr_config.upstreams; the same text
+ * used by many routes is stored once. */
+struct sr_upstream {
+    struct sr_addr addr; /* a HOST:PORT route target, when pool is 0 */
+    unsigned line;       /* first line that named it */
+    size_t pool;         /* 0: addr above; otherwise 1 + index into sr_config.pools */
+};
+
+/* Where each entry of one route table was written, for `sniroute explain`, /explain and
+ * lint; the connection path never reads it. 8 bytes per route, beside the table's own ~50. */
+struct sr_route_line {
+    uint32_t entry; /* sr_route_hit.entry */
+    uint32_t line;
+};
+
+struct sr_route_lines {
+    struct sr_route_line *items; /* sorted by entry (the order routes were added) */
+    size_t n;
+    size_t cap;
+    unsigned default_line; /* the "default" key; 0: none */
+};
+
+/* A [routes NAME] section. */
+/* Longest ALPN protocol id in a route key ("acme-tls/1" is 10). */
+#define SR_CONFIG_ALPN_MAX 64
+
+/* Routes that apply only when the client offers ALPN protocol <proto>: keys written
+ * "NAME[PROTO]" in a [routes] section. */
+struct sr_alpn_routes {
+    char proto[SR_CONFIG_ALPN_MAX + 1];
+    size_t proto_len;
+    struct sr_route_table *table; /* values are indexes into sr_config.upstreams */
+    struct sr_route_lines lines;
+};
+
+struct sr_routes {
+    char name[SR_CONFIG_NAME_MAX + 1];
+    unsigned line;
+    struct sr_route_table *table; /* values are indexes into sr_config.upstreams */
+    struct sr_alpn_routes *alpn;  /* one table per protocol named; may be NULL */
+    size_t n_alpn;
+    struct sr_route_lines lines; /* of <table> */
+};
+
+/* A [listener NAME] section. */
+struct sr_listener_config {
+    char name[SR_CONFIG_NAME_MAX + 1];
+    unsigned line;
+    struct sr_addr *listen; /* IPv4 or IPv6 literals only; at least one */
+    size_t n_listen;
+    size_t routes; /* index into sr_config.routes (valid when the load returned 0) */
+    enum sr_no_sni no_sni;
+    uint32_t max_connections; /* open connections through this listener; 0: no limit */
+    /* proxy_protocol = accept: every connection starts with a PROXY header (v1 or v2),
+     * accepted only from these sources; anyone else is refused. */
+    bool is_proxy_accepted;
+    struct sr_cidr_list trusted_proxies;
+    /* fallback = TARGET: connections whose first bytes are not TLS go there, unmodified;
+     * with fallback_timeout, so does a client silent that long (server-speaks-first
+     * protocols). */
+    size_t fallback;              /* 0: none; otherwise 1 + index into sr_config.upstreams */
+    bool is_http; /* protocol = http: plain HTTP/1.x routed by Host, not TLS by SNI */
+    uint64_t fallback_timeout_ms; /* 0: none */
+};
+
+struct sr_config {
+    uint64_t hello_timeout_ms;
+    uint64_t connect_timeout_ms;
+    uint64_t idle_timeout_ms;
+    uint64_t drain_timeout_ms;
+    size_t max_hello_size;
+    uint32_t max_connections;        /* open connections in all; 0: no limit */
+    uint32_t max_connections_per_ip; /* open connections from one client address; 0: none */
+    char *access_log; /* "stdout" (the default), "stderr", "off" or a file path; owned */
+    bool is_watched;  /* watch = yes: reload when the file changes */
+    uint32_t workers; /* loops, one thread each; 0: auto (one per CPU); default 1 */
+    enum sr_log_format log_format;
+    bool has_admin;         /* admin = ADDR: serve /metrics, /healthz, /readyz there */
+    struct sr_addr admin;   /* an IP literal; port 0 lets the kernel choose */
+    char *user;       /* drop root to this user after binding; NULL: stay as started */
+    char *group;      /* and to this group (default: the user's primary group); owned */
+    unsigned user_line;
+    unsigned group_line;
+
+    struct sr_listener_config *listeners;
+    size_t n_listeners;
+    struct sr_routes *routes;
+    size_t n_routes;
+    struct sr_upstream *upstreams;
+    size_t n_upstreams;
+    struct sr_pool_config *pools;
+    size_t n_pools;
+};
+
+/* Receives one problem, formatted "FILE:LINE: what is wrong" (no trailing newline). The
+ * string is valid only during the call. */
+typedef void (*sr_config_error_fn)(void *ctx, const char *msg);
+
+/* Read <path> into <cfg> (which need not be initialized). Every problem found is passed to
+ * <on_error> with <ctx>; the file is read to the end whatever happens, so one run reports
+ * them all. Returns the number of problems: 0 means <cfg> is complete and valid. Whatever
+ * it returns, the caller must call sr_config_fini(<cfg>) afterwards.
+ *
+ * Messages are "FILE:LINE: what is wrong", one per problem, in line order, followed by the
+ * checks that need the whole file (a listener's missing keys, a [routes] name that is not
+ * defined, an empty [routes] section). Problems of the file as a whole have no line:
+ * "FILE: cannot open: ...", "FILE: no [listener NAME] section (...)". Inside a section the
+ * text starts with "sniroute: ", "listener 'NAME': " or "routes 'NAME': ". Control bytes
+ * from the file are shown as '?'.
+ *
+ * Rules beyond the grammar: lines are at most 199 bytes (inih's buffer, less the NUL; the
+ * line ending does not count); keys are case-sensitive; every [routes] section must hold at
+ * least one entry (an empty map would refuse every connection); a [routes] section no
+ * listener names is allowed; access_log defaults to "stdout"; durations are at most 8760h;
+ * a listener's <routes> index is meaningful only when the load returned 0. */
+size_t
+sr_config_load(struct sr_config *cfg, const char *path, sr_config_error_fn on_error, void *ctx);
+
+/* Like sr_config_load(), from the open stream <fp> (not NULL), which is read to its end but
+ * not closed; <name> stands for the file in messages ("NAME:LINE: ..."). For tests and
+ * the fuzz target, which load from memory (fmemopen). */
+size_t
+sr_config_load_stream(struct sr_config *cfg, FILE *fp, const char *name,
+                      sr_config_error_fn on_error, void *ctx);
+
+/* The line of the route that produced <hit> in the table <lines> belongs to: the default's
+ * for SR_ROUTE_DEFAULT, 0 for a miss or an entry it does not know. O(log n). */
+unsigned
+sr_config_route_line(const struct sr_route_lines *lines, const struct sr_route_hit *hit);
+
+/* The same for an entry id (sr_route_hit.entry, sr_route_entry.entry); 0 if unknown. */
+unsigned
+sr_config_entry_line(const struct sr_route_lines *lines, uint32_t entry);
+
+/* Free everything <cfg> owns and zero it. Safe on a zeroed or failed config. */
+void
+sr_config_fini(struct sr_config *cfg);
+
+#endif

@@ -1,0 +1,191 @@
+/* SPDX-License-Identifier: MIT */
+/* The config loader's checks that need the whole file, run once the reader is done: missing
+ * keys and sections, "routes =" and pool names resolved, options that need each other; then
+ * route values become upstream indexes. And sr_config_fini(). Not here: reading the file or
+ * parsing a value (config_reader.c, config_keys.c), which leave in struct loader what these
+ * checks need. */
+#include "sniroute/config/config.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sniroute/config/route.h"
+
+#include "config_loader.h"
+
+/* Turn the table's ordinals into upstream indexes, as sr_config.h promises. */
+static bool
+settle_values(struct sr_routes *r, const struct routes_tmp *rt)
+{
+    uint32_t *map = malloc((rt->n > 0 ? rt->n : 1) * sizeof(*map));
+    size_t i;
+    int rc;
+
+    if (map == NULL) {
+        return false;
+    }
+    for (i = 0; i < rt->n; i++) {
+        map[i] = rt->origin[i].upstream;
+    }
+    rc = sr_route_remap(r->table, map, rt->n);
+    for (i = 0; i < r->n_alpn && rc == 0; i++) {
+        rc = sr_route_remap(r->alpn[i].table, map, rt->n);
+    }
+    free(map);
+    return rc == 0;
+}
+
+/* Give back what doubling left unused: the lines live as long as the config. */
+static void
+shrink_lines(struct sr_route_lines *lines)
+{
+    struct sr_route_line *items;
+
+    if (lines->n == 0 || lines->n == lines->cap) {
+        return;
+    }
+    items = realloc(lines->items, lines->n * sizeof(*items));
+    if (items != NULL) {
+        lines->items = items;
+        lines->cap = lines->n;
+    }
+}
+
+void
+sr__config_finish(struct loader *ld)
+{
+    struct sr_config *cfg = ld->cfg;
+    size_t i;
+    size_t j;
+
+    if (cfg->n_listeners == 0) {
+        report(ld, 0, "no [listener NAME] section (at least one is required)");
+    }
+    /* Every worker binds the same address: a port the kernel picks would differ. */
+    for (i = 0; i < cfg->n_listeners && cfg->workers != 1; i++) {
+        for (j = 0; j < cfg->listeners[i].n_listen; j++) {
+            if (cfg->listeners[i].listen[j].port == 0) {
+                report(ld, ld->workers_line,
+                       "sniroute: workers: listener '%s' listens on port 0, which needs "
+                       "workers = 1",
+                       cfg->listeners[i].name);
+                break;
+            }
+        }
+    }
+    for (i = 0; i < cfg->n_listeners; i++) {
+        struct sr_listener_config *l = &cfg->listeners[i];
+        struct listener_tmp *lt = &ld->ltmp[i];
+
+        if (lt->n_listen_keys == 0) {
+            report(ld, l->line, "listener '%s': no listen address", l->name);
+        }
+        if (lt->routes_line == 0) {
+            report(ld, l->line, "listener '%s': missing key 'routes'", l->name);
+            continue;
+        }
+        if (lt->routes[0] == '\0') {
+            continue; /* "routes =" was reported as empty */
+        }
+        for (j = 0; j < cfg->n_routes; j++) {
+            if (strcmp(cfg->routes[j].name, lt->routes) == 0) {
+                break;
+            }
+        }
+        if (j == cfg->n_routes) {
+            report(ld, lt->routes_line, "listener '%s': no [routes %s] section", l->name,
+                   lt->routes);
+        } else {
+            l->routes = j;
+        }
+    }
+    for (i = 0; i < cfg->n_listeners; i++) {
+        struct sr_listener_config *l = &cfg->listeners[i];
+
+        /* Accepting PROXY headers from anyone would let anyone claim any address. */
+        if (l->is_proxy_accepted && l->trusted_proxies.n == 0) {
+            report(ld, l->line,
+                   "listener '%s': proxy_protocol = accept needs trusted_proxies (the CIDRs "
+                   "of the load balancers in front)",
+                   l->name);
+        }
+        if (l->fallback_timeout_ms != 0 && l->fallback == 0) {
+            report(ld, l->line, "listener '%s': fallback_timeout without fallback", l->name);
+        }
+        if (!l->is_proxy_accepted && l->trusted_proxies.n > 0) {
+            report(ld, l->line, "listener '%s': trusted_proxies without proxy_protocol = accept",
+                   l->name);
+        }
+    }
+    for (i = 0; i < cfg->n_pools; i++) {
+        if (cfg->pools[i].n_servers == 0) {
+            report(ld, cfg->pools[i].line, "upstream '%s': no server (add server = HOST:PORT)",
+                   cfg->pools[i].name);
+        }
+    }
+    for (i = 0; i < ld->n_pool_refs; i++) {
+        const struct pool_ref *ref = &ld->pool_refs[i];
+
+        for (j = 0; j < cfg->n_pools; j++) {
+            if (strcmp(cfg->pools[j].name, ref->name) == 0) {
+                cfg->upstreams[ref->upstream].pool = j + 1;
+                break;
+            }
+        }
+        if (j == cfg->n_pools) {
+            report(ld, ref->line, "%s: bad upstream '%s': missing ':port' (or no [upstream %s])",
+                   ref->where, ref->name, ref->name);
+        }
+    }
+    for (i = 0; i < cfg->n_routes; i++) {
+        struct routes_tmp *rt = &ld->rtmp[i];
+
+        /* An empty map refuses every connection: surely a mistake, not a way to say so. */
+        if (rt->n_keys == 0) {
+            report(ld, cfg->routes[i].line,
+                   "routes '%s': no routes (add at least one, or a default = HOST:PORT)",
+                   cfg->routes[i].name);
+        }
+        if (!settle_values(&cfg->routes[i], rt)) {
+            report_oom(ld);
+        }
+        shrink_lines(&cfg->routes[i].lines);
+        for (j = 0; j < cfg->routes[i].n_alpn; j++) {
+            shrink_lines(&cfg->routes[i].alpn[j].lines);
+        }
+    }
+}
+
+void
+sr_config_fini(struct sr_config *cfg)
+{
+    size_t i;
+
+    for (i = 0; i < cfg->n_listeners; i++) {
+        free(cfg->listeners[i].listen);
+        free(cfg->listeners[i].trusted_proxies.items);
+    }
+    free(cfg->listeners);
+    for (i = 0; i < cfg->n_routes; i++) {
+        sr_route_table_free(cfg->routes[i].table);
+        free(cfg->routes[i].lines.items);
+        for (size_t k = 0; k < cfg->routes[i].n_alpn; k++) {
+            sr_route_table_free(cfg->routes[i].alpn[k].table);
+            free(cfg->routes[i].alpn[k].lines.items);
+        }
+        free(cfg->routes[i].alpn);
+    }
+    free(cfg->routes);
+    free(cfg->upstreams);
+    for (i = 0; i < cfg->n_pools; i++) {
+        free(cfg->pools[i].servers);
+    }
+    free(cfg->pools);
+    free(cfg->access_log);
+    free(cfg->user);
+    free(cfg->group);
+    memset(cfg, 0, sizeof(*cfg));
+}
