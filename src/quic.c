@@ -99,6 +99,9 @@ packet_type(uint32_t version, uint8_t b0)
 bool
 sr_quic_ctx_init(struct sr_quic_ctx *ctx)
 {
+    char digest[] = "SHA256";
+    OSSL_PARAM params[2];
+
     memset(ctx, 0, sizeof(*ctx));
     ctx->gcm = EVP_CIPHER_fetch(NULL, "AES-128-GCM", NULL);
     ctx->ecb = EVP_CIPHER_fetch(NULL, "AES-128-ECB", NULL);
@@ -106,8 +109,20 @@ sr_quic_ctx_init(struct sr_quic_ctx *ctx)
     ctx->aead_ctx = EVP_CIPHER_CTX_new();
     ctx->hp_ctx = EVP_CIPHER_CTX_new();
     ctx->kdf_ctx = ctx->hkdf != NULL ? EVP_KDF_CTX_new(ctx->hkdf) : NULL;
+    /* Bind each cipher to its context now: later calls pass only keys and nonces, which in
+     * OpenSSL 3.0 reuses the provider's context instead of allocating a new one. */
     if (ctx->gcm == NULL || ctx->ecb == NULL || ctx->hkdf == NULL || ctx->aead_ctx == NULL ||
-        ctx->hp_ctx == NULL || ctx->kdf_ctx == NULL) {
+        ctx->hp_ctx == NULL || ctx->kdf_ctx == NULL ||
+        EVP_EncryptInit_ex2(ctx->aead_ctx, ctx->gcm, NULL, NULL, NULL) != 1 ||
+        EVP_EncryptInit_ex2(ctx->hp_ctx, ctx->ecb, NULL, NULL, NULL) != 1 ||
+        EVP_CIPHER_CTX_set_padding(ctx->hp_ctx, 0) != 1) {
+        sr_quic_ctx_fini(ctx);
+        return false;
+    }
+    /* The digest once: set per derivation, it would be looked up by name every time. */
+    params[0] = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, digest, 0);
+    params[1] = OSSL_PARAM_construct_end();
+    if (EVP_KDF_CTX_set_params(ctx->kdf_ctx, params) != 1) {
         sr_quic_ctx_fini(ctx);
         return false;
     }
@@ -132,18 +147,19 @@ sr_quic_ctx_fini(struct sr_quic_ctx *ctx)
     ctx->gcm = NULL;
 }
 
-/* One HKDF step (RFC 5869) with SHA-256: Extract when <salt> is given, else Expand with
- * <info>. The inputs are copied to local arrays because OSSL_PARAM takes non-const
- * pointers; none is over 64 bytes. */
+/* One HKDF step (RFC 5869) with SHA-256, set on the context once by sr_quic_ctx_init():
+ * Extract when <salt> is given, else Expand with <info>. Each call passes every parameter
+ * its mode reads (a parameter of the other mode left from an earlier call is not read). The
+ * inputs are copied to local arrays because OSSL_PARAM takes non-const pointers; none is over
+ * 64 bytes. */
 static bool
 hkdf(struct sr_quic_ctx *ctx, const uint8_t *key, size_t key_len, const uint8_t *salt,
      size_t salt_len, const uint8_t *info, size_t info_len, uint8_t *out, size_t out_len)
 {
-    char digest[] = "SHA256";
     uint8_t k[64];
     uint8_t s[64];
     uint8_t in[64];
-    OSSL_PARAM params[6];
+    OSSL_PARAM params[4];
     size_t n = 0;
     int mode = salt != NULL ? EVP_KDF_HKDF_MODE_EXTRACT_ONLY : EVP_KDF_HKDF_MODE_EXPAND_ONLY;
 
@@ -154,7 +170,6 @@ hkdf(struct sr_quic_ctx *ctx, const uint8_t *key, size_t key_len, const uint8_t 
         memcpy(k, key, key_len);
     }
     params[n++] = OSSL_PARAM_construct_int(OSSL_KDF_PARAM_MODE, &mode);
-    params[n++] = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, digest, 0);
     params[n++] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, k, key_len);
     if (salt != NULL) {
         memcpy(s, salt, salt_len);
@@ -164,7 +179,6 @@ hkdf(struct sr_quic_ctx *ctx, const uint8_t *key, size_t key_len, const uint8_t 
         params[n++] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, in, info_len);
     }
     params[n] = OSSL_PARAM_construct_end();
-    EVP_KDF_CTX_reset(ctx->kdf_ctx);
     return EVP_KDF_derive(ctx->kdf_ctx, out, out_len, params) == 1;
 }
 
@@ -222,8 +236,7 @@ sr__quic_hp_mask(struct sr_quic_ctx *ctx, const uint8_t hp[16], const uint8_t *s
     uint8_t block[SAMPLE_LEN + 16]; /* EVP may write a block more than it was given */
     int n = 0;
 
-    if (EVP_EncryptInit_ex2(ctx->hp_ctx, ctx->ecb, hp, NULL, NULL) != 1 ||
-        EVP_CIPHER_CTX_set_padding(ctx->hp_ctx, 0) != 1 ||
+    if (EVP_EncryptInit_ex2(ctx->hp_ctx, NULL, hp, NULL, NULL) != 1 ||
         EVP_EncryptUpdate(ctx->hp_ctx, block, &n, sample, SAMPLE_LEN) != 1 || n != SAMPLE_LEN) {
         return false;
     }
@@ -258,7 +271,7 @@ aead(struct sr_quic_ctx *ctx, const struct sr_quic_keys *keys, uint64_t pn, cons
         nonce[sizeof(nonce) - 1 - i] ^= (uint8_t)(pn >> (8 * i));
     }
     if (seal) {
-        if (EVP_EncryptInit_ex2(c, ctx->gcm, keys->key, nonce, NULL) != 1 ||
+        if (EVP_EncryptInit_ex2(c, NULL, keys->key, nonce, NULL) != 1 ||
             EVP_EncryptUpdate(c, NULL, &n, aad, (int)aad_len) != 1 ||
             EVP_EncryptUpdate(c, out, &n, in, (int)text_len) != 1 ||
             EVP_EncryptFinal_ex(c, out + n, &fin) != 1 ||
@@ -269,7 +282,7 @@ aead(struct sr_quic_ctx *ctx, const struct sr_quic_keys *keys, uint64_t pn, cons
         return AEAD_OK;
     }
     memcpy(tag, in + text_len, TAG_LEN);
-    if (EVP_DecryptInit_ex2(c, ctx->gcm, keys->key, nonce, NULL) != 1 ||
+    if (EVP_DecryptInit_ex2(c, NULL, keys->key, nonce, NULL) != 1 ||
         EVP_DecryptUpdate(c, NULL, &n, aad, (int)aad_len) != 1 ||
         EVP_DecryptUpdate(c, out, &n, in, (int)text_len) != 1 ||
         EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_SET_TAG, TAG_LEN, tag) != 1) {

@@ -98,7 +98,7 @@ sr_quicgen_packet(struct sr_quic_ctx *ctx, const struct sr_quicgen_packet *p,
 
     if ((p->version != SR_QUIC_V1 && p->version != SR_QUIC_V2) || p->dcid_len > SR_QUIC_MAX_CID ||
         p->scid_len > SR_QUIC_MAX_CID || p->pn_len < 1 || p->pn_len > PN_MAX_LEN ||
-        (p->pn_len < PN_MAX_LEN && p->pn >> (8 * p->pn_len) != 0) || p->token_len > VARINT_MAX) {
+        p->pn > VARINT_MAX || p->token_len > VARINT_MAX) {
         return 0;
     }
     base = 1 + 4 + 1 + p->dcid_len + 1 + p->scid_len;

@@ -10,8 +10,10 @@
  * Memory: no allocation in our code. The caller owns two things: a struct sr_quic_ctx per
  * thread (libcrypto's contexts, created once by sr_quic_ctx_init(), where libcrypto allocates;
  * and scratch space for one packet's plaintext), and a struct sr_quic_initial per client flow
- * (the CRYPTO reassembly buffer). The per-datagram path creates no libcrypto context; deriving
- * the keys for a new connection ID makes libcrypto's HKDF copy its key internally. */
+ * (the CRYPTO reassembly buffer). The per-datagram path creates no libcrypto context and,
+ * once a flow's keys are derived, libcrypto allocates nothing either; deriving the keys for a
+ * new Destination Connection ID (once per flow, as a rule) costs libcrypto's HKDF some 60
+ * small allocations inside it; what it keeps lives in the context until sr_quic_ctx_fini(). */
 #ifndef SR_QUIC_H
 #define SR_QUIC_H
 
@@ -171,7 +173,9 @@ void sr_quic_initial_init(struct sr_quic_initial *st, size_t max_hello);
  *
  * A datagram is taken whole or not at all: on NOT_QUIC, MALFORMED or ERROR, <*st> is as it
  * was before the call, so a caller may drop the datagram and keep the flow (as a QUIC server
- * drops a packet it cannot decrypt) or end the flow. On NEED_MORE the datagram was good.
+ * drops a packet it cannot decrypt) or end the flow. NOT_QUIC on a flow that already has
+ * Initial data says only that this datagram starts nothing. On NEED_MORE the datagram was
+ * good (it may have carried no Initial: a 0-RTT packet that overtook its Initial).
  * <*ctx> is scratch for the duration of the call. Views in <res->hello> point into <*st> and
  * live until the next sr_quic_feed() or sr_quic_initial_init() on it. */
 void sr_quic_feed(struct sr_quic_ctx *ctx, struct sr_quic_initial *st, const uint8_t *dgram,

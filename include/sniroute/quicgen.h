@@ -32,8 +32,8 @@ struct sr_quicgen_packet {
     size_t scid_len;
     const uint8_t *token; /* Initial only; NULL/0 for none */
     size_t token_len;
-    uint64_t pn;
-    size_t pn_len;         /* packet number length on the wire, 1..4 */
+    uint64_t pn;           /* the full packet number, for the nonce (RFC 9001 5.3) */
+    size_t pn_len;         /* bytes of it on the wire, its low ones: 1..4 */
     uint8_t reserved_bits; /* written into byte 0's reserved bits (0x0c): 0 unless testing */
 };
 

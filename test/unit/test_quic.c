@@ -1042,6 +1042,31 @@ test_packets(void)
         ASSERT_EQ(st.largest_pn, (int64_t)pk.pn);
     }
 
+    /* Packet numbers recovered from one byte against the largest seen (RFC 9000 A.3):
+     * 254, then 256 sent as 0x00, then a late 250 sent as 0xfa. Decryption proves each. */
+    {
+        static const uint64_t pns[3] = {254, 256, 250};
+        size_t part = hello_len / 3;
+        size_t i;
+
+        sr_quic_initial_init(&st, 0);
+        pk.pn_len = 1;
+        pk.token_len = 0;
+        for (i = 0; i < 3; i++) {
+            size_t off = i * part;
+            size_t m = crypto(f, off, i == 2 ? hello_len - off : part);
+
+            pk.pn = pns[i]; /* its low byte on the wire, all of it in the nonce */
+            len = sr_quicgen_packet(&ctx, &pk, f, m, 1200, d, sizeof(d));
+            o = feed(&st, d, len, NULL);
+            expect(&o, i == 2 ? SR_QUIC_FOUND : SR_QUIC_NEED_MORE, SR_QUIC_REASON_NONE,
+                   "packet number recovery");
+        }
+        ASSERT_EQ(st.largest_pn, 256);
+        pk.token = token;
+        pk.token_len = sizeof(token);
+    }
+
     pk.reserved_bits = 0x08;
     len = sr_quicgen_packet(&ctx, &pk, f, n, 1200, d, sizeof(d));
     o = fresh(d, len, NULL);
@@ -1297,6 +1322,73 @@ test_stream(void)
     ASSERT_EQ(res.hello.reason, SR_HELLO_REASON_HANDSHAKE_TYPE);
 }
 
+/* The builder's own edges: what it refuses, and a Length that needs 4 bytes. */
+static void
+test_builder(void)
+{
+    static uint8_t d[32768];
+    static uint8_t f[2048];
+    static struct sr_quic_initial st;
+    struct sr_quicgen_flight fl;
+    struct sr_quicgen_packet pk;
+    struct outcome o;
+    uint8_t b[8];
+    size_t ends[4];
+    size_t n_dgrams;
+    size_t n = crypto(f, 0, hello_len);
+    size_t len;
+
+    ASSERT_EQ(sr_quicgen_varint(b, sizeof(b), 63), 1);
+    ASSERT_EQ(sr_quicgen_varint(b, sizeof(b), 16383), 2);
+    ASSERT_EQ(sr_quicgen_varint(b, sizeof(b), 16384), 4);
+    ASSERT_EQ(sr_quicgen_varint(b, sizeof(b), (UINT64_C(1) << 62) - 1), 8);
+    ASSERT(memcmp(b, "\xff\xff\xff\xff\xff\xff\xff\xff", 8) == 0);
+    ASSERT_EQ(sr_quicgen_varint(b, sizeof(b), UINT64_C(1) << 62), 0);
+    ASSERT_EQ(sr_quicgen_varint(b, 1, 64), 0);
+    ASSERT_EQ(sr_quicgen_crypto_frame(b, sizeof(b), 0, hello_buf, 5), 8); /* exactly */
+    ASSERT_EQ(sr_quicgen_crypto_frame(b, sizeof(b), 0, hello_buf, 6), 0);
+
+    memset(&pk, 0, sizeof(pk));
+    pk.version = SR_QUIC_V2;
+    pk.type = SR_QUICGEN_INITIAL;
+    pk.dcid = dcid_a;
+    pk.dcid_len = sizeof(dcid_a);
+    pk.pn_len = 3;
+    len = sr_quicgen_packet(&ctx, &pk, f, n, 20000, d, sizeof(d)); /* Length: 4 bytes */
+    ASSERT_EQ(len, 20000);
+    sr_quic_initial_init(&st, 0);
+    o = feed(&st, d, len, NULL);
+    expect(&o, SR_QUIC_FOUND, SR_QUIC_REASON_NONE, "4-byte Length");
+    ASSERT_EQ(sr_quicgen_packet(&ctx, &pk, f, n, 1200, d, 1199), 0);
+    pk.pn_len = 5;
+    ASSERT_EQ(sr_quicgen_packet(&ctx, &pk, f, n, 1200, d, sizeof(d)), 0);
+    pk.pn_len = 1;
+    pk.version = 0xff00001d;
+    ASSERT_EQ(sr_quicgen_packet(&ctx, &pk, f, n, 1200, d, sizeof(d)), 0);
+
+    memset(&fl, 0, sizeof(fl));
+    fl.version = SR_QUIC_V1;
+    fl.dcid = dcid_a;
+    fl.dcid_len = 7;
+    ASSERT_EQ(
+        sr_quicgen_flight_build(&ctx, &fl, hello_buf, hello_len, d, sizeof(d), ends, 4, &n_dgrams),
+        0);
+    fl.dcid_len = 8;
+    ASSERT_EQ(sr_quicgen_flight_build(&ctx, &fl, hello_buf, 0, d, sizeof(d), ends, 4, &n_dgrams),
+              0);
+    fl.packet_room = 40; /* 14-byte frames, one a packet: more than 4 datagrams */
+    ASSERT_EQ(
+        sr_quicgen_flight_build(&ctx, &fl, hello_buf, hello_len, d, sizeof(d), ends, 4, &n_dgrams),
+        0);
+    fl.packet_room = 0;
+    ASSERT_EQ(sr_quicgen_flight_build(&ctx, &fl, hello_buf, hello_len, d, 1000, ends, 4, &n_dgrams),
+              0);
+    ASSERT_GT(
+        sr_quicgen_flight_build(&ctx, &fl, hello_buf, hello_len, d, sizeof(d), ends, 4, &n_dgrams),
+        0);
+    ASSERT_EQ(n_dgrams, 1);
+}
+
 static void
 test_strings(void)
 {
@@ -1336,6 +1428,7 @@ main(void)
     test_packets();
     test_frames();
     test_stream();
+    test_builder();
     test_flights();
     test_fixtures();
     sr_quic_ctx_fini(&ctx);
