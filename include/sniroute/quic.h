@@ -163,7 +163,7 @@ void sr_quic_initial_init(struct sr_quic_initial *st, size_t max_hello);
  * second flight with a new DCID, after a Retry, reads as well), 0-RTT and Handshake packets
  * are skipped by their Length field. A packet after the first ends the reading of the
  * datagram, without complaint, when it is not a long header of the first packet's version and
- * DCID, or its header does not fit: RFC 9000 12.2 lets a client coalesce Initials with junk
+ * DCID, or its header does not parse: RFC 9000 12.2 lets a client coalesce Initials with junk
  * (zeros, typically) and tells receivers to ignore packets with another DCID. An Initial in a
  * datagram under 1200 bytes is MALFORMED (SMALL_DATAGRAM): RFC 9000 14.1 has servers drop it.
  * Frames in an Initial: PADDING, PING, ACK, CRYPTO and CONNECTION_CLOSE (RFC 9000 12.4), each
