@@ -1,11 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 /* A minimal ClientHello reader with one purpose: say where a TLS connection wants to go.
- * It frames handshake records, walks the ClientHello checking every length against its
- * parent, and reports the host name, the ALPN list, the versions and ECH presence. It does
- * not look inside key shares or cipher lists, keeps no state between calls, and never
- * copies except a reported field that straddles two records. */
+ * It frames handshake records (or takes a bare handshake message, as QUIC's CRYPTO stream
+ * carries it), walks the ClientHello checking every length against its parent, and reports
+ * the host name, the ALPN list, the versions and ECH presence. It does not look inside key
+ * shares or cipher lists, keeps no state between calls, and never copies except a reported
+ * field that straddles two records. */
 #include "sniroute/wire/hello.h"
 
+#include <stdint.h>
 #include <string.h>
 
 /*
@@ -82,6 +84,7 @@ struct rd {
     size_t hs_total;  /* handshake message size with its header; TLS_HS_HEADER until known */
     size_t hs_got;    /* handshake bytes consumed */
     bool hs_known;
+    bool bare; /* a handshake message without records (QUIC CRYPTO data): one endless body */
     unsigned n_records;
     uint16_t record_version;
     enum sr_hello_status status; /* why the last read failed */
@@ -118,7 +121,9 @@ rd_starve(struct rd *rd)
     size_t left = rd->hs_total - rd->hs_got; /* a lower bound until the length is known */
 
     rd->status = SR_HELLO_NEED_MORE;
-    if (rd->body_left > 0) {
+    if (rd->bare) {
+        rd->need = left; /* >= 1: starving means a byte of the message is missing */
+    } else if (rd->body_left > 0) {
         rd->need = rd->body_left + (left > rd->body_left ? records_for(left - rd->body_left) : 0);
     } else if (rd->n_records == 0 && rd->len < 2) {
         rd->need = 1; /* byte 0 and byte 1 may each say NOT_TLS: ask for them one by one */
@@ -462,7 +467,7 @@ parse_hello(struct rd *rd, struct sr_hello_scratch *scratch, struct sr_hello_res
     }
     rd->hs_total = TLS_HS_HEADER + (size_t)v;
     rd->hs_known = true;
-    if (rd->body_left > rd->hs_total - rd->hs_got) {
+    if (!rd->bare && rd->body_left > rd->hs_total - rd->hs_got) {
         return rd_malformed(rd, SR_HELLO_REASON_RECORD_TRAILING);
     }
     end = rd->hs_total;
@@ -562,31 +567,25 @@ parse_hello(struct rd *rd, struct sr_hello_scratch *scratch, struct sr_hello_res
     return true;
 }
 
-void
-sr_hello_parse(const uint8_t *buf, size_t len, struct sr_hello_scratch *scratch,
-               struct sr_hello_result *res)
+/* Both entry points: <rd> is set up for framed records or for a bare message. */
+static void
+parse_run(struct rd *rd, struct sr_hello_scratch *scratch, struct sr_hello_result *res)
 {
-    struct rd rd;
     bool has_name = false;
 
     memset(res, 0, sizeof(*res));
-    memset(&rd, 0, sizeof(rd));
-    rd.buf = buf;
-    rd.len = len;
-    rd.hs_total = TLS_HS_HEADER;
-
-    if (!parse_hello(&rd, scratch, res, &has_name)) {
+    if (!parse_hello(rd, scratch, res, &has_name)) {
         enum sr_name_error name_error = res->name_error;
 
         /* A failed parse reports only status, reason (and name_error, need): no half-read
          * views or versions that a caller might mistake for an answer. */
         memset(res, 0, sizeof(*res));
-        res->status = rd.status;
-        res->reason = rd.reason;
-        if (rd.status == SR_HELLO_NEED_MORE) {
-            res->need = rd.need;
+        res->status = rd->status;
+        res->reason = rd->reason;
+        if (rd->status == SR_HELLO_NEED_MORE) {
+            res->need = rd->need;
         }
-        if (rd.reason == SR_HELLO_REASON_SNI_NAME) {
+        if (rd->reason == SR_HELLO_REASON_SNI_NAME) {
             res->name_error = name_error;
         }
         return;
@@ -597,9 +596,37 @@ sr_hello_parse(const uint8_t *buf, size_t len, struct sr_hello_scratch *scratch,
     if (res->max_version == 0) { /* no supported_versions, or only GREASE in it */
         res->max_version = res->legacy_version;
     }
-    res->hello_len = rd.pos;
-    res->n_records = rd.n_records;
-    res->record_version = rd.record_version;
+    res->hello_len = rd->pos;
+    res->n_records = rd->n_records;
+    res->record_version = rd->record_version;
+}
+
+void
+sr_hello_parse(const uint8_t *buf, size_t len, struct sr_hello_scratch *scratch,
+               struct sr_hello_result *res)
+{
+    struct rd rd;
+
+    memset(&rd, 0, sizeof(rd));
+    rd.buf = buf;
+    rd.len = len;
+    rd.hs_total = TLS_HS_HEADER;
+    parse_run(&rd, scratch, res);
+}
+
+void
+sr_hello_parse_message(const uint8_t *buf, size_t len, struct sr_hello_result *res)
+{
+    struct sr_hello_scratch unused; /* never written: without records nothing straddles */
+    struct rd rd;
+
+    memset(&rd, 0, sizeof(rd));
+    rd.buf = buf;
+    rd.len = len;
+    rd.hs_total = TLS_HS_HEADER;
+    rd.bare = true;
+    rd.body_left = SIZE_MAX; /* one body with no end, so rd_record() is never reached */
+    parse_run(&rd, &unused, res);
 }
 
 bool

@@ -657,6 +657,182 @@ test_hello_min(void)
     }
 }
 
+/* ---- the bare handshake message (no records), as QUIC's CRYPTO stream carries it ------ */
+
+/* Parse a bare message from an exact-size heap copy; views must lie in the copy. */
+static struct outcome
+parse_message(const uint8_t *buf, size_t len, struct sr_hello_result *res_out)
+{
+    uint8_t *copy = malloc(len ? len : 1);
+    struct sr_hello_result res;
+    struct outcome o;
+    struct sr_view cur;
+    struct sr_view proto;
+    size_t n = 0;
+
+    ASSERT(copy != NULL);
+    memcpy(copy, buf, len);
+    memset(&o, 0, sizeof(o));
+    sr_hello_parse_message(copy, len, &res);
+    o.status = res.status;
+    o.reason = res.reason;
+    o.name_error = res.name_error;
+    ASSERT(o.status != SR_HELLO_NOT_TLS);
+    ASSERT((res.status == SR_HELLO_NEED_MORE) == (res.need > 0));
+    ASSERT(view_inside(res.sni, copy, len));
+    ASSERT(view_inside(res.alpn, copy, len));
+    ASSERT_EQ(res.n_records, 0);
+    ASSERT_EQ(res.record_version, 0);
+    if (res.status == SR_HELLO_FOUND) {
+        memcpy(o.sni, res.sni.ptr, res.sni.len);
+    }
+    if (res.status == SR_HELLO_FOUND || res.status == SR_HELLO_NO_SNI) {
+        ASSERT_LE(res.hello_len, len);
+        cur = res.alpn;
+        while (sr_hello_alpn_next(&cur, &proto)) {
+            if (n > 0) {
+                o.alpn[n++] = ',';
+            }
+            memcpy(o.alpn + n, proto.ptr, proto.len);
+            n += proto.len;
+        }
+    }
+    o.has_alpn = res.has_alpn;
+    o.alpn_dropped = res.alpn_dropped;
+    o.has_ech = res.has_ech;
+    o.legacy_version = res.legacy_version;
+    o.max_version = res.max_version;
+    free(copy);
+    if (res_out != NULL) {
+        *res_out = res;
+    }
+    return o;
+}
+
+/* Every fixture's handshake message, bare: the same answer as framed (an ALPN list too big
+ * for the scratch is reported in place, since nothing straddles a record); every strict
+ * prefix NEED_MORE with <need> exactly the rest; bytes after the message not looked at. */
+static void
+test_message_fixtures(void)
+{
+    static uint8_t hs[1 << 18];
+    size_t i;
+    size_t k;
+
+    for (i = 0; i < sizeof(fixtures) / sizeof(fixtures[0]); i++) {
+        const struct fixture *fx = &fixtures[i];
+        struct sr_hello_result res;
+        struct outcome framed;
+        struct outcome o;
+        size_t len;
+        size_t hs_len;
+        uint8_t *buf = load_fixture(fx->file, &len);
+
+        framed = parse(buf, len, NULL);
+        framed.alpn_dropped = false;
+        hs_len = deframe(buf, len, hs);
+        o = parse_message(hs, hs_len, &res);
+        if (fx->alpn_dropped) { /* in place now: the list the framed parse had to drop */
+            ASSERT(res.alpn.len > 0);
+            snprintf(framed.alpn, sizeof(framed.alpn), "%s", o.alpn);
+        }
+        assert_same(&o, &framed, "bare message");
+        ASSERT_EQ(res.hello_len, hs_len);
+
+        for (k = 0; k < hs_len; k++) {
+            o = parse_message(hs, k, &res);
+            if (o.status != SR_HELLO_NEED_MORE) {
+                SR_FAIL("%s: bare prefix %zu of %zu: %s (%s)", fx->file, k, hs_len,
+                        sr_hello_status_str(o.status), sr_hello_reason_str(o.reason));
+            }
+            /* Without records the rest is known exactly once the 4-byte header is in. */
+            ASSERT_EQ(k + res.need, k < 4 ? 4 : hs_len);
+        }
+        /* Trailing bytes (the next handshake message, garbage) change nothing. */
+        memset(hs + hs_len, 0x16, 64);
+        o = parse_message(hs, hs_len + 64, &res);
+        assert_same(&o, &framed, "bare message with trailing bytes");
+        ASSERT_EQ(res.hello_len, hs_len);
+        free(buf);
+    }
+}
+
+/* hello_min's message without its record header: the pinned nudges inside the message say
+ * the same bare, but the record layer is gone, so a shorter handshake length is no longer
+ * RECORD_TRAILING: the extensions block runs past the message. */
+static void
+test_message_min(void)
+{
+    const uint8_t *msg = hello_min + 5;
+    size_t len = sizeof(hello_min) - 5;
+    struct sr_hello_result res;
+    struct outcome o;
+    uint8_t m[sizeof(hello_min)];
+    size_t i;
+    unsigned w;
+
+    o = parse_message(msg, len, &res);
+    ASSERT_EQ(o.status, SR_HELLO_FOUND);
+    ASSERT_STR_EQ(o.sni, "a.example");
+    ASSERT_STR_EQ(o.alpn, "h2");
+    ASSERT_EQ(res.hello_len, len);
+    sr_hello_parse_message(msg, len, &res);
+    ASSERT(res.sni.ptr == msg + 56); /* in place */
+
+    sr_hello_parse_message(msg, 0, &res);
+    ASSERT_EQ(res.status, SR_HELLO_NEED_MORE);
+    ASSERT_EQ(res.need, 4);
+    sr_hello_parse_message(msg, 3, &res);
+    ASSERT_EQ(res.need, 1);
+    sr_hello_parse_message(msg, 4, &res);
+    ASSERT_EQ(res.need, 77);
+    sr_hello_parse_message(msg, 55, &res);
+    ASSERT_EQ(res.need, 26);
+
+    /* A TLS record handed to the bare parser: byte 0 is 22, not client_hello. */
+    o = parse_message(hello_min, sizeof(hello_min), NULL);
+    ASSERT_EQ(o.status, SR_HELLO_MALFORMED);
+    ASSERT_EQ(o.reason, SR_HELLO_REASON_HANDSHAKE_TYPE);
+    o = parse_message(hello_min, 1, NULL);
+    ASSERT_EQ(o.reason, SR_HELLO_REASON_HANDSHAKE_TYPE);
+
+    for (i = 0; i < sizeof(pinned) / sizeof(pinned[0]); i++) {
+        const struct nudge *n = &pinned[i];
+        size_t mask = ((size_t)1 << (8 * n->width)) - 1;
+        size_t v;
+        enum sr_hello_reason want = n->reason;
+
+        if (n->off < 5) {
+            continue; /* the record header is not there */
+        }
+        if (n->off == 6 && n->delta == -1) {
+            want = SR_HELLO_REASON_OVERRUN;
+        }
+        v = (get(msg + n->off - 5, n->width) + (size_t)n->delta) & mask;
+        memcpy(m, msg, len);
+        for (w = 0; w < n->width; w++) {
+            m[n->off - 5 + w] = (uint8_t)(v >> (8 * (n->width - 1 - w)));
+        }
+        o = parse_message(m, len, NULL);
+        if (o.status != SR_HELLO_MALFORMED || o.reason != want) {
+            SR_FAIL("bare nudge [%zu] %+d (%s): got %s/%s", n->off - 5, n->delta, n->why,
+                    sr_hello_status_str(o.status), sr_hello_reason_str(o.reason));
+        }
+    }
+    /* Over the largest ClientHello the fields allow: refused from the length alone. */
+    memcpy(m, msg, 4);
+    m[1] = 0x02; /* 0x020145: one byte over HELLO_BODY_MAX (131396) */
+    m[2] = 0x01;
+    m[3] = 0x45;
+    o = parse_message(m, 4, NULL);
+    ASSERT_EQ(o.status, SR_HELLO_MALFORMED);
+    ASSERT_EQ(o.reason, SR_HELLO_REASON_HANDSHAKE_TOO_LONG);
+    m[3] = 0x44; /* exactly the limit: wait for it */
+    sr_hello_parse_message(m, 4, &res);
+    ASSERT_EQ(res.status, SR_HELLO_NEED_MORE);
+    ASSERT_EQ(res.need, 131396);
+}
+
 /* ---- malformed shapes, built field by field ----------------------------------------- */
 
 struct bld {
@@ -1133,6 +1309,8 @@ main(void)
     test_bad_names();
     test_shapes();
     test_fixtures();
+    test_message_min();
+    test_message_fixtures();
     printf("test_hello: ok\n");
     return 0;
 }

@@ -111,6 +111,16 @@ struct sr_hello_result {
 void sr_hello_parse(const uint8_t *buf, size_t len, struct sr_hello_scratch *scratch,
                     struct sr_hello_result *res);
 
+/* Parse a bare ClientHello handshake message (msg_type, 24-bit length, body) with no TLS
+ * record framing, as QUIC carries it in CRYPTO frames (RFC 9001 4.1.3). <buf>/<len> holds the
+ * message's first <len> bytes, from byte 0; call again with more. The same code and checks as
+ * sr_hello_parse() but for the record layer: never NOT_TLS and never a RECORD_* reason (a first
+ * byte other than 1 is MALFORMED, HANDSHAKE_TYPE); NEED_MORE's <need> is exactly what the
+ * message still lacks; hello_len is the message's length (bytes after it are not looked at);
+ * n_records and record_version are 0. Views point into <buf> only, and live as long as it is
+ * unmodified. Nothing is kept after return. */
+void sr_hello_parse_message(const uint8_t *buf, size_t len, struct sr_hello_result *res);
+
 /* Take the next protocol name from <*cursor> (which starts as res.alpn) into <*proto> and
  * advance. Returns false at the end of the list (or on a malformed entry, which a list from
  * sr_hello_parse() never has). */
