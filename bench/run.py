@@ -50,6 +50,7 @@ TARGETS = [
 ]
 
 started = []  # Popen objects we started; the only processes we ever stop
+BASELINE = []  # --baseline: the other sniroute binary, measured beside this build
 
 
 def log(msg):
@@ -195,10 +196,11 @@ def start_proxy(kind, port, name):
     os.makedirs(d, exist_ok=True)
     if kind == "relay":
         return start([os.path.join(BUILD, "bench_relay"), "127.0.0.1:%d" % port, BACKEND], name)
-    if kind == "sniroute":
+    if kind in ("sniroute", "baseline"):
         cfg = os.path.join(d, "sniroute.ini")
         conf_sniroute(port, names, cfg)
-        return start([os.path.join(BUILD, "sniroute"), "-c", cfg], name)
+        binary = BASELINE[0] if kind == "baseline" else os.path.join(BUILD, "sniroute")
+        return start([binary, "-c", cfg], name)
     if kind in ("haproxy", "haproxy2"):
         cfg = os.path.join(d, "haproxy.cfg")
         with open(cfg, "w") as f:
@@ -404,7 +406,12 @@ def inside(opts):
     hard = raise_nofile()
     n_big = max(100, min(opts.conns, (hard - 200) // 2))
 
-    targets = [t for t in TARGETS if not opts.only or t[0] in opts.only.split(",")
+    all_targets = list(TARGETS)
+    if opts.baseline:
+        # Another sniroute binary (an older commit) beside this one, in the same run.
+        BASELINE.append(os.path.abspath(opts.baseline))
+        all_targets.insert(3, ("sniroute baseline", 8452, "baseline"))
+    targets = [t for t in all_targets if not opts.only or t[0] in opts.only.split(",")
                or t[2] in opts.only.split(",")]
     if not any(t[2] == "direct" for t in targets):
         targets.insert(0, TARGETS[0])
@@ -818,6 +825,8 @@ def main():
     ap.add_argument("--integrity-bytes", type=int, default=65536, help="bytes each way per connection")
     ap.add_argument("--integrity-all", action="store_true", help="integrity through every peer too")
     ap.add_argument("--only", help="comma-separated targets (direct is always added)")
+    ap.add_argument("--baseline", help="another sniroute binary (say, the previous commit's "
+                    "Release build) measured side by side as 'sniroute baseline'")
     ap.add_argument("--no-routes", action="store_true", help="skip the route-table scale runs")
     ap.add_argument("--routes-only", action="store_true", help="only the route-table scale runs")
     ap.add_argument("--no-install", action="store_true", help="do not apt-get the peers")
