@@ -146,11 +146,16 @@ packet_type(uint32_t version, uint8_t b0)
     return (enum ptype)t;
 }
 
+/* Nothing for the client: only the reason and the version field are left. */
 static void
 fail(struct sr_quicanswer *ans, enum sr_quicanswer_reason r)
 {
+    uint32_t version = ans->version;
+
+    memset(ans, 0, sizeof(*ans));
     ans->kind = SR_QUICANSWER_NONE;
     ans->reason = r;
+    ans->version = version;
 }
 
 /* Version Negotiation: the whole datagram. */
@@ -177,7 +182,6 @@ read_vn(const struct sr_quicanswer_client *cl, struct cur c, struct sr_quicanswe
 
         if (v == cl->version) {
             fail(ans, SR_QUICANSWER_REASON_VN_OURS);
-            ans->n_versions = 0;
             return;
         }
         if (ans->n_versions < SR_QUICANSWER_MAX_VERSIONS) {
@@ -368,6 +372,7 @@ sr_quicanswer_read(struct sr_quic_ctx *ctx, const struct sr_quicanswer_client *c
     while (c.left > 0) {
         const uint8_t *start = c.p;
         bool first = start == dgram;
+        struct sr_quicanswer before = *ans; /* a later packet that fails adds nothing */
         const uint8_t *dcid;
         const uint8_t *scid;
         size_t dcid_len;
@@ -434,6 +439,8 @@ sr_quicanswer_read(struct sr_quic_ctx *ctx, const struct sr_quicanswer_client *c
         if (r != SR_QUICANSWER_REASON_NONE) {
             if (first) {
                 fail(ans, r);
+            } else {
+                *ans = before;
             }
             return;
         }

@@ -267,6 +267,22 @@ test_built(void)
     ASSERT(memcmp(ans.close_reason, "no ALPN", 7) == 0);
     ASSERT_EQ(ans.hello_head_len, 0);
 
+    /* A CONNECTION_CLOSE, then a frame no Initial may carry: nothing of it is kept, whether
+     * the packet comes first or after a good one. */
+    memcpy(f, close, sizeof(close));
+    f[sizeof(close)] = 0x1d;
+    memset(f + sizeof(close) + 1, 0, 3);
+    len = server_packet(SR_QUICGEN_INITIAL, f, sizeof(close) + 4, 0, d, sizeof(d));
+    read_answer(&client, d, len, &ans);
+    expect_none(&ans, SR_QUICANSWER_REASON_FRAME, "close, then frame 0x1d");
+    ASSERT(!ans.has_close && ans.close_error == 0 && ans.close_reason_len == 0);
+    n = server_packet(SR_QUICGEN_INITIAL, ack, sizeof(ack), 0, d, sizeof(d));
+    len = n + server_packet(SR_QUICGEN_INITIAL, f, sizeof(close) + 4, 0, d + n, sizeof(d) - n);
+    read_answer(&client, d, len, &ans);
+    ASSERT_EQ(ans.kind, SR_QUICANSWER_INITIAL);
+    ASSERT_EQ(ans.n_initial, 1);
+    ASSERT(!ans.has_close);
+
     /* A Handshake packet alone still answers us; then a packet for someone else ends it. */
     len = server_packet(SR_QUICGEN_HANDSHAKE, f, 40, 0, d, sizeof(d));
     memcpy(d + len, d, len);

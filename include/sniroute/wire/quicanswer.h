@@ -93,10 +93,11 @@ struct sr_quicanswer {
  *   with the server's Initial keys of <cl->dcid>, reserved bits 0, frames PADDING, PING, ACK,
  *   CRYPTO and CONNECTION_CLOSE within it: RFC 9000 12.4) or a Handshake packet: INITIAL,
  *   and the packets coalesced after it are read the same way until one is not of that
- *   version and DCID, or does not parse (a server may pad a datagram so);
- * - anything else: NONE with a reason. Packet numbers are read as sent (a server's first
- *   packets are numbered from 0). <*ctx> is scratch for the call; views in <*ans> point into
- *   <dgram>. */
+ *   version and DCID, or does not parse (a server may pad a datagram so), which adds
+ *   nothing to <*ans>;
+ * - anything else: NONE with a reason, and every other field 0 but <version>. Packet numbers are
+ * read as sent (a server's first packets are numbered from 0). <*ctx> is scratch for the call;
+ * views in <*ans> point into <dgram>. */
 void sr_quicanswer_read(struct sr_quic_ctx *ctx, const struct sr_quicanswer_client *cl,
                         const uint8_t *dgram, size_t len, struct sr_quicanswer *ans);
 
