@@ -214,8 +214,8 @@ def case_retry(ctx):
 
 def case_silent(ctx):
     """A UDP socket that reads and ignores: every case is a miss (no answer), exit 1, with
-    the hint that this is what an unrouted name gets. Every datagram went to that port, one
-    source port per case, 1200 bytes or more, at most three copies of each flight."""
+    the hint that this is what an unrouted name gets. Every datagram went to that port, from a
+    socket per case, 1200 bytes or more, at most three copies of each flight."""
     peer = UdpPeer()
     try:
         rc, rows, out = selftest(ctx, "--timeout", "300ms", "127.0.0.1:%d" % peer.port, "a.test")
@@ -230,8 +230,8 @@ def case_silent(ctx):
           % (len(peer.got), flights))
     check(all(n >= 1200 for n, _ in peer.got), "a datagram under 1200 bytes: %s" % peer.got)
     sources = {a for _, a in peer.got}
-    check(len(sources) == len(CASES), "%d source addresses for %d cases" % (len(sources),
-                                                                             len(CASES)))
+    check(len(sources) <= len(CASES) and all(h == "127.0.0.1" for h, _ in sources),
+          "sources %s for %d cases" % (sorted(sources), len(CASES)))
 
 
 def case_refused(ctx):
