@@ -45,6 +45,8 @@ usage(FILE *out)
             "       sniroute selftest [--timeout D] [--alpn P,..] [--only CASE,..] HOST:PORT NAME\n"
             "                                 send ClientHellos for NAME split the hard ways\n"
             "                                 and report which reach a TLS server\n"
+            "       sniroute selftest --quic [...] HOST:PORT NAME\n"
+            "                                 the same over UDP: QUIC Initials, to a QUIC server\n"
             "       sniroute -h | -V          help, version\n"
             "\n"
             "sniroute routes TLS connections by the server name in the ClientHello, without\n"

@@ -4,7 +4,8 @@
  * ServerHello or HelloRetryRequest means the hello reached a TLS server whole; an alert,
  * EOF, reset or silence means it did not. It closes right after the ServerHello (the key
  * shares are random, so the handshake could not go on anyway). Plain non-blocking sockets
- * and poll(2): one connection at a time, every wait bounded by --timeout. */
+ * and poll(2): one connection at a time, every wait bounded by --timeout. The command line
+ * is read here for both transports; --quic hands over to selftest_quic.c. */
 #include "sniroute/cmd/selftest.h"
 
 #include <errno.h>
@@ -24,6 +25,9 @@
 
 #include "sniroute/config/addr.h"
 #include "sniroute/wire/hellogen.h"
+#include "sniroute/wire/quicgen.h"
+
+#include "selftest_int.h"
 
 #define DEFAULT_TIMEOUT_MS  5000
 #define TLS_CT_ALERT        21
@@ -60,16 +64,8 @@ struct outcome {
     uint64_t elapsed_ms;
 };
 
-struct options {
-    const char *target; /* HOST:PORT */
-    const char *name;
-    const char *alpn;
-    const char *only; /* comma-separated case names, or NULL: all */
-    int timeout_ms;
-};
-
-static uint64_t
-now_ms(void)
+uint64_t
+sr__selftest_now_ms(void)
 {
     struct timespec ts;
 
@@ -77,16 +73,16 @@ now_ms(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-static int
-ms_left(uint64_t deadline)
+int
+sr__selftest_ms_left(uint64_t deadline)
 {
-    uint64_t t = now_ms();
+    uint64_t t = sr__selftest_now_ms();
 
     return t >= deadline ? 0 : (int)(deadline - t);
 }
 
-static const char *
-alert_name(uint8_t d)
+const char *
+sr__selftest_alert_name(uint8_t d)
 {
     switch (d) {
     case 0:
@@ -169,7 +165,7 @@ verdict_text(const struct outcome *o, char *out, size_t cap)
         snprintf(out, cap, "reached (HelloRetryRequest)");
         return;
     case V_ALERT:
-        snprintf(out, cap, "alert %u %s", (unsigned)o->alert, alert_name(o->alert));
+        snprintf(out, cap, "alert %u %s", (unsigned)o->alert, sr__selftest_alert_name(o->alert));
         return;
     case V_EOF:
         snprintf(out, cap, "closed (EOF)");
@@ -200,7 +196,7 @@ verdict_text(const struct outcome *o, char *out, size_t cap)
 static int
 connect_any(const struct addrinfo *ai, int timeout_ms, int *err)
 {
-    uint64_t deadline = now_ms() + (uint64_t)timeout_ms;
+    uint64_t deadline = sr__selftest_now_ms() + (uint64_t)timeout_ms;
     int one = 1;
 
     *err = ETIMEDOUT;
@@ -220,7 +216,7 @@ connect_any(const struct addrinfo *ai, int timeout_ms, int *err)
         }
         pfd.fd = fd;
         pfd.events = POLLOUT;
-        if (poll(&pfd, 1, ms_left(deadline)) != 1) {
+        if (poll(&pfd, 1, sr__selftest_ms_left(deadline)) != 1) {
             *err = ETIMEDOUT;
             close(fd);
             continue;
@@ -262,7 +258,7 @@ send_all(int fd, const uint8_t *p, size_t n, uint64_t deadline)
         if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
             return errno;
         }
-        if (poll(&pfd, 1, ms_left(deadline)) != 1) {
+        if (poll(&pfd, 1, sr__selftest_ms_left(deadline)) != 1) {
             return ETIMEDOUT;
         }
         if (pfd.revents & POLLIN) {
@@ -298,7 +294,7 @@ read_answer(int fd, uint64_t deadline, struct outcome *o)
              (n >= 6 && buf[0] == TLS_CT_HANDSHAKE && buf[5] != TLS_HS_SERVER_HELLO))) {
             break; /* not a TLS answer to a ClientHello */
         }
-        if (poll(&pfd, 1, ms_left(deadline)) != 1) {
+        if (poll(&pfd, 1, sr__selftest_ms_left(deadline)) != 1) {
             o->verdict = V_TIMEOUT;
             return;
         }
@@ -331,11 +327,11 @@ read_answer(int fd, uint64_t deadline, struct outcome *o)
 static void
 drain_and_close(int fd, int ms)
 {
-    uint64_t deadline = now_ms() + (uint64_t)ms;
+    uint64_t deadline = sr__selftest_now_ms() + (uint64_t)ms;
     uint8_t buf[4096];
 
     shutdown(fd, SHUT_WR);
-    while (readable_within(fd, ms_left(deadline))) {
+    while (readable_within(fd, sr__selftest_ms_left(deadline))) {
         ssize_t r = recv(fd, buf, sizeof(buf), 0);
 
         if (r == 0 || (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
@@ -350,7 +346,7 @@ static void
 run_case(const struct addrinfo *ai, const uint8_t *hello, const size_t *ends, size_t n_ends,
          const struct sr_hellogen_case *c, int timeout_ms, struct outcome *o)
 {
-    uint64_t start = now_ms();
+    uint64_t start = sr__selftest_now_ms();
     size_t i, from = 0;
     int fd, rc;
 
@@ -358,21 +354,22 @@ run_case(const struct addrinfo *ai, const uint8_t *hello, const size_t *ends, si
     fd = connect_any(ai, timeout_ms, &o->err);
     if (fd < 0) {
         o->verdict = V_CONNECT;
-        o->elapsed_ms = now_ms() - start;
+        o->elapsed_ms = sr__selftest_now_ms() - start;
         return;
     }
     for (i = 0; i < n_ends; i++) {
         if (i > 0 && c->pause_ms > 0 && readable_within(fd, (int)c->pause_ms)) {
             break; /* answered before the hello was whole: read why */
         }
-        rc = send_all(fd, hello + from, ends[i] - from, now_ms() + (uint64_t)timeout_ms);
+        rc = send_all(fd, hello + from, ends[i] - from,
+                      sr__selftest_now_ms() + (uint64_t)timeout_ms);
         if (rc != 0) {
             break; /* EALREADY, EPIPE, ECONNRESET...: an alert may still be waiting */
         }
         from = ends[i];
     }
-    read_answer(fd, now_ms() + (uint64_t)timeout_ms, o);
-    o->elapsed_ms = now_ms() - start; /* to the verdict, not to the close */
+    read_answer(fd, sr__selftest_now_ms() + (uint64_t)timeout_ms, o);
+    o->elapsed_ms = sr__selftest_now_ms() - start; /* to the verdict, not to the close */
     if (o->verdict == V_SERVER_HELLO || o->verdict == V_HRR) {
         drain_and_close(fd, timeout_ms < 1000 ? timeout_ms : 1000);
     } else {
@@ -380,8 +377,8 @@ run_case(const struct addrinfo *ai, const uint8_t *hello, const size_t *ends, si
     }
 }
 
-static bool
-case_selected(const char *only, const char *name)
+bool
+sr__selftest_selected(const char *only, const char *name)
 {
     size_t n = strlen(name);
     const char *p = only;
@@ -428,18 +425,22 @@ usage(FILE *err)
 {
     size_t i;
 
-    fprintf(err, "usage: sniroute selftest [--timeout DURATION] [--alpn P1,P2] [--only CASE,...] "
-                 "HOST:PORT NAME\n"
+    fprintf(err, "usage: sniroute selftest [--quic] [--timeout DURATION] [--alpn P1,P2] "
+                 "[--only CASE,...] HOST:PORT NAME\n"
                  "cases:");
     for (i = 0; i < sr_hellogen_n_cases; i++) {
         fprintf(err, " %s", sr_hellogen_cases[i].name);
+    }
+    fprintf(err, "\ncases with --quic:");
+    for (i = 0; i < sr_quicgen_n_cases; i++) {
+        fprintf(err, " %s", sr_quicgen_cases[i].name);
     }
     fputc('\n', err);
 }
 
 /* Options and operands from <argv>; false (after a message) on a usage error. */
 static bool
-parse_args(int argc, char **argv, struct options *opt, FILE *err)
+parse_args(int argc, char **argv, struct sr__selftest_opts *opt, FILE *err)
 {
     const char *operands[2];
     size_t n_operands = 0;
@@ -451,7 +452,10 @@ parse_args(int argc, char **argv, struct options *opt, FILE *err)
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
 
-        if (strcmp(a, "--timeout") == 0 || strcmp(a, "--alpn") == 0 || strcmp(a, "--only") == 0) {
+        if (strcmp(a, "--quic") == 0) {
+            opt->is_quic = true;
+        } else if (strcmp(a, "--timeout") == 0 || strcmp(a, "--alpn") == 0 ||
+                   strcmp(a, "--only") == 0) {
             if (v == NULL) {
                 fprintf(err, "sniroute selftest: %s needs a value\n", a);
                 return false;
@@ -488,8 +492,10 @@ parse_args(int argc, char **argv, struct options *opt, FILE *err)
 
         snprintf(buf, sizeof(buf), "%s", opt->only);
         for (tok = strtok_r(buf, ",", &save); tok != NULL; tok = strtok_r(NULL, ",", &save)) {
-            if (sr_hellogen_case_find(tok) == NULL) {
-                fprintf(err, "sniroute selftest: --only: no case '%s'\n", tok);
+            if (opt->is_quic ? sr_quicgen_case_find(tok) == NULL
+                             : sr_hellogen_case_find(tok) == NULL) {
+                fprintf(err, "sniroute selftest: --only: no %scase '%s'\n",
+                        opt->is_quic ? "QUIC " : "", tok);
                 return false;
             }
         }
@@ -497,43 +503,38 @@ parse_args(int argc, char **argv, struct options *opt, FILE *err)
     return true;
 }
 
-/* One line per distinct hint, naming the cases it explains, in case order. */
-static void
-print_hints(FILE *out, const struct outcome *results, size_t n_results, const char *only)
+void
+sr__selftest_hints(FILE *out, const char *const *names, const char *const *hints, size_t n)
 {
     size_t i, j;
 
-    for (i = 0; i < n_results; i++) {
-        const char *hint = verdict_hint(&results[i]);
+    for (i = 0; i < n; i++) {
         const char *sep = "  ";
         bool is_first = true;
 
-        if (hint == NULL || !case_selected(only, sr_hellogen_cases[i].name)) {
+        if (hints[i] == NULL) {
             continue;
         }
         for (j = 0; j < i && is_first; j++) {
-            is_first = !case_selected(only, sr_hellogen_cases[j].name) ||
-                       verdict_hint(&results[j]) != hint;
+            is_first = hints[j] != hints[i];
         }
         if (!is_first) {
             continue; /* listed with an earlier case */
         }
-        for (j = i; j < n_results; j++) {
-            if (case_selected(only, sr_hellogen_cases[j].name) &&
-                verdict_hint(&results[j]) == hint) {
-                fprintf(out, "%s%s", sep, sr_hellogen_cases[j].name);
+        for (j = i; j < n; j++) {
+            if (hints[j] == hints[i]) {
+                fprintf(out, "%s%s", sep, names[j]);
                 sep = ", ";
             }
         }
-        fprintf(out, ": %s\n", hint);
+        fprintf(out, ": %s\n", hints[i]);
     }
 }
 
-static bool
-fill_random(struct sr_hellogen_random *rnd)
+bool
+sr__selftest_random(void *buf, size_t n)
 {
-    uint8_t *p = (uint8_t *)rnd;
-    size_t n = sizeof(*rnd);
+    uint8_t *p = buf;
 
     while (n > 0) {
         ssize_t r = getrandom(p, n, 0);
@@ -557,9 +558,10 @@ sr_selftest_main(int argc, char **argv, FILE *out, FILE *err)
     static size_t ends[SR_HELLOGEN_MAX_LEN];
     static struct sr_hellogen_random rnd;
     struct addrinfo hints, *ai = NULL;
-    struct options opt;
+    struct sr__selftest_opts opt;
     struct sr_addr addr;
     struct outcome results[16] = {0};
+    const char *names[16], *miss_hints[16];
     enum sr_name_error ne;
     char port[8], text[96];
     size_t i, n_run = 0, n_reached = 0;
@@ -580,7 +582,7 @@ sr_selftest_main(int argc, char **argv, FILE *out, FILE *err)
         return 2;
     }
     memset(&hints, 0, sizeof(hints));
-    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_socktype = opt.is_quic ? SOCK_DGRAM : SOCK_STREAM;
     hints.ai_flags = AI_NUMERICSERV | AI_ADDRCONFIG;
     snprintf(port, sizeof(port), "%u", (unsigned)addr.port);
     rc = getaddrinfo(addr.host, port, &hints, &ai);
@@ -603,6 +605,11 @@ sr_selftest_main(int argc, char **argv, FILE *out, FILE *err)
         freeaddrinfo(ai);
         return 2;
     }
+    if (opt.is_quic) {
+        rc = sr__selftest_quic(&opt, ai, out, err);
+        freeaddrinfo(ai);
+        return rc;
+    }
     fprintf(out, "sniroute selftest %s %s%s%s, timeout %d ms\n\n", opt.target, opt.name,
             opt.alpn != NULL ? ", ALPN " : "", opt.alpn != NULL ? opt.alpn : "", opt.timeout_ms);
     fprintf(out, "%-13s %6s %6s  %-32s %6s\n", "case", "bytes", "writes", "result", "ms");
@@ -612,11 +619,13 @@ sr_selftest_main(int argc, char **argv, FILE *out, FILE *err)
         size_t len, n_ends = 0;
 
         o->verdict = V_LOCAL_ERROR;
-        if (!case_selected(opt.only, c->name)) {
+        names[i] = c->name;
+        miss_hints[i] = NULL;
+        if (!sr__selftest_selected(opt.only, c->name)) {
             continue;
         }
         n_run++;
-        if (!fill_random(&rnd)) {
+        if (!sr__selftest_random(&rnd, sizeof(rnd))) {
             o->err = errno;
             len = 0;
         } else {
@@ -632,6 +641,7 @@ sr_selftest_main(int argc, char **argv, FILE *out, FILE *err)
         if (o->verdict == V_SERVER_HELLO || o->verdict == V_HRR) {
             n_reached++;
         }
+        miss_hints[i] = verdict_hint(o);
         verdict_text(o, text, sizeof(text));
         fprintf(out, "%-13s %6zu %6zu  %-32s %6llu\n", c->name, len, n_ends, text,
                 (unsigned long long)o->elapsed_ms);
@@ -640,6 +650,6 @@ sr_selftest_main(int argc, char **argv, FILE *out, FILE *err)
     freeaddrinfo(ai);
 
     fprintf(out, "\n%zu of %zu cases reached a TLS server\n", n_reached, n_run);
-    print_hints(out, results, i, opt.only);
+    sr__selftest_hints(out, names, miss_hints, i);
     return n_reached == n_run ? 0 : 1;
 }

@@ -24,8 +24,21 @@
 #define EXT_KEY_SHARE              51
 #define EXT_RENEGOTIATION_INFO     0xff01
 
+/* QUIC transport parameters a client sends (RFC 9000 18.2). */
+#define TP_MAX_IDLE_TIMEOUT                 0x01
+#define TP_MAX_UDP_PAYLOAD_SIZE             0x03
+#define TP_INITIAL_MAX_DATA                 0x04
+#define TP_INITIAL_MAX_STREAM_DATA_BIDI_LOC 0x05
+#define TP_INITIAL_MAX_STREAM_DATA_BIDI_REM 0x06
+#define TP_INITIAL_MAX_STREAM_DATA_UNI      0x07
+#define TP_INITIAL_MAX_STREAMS_BIDI         0x08
+#define TP_INITIAL_MAX_STREAMS_UNI          0x09
+#define TP_INITIAL_SOURCE_CONNECTION_ID     0x0f
+#define QUIC_MAX_CID                        20
+
 /* What current browsers offer, so that any server finds something it takes: the three TLS
- * 1.3 suites, then ECDHE suites for a TLS 1.2-only server. */
+ * 1.3 suites (all a QUIC hello offers), then ECDHE suites for a TLS 1.2-only server. */
+#define N_TLS13_SUITES 3
 static const uint16_t cipher_suites[] = {
     0x1301, 0x1302, 0x1303, /* TLS_AES_128_GCM_SHA256, AES_256_GCM_SHA384, CHACHA20_POLY1305 */
     0xc02b, 0xc02f, 0xc02c, 0xc030, /* ECDHE-{ECDSA,RSA}-AES{128,256}-GCM */
@@ -129,6 +142,48 @@ ext_open(struct wr *w, unsigned type)
     return block_open(w, 2);
 }
 
+/* A QUIC variable-length integer (RFC 9000 16), shortest form; <v> < 2^30 here. */
+static void
+put_varint(struct wr *w, uint32_t v)
+{
+    if (v < 64) {
+        put8(w, v);
+    } else if (v < 16384) {
+        put16(w, 0x4000 | v);
+    } else {
+        put16(w, 0x8000 | v >> 16);
+        put16(w, v & 0xffff);
+    }
+}
+
+/* One transport parameter whose value is a variable-length integer. */
+static void
+put_tp_int(struct wr *w, unsigned id, uint32_t v)
+{
+    put_varint(w, id);
+    put_varint(w, v < 64 ? 1 : v < 16384 ? 2 : 4);
+    put_varint(w, v);
+}
+
+/* quic_transport_parameters (RFC 9001 8.2) with what a browser-like client offers: values
+ * about curl's and Chrome's, so that a server would go on with the handshake as with them.
+ * initial_source_connection_id is the one a server must check (RFC 9000 7.3). */
+static void
+put_transport_parameters(struct wr *w, const uint8_t *scid, size_t scid_len)
+{
+    put_tp_int(w, TP_MAX_IDLE_TIMEOUT, 30000); /* milliseconds */
+    put_tp_int(w, TP_MAX_UDP_PAYLOAD_SIZE, 1472);
+    put_tp_int(w, TP_INITIAL_MAX_DATA, 15 << 20);
+    put_tp_int(w, TP_INITIAL_MAX_STREAM_DATA_BIDI_LOC, 6 << 20);
+    put_tp_int(w, TP_INITIAL_MAX_STREAM_DATA_BIDI_REM, 6 << 20);
+    put_tp_int(w, TP_INITIAL_MAX_STREAM_DATA_UNI, 6 << 20);
+    put_tp_int(w, TP_INITIAL_MAX_STREAMS_BIDI, 100);
+    put_tp_int(w, TP_INITIAL_MAX_STREAMS_UNI, 103);
+    put_varint(w, TP_INITIAL_SOURCE_CONNECTION_ID);
+    put_varint(w, (uint32_t)scid_len);
+    put(w, scid, scid_len);
+}
+
 /* ALPN protocol_name_list from "a,b,c"; false if a name is empty or over 255 bytes. */
 static bool
 put_alpn(struct wr *w, const char *list)
@@ -160,18 +215,22 @@ sr_hellogen_message(uint8_t *out, size_t cap, const struct sr_hellogen_opts *opt
     struct wr w = {out, 0, cap, false};
     size_t hs, exts, ext, inner, pad;
     const struct sr_hellogen_random *rnd = opts->rnd;
+    bool quic = opts->is_quic;
+    size_t n_suites = quic ? N_TLS13_SUITES : sizeof(cipher_suites) / sizeof(cipher_suites[0]);
 
-    if (opts->name_len == 0 || opts->name_len > 255) {
+    if (opts->name_len == 0 || opts->name_len > 255 ||
+        (quic && opts->quic_scid_len > QUIC_MAX_CID)) {
         return 0;
     }
     put8(&w, TLS_HS_CLIENT_HELLO);
     hs = block_open(&w, 3);
     put16(&w, 0x0303); /* legacy_version: TLS 1.2, RFC 8446 4.1.2 */
     put(&w, rnd->random, sizeof(rnd->random));
-    put8(&w, sizeof(rnd->session_id));
-    put(&w, rnd->session_id, sizeof(rnd->session_id));
-    put16(&w, sizeof(cipher_suites));
-    put16s(&w, cipher_suites, sizeof(cipher_suites) / sizeof(cipher_suites[0]));
+    /* QUIC has no middlebox compatibility mode: the session ID stays empty (RFC 9001 8.4). */
+    put8(&w, quic ? 0 : sizeof(rnd->session_id));
+    put(&w, rnd->session_id, quic ? 0 : sizeof(rnd->session_id));
+    put16(&w, (unsigned)(2 * n_suites));
+    put16s(&w, cipher_suites, n_suites);
     put8(&w, 1);
     put8(&w, 0); /* legacy_compression_methods: null only */
     exts = block_open(&w, 2);
@@ -195,10 +254,12 @@ sr_hellogen_message(uint8_t *out, size_t cap, const struct sr_hellogen_opts *opt
     block_close(&w, inner, 2);
     block_close(&w, ext, 2);
 
-    ext = ext_open(&w, EXT_EC_POINT_FORMATS);
-    put8(&w, 1);
-    put8(&w, 0); /* uncompressed */
-    block_close(&w, ext, 2);
+    if (!quic) {
+        ext = ext_open(&w, EXT_EC_POINT_FORMATS);
+        put8(&w, 1);
+        put8(&w, 0); /* uncompressed */
+        block_close(&w, ext, 2);
+    }
 
     ext = ext_open(&w, EXT_SIGNATURE_ALGORITHMS);
     put16(&w, sizeof(signature_algorithms));
@@ -207,9 +268,11 @@ sr_hellogen_message(uint8_t *out, size_t cap, const struct sr_hellogen_opts *opt
     block_close(&w, ext, 2);
 
     ext = ext_open(&w, EXT_SUPPORTED_VERSIONS);
-    put8(&w, 4);
+    put8(&w, quic ? 2 : 4);
     put16(&w, 0x0304);
-    put16(&w, 0x0303);
+    if (!quic) {
+        put16(&w, 0x0303);
+    }
     block_close(&w, ext, 2);
 
     ext = ext_open(&w, EXT_PSK_KEY_EXCHANGE_MODES);
@@ -239,11 +302,17 @@ sr_hellogen_message(uint8_t *out, size_t cap, const struct sr_hellogen_opts *opt
         block_close(&w, ext, 2);
     }
 
-    ext = ext_open(&w, EXT_EXTENDED_MASTER_SECRET);
-    block_close(&w, ext, 2);
-    ext = ext_open(&w, EXT_RENEGOTIATION_INFO);
-    put8(&w, 0);
-    block_close(&w, ext, 2);
+    if (quic) {
+        ext = ext_open(&w, SR_HELLOGEN_EXT_QUIC_TRANSPORT_PARAMETERS);
+        put_transport_parameters(&w, opts->quic_scid, opts->quic_scid_len);
+        block_close(&w, ext, 2);
+    } else {
+        ext = ext_open(&w, EXT_EXTENDED_MASTER_SECRET);
+        block_close(&w, ext, 2);
+        ext = ext_open(&w, EXT_RENEGOTIATION_INFO);
+        put8(&w, 0);
+        block_close(&w, ext, 2);
+    }
 
     /* Padding last, its length chosen so the message ends at <target_len>. */
     if (!w.failed && opts->target_len > w.len) {
@@ -379,7 +448,12 @@ sr_hellogen_case_build(const struct sr_hellogen_case *c, const char *name, size_
 {
     static const size_t max_cuts = 64;
     uint8_t msg[SR_HELLOGEN_MAX_LEN];
-    struct sr_hellogen_opts o = {name, name_len, alpn, c->has_pq_share, c->target_len, rnd};
+    struct sr_hellogen_opts o = {.name = name,
+                                 .name_len = name_len,
+                                 .alpn = alpn,
+                                 .has_pq_share = c->has_pq_share,
+                                 .target_len = c->target_len,
+                                 .rnd = rnd};
     size_t cuts[64];
     size_t msg_len, len, n_cuts = 0, at, i, from;
 

@@ -2,7 +2,9 @@
 /* The self-test's ClientHello builder, checked by sniroute's own parser: every case, with
  * and without ALPN, for a short and a 253-character name, must parse to that name whole and
  * when fed in the case's own writes (each shorter prefix NEED_MORE, never a verdict early),
- * with the sizes, record counts and write shapes the cases promise. */
+ * with the sizes, record counts and write shapes the cases promise. A QUIC hello is walked
+ * extension by extension: TLS 1.3 only, no session ID, and transport parameters that name
+ * the connection ID they were given. */
 #include "sniroute/wire/hellogen.h"
 
 #include <stdlib.h>
@@ -173,7 +175,7 @@ static void
 test_message(void)
 {
     static uint8_t msg[SR_HELLOGEN_MAX_LEN];
-    struct sr_hellogen_opts o = {"a.test", 6, NULL, false, 0, &rnd};
+    struct sr_hellogen_opts o = {.name = "a.test", .name_len = 6, .rnd = &rnd};
     size_t n, base, t;
 
     base = sr_hellogen_message(msg, sizeof(msg), &o);
@@ -220,11 +222,150 @@ test_message(void)
     ASSERT_EQ((size_t)buf[3] << 8 | buf[4], 4); /* 4, 3, 3 */
 }
 
+/* The extension <type> of the bare ClientHello <msg>/<len>: its body in <*body>/<*body_len>.
+ * The walk checks every length against its parent, so a wrong one fails here too. */
+static bool
+find_ext(const uint8_t *msg, size_t len, unsigned type, const uint8_t **body, size_t *body_len)
+{
+    size_t at = 4 + 2 + 32, end;
+
+    ASSERT_EQ(((size_t)msg[1] << 16 | (size_t)msg[2] << 8 | msg[3]) + 4, len);
+    at += 1 + msg[at];                                   /* legacy_session_id */
+    at += 2 + ((size_t)msg[at] << 8 | msg[at + 1]);      /* cipher_suites */
+    at += 1 + msg[at];                                   /* legacy_compression_methods */
+    end = at + 2 + ((size_t)msg[at] << 8 | msg[at + 1]); /* extensions */
+    ASSERT_EQ(end, len);
+    for (at += 2; at < end;) {
+        unsigned t = (unsigned)msg[at] << 8 | msg[at + 1];
+        size_t n = (size_t)msg[at + 2] << 8 | msg[at + 3];
+
+        ASSERT_LE(at + 4 + n, end);
+        if (t == type) {
+            *body = msg + at + 4;
+            *body_len = n;
+            return true;
+        }
+        at += 4 + n;
+    }
+    return false;
+}
+
+/* A QUIC variable-length integer at <*p>, advancing it; within <end>. */
+static uint64_t
+varint(const uint8_t **p, const uint8_t *end)
+{
+    size_t n = (size_t)1 << (**p >> 6), i;
+    uint64_t v = **p & 0x3f;
+
+    ASSERT_LE(n, (size_t)(end - *p));
+    for (i = 1; i < n; i++) {
+        v = v << 8 | (*p)[i];
+    }
+    *p += n;
+    return v;
+}
+
+static void
+check_quic_hello(const uint8_t *scid, size_t scid_len, bool has_pq, size_t target_len)
+{
+    static uint8_t msg[SR_HELLOGEN_MAX_LEN];
+    struct sr_hellogen_opts o = {.name = "q.test",
+                                 .name_len = 6,
+                                 .alpn = "h3",
+                                 .has_pq_share = has_pq,
+                                 .target_len = target_len,
+                                 .rnd = &rnd,
+                                 .is_quic = true,
+                                 .quic_scid = scid,
+                                 .quic_scid_len = scid_len};
+    struct sr_hello_result res;
+    const uint8_t *b, *p, *end;
+    size_t n, len;
+    bool seen[64] = {false};
+    bool has_scid = false;
+
+    len = sr_hellogen_message(msg, sizeof(msg), &o);
+    ASSERT_GT(len, 0);
+    if (target_len > 0) {
+        ASSERT_EQ(len, target_len);
+    }
+    sr_hello_parse_message(msg, len, &res);
+    ASSERT_EQ(res.status, SR_HELLO_FOUND);
+    ASSERT_VIEW_EQ(res.sni.ptr, res.sni.len, "q.test");
+    ASSERT_EQ(res.max_version, 0x0304);
+    ASSERT_EQ(msg[38], 0);                        /* legacy_session_id: empty (RFC 9001 8.4) */
+    ASSERT_EQ((size_t)msg[39] << 8 | msg[40], 6); /* the three TLS 1.3 suites only */
+    ASSERT(find_ext(msg, len, 43, &b, &n));       /* supported_versions: 1.3 alone */
+    ASSERT_EQ(n, 3);
+    ASSERT(b[0] == 2 && b[1] == 3 && b[2] == 4);
+    ASSERT(!find_ext(msg, len, 11, &b, &n)); /* no TLS 1.2-only extensions */
+    ASSERT(!find_ext(msg, len, 23, &b, &n));
+    ASSERT(!find_ext(msg, len, 0xff01, &b, &n));
+    ASSERT(find_ext(msg, len, 51, &b, &n));
+    ASSERT_EQ(n, 2 + 4 + 32 + (has_pq ? 4 + SR_HELLOGEN_MLKEM_SHARE_LEN : 0));
+
+    /* Transport parameters: each well formed and once, the connection ID as given. */
+    ASSERT(find_ext(msg, len, SR_HELLOGEN_EXT_QUIC_TRANSPORT_PARAMETERS, &b, &n));
+    for (p = b, end = b + n; p < end;) {
+        uint64_t id = varint(&p, end), vlen = varint(&p, end);
+        const uint8_t *v = p;
+
+        ASSERT_LE(vlen, (uint64_t)(end - p));
+        ASSERT_LT(id, 64);
+        ASSERT(!seen[id]);
+        seen[id] = true;
+        p += vlen;
+        if (id == 0x0f) { /* initial_source_connection_id */
+            ASSERT_EQ(vlen, scid_len);
+            ASSERT(scid_len == 0 || memcmp(v, scid, scid_len) == 0);
+            has_scid = true;
+        } else { /* the rest are integers filling their value exactly */
+            uint64_t x = varint(&v, p);
+
+            ASSERT(v == p);
+            if (id == 0x03) {
+                ASSERT_GE(x, 1200); /* max_udp_payload_size (RFC 9000 18.2) */
+            }
+        }
+    }
+    ASSERT(p == end);
+    ASSERT(has_scid);
+}
+
+static void
+test_quic_message(void)
+{
+    static uint8_t msg[SR_HELLOGEN_MAX_LEN];
+    static const uint8_t scid[20] = {0x5c, 0x1d, 0x00, 0xff, 0x40, 0x3f, 7,  8,  9,  10,
+                                     11,   12,   13,   14,   15,   16,   17, 18, 19, 20};
+    struct sr_hellogen_opts o = {.name = "a.test", .name_len = 6, .rnd = &rnd};
+    const uint8_t *b;
+    size_t n, len;
+
+    check_quic_hello(scid, 8, false, 0);
+    check_quic_hello(scid, 20, true, 0);
+    check_quic_hello(NULL, 0, false, 0);
+    check_quic_hello(scid, 8, true, 3000);
+
+    /* A connection ID over 20 bytes is refused; a TLS hello is as before. */
+    o.is_quic = true;
+    o.quic_scid = scid;
+    o.quic_scid_len = 21;
+    ASSERT_EQ(sr_hellogen_message(msg, sizeof(msg), &o), 0);
+    o.is_quic = false;
+    len = sr_hellogen_message(msg, sizeof(msg), &o);
+    ASSERT_GT(len, 0);
+    ASSERT_EQ(msg[38], 32);
+    ASSERT(!find_ext(msg, len, SR_HELLOGEN_EXT_QUIC_TRANSPORT_PARAMETERS, &b, &n));
+    ASSERT(find_ext(msg, len, 0xff01, &b, &n));
+}
+
 int
 main(void)
 {
     fill_random();
     test_message();
+    test_quic_message();
     test_cases();
     printf("test_hellogen: ok\n");
     return 0;

@@ -1389,6 +1389,174 @@ test_builder(void)
     ASSERT_EQ(n_dgrams, 1);
 }
 
+/* Keys from another connection ID than the header's, and the server's keys: AES-GCM's
+ * ciphertext depends on key and nonce only, the header is additional data, so a packet to
+ * DCID A under B's keys equals one to B under B's keys but for the DCID bytes and the tag. */
+static void
+test_keys_dcid(void)
+{
+    static const uint8_t dcid_x[] = {0x71, 0x72, 0x73, 0x74, 0x75, 0x76, 0x77, 0x78, 0x79, 0x7a};
+    static uint8_t p1[1200], p2[1200], p3[1200], p4[1200];
+    static uint8_t f[2048];
+    struct sr_quicgen_packet pk;
+    size_t n = crypto(f, 0, hello_len);
+    size_t hdr = 1 + 4 + 1 + sizeof(dcid_a) + 1 + 1 + 2 + 2; /* ... scid 0, token 0 */
+
+    memset(&pk, 0, sizeof(pk));
+    pk.version = SR_QUIC_V1;
+    pk.type = SR_QUICGEN_INITIAL;
+    pk.dcid = dcid_a;
+    pk.dcid_len = sizeof(dcid_a);
+    pk.keys_dcid = dcid_x;
+    pk.keys_dcid_len = sizeof(dcid_x);
+    pk.pn_len = 2;
+    ASSERT_EQ(sr_quicgen_packet(&ctx, &pk, f, n, 1200, p1, sizeof(p1)), 1200);
+    pk.dcid = dcid_x;
+    pk.keys_dcid = NULL;
+    ASSERT_EQ(sr_quicgen_packet(&ctx, &pk, f, n, 1200, p2, sizeof(p2)), 1200);
+    pk.dcid = dcid_a;
+    ASSERT_EQ(sr_quicgen_packet(&ctx, &pk, f, n, 1200, p3, sizeof(p3)), 1200);
+    pk.dcid = dcid_x;
+    pk.is_server = true;
+    ASSERT_EQ(sr_quicgen_packet(&ctx, &pk, f, n, 1200, p4, sizeof(p4)), 1200);
+
+    ASSERT(memcmp(p1 + 6, dcid_a, sizeof(dcid_a)) == 0);
+    ASSERT(memcmp(p2 + 6, dcid_x, sizeof(dcid_x)) == 0);
+    ASSERT_EQ(p1[0], p2[0]); /* the same header protection mask: the same ciphertext sample */
+    ASSERT(memcmp(p1 + hdr, p2 + hdr, 1200 - hdr - 16) == 0);
+    ASSERT(memcmp(p1 + 1200 - 16, p2 + 1200 - 16, 16) != 0);
+    ASSERT(memcmp(p1 + hdr + 2, p3 + hdr + 2, 16) != 0); /* A's own keys differ */
+    ASSERT(memcmp(p2 + hdr + 2, p4 + hdr + 2, 16) != 0); /* and so do the server's */
+}
+
+/* The self-test's cases: each builds a flight of the shape it promises, which the reader
+ * finds in every datagram order; with a Retry's token and packet numbers going on. */
+static void
+test_selftest_cases(void)
+{
+    static const struct {
+        const char *name;
+        size_t n_dgrams;
+        const char *packets; /* per datagram, its packets: I Initial, Z 0-RTT; '/' between */
+    } want[] = {
+        {"plain", 1, "I"},       {"two_datagrams", 2, "I/I"},
+        {"reordered", 2, "I/I"}, {"coalesced", 1, "IIZ"},
+        {"v2", 1, "I"},
+    };
+    static uint8_t out[16384];
+    static struct sr_quic_initial st;
+    static const uint8_t token[100] = {0x70, 0x6f, 0x6b, 0x65, 0x6e, 1, 2, 3};
+    struct sr_hellogen_random rnd;
+    struct sr_quicgen_client cl;
+    struct span sp[8];
+    size_t ends[SR_QUICGEN_MAX_DATAGRAMS];
+    size_t order[SR_QUICGEN_MAX_DATAGRAMS];
+    struct dgram d[SR_QUICGEN_MAX_DATAGRAMS];
+    size_t i, j, k, t, n, len, hlen;
+    struct outcome o;
+
+    fill_random(&rnd);
+    ASSERT_EQ(sr_quicgen_n_cases, sizeof(want) / sizeof(want[0]));
+    ASSERT(sr_quicgen_case_find("nope") == NULL);
+    ASSERT(sr_quicgen_case_find("bytewise") == NULL); /* a TLS case, not a QUIC one */
+    for (i = 0; i < sr_quicgen_n_cases; i++) {
+        const struct sr_quicgen_case *c = &sr_quicgen_cases[i];
+
+        ASSERT_STR_EQ(c->name, want[i].name);
+        ASSERT(sr_quicgen_case_find(c->name) == c);
+        for (t = 0; t < 2; t++) { /* without a token, then as after a Retry */
+            char pattern[32];
+            size_t np = 0;
+
+            memset(&cl, 0, sizeof(cl));
+            cl.name = "selftest.example";
+            cl.name_len = strlen(cl.name);
+            cl.alpn = "h3";
+            cl.rnd = &rnd;
+            cl.dcid = dcid_a;
+            cl.dcid_len = sizeof(dcid_a);
+            cl.scid = scid_c;
+            cl.scid_len = sizeof(scid_c);
+            if (t == 1) {
+                cl.token = token;
+                cl.token_len = sizeof(token);
+                cl.first_pn = 256;
+            }
+            len = sr_quicgen_case_build(&ctx, c, &cl, out, sizeof(out), ends,
+                                        SR_QUICGEN_MAX_DATAGRAMS, &n, &hlen);
+            ASSERT_GT(len, 0);
+            ASSERT_EQ(n, want[i].n_dgrams);
+            ASSERT_GT(hlen, c->has_pq_share ? 1200 : 200);
+            for (j = 0; j < n; j++) {
+                size_t m;
+
+                d[j].p = out + (j ? ends[j - 1] : 0);
+                d[j].len = ends[j] - (j ? ends[j - 1] : 0);
+                ASSERT_EQ(d[j].len, 1200); /* RFC 9000 14.1, and no more: a token is room */
+                order[j] = j;
+                m = walk_packets(d[j].p, d[j].len, sp, 8);
+                for (k = 0; k < m; k++) {
+                    ASSERT_LT(np + 2, sizeof(pattern));
+                    pattern[np++] = sp[k].type == 0 ? 'I' : sp[k].type == 1 ? 'Z' : '?';
+                    if (sp[k].type == 0) { /* the token, in the clear in every Initial */
+                        size_t at = sp[k].start + 1 + 4 + 1 + sizeof(dcid_a) + 1 + sizeof(scid_c);
+
+                        ASSERT_EQ(d[j].p[at], t == 1 ? 0x40 : 0);
+                        ASSERT(t == 0 || memcmp(d[j].p + at + 2, token, sizeof(token)) == 0);
+                    }
+                }
+                pattern[np++] = j + 1 < n ? '/' : '\0';
+            }
+            ASSERT_STR_EQ(pattern, want[i].packets);
+            do {
+                o = feed_all(d, order, n, &st);
+                expect(&o, SR_QUIC_FOUND, SR_QUIC_REASON_NONE, c->name);
+                ASSERT_STR_EQ(o.sni, "selftest.example");
+                ASSERT_STR_EQ(o.alpn, "h3");
+                ASSERT_EQ(st.version, c->version);
+                ASSERT_EQ(st.hello_len, hlen);
+                ASSERT_EQ(st.scid_len, sizeof(scid_c));
+                ASSERT(memcmp(st.scid, scid_c, sizeof(scid_c)) == 0);
+            } while (next_permutation(order, n));
+            /* Packet numbers from <first_pn>, one an Initial. */
+            ASSERT_EQ(st.largest_pn, (int64_t)(cl.first_pn + st.n_initial - 1));
+
+            /* The first datagram alone: the hard cases' point. */
+            if (n > 1) {
+                order[0] = 0;
+                o = feed_all(d, order, 1, &st);
+                expect(&o, SR_QUIC_NEED_MORE, SR_QUIC_REASON_NONE, c->name);
+                if (strcmp(c->name, "reordered") == 0) {
+                    ASSERT_EQ(st.contig, 0); /* the hello's start is in the second */
+                } else {
+                    ASSERT_GT(st.contig, 0);
+                }
+            }
+        }
+    }
+
+    /* What cannot be built. */
+    memset(&cl, 0, sizeof(cl));
+    cl.name = "a.test";
+    cl.name_len = 6;
+    cl.rnd = &rnd;
+    cl.dcid = dcid_a;
+    cl.dcid_len = 7; /* under RFC 9000 7.2's 8 */
+    ASSERT_EQ(sr_quicgen_case_build(&ctx, &sr_quicgen_cases[0], &cl, out, sizeof(out), ends,
+                                    SR_QUICGEN_MAX_DATAGRAMS, &n, NULL),
+              0);
+    cl.dcid_len = 8;
+    cl.name_len = 0;
+    ASSERT_EQ(sr_quicgen_case_build(&ctx, &sr_quicgen_cases[0], &cl, out, sizeof(out), ends,
+                                    SR_QUICGEN_MAX_DATAGRAMS, &n, &hlen),
+              0);
+    ASSERT_EQ(hlen, 0);
+    cl.name_len = 6; /* no ALPN: built all the same (a server is then the one to refuse) */
+    ASSERT_GT(sr_quicgen_case_build(&ctx, &sr_quicgen_cases[0], &cl, out, sizeof(out), ends,
+                                    SR_QUICGEN_MAX_DATAGRAMS, &n, NULL),
+              0);
+}
+
 static void
 test_strings(void)
 {
@@ -1429,7 +1597,9 @@ main(void)
     test_frames();
     test_stream();
     test_builder();
+    test_keys_dcid();
     test_flights();
+    test_selftest_cases();
     test_fixtures();
     sr_quic_ctx_fini(&ctx);
     printf("test_quic: ok\n");

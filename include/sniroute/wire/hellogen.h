@@ -2,9 +2,11 @@
 /* The ClientHello builder behind `sniroute selftest`: real TLS 1.3-capable hellos (TLS 1.2
  * offered too) for a given server name, in the shapes that break fragile middleboxes: one
  * byte per write, several records, the record header apart from its body, a post-quantum key
- * share, a hello over 16 KiB. Pure: caller-owned buffers and caller-supplied random bytes, no
- * allocation, no I/O, no clock. It builds hellos; it cannot finish a handshake (no TLS
- * library: the key shares are random bytes, so a server answers ServerHello, then fails). */
+ * share, a hello over 16 KiB; and the TLS 1.3-only hello a QUIC client sends (RFC 9001), for
+ * sniroute/quicgen.h to carry in Initial packets. Pure: caller-owned buffers and
+ * caller-supplied random bytes, no allocation, no I/O, no clock. It builds hellos; it cannot
+ * finish a handshake (no TLS library: the key shares are random bytes, so a server answers
+ * ServerHello, then fails). */
 #ifndef SR_HELLOGEN_H
 #define SR_HELLOGEN_H
 
@@ -41,7 +43,17 @@ struct sr_hellogen_opts {
     bool has_pq_share; /* offer X25519MLKEM768 first, with its 1216-byte share */
     size_t target_len; /* pad the handshake message to at least this many bytes; 0: none */
     const struct sr_hellogen_random *rnd;
+    /* A QUIC client's hello (RFC 9001): TLS 1.3 only, an empty legacy_session_id (8.4), and a
+     * quic_transport_parameters extension whose initial_source_connection_id is <quic_scid>
+     * (RFC 9000 7.3: the Source Connection ID of the client's Initial packets, 0..20 bytes;
+     * NULL when empty). QUIC needs ALPN too (RFC 9001 8.1): that is <alpn>'s business. */
+    bool is_quic;
+    const uint8_t *quic_scid;
+    size_t quic_scid_len;
 };
+
+/* Extension type of quic_transport_parameters (RFC 9001 8.2). */
+#define SR_HELLOGEN_EXT_QUIC_TRANSPORT_PARAMETERS 0x39
 
 /* Write one ClientHello handshake message (type, 24-bit length and body; no record header)
  * for <*opts> to <out>. Extensions: server_name, supported_groups, ec_point_formats,
@@ -49,9 +61,12 @@ struct sr_hellogen_opts {
  * (X25519MLKEM768 if asked, then x25519), ALPN if asked, extended_master_secret,
  * renegotiation_info, and last a padding extension (RFC 7685) if <target_len> asks for more
  * bytes: the message is then exactly <target_len> long, or 4 bytes over when it fell short
- * by less than an empty padding extension. Returns the message length, or 0 if it would
- * not fit <cap>, the name is empty or over 255 bytes, an ALPN protocol is empty or over
- * 255 bytes, or the message would exceed 2^24 - 1 bytes. */
+ * by less than an empty padding extension. With <is_quic>: only the TLS 1.3 cipher suites
+ * and version, no session ID, none of the three TLS 1.2-only extensions (ec_point_formats,
+ * extended_master_secret, renegotiation_info), and quic_transport_parameters before the
+ * padding. Returns the message length, or 0 if it would not fit <cap>, the name is empty or
+ * over 255 bytes, an ALPN protocol is empty or over 255 bytes, <quic_scid_len> is over 20,
+ * or the message would exceed 2^24 - 1 bytes. */
 size_t sr_hellogen_message(uint8_t *out, size_t cap, const struct sr_hellogen_opts *opts);
 
 /* Wrap the handshake message <msg>/<msg_len> into <n_records> TLS handshake records (record

@@ -193,7 +193,7 @@ const char *sr_quic_status_str(enum sr_quic_status s);
 /* A short static English phrase for <r>, e.g. "decrypt failed". */
 const char *sr_quic_reason_str(enum sr_quic_reason r);
 
-/* For the packet builder (src/quicgen.c) only: protect and unprotect with <keys> through
+/* For src/wire/quicgen.c and quicanswer.c only: protect and unprotect with <keys> through
  * <ctx>. sr__quic_hp_mask() writes the 5-byte header protection mask for the 16-byte
  * <sample> (RFC 9001 5.4.3). sr__quic_aead() seals (<seal>) or opens <in>/<in_len> with the
  * nonce for packet number <pn> and the additional data <aad>/<aad_len>, writing to <out>:
