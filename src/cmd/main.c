@@ -23,7 +23,7 @@
 #include "sniroute/config/lint.h"
 #include "sniroute/observe/log.h"
 #include "sniroute/cmd/peek.h"
-#include "sniroute/proxy/proxy.h"
+#include "sniroute/proxy/server.h"
 #include "sniroute/cmd/selftest.h"
 #include "sniroute/core/upgrade.h"
 #include "sniroute/proxy/worker.h"

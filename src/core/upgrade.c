@@ -2,7 +2,7 @@
 /* Binary upgrade: the handoff of listening sockets from a running process to the binary
  * that replaces it, over a private socketpair (see upgrade.h for the protocol). Both
  * sides live here; main decides when to upgrade and what to do with the outcome, and
- * proxy.c asks for an inherited socket before binding one. No routing, no relaying. */
+ * server.c asks for an inherited socket before binding one. No routing, no relaying. */
 #include "sniroute/core/upgrade.h"
 
 #include <errno.h>

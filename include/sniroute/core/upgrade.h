@@ -5,7 +5,7 @@
  * adopts those whose address is still configured and says "ready"; old then stops
  * accepting and drains. The kernel sockets are never closed in between (new holds a copy
  * before old lets go of its own), so no connection is refused and no accept queue is lost.
- * This module does the handoff only: main decides when, and proxy.c asks it for a socket.
+ * This module does the handoff only: main decides when, and server.c asks it for a socket.
  *
  * The wire: SOCK_SEQPACKET messages of exactly one struct sr_upgrade_msg each, in native
  * byte order (both ends are on one machine), fds attached only to SR_UPGRADE_FDS.
@@ -109,7 +109,7 @@ struct sr_inherited_socket {
     bool is_taken;
 };
 
-/* The sockets new received. Owned by main; proxy.c takes from it while the workers start
+/* The sockets new received. Owned by main; server.c takes from it while the workers start
  * (sr_inherited_take), then main closes what is left (sr_inherited_release). */
 struct sr_inherited {
     uv_mutex_t lock; /* workers start one after the other, but a reload could come later */

@@ -20,7 +20,7 @@
 #include "sniroute/wire/httptrack.h"
 #include "sniroute/core/ipcount.h"
 #include "sniroute/wire/name.h"
-#include "sniroute/proxy/proxy.h"
+#include "sniroute/proxy/server.h"
 #include "sniroute/core/reactor.h"
 #include "sniroute/config/route.h"
 #include "sniroute/core/upgrade.h"

@@ -12,7 +12,7 @@
 
 #include <uv.h>
 
-#include "sniroute/proxy/proxy.h"
+#include "sniroute/proxy/server.h"
 #include "sniroute/core/upgrade.h"
 
 struct sr_workers;

@@ -3,8 +3,8 @@
  * reload and the drain on shutdown. One server runs on one libuv loop. A config is never
  * changed once loaded: a reload brings a new generation, and each connection keeps the
  * one it was accepted under. */
-#ifndef SR_PROXY_H
-#define SR_PROXY_H
+#ifndef SR_SERVER_H
+#define SR_SERVER_H
 
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -78,7 +78,7 @@ struct sr_listener {
     struct sr_addr addr;                  /* as configured: the key across reloads */
     const struct sr_listener_config *cfg; /* in the server's current generation */
     bool is_kept;                         /* reload bookkeeping */
-    bool is_paused; /* out of the epoll set until the server's accept_timer (see proxy.c) */
+    bool is_paused; /* out of the epoll set until the server's accept_timer (see server.c) */
     char addr_text[SR_SOCKADDR_TEXT_MAX]; /* as bound, port resolved ("127.0.0.1:40123") */
 };
 

@@ -2,7 +2,7 @@
 /* The server: binds every listener of the config, hands each accepted socket to a new
  * connection, keeps the list of open connections for the drain, and owns the relay buffer
  * pool. It does not parse, route or relay: that is conn.c. */
-#include "sniroute/proxy/proxy.h"
+#include "sniroute/proxy/server.h"
 
 #include <assert.h>
 #include <stddef.h>
