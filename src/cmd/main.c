@@ -472,7 +472,7 @@ admin_start(struct daemon *d, uv_loop_t *loop, const struct sr_addr *addr)
     }
     d->has_admin = true;
     sr_admin_set_explain(&d->admin, on_admin_explain);
-    sr__format_sockaddr((const struct sockaddr *)&d->admin.addr, text, sizeof(text));
+    sr_addr_format_sockaddr((const struct sockaddr *)&d->admin.addr, text, sizeof(text));
     sr_log_notice("admin on %s (/metrics, /healthz, /readyz, /explain)", text);
     return 0;
 }

@@ -195,7 +195,7 @@ conn_log(struct sr_conn *conn)
         return;
     }
     conn_upstream_text(conn, upstream, sizeof(upstream));
-    sr__format_sockaddr(&conn->client_addr.sa, client, sizeof(client));
+    sr_addr_format_sockaddr(&conn->client_addr.sa, client, sizeof(client));
     if (uv_gettimeofday(&tv) != 0) {
         memset(&tv, 0, sizeof(tv));
     }
@@ -529,6 +529,7 @@ proxy_header_read(struct sr_conn *conn, const uint8_t *bytes)
 {
     struct sr_conn_setup *setup = conn->setup;
     struct sr_proxyproto_result pp;
+    enum sr_metrics_limit over;
     const char *limit;
 
     sr_proxyproto_parse(bytes, setup->peek_len, &pp);
@@ -549,8 +550,10 @@ proxy_header_read(struct sr_conn *conn, const uint8_t *bytes)
                                                 : sizeof(struct sockaddr_in));
             setup->has_source_key =
                 sr_ipkey_from_sockaddr(&setup->source_key, (const struct sockaddr *)&pp.src) == 0;
-            limit = sr__server_admit_client(conn->server, conn, (const struct sockaddr *)&pp.src);
+            limit = sr_shared_admit_client(conn->server->shared, &conn->adm, &conn->gen->cfg,
+                                           (const struct sockaddr *)&pp.src, &over);
             if (limit != NULL) {
+                sr_metrics_limit_rejected(conn_metrics(conn), conn->lid, over);
                 conn->is_quiet = true; /* like a refusal at accept: counted, summarized */
                 sr_conn_close(conn, limit);
                 return false;
@@ -1291,6 +1294,7 @@ sr_conn_accept(struct sr_listener *listener, int fd, const struct sockaddr *peer
 {
     struct sr_server *server = listener->server;
     struct sr_conn_setup *setup;
+    enum sr_metrics_limit over;
     const char *limit;
     struct sr_conn *conn;
     int rc;
@@ -1326,10 +1330,12 @@ sr_conn_accept(struct sr_listener *listener, int fd, const struct sockaddr *peer
         memcpy(&conn->client_addr, peer, len);
     }
     conn->lid = conn->gen->listener_ids[listener->cfg - conn->gen->cfg.listeners];
-    limit = sr__server_admit(server, conn, (const struct sockaddr *)&setup->peer);
-    setup->source_key = conn->ipkey;
-    setup->has_source_key = conn->has_ipkey;
+    limit = sr_shared_admit(server->shared, &conn->adm, &conn->gen->cfg, conn->lcfg,
+                            (const struct sockaddr *)&setup->peer, &over);
+    setup->source_key = conn->adm.ipkey;
+    setup->has_source_key = conn->adm.has_ipkey;
     if (limit != NULL) {
+        sr_metrics_limit_rejected(conn_metrics(conn), conn->lid, over);
         /* Over a limit: closed at once, counted, and not logged line by line (a flood would
          * flood the log too); the server logs a summary at most once a second. */
         conn->is_quiet = true;
@@ -1554,7 +1560,7 @@ sr_conn_adopt(struct sr_server *server, const struct sr_upgrade_conn *rec, int c
     if (getpeername(client_fd, (struct sockaddr *)&peer, &peer_len) != 0) {
         memset(&peer, 0, sizeof(peer));
     }
-    sr__server_count(server, conn, (const struct sockaddr *)&peer);
+    sr_shared_count(server->shared, &conn->adm, conn->lcfg, (const struct sockaddr *)&peer);
     sr_metrics_conn_adopted(conn_metrics(conn), conn->lid);
     conn->is_counted = true;
 

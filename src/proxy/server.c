@@ -26,99 +26,6 @@
  * at net.core.somaxconn anyway. */
 #define SR_LISTEN_BACKLOG 4096
 
-struct sr_generation *
-sr_generation_load(const char *path, sr_config_error_fn on_error, void *ctx, size_t *n_errors)
-{
-    struct sr_generation *gen = calloc(1, sizeof(*gen));
-
-    if (gen == NULL) {
-        *n_errors = 1;
-        on_error(ctx, "out of memory loading the config");
-        return NULL;
-    }
-    *n_errors = sr_config_load(&gen->cfg, path, on_error, ctx);
-    if (*n_errors > 0) {
-        sr_config_fini(&gen->cfg);
-        free(gen);
-        return NULL;
-    }
-    gen->id = 1;
-    gen->n_refs = 1;
-    return gen;
-}
-
-struct sr_generation *
-sr_generation_ref(struct sr_generation *gen)
-{
-    atomic_fetch_add_explicit(&gen->n_refs, 1, memory_order_relaxed);
-    return gen;
-}
-
-void
-sr_generation_unref(struct sr_generation *gen)
-{
-    /* acq_rel: whatever a worker did with the config happens before another frees it. */
-    if (gen == NULL || atomic_fetch_sub_explicit(&gen->n_refs, 1, memory_order_acq_rel) > 1) {
-        return;
-    }
-    sr_config_fini(&gen->cfg);
-    free(gen->listener_ids);
-    free(gen->upstream_ids);
-    free(gen->pools);
-    free(gen);
-}
-
-int
-sr_generation_prepare(struct sr_generation *gen, struct sr_shared *shared)
-{
-    const struct sr_config *cfg = &gen->cfg;
-    char text[SR_ADDR_HOST_MAX + 16];
-    size_t i;
-
-    gen->listener_ids = calloc(cfg->n_listeners + 1, sizeof(uint32_t));
-    gen->upstream_ids = calloc(cfg->n_upstreams + 1, sizeof(uint32_t));
-    if (gen->listener_ids == NULL || gen->upstream_ids == NULL) {
-        return UV_ENOMEM;
-    }
-    for (i = 0; i < cfg->n_listeners; i++) {
-        gen->listener_ids[i] =
-            sr_metrics_names_intern(&shared->listener_names, cfg->listeners[i].name);
-    }
-    for (i = 0; i < cfg->n_upstreams; i++) {
-        if (cfg->upstreams[i].pool != 0) {
-            snprintf(text, sizeof(text), "%s", cfg->pools[cfg->upstreams[i].pool - 1].name);
-        } else {
-            sr_addr_format(&cfg->upstreams[i].addr, text, sizeof(text));
-        }
-        gen->upstream_ids[i] = sr_metrics_names_intern(&shared->upstream_names, text);
-    }
-    gen->pools = calloc(cfg->n_pools * shared->n_workers + 1, sizeof(*gen->pools));
-    if (gen->pools == NULL) {
-        return UV_ENOMEM;
-    }
-    for (i = 0; i < cfg->n_pools * shared->n_workers; i++) {
-        const struct sr_pool_config *pc = &cfg->pools[i % cfg->n_pools];
-        char ids[SR_POOL_MAX_SERVERS][SR_ADDR_HOST_MAX + 16];
-        const char *id_ptrs[SR_POOL_MAX_SERVERS];
-        struct sr_pool_params params;
-        size_t j;
-
-        for (j = 0; j < pc->n_servers; j++) {
-            sr_addr_format(&pc->servers[j], ids[j], sizeof(ids[j]));
-            id_ptrs[j] = ids[j];
-        }
-        memset(&params, 0, sizeof(params));
-        params.balance = pc->balance;
-        params.fail_max = SR_POOL_FAIL_MAX_DEFAULT;
-        params.fail_timeout_ms = SR_POOL_FAIL_TIMEOUT_MS_DEFAULT;
-        params.seed = uv_hrtime() ^ (uint64_t)(uintptr_t)gen ^ ((uint64_t)i << 32);
-        if (sr_pool_init(&gen->pools[i], &params, id_ptrs, pc->n_servers) != SR_POOL_OK) {
-            return UV_EINVAL;
-        }
-    }
-    return 0;
-}
-
 int
 sr_servers_metrics(struct sr_server *const *servers, size_t n, uint64_t generation,
                    uint64_t reloads_ok, uint64_t reloads_failed, char **out, size_t *len)
@@ -139,53 +46,6 @@ sr_servers_metrics(struct sr_server *const *servers, size_t n, uint64_t generati
     info.listeners = &servers[0]->shared->listener_names;
     info.upstreams = &servers[0]->shared->upstream_names;
     return sr_metrics_format(out, len, workers, i, &info);
-}
-
-int
-sr_shared_init(struct sr_shared *shared, size_t n_workers, FILE *access_log)
-{
-    uv_timeval64_t tv;
-
-    memset(shared, 0, sizeof(*shared));
-    atomic_store(&shared->handover_fd, -1);
-    shared->n_workers = n_workers;
-    shared->access_log = access_log;
-    atomic_store(&shared->is_logging, access_log != NULL);
-    if (uv_gettimeofday(&tv) == 0) {
-        shared->start_time_ms = (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000;
-    }
-    if (uv_mutex_init(&shared->lock) != 0) {
-        return UV_ENOMEM;
-    }
-    shared->per_ip = sr_ipcount_new();
-    if (shared->per_ip == NULL ||
-        sr_metrics_names_init(&shared->listener_names, SR_METRICS_LISTENERS_MAX) != 0 ||
-        sr_metrics_names_init(&shared->upstream_names, SR_METRICS_UPSTREAMS_MAX) != 0) {
-        return UV_ENOMEM;
-    }
-    return 0;
-}
-
-void
-sr_shared_fini(struct sr_shared *shared)
-{
-    sr_ipcount_free(shared->per_ip);
-    free(shared->lcounts);
-    sr_metrics_names_fini(&shared->listener_names);
-    sr_metrics_names_fini(&shared->upstream_names);
-    uv_mutex_destroy(&shared->lock);
-    memset(shared, 0, sizeof(*shared));
-}
-
-void
-sr_shared_log(struct sr_shared *shared, const char *line, size_t len)
-{
-    uv_mutex_lock(&shared->lock);
-    if (shared->access_log != NULL) {
-        fwrite(line, 1, len, shared->access_log);
-        fflush(shared->access_log);
-    }
-    uv_mutex_unlock(&shared->lock);
 }
 
 void *
@@ -282,26 +142,6 @@ pool_fini(struct sr_buf_pool *pool)
     }
     pool->free_list = NULL;
     pool->n_free = 0;
-}
-
-void
-sr__format_sockaddr(const struct sockaddr *sa, char *out, size_t cap)
-{
-    char ip[INET6_ADDRSTRLEN];
-
-    if (sa->sa_family == AF_INET6) {
-        const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)sa;
-
-        uv_ip6_name(sin6, ip, sizeof(ip));
-        snprintf(out, cap, "[%s]:%u", ip, ntohs(sin6->sin6_port));
-    } else if (sa->sa_family == AF_INET) {
-        const struct sockaddr_in *sin = (const struct sockaddr_in *)sa;
-
-        uv_ip4_name(sin, ip, sizeof(ip));
-        snprintf(out, cap, "%s:%u", ip, ntohs(sin->sin_port));
-    } else {
-        snprintf(out, cap, "-");
-    }
 }
 
 static void
@@ -477,137 +317,6 @@ sr__server_conn_add(struct sr_server *server, struct sr_conn *conn)
     server->n_accepted++;
 }
 
-/* The count for listener <name>, added on first use. NULL when out of memory. Called
- * with the shared lock held. */
-static struct sr_listener_count *
-listener_count(struct sr_shared *shared, const char *name, size_t *index)
-{
-    struct sr_listener_count *grown;
-    size_t i;
-
-    for (i = 0; i < shared->n_lcounts; i++) {
-        if (strcmp(shared->lcounts[i].name, name) == 0) {
-            *index = i;
-            return &shared->lcounts[i];
-        }
-    }
-    grown = realloc(shared->lcounts, (shared->n_lcounts + 1) * sizeof(*grown));
-    if (grown == NULL) {
-        return NULL;
-    }
-    shared->lcounts = grown;
-    *index = shared->n_lcounts++;
-    snprintf(grown[*index].name, sizeof(grown[*index].name), "%s", name);
-    grown[*index].n_conns = 0;
-    return &grown[*index];
-}
-
-/* At most one line a second, however many connections are refused: a flood must not
- * flood the log, nor slow anything else down. Called with the shared lock held. */
-static const char *
-server_refuse(struct sr_server *server, const struct sr_conn *conn, enum sr_metrics_limit kind)
-{
-    static const char *const names[SR_METRICS_N_LIMITS] = {
-        "max_connections", "listener_max_connections", "max_connections_per_ip"};
-    struct sr_shared *shared = server->shared;
-    uint64_t now = uv_hrtime() / 1000000;
-    size_t i;
-
-    shared->n_refused[kind]++;
-    sr_metrics_limit_rejected(&server->metrics, conn->lid, kind);
-    if (now - shared->refusal_notice_ms >= 1000 || shared->refusal_notice_ms == 0) {
-        uint64_t n[SR_METRICS_N_LIMITS];
-
-        for (i = 0; i < SR_METRICS_N_LIMITS; i++) {
-            n[i] = shared->n_refused[i] - shared->n_refused_noticed[i];
-            shared->n_refused_noticed[i] = shared->n_refused[i];
-        }
-        shared->refusal_notice_ms = now;
-        sr_log_notice("refused over limits since the last notice: %llu max_connections, "
-                      "%llu listener max_connections, %llu max_connections_per_ip",
-                      (unsigned long long)n[0], (unsigned long long)n[1], (unsigned long long)n[2]);
-    }
-    return names[kind];
-}
-
-static const char *
-server_count(struct sr_server *server, struct sr_conn *conn, const struct sockaddr *peer,
-             bool is_refusable)
-{
-    const struct sr_config *cfg = &conn->gen->cfg;
-    struct sr_shared *shared = server->shared;
-    struct sr_listener_count *lc;
-    const char *limit = NULL;
-    uint32_t n_from_ip = 0;
-    size_t index;
-
-    /* Count first, then compare: the counts are released with the connection whatever
-     * happens, and they stay right across reloads that change the limits. One lock for
-     * all workers: the limits are per process, not per thread. */
-    uv_mutex_lock(&shared->lock);
-    conn->is_shared_counted = true;
-    shared->n_conns++;
-    lc = listener_count(shared, conn->lcfg->name, &index);
-    if (lc != NULL) {
-        lc->n_conns++;
-        conn->lcount = index + 1;
-    }
-    /* Behind proxy_protocol = accept the peer is the load balancer: the client is counted
-     * once its PROXY header names it (sr__server_admit_client). A connection adopted in an
-     * upgrade comes with its client's address already. */
-    if ((!conn->lcfg->is_proxy_accepted || !is_refusable) &&
-        sr_ipkey_from_sockaddr(&conn->ipkey, peer) == 0) {
-        n_from_ip = sr_ipcount_add(shared->per_ip, &conn->ipkey);
-        conn->has_ipkey = n_from_ip > 0;
-    }
-    if (!is_refusable) {
-        /* counted only */
-    } else if (cfg->max_connections != 0 && shared->n_conns > cfg->max_connections) {
-        limit = server_refuse(server, conn, SR_METRICS_LIMIT_GLOBAL);
-    } else if (conn->lcfg->max_connections != 0 && lc != NULL &&
-               lc->n_conns > conn->lcfg->max_connections) {
-        limit = server_refuse(server, conn, SR_METRICS_LIMIT_LISTENER);
-    } else if (cfg->max_connections_per_ip != 0 && n_from_ip > cfg->max_connections_per_ip) {
-        limit = server_refuse(server, conn, SR_METRICS_LIMIT_PER_IP);
-    }
-    uv_mutex_unlock(&shared->lock);
-    return limit;
-}
-
-const char *
-sr__server_admit(struct sr_server *server, struct sr_conn *conn, const struct sockaddr *peer)
-{
-    return server_count(server, conn, peer, true);
-}
-
-void
-sr__server_count(struct sr_server *server, struct sr_conn *conn, const struct sockaddr *peer)
-{
-    (void)server_count(server, conn, peer, false);
-}
-
-const char *
-sr__server_admit_client(struct sr_server *server, struct sr_conn *conn,
-                        const struct sockaddr *client)
-{
-    const struct sr_config *cfg = &conn->gen->cfg;
-    struct sr_shared *shared = server->shared;
-    const char *limit = NULL;
-    uint32_t n_from_ip;
-
-    if (conn->has_ipkey || sr_ipkey_from_sockaddr(&conn->ipkey, client) != 0) {
-        return NULL;
-    }
-    uv_mutex_lock(&shared->lock);
-    n_from_ip = sr_ipcount_add(shared->per_ip, &conn->ipkey);
-    conn->has_ipkey = n_from_ip > 0;
-    if (cfg->max_connections_per_ip != 0 && n_from_ip > cfg->max_connections_per_ip) {
-        limit = server_refuse(server, conn, SR_METRICS_LIMIT_PER_IP);
-    }
-    uv_mutex_unlock(&shared->lock);
-    return limit;
-}
-
 /* glibc keeps freed heap pages that are not at the top of the heap: after a burst of
  * connections (a flood, a reconnect storm) the daemon would stay at its peak size although
  * the memory is free. Once closes stop coming for a moment, give it back. Under steady
@@ -632,17 +341,7 @@ sr__server_conn_gone(struct sr_server *server, struct sr_conn *conn)
     if (++server->n_closed_since_trim >= SR_TRIM_AFTER_CLOSES / 4 && !server->is_stopped) {
         uv_timer_start(&server->trim_timer, on_trim, SR_TRIM_QUIET_MS, 0);
     }
-    if (conn->is_shared_counted) {
-        uv_mutex_lock(&server->shared->lock);
-        server->shared->n_conns--;
-        if (conn->lcount != 0) {
-            server->shared->lcounts[conn->lcount - 1].n_conns--;
-        }
-        if (conn->has_ipkey) {
-            sr_ipcount_remove(server->shared->per_ip, &conn->ipkey);
-        }
-        uv_mutex_unlock(&server->shared->lock);
-    }
+    sr_shared_release(server->shared, &conn->adm);
     if (conn->prev != NULL) {
         conn->prev->next = conn->next;
     } else {
@@ -961,7 +660,7 @@ listener_open(struct sr_server *server, const struct sr_listener_config *lc,
         return NULL;
     }
     server->n_listeners_open++;
-    sr__format_sockaddr((const struct sockaddr *)&ss, listener->addr_text,
+    sr_addr_format_sockaddr((const struct sockaddr *)&ss, listener->addr_text,
                         sizeof(listener->addr_text));
     sr_log_notice("listening on %s (listener %s)", listener->addr_text, lc->name);
     return listener;

@@ -157,8 +157,6 @@ struct sr_conn {
     bool is_fallback;       /* not TLS, or silent: sent to the listener's fallback */
     bool has_ech;           /* the hello carried Encrypted Client Hello */
     bool is_pool_counted;   /* sr_pool_conn_start was called for pool_index */
-    bool is_shared_counted; /* counted in shared->n_conns (and maybe the two below) */
-    bool has_ipkey;
     bool is_quiet;   /* refused over a limit, or handed over: no access-log line here */
     bool is_counted; /* accept was counted in the metrics */
 
@@ -183,10 +181,9 @@ struct sr_conn {
     struct sr_pool *pool; /* the generation's pool the target came from, or NULL */
     size_t pool_index;
 
-    /* Limits (proxy.c): which listener count and which client address this connection
+    /* Limits (shared.h): which listener count and which client address this connection
      * is counted under. */
-    size_t lcount; /* 1 + index into shared->lcounts; 0: not counted */
-    struct sr_ipkey ipkey;
+    struct sr_admission adm;
 
     /* Metrics (the server's registry): row ids. */
     uint32_t lid;

@@ -21,53 +21,18 @@
 #include "sniroute/config/pool.h"
 #include "sniroute/core/deadline.h"
 #include "sniroute/core/reactor.h"
+#include "sniroute/core/generation.h"
+#include "sniroute/core/shared.h"
 
 struct sr_conn;
 struct sr_inherited;
 struct sr_server;
-
-/* "[" + INET6_ADDRSTRLEN (46, NUL included) + "]:65535" */
-#define SR_SOCKADDR_TEXT_MAX 56
 
 /* While draining after an upgrade: how often connections busy at the last look are
  * looked at again. */
 #define SR_HANDOVER_SWEEP_MS 100
 /* ... and how soon after the handoff socket was full (the new process is reading). */
 #define SR_HANDOVER_RETRY_MS 5
-
-/* workers = N: at most this many loops, one thread each. */
-#define SR_WORKERS_MAX 64
-
-/* Metric rows: listener names and upstream addresses beyond these share an "_other" row. */
-#define SR_METRICS_LISTENERS_MAX 256
-#define SR_METRICS_UPSTREAMS_MAX 1024
-
-/* A loaded, valid config with a reference count: the server holds the current one and
- * each connection the one it was accepted under, so a reload never changes the rules, or
- * frees the strings, under an open connection. */
-struct sr_generation {
-    struct sr_config cfg;
-    uint64_t id;           /* 1 for the config at start, then one more per successful reload */
-    _Atomic size_t n_refs; /* workers' connections hold references from several threads */
-    /* Metric row ids (sr_metrics_names) of cfg.listeners[i] and cfg.upstreams[i], set when
-     * the server takes the generation. */
-    uint32_t *listener_ids;
-    uint32_t *upstream_ids;
-    /* The runtime state of cfg.pools[i] (choice, passive health) for worker w at
-     * pools[w * cfg.n_pools + i]: a pool is not shared between threads. Per generation,
-     * so a reload starts every pool fresh. */
-    struct sr_pool *pools;
-};
-
-/* Allocate a generation and load <path> into it; every problem goes to <on_error>.
- * Returns NULL with <*n_errors> set when the config is not valid (or memory ran out). */
-struct sr_generation *sr_generation_load(const char *path, sr_config_error_fn on_error, void *ctx,
-                                         size_t *n_errors);
-
-struct sr_generation *sr_generation_ref(struct sr_generation *gen);
-
-/* Drop a reference; the last one frees the config. NULL is accepted. */
-void sr_generation_unref(struct sr_generation *gen);
 
 /* One bound, listening socket of a [listener] section. Listening sockets are kept across
  * reloads when the same address is still configured, so no connection is refused. */
@@ -103,63 +68,6 @@ struct sr_pipe_pool {
     size_t n_free;
     size_t keep_max;
 };
-
-struct sr_shared;
-
-/* Give <gen>'s listeners and upstreams their metric row ids and set up its pools for
- * <shared>'s workers. Call on the thread that owns <shared> before any server takes <gen>.
- * Returns 0 or a UV_E* code. */
-int sr_generation_prepare(struct sr_generation *gen, struct sr_shared *shared);
-
-/* Open connections per [listener] name, kept across reloads (a name's count carries over
- * to the section of the same name in the new config). */
-struct sr_listener_count {
-    char name[SR_CONFIG_NAME_MAX + 1];
-    size_t n_conns;
-};
-
-/* What the workers of one process share: owned by main, outlives every server. The lock
- * guards the limits and the access log (a connection takes it at accept, at its end, and
- * to write its line); the names are written only by main, between loads. */
-struct sr_shared {
-    uv_mutex_t lock;
-    size_t n_workers;
-    FILE *access_log;        /* NULL: access log off (lock) */
-    _Atomic bool is_logging; /* access_log != NULL, readable without the lock */
-    size_t n_conns;          /* open connections, all workers: [sniroute] max_connections */
-    struct sr_listener_count *lcounts;
-    size_t n_lcounts;
-    struct sr_ipcount *per_ip;                       /* open connections per client address */
-    uint64_t n_refused[SR_METRICS_N_LIMITS];         /* by enum sr_metrics_limit */
-    uint64_t n_refused_noticed[SR_METRICS_N_LIMITS]; /* as of the last notice */
-    uint64_t refusal_notice_ms;                      /* uv_hrtime() / 1e6 of the last notice */
-    /* Accept stuck (out of descriptors or memory), all workers: queued connections
-     * closed unread, listener pauses, and the same as of the last notice. */
-    uint64_t n_shed;
-    uint64_t n_accept_paused;
-    uint64_t n_shed_noticed;
-    uint64_t n_accept_paused_noticed;
-    uint64_t accept_notice_ms; /* uv_hrtime() / 1e6 of the last notice */
-    struct sr_metrics_names listener_names;
-    struct sr_metrics_names upstream_names;
-    uint64_t start_time_ms;
-    /* Binary upgrade: sockets handed over by the old process, taken before binding
-     * (owned by main; NULL when not an upgrade). */
-    struct sr_inherited *inherited;
-    /* Binary upgrade, old side: the socket idle connections are handed to the new process
-     * over (upgrade.h), set by main before it asks the workers to drain and closed by main
-     * once they have stopped; -1: none. Broken: a send failed (the new process is gone),
-     * so every worker drains what it still has. */
-    _Atomic int handover_fd;
-    _Atomic bool is_handover_broken;
-};
-
-/* Set up (0 or a UV_E* code) and free what <shared> holds. */
-int sr_shared_init(struct sr_shared *shared, size_t n_workers, FILE *access_log);
-void sr_shared_fini(struct sr_shared *shared);
-
-/* Write one access-log line, whole, under the shared lock. */
-void sr_shared_log(struct sr_shared *shared, const char *line, size_t len);
 
 struct sr_server {
     uv_loop_t *loop;
@@ -274,31 +182,10 @@ void sr_server_fini(struct sr_server *server);
 void *sr__pool_get(struct sr_server *server);
 void sr__pool_put(struct sr_server *server, void *buf);
 
-/* Format an IPv4 or IPv6 socket address as "ip:port" or "[ip]:port" into <out>; room for
- * SR_SOCKADDR_TEXT_MAX bytes is always enough. */
-void sr__format_sockaddr(const struct sockaddr *sa, char *out, size_t cap);
-
 /* An empty non-blocking pipe in <fds> (read end, write end): 0, or a UV_E* code when none
  * can be had (descriptors exhausted). sr__pipe_put takes back an empty one. */
 int sr__pipe_get(struct sr_server *server, int fds[2]);
 void sr__pipe_put(struct sr_server *server, const int fds[2]);
-
-/* Count a just-accepted <conn> from <peer> (zeroed if unknown) against the limits of its
- * generation. Returns NULL if it may proceed, or the name of the limit it is over (the
- * caller closes it at once; the refusal is counted and summarized in a rate-limited
- * notice). Counts are released by sr__server_conn_gone. */
-const char *sr__server_admit(struct sr_server *server, struct sr_conn *conn,
-                             const struct sockaddr *peer);
-
-/* proxy_protocol = accept: count the client a trusted PROXY header names against
- * max_connections_per_ip (the load balancer's own address is not counted at accept).
- * Returns NULL, or the limit's name (the caller closes the connection). */
-const char *sr__server_admit_client(struct sr_server *server, struct sr_conn *conn,
-                                    const struct sockaddr *client);
-
-/* Count <conn> (adopted from the old process of an upgrade: already open) in the limits
- * like sr__server_admit, but never refuse it. Released by sr__server_conn_gone. */
-void sr__server_count(struct sr_server *server, struct sr_conn *conn, const struct sockaddr *peer);
 
 /* A connection joins the server's list at accept and leaves it just before it is freed. */
 void sr__server_conn_add(struct sr_server *server, struct sr_conn *conn);
