@@ -70,7 +70,7 @@ conn_now(const struct sr_conn *conn)
 static void
 conn_deadline(struct sr_conn *conn, uint64_t after_ms)
 {
-    sr__server_deadline_set(conn->server, &conn->deadline, conn_now(conn) + after_ms);
+    sr_resources_deadline_set(&conn->server->res, &conn->deadline, conn_now(conn) + after_ms);
 }
 
 static void
@@ -87,7 +87,7 @@ setup_free(struct sr_conn *conn)
     }
     free(setup->peek);
     free(setup->proxy_header);
-    sr__setup_put(conn->server, setup);
+    sr_resources_setup_put(&conn->server->res, setup);
 }
 
 void
@@ -232,7 +232,7 @@ socket_close(struct sr_conn *conn, struct sr_watch *watch, bool is_reset)
 
         (void)setsockopt(watch->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
     }
-    sr_watch_close(&conn->server->reactor, watch);
+    sr_watch_close(&conn->server->res.reactor, watch);
 }
 
 /* Close everything. <reset_client>/<reset_backend> end that side with an RST instead of a
@@ -266,7 +266,7 @@ sr__conn_close_ex(struct sr_conn *conn, const char *outcome, bool reset_client, 
                          conn->up.n_bytes - (ad != NULL ? ad->base_in : 0),
                          conn->down.n_bytes - (ad != NULL ? ad->base_out : 0));
     }
-    sr__server_deadline_clear(conn->server, &conn->deadline);
+    sr_resources_deadline_clear(&conn->server->res, &conn->deadline);
     sr__relay_release(conn); /* pipes and buffers back to the pools now */
     socket_close(conn, &conn->client, reset_client);
     socket_close(conn, &conn->backend, reset_backend);
@@ -282,8 +282,9 @@ sr_conn_close(struct sr_conn *conn, const char *outcome)
 }
 
 void
-sr__conn_on_deadline(struct sr_conn *conn)
+sr__conn_on_deadline(struct sr_deadline *d)
 {
+    struct sr_conn *conn = (struct sr_conn *)((char *)d - offsetof(struct sr_conn, deadline));
     uint64_t idle_ms = conn->gen->cfg.idle_timeout_ms;
     uint64_t quiet_ms;
 
@@ -341,7 +342,7 @@ conn_linger(struct sr_conn *conn)
     conn->state = SR_CONN_REFUSING;
     conn_deadline(conn, SR_LINGER_MS);
     if (shutdown(conn->client.fd, SHUT_WR) != 0 ||
-        sr_watch_set(&conn->server->reactor, &conn->client, EPOLLIN) != 0) {
+        sr_watch_set(&conn->server->res.reactor, &conn->client, EPOLLIN) != 0) {
         sr_conn_close(conn, NULL);
     }
 }
@@ -380,14 +381,14 @@ conn_refuse_with(struct sr_conn *conn, const void *bytes, size_t len, const char
 static void
 linger_read(struct sr_conn *conn)
 {
-    uint8_t *buf = sr__server_scratch(conn->server, SR_PEEK_INITIAL);
+    uint8_t *buf = sr_resources_scratch(&conn->server->res, SR_PEEK_INITIAL);
     ssize_t n;
 
     if (buf == NULL) {
         sr_conn_close(conn, NULL);
         return;
     }
-    n = recv(conn->client.fd, buf, conn->server->scratch_cap, 0);
+    n = recv(conn->client.fd, buf, conn->server->res.scratch_cap, 0);
     if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
         sr_conn_close(conn, NULL); /* EOF or error: the client is done */
     }
@@ -682,7 +683,7 @@ hello_keep(struct sr_conn *conn)
         return false;
     }
     setup->peek_cap = cap;
-    memcpy(setup->peek, conn->server->scratch, setup->peek_len);
+    memcpy(setup->peek, conn->server->res.scratch, setup->peek_len);
     return true;
 }
 
@@ -779,7 +780,7 @@ hello_read(struct sr_conn *conn)
     ssize_t n;
 
     if (setup->peek == NULL) {
-        uint8_t *buf = sr__server_scratch(conn->server, cap);
+        uint8_t *buf = sr_resources_scratch(&conn->server->res, cap);
 
         if (buf == NULL) {
             conn->detail = uv_err_name(UV_ENOMEM);
@@ -1097,7 +1098,7 @@ static void
 first_payload(const struct sr_conn *conn, const uint8_t **p, size_t *len)
 {
     const struct sr_conn_setup *setup = conn->setup;
-    const uint8_t *bytes = setup->peek != NULL ? setup->peek : conn->server->scratch;
+    const uint8_t *bytes = setup->peek != NULL ? setup->peek : conn->server->res.scratch;
 
     *p = NULL;
     *len = 0;
@@ -1235,7 +1236,7 @@ wait_writable:
     if (!hello_keep(conn)) {
         return;
     }
-    rc = sr_watch_set(&conn->server->reactor, &conn->backend, EPOLLOUT);
+    rc = sr_watch_set(&conn->server->res.reactor, &conn->backend, EPOLLOUT);
     if (rc != 0) {
         conn->detail = uv_err_name(rc);
         sr_conn_close(conn, "error");
@@ -1260,7 +1261,7 @@ on_client_event(struct sr_watch *watch, uint32_t events)
     case SR_CONN_CONNECTING:
         /* More bytes (or a hangup) while we connect: they wait for the relay. Stop
          * watching only now; on the fast path the connect is over before this. */
-        (void)sr_watch_set(&conn->server->reactor, &conn->client, 0);
+        (void)sr_watch_set(&conn->server->res.reactor, &conn->client, 0);
         return;
     case SR_CONN_RELAYING:
         sr__relay_event(conn, true, events);
@@ -1300,7 +1301,7 @@ sr_conn_accept(struct sr_listener *listener, int fd, const struct sockaddr *peer
     int rc;
 
     conn = calloc(1, sizeof(*conn));
-    setup = conn != NULL ? sr__setup_get(server) : NULL;
+    setup = conn != NULL ? sr_resources_setup_get(&server->res, sizeof(*setup)) : NULL;
     if (setup == NULL) {
         free(conn);
         close(fd);
@@ -1355,7 +1356,7 @@ sr_conn_accept(struct sr_listener *listener, int fd, const struct sockaddr *peer
         }
     }
     conn_deadline(conn, hello_timer_ms(conn));
-    rc = sr_watch_set(&server->reactor, &conn->client, EPOLLIN);
+    rc = sr_watch_set(&server->res.reactor, &conn->client, EPOLLIN);
     if (rc != 0) {
         conn->detail = uv_err_name(rc);
         sr_conn_close(conn, "error");
@@ -1411,7 +1412,7 @@ conn_record(const struct sr_conn *conn, struct sr_upgrade_conn *rec)
 int
 sr__conn_hand_over(struct sr_conn *conn, int sock)
 {
-    struct sr_reactor *reactor = &conn->server->reactor;
+    struct sr_reactor *reactor = &conn->server->res.reactor;
     struct sr_upgrade_conn rec;
     uint32_t client_events = conn->client.events;
     uint32_t backend_events = conn->backend.events;

@@ -30,7 +30,7 @@ flow_release(struct sr_conn *conn, struct sr_flow *flow)
 {
     if (flow->pipe_fds[0] >= 0) {
         if (flow->pending == 0) {
-            sr__pipe_put(conn->server, flow->pipe_fds);
+            sr_resources_pipe_put(&conn->server->res, flow->pipe_fds);
         } else {
             /* Bytes left in a pipe on a broken connection: the pipe cannot be reused. */
             close(flow->pipe_fds[0]);
@@ -40,7 +40,7 @@ flow_release(struct sr_conn *conn, struct sr_flow *flow)
         flow->pipe_fds[1] = -1;
     }
     if (flow->buf != NULL) {
-        sr__pool_put(conn->server, flow->buf);
+        sr_resources_buf_put(&conn->server->res, flow->buf);
         flow->buf = NULL;
     }
     if (flow->is_tracked) {
@@ -80,22 +80,22 @@ flow_acquire(struct sr_conn *conn, struct sr_flow *flow)
     bool may_splice = flow->is_bulk && flow_opaque_len(conn, flow) > 0;
 
     if (flow->buf != NULL && may_splice) {
-        sr__pool_put(conn->server, flow->buf); /* empty: a bulk stream moves to a pipe */
+        sr_resources_buf_put(&conn->server->res, flow->buf); /* empty: a bulk stream moves to a pipe */
         flow->buf = NULL;
     }
     if (flow->pipe_fds[0] >= 0 && !may_splice) {
         /* Empty (nothing is pending here): a response head comes next, to be read. */
-        sr__pipe_put(conn->server, flow->pipe_fds);
+        sr_resources_pipe_put(&conn->server->res, flow->pipe_fds);
         flow->pipe_fds[0] = -1;
         flow->pipe_fds[1] = -1;
     }
     if (flow->pipe_fds[0] >= 0 || flow->buf != NULL) {
         return 0;
     }
-    if (may_splice && sr__pipe_get(conn->server, flow->pipe_fds) == 0) {
+    if (may_splice && sr_resources_pipe_get(&conn->server->res, flow->pipe_fds) == 0) {
         return 0;
     }
-    flow->buf = sr__pool_get(conn->server);
+    flow->buf = sr_resources_buf_get(&conn->server->res);
     return flow->buf != NULL ? 0 : UV_ENOMEM;
 }
 
@@ -251,7 +251,7 @@ http_down_step(struct sr_conn *conn, struct sr_flow *flow)
         flow_release(conn, flow);
     }
     if (flow->buf == NULL) {
-        flow->buf = sr__pool_get(conn->server);
+        flow->buf = sr_resources_buf_get(&conn->server->res);
         if (flow->buf == NULL) {
             conn->detail = uv_err_name(UV_ENOMEM);
             sr_conn_close(conn, "error");
@@ -383,7 +383,7 @@ flow_pump(struct sr_conn *conn, struct sr_flow *flow)
 static void
 relay_watch(struct sr_conn *conn)
 {
-    struct sr_reactor *reactor = &conn->server->reactor;
+    struct sr_reactor *reactor = &conn->server->res.reactor;
     uint32_t client = 0;
     uint32_t backend = 0;
     int rc;

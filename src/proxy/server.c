@@ -48,102 +48,6 @@ sr_servers_metrics(struct sr_server *const *servers, size_t n, uint64_t generati
     return sr_metrics_format(out, len, workers, i, &info);
 }
 
-void *
-sr__pool_get(struct sr_server *server)
-{
-    struct sr_buf_pool *pool = &server->pool;
-    void *buf = pool->free_list;
-
-    if (buf != NULL) {
-        memcpy(&pool->free_list, buf, sizeof(void *));
-        pool->n_free--;
-    } else {
-        buf = malloc(SR_RELAY_BUF_SIZE);
-        if (buf == NULL) {
-            return NULL;
-        }
-    }
-    pool->n_out++;
-    return buf;
-}
-
-void
-sr__pool_put(struct sr_server *server, void *buf)
-{
-    struct sr_buf_pool *pool = &server->pool;
-
-    assert(pool->n_out > 0);
-    pool->n_out--;
-    /* Keep a bounded number for reuse: a burst of traffic must not pin its peak memory. */
-    if (pool->n_free >= SR_POOL_KEEP_MAX) {
-        free(buf);
-        return;
-    }
-    memcpy(buf, &pool->free_list, sizeof(void *));
-    pool->free_list = buf;
-    pool->n_free++;
-}
-
-int
-sr__pipe_get(struct sr_server *server, int fds[2])
-{
-    struct sr_pipe_pool *pipes = &server->pipes;
-
-    if (pipes->n_free > 0) {
-        pipes->n_free--;
-        fds[0] = pipes->fds[pipes->n_free][0];
-        fds[1] = pipes->fds[pipes->n_free][1];
-        return 0;
-    }
-    if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0) {
-        fds[0] = -1;
-        fds[1] = -1;
-        return -errno; /* libuv's codes are negated errno values on Unix */
-    }
-    return 0;
-}
-
-void
-sr__pipe_put(struct sr_server *server, const int fds[2])
-{
-    struct sr_pipe_pool *pipes = &server->pipes;
-
-    if (pipes->n_free >= pipes->keep_max) {
-        close(fds[0]);
-        close(fds[1]);
-        return;
-    }
-    pipes->fds[pipes->n_free][0] = fds[0];
-    pipes->fds[pipes->n_free][1] = fds[1];
-    pipes->n_free++;
-}
-
-static size_t
-pipe_keep_max(void)
-{
-    struct rlimit rl;
-
-    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY) {
-        return SR_PIPE_KEEP_MAX;
-    }
-    return rl.rlim_cur / 64 < SR_PIPE_KEEP_MAX ? (size_t)(rl.rlim_cur / 64) : SR_PIPE_KEEP_MAX;
-}
-
-static void
-pool_fini(struct sr_buf_pool *pool)
-{
-    void *buf = pool->free_list;
-    void *next;
-
-    while (buf != NULL) {
-        memcpy(&next, buf, sizeof(void *));
-        free(buf);
-        buf = next;
-    }
-    pool->free_list = NULL;
-    pool->n_free = 0;
-}
-
 static void
 server_check_stopped(struct sr_server *server)
 {
@@ -158,11 +62,9 @@ server_check_stopped(struct sr_server *server)
         }
         uv_close((uv_handle_t *)&server->drain_timer, NULL);
         uv_close((uv_handle_t *)&server->handover_timer, NULL);
-        uv_close((uv_handle_t *)&server->trim_timer, NULL);
         uv_close((uv_handle_t *)&server->accept_timer, NULL);
-        uv_close((uv_handle_t *)&server->deadline_timer, NULL);
         uv_close((uv_handle_t *)&server->reaper, NULL);
-        sr_reactor_close(&server->reactor, NULL);
+        sr_resources_close(&server->res);
         if (server->on_stopped != NULL) {
             server->on_stopped(server);
         }
@@ -170,72 +72,6 @@ server_check_stopped(struct sr_server *server)
 }
 
 /* --- Timeouts, the reaper, the peek buffer, setups ------------------------------------ */
-
-static void on_deadline_timer(uv_timer_t *timer);
-
-/* Keep the one timer set for the earliest deadline; libuv's timer start is a heap
- * operation, no system call, but skip it when nothing changed. */
-static void
-deadline_rearm(struct sr_server *server)
-{
-    struct sr_deadline *first = sr_deadline_first(&server->deadlines);
-    uint64_t now;
-
-    if (server->is_stopped) {
-        return;
-    }
-    if (first == NULL) {
-        if (server->deadline_armed_ms != UINT64_MAX) {
-            uv_timer_stop(&server->deadline_timer);
-            server->deadline_armed_ms = UINT64_MAX;
-        }
-        return;
-    }
-    if (first->due_ms == server->deadline_armed_ms) {
-        return;
-    }
-    now = uv_now(server->loop);
-    server->deadline_armed_ms = first->due_ms;
-    uv_timer_start(&server->deadline_timer, on_deadline_timer,
-                   first->due_ms > now ? first->due_ms - now : 0, 0);
-}
-
-static void
-on_deadline_timer(uv_timer_t *timer)
-{
-    struct sr_server *server = timer->data;
-    uint64_t now = uv_now(server->loop);
-    struct sr_deadline *d;
-
-    server->deadline_armed_ms = UINT64_MAX;
-    while ((d = sr_deadline_first(&server->deadlines)) != NULL && d->due_ms <= now) {
-        sr_deadline_clear(&server->deadlines, d);
-        /* The connection sets a new deadline or closes. */
-        sr__conn_on_deadline((struct sr_conn *)((char *)d - offsetof(struct sr_conn, deadline)));
-    }
-    deadline_rearm(server);
-}
-
-void
-sr__server_deadline_set(struct sr_server *server, struct sr_deadline *d, uint64_t due_ms)
-{
-    if (sr_deadline_set(&server->deadlines, d, due_ms) != 0) {
-        /* Out of memory for the heap: a connection without a timeout would be a leak;
-         * the drain timer is our last line, so just say it. */
-        sr_log_notice("out of memory for a timeout");
-        return;
-    }
-    deadline_rearm(server);
-}
-
-void
-sr__server_deadline_clear(struct sr_server *server, struct sr_deadline *d)
-{
-    if (d->index != SR_DEADLINE_NONE) {
-        sr_deadline_clear(&server->deadlines, d);
-        deadline_rearm(server);
-    }
-}
 
 static void
 on_reap(uv_idle_t *idle)
@@ -260,50 +96,6 @@ sr__server_conn_dead(struct sr_server *server, struct sr_conn *conn)
     server->dead = conn;
 }
 
-uint8_t *
-sr__server_scratch(struct sr_server *server, size_t len)
-{
-    uint8_t *p;
-
-    if (len > server->scratch_cap) {
-        p = realloc(server->scratch, len);
-        if (p == NULL) {
-            return NULL;
-        }
-        server->scratch = p;
-        server->scratch_cap = len;
-    }
-    return server->scratch;
-}
-
-#define SR_SETUP_KEEP_MAX 64
-
-struct sr_conn_setup *
-sr__setup_get(struct sr_server *server)
-{
-    struct sr_conn_setup *setup = server->setup_free;
-
-    if (setup == NULL) {
-        return calloc(1, sizeof(*setup));
-    }
-    server->setup_free = *(void **)setup;
-    server->n_setup_free--;
-    memset(setup, 0, sizeof(*setup));
-    return setup;
-}
-
-void
-sr__setup_put(struct sr_server *server, struct sr_conn_setup *setup)
-{
-    if (server->n_setup_free >= SR_SETUP_KEEP_MAX) {
-        free(setup);
-        return;
-    }
-    *(void **)setup = server->setup_free;
-    server->setup_free = setup;
-    server->n_setup_free++;
-}
-
 void
 sr__server_conn_add(struct sr_server *server, struct sr_conn *conn)
 {
@@ -317,30 +109,10 @@ sr__server_conn_add(struct sr_server *server, struct sr_conn *conn)
     server->n_accepted++;
 }
 
-/* glibc keeps freed heap pages that are not at the top of the heap: after a burst of
- * connections (a flood, a reconnect storm) the daemon would stay at its peak size although
- * the memory is free. Once closes stop coming for a moment, give it back. Under steady
- * traffic the timer keeps being pushed back and nothing is trimmed: that memory is in use. */
-#define SR_TRIM_AFTER_CLOSES 256
-#define SR_TRIM_QUIET_MS     250
-
-static void
-on_trim(uv_timer_t *timer)
-{
-    struct sr_server *server = timer->data;
-
-    if (server->n_closed_since_trim >= SR_TRIM_AFTER_CLOSES) {
-        malloc_trim(0);
-    }
-    server->n_closed_since_trim = 0;
-}
-
 void
 sr__server_conn_gone(struct sr_server *server, struct sr_conn *conn)
 {
-    if (++server->n_closed_since_trim >= SR_TRIM_AFTER_CLOSES / 4 && !server->is_stopped) {
-        uv_timer_start(&server->trim_timer, on_trim, SR_TRIM_QUIET_MS, 0);
-    }
+    sr_resources_note_freed(&server->res);
     sr_shared_release(server->shared, &conn->adm);
     if (conn->prev != NULL) {
         conn->prev->next = conn->next;
@@ -423,7 +195,7 @@ on_accept_retry(uv_timer_t *timer)
             continue;
         }
         /* Level-triggered: a queue that filled meanwhile wakes the loop at the next poll. */
-        if (sr_watch_set(&server->reactor, &listener->watch, EPOLLIN) == 0) {
+        if (sr_watch_set(&server->res.reactor, &listener->watch, EPOLLIN) == 0) {
             listener->is_paused = false;
         } else {
             is_still_paused = true; /* no kernel memory for the epoll entry: later */
@@ -441,7 +213,7 @@ listener_pause(struct sr_listener *listener)
 {
     struct sr_server *server = listener->server;
 
-    sr_watch_clear(&server->reactor, &listener->watch);
+    sr_watch_clear(&server->res.reactor, &listener->watch);
     listener->is_paused = true;
     if (!uv_is_active((uv_handle_t *)&server->accept_timer)) {
         uv_timer_start(&server->accept_timer, on_accept_retry, SR_ACCEPT_RETRY_MS, 0);
@@ -563,7 +335,7 @@ listener_close(struct sr_listener *listener)
     if (*link != NULL) {
         *link = listener->next;
     }
-    sr_watch_clear(&server->reactor, &listener->watch);
+    sr_watch_clear(&server->res.reactor, &listener->watch);
     close(listener->watch.fd);
     free(listener);
     server->n_listeners_open--;
@@ -648,7 +420,7 @@ listener_open(struct sr_server *server, const struct sr_listener_config *lc,
     }
     if (rc == 0) {
         sr_watch_init(&listener->watch, fd, on_listener_ready);
-        rc = sr_watch_set(&server->reactor, &listener->watch, EPOLLIN);
+        rc = sr_watch_set(&server->res.reactor, &listener->watch, EPOLLIN);
     }
     if (rc != 0) {
         if (fd >= 0) {
@@ -783,26 +555,19 @@ sr_server_start(struct sr_server *server, uv_loop_t *loop, struct sr_shared *sha
     server->drain_timer.data = server;
     uv_timer_init(loop, &server->handover_timer);
     server->handover_timer.data = server;
-    uv_timer_init(loop, &server->trim_timer);
-    server->trim_timer.data = server;
     uv_timer_init(loop, &server->accept_timer);
     server->accept_timer.data = server;
-    uv_timer_init(loop, &server->deadline_timer);
-    server->deadline_timer.data = server;
-    server->deadline_armed_ms = UINT64_MAX;
     uv_idle_init(loop, &server->reaper);
     server->reaper.data = server;
     uv_unref((uv_handle_t *)&server->reaper);
     server->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    server->pipes.keep_max = pipe_keep_max();
-    rc = sr_reactor_init(&server->reactor, loop);
+    rc = sr_resources_init(&server->res, loop, sr__conn_on_deadline);
     if (rc != 0) {
         sr_log_notice("cannot create the event set: %s", uv_strerror(rc));
         server->listeners = NULL;
         sr_server_drain(server);
         return rc;
     }
-    server->reactor.data = server;
     if (sr_metrics_init(&server->metrics, SR_METRICS_LISTENERS_MAX, SR_METRICS_UPSTREAMS_MAX) !=
         0) {
         sr_log_notice("out of memory");
@@ -936,25 +701,10 @@ sr_server_fini(struct sr_server *server)
     sr_generation_unref(server->gen);
     server->gen = NULL;
     sr_metrics_fini(&server->metrics);
-    assert(server->pool.n_out == 0);
-    pool_fini(&server->pool);
     assert(server->dead == NULL);
-    sr_deadline_heap_fini(&server->deadlines);
-    free(server->scratch);
-    server->scratch = NULL;
-    while (server->setup_free != NULL) {
-        void *next = *(void **)server->setup_free;
-
-        free(server->setup_free);
-        server->setup_free = next;
-    }
+    sr_resources_fini(&server->res);
     if (server->spare_fd >= 0) {
         close(server->spare_fd);
         server->spare_fd = -1;
-    }
-    while (server->pipes.n_free > 0) {
-        server->pipes.n_free--;
-        close(server->pipes.fds[server->pipes.n_free][0]);
-        close(server->pipes.fds[server->pipes.n_free][1]);
     }
 }

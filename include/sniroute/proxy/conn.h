@@ -232,8 +232,8 @@ void sr_conn_close(struct sr_conn *conn, const char *outcome);
 void sr__conn_close_ex(struct sr_conn *conn, const char *outcome, bool reset_client,
                        bool reset_backend);
 
-/* A deadline of <conn> is due (proxy.c's timer calls it). */
-void sr__conn_on_deadline(struct sr_conn *conn);
+/* The deadline <d> of a connection is due (the worker's resources call it). */
+void sr__conn_on_deadline(struct sr_deadline *d);
 
 /* Free <conn> (proxy.c, after the batch in which it was closed). */
 void sr__conn_free(struct sr_conn *conn);

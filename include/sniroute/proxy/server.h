@@ -22,6 +22,7 @@
 #include "sniroute/core/deadline.h"
 #include "sniroute/core/reactor.h"
 #include "sniroute/core/generation.h"
+#include "sniroute/core/resources.h"
 #include "sniroute/core/shared.h"
 
 struct sr_conn;
@@ -45,28 +46,6 @@ struct sr_listener {
     bool is_kept;                         /* reload bookkeeping */
     bool is_paused; /* out of the epoll set until the server's accept_timer (see server.c) */
     char addr_text[SR_SOCKADDR_TEXT_MAX]; /* as bound, port resolved ("127.0.0.1:40123") */
-};
-
-/* Relay buffers are taken only while a read or write is in flight and returned after, so an
- * idle connection holds none. The pool keeps a bounded number for reuse. */
-struct sr_buf_pool {
-    void *free_list; /* singly linked through the first bytes of each free buffer */
-    size_t n_free;
-    size_t n_out; /* handed out and not yet returned */
-};
-
-#define SR_RELAY_BUF_SIZE 16384
-#define SR_POOL_KEEP_MAX  256
-
-/* Kernel pipes for splicing, kept for reuse like buffers. Each costs two descriptors, so
- * the pool keeps at most one pipe per 64 descriptors of RLIMIT_NOFILE (and never more than
- * SR_PIPE_KEEP_MAX): under a tight limit, descriptors go to clients first. */
-#define SR_PIPE_KEEP_MAX 128
-
-struct sr_pipe_pool {
-    int fds[SR_PIPE_KEEP_MAX][2];
-    size_t n_free;
-    size_t keep_max;
 };
 
 struct sr_server {
@@ -95,27 +74,14 @@ struct sr_server {
 
     struct sr_health health; /* active checks of the current generation's pools */
 
-    struct sr_buf_pool pool;
-    struct sr_pipe_pool pipes;
-
-    /* Every socket of the connections and the listeners is watched here. */
-    struct sr_reactor reactor;
-    /* The connections' timeouts, and one timer set for the earliest. */
-    struct sr_deadline_heap deadlines;
-    uv_timer_t deadline_timer;
-    uint64_t deadline_armed_ms; /* what the timer is set for; UINT64_MAX: not set */
+    /* The loop's reactor, deadlines, buffers and pipes, scratch buffer and setup cache:
+     * what the connections borrow. */
+    struct sr_resources res;
     /* Closed connections, freed once the current batch of events is done (an event for
      * one of them may still be in it), by an idle handle: it runs before the next poll and
      * keeps that poll from blocking while something waits to be freed. */
     struct sr_conn *dead;
     uv_idle_t reaper;
-    /* Where hellos are peeked into (MSG_PEEK): one buffer per worker, used and done with
-     * within one callback. */
-    uint8_t *scratch;
-    size_t scratch_cap;
-    /* Connection setups kept for reuse (singly linked through their first bytes). */
-    void *setup_free;
-    size_t n_setup_free;
     /* Out of descriptors: this one is closed to accept and drop what waits, so clients
      * get a close rather than a hang (libuv's trick); -1 while another thread holds the
      * descriptor number it had. Then, or when accept fails for want of kernel memory, the
@@ -128,8 +94,6 @@ struct sr_server {
     /* While draining after an upgrade: hand idle connections over (busy ones later). */
     uv_timer_t handover_timer;
     uint64_t n_handed_over;
-    uv_timer_t trim_timer; /* returns freed heap to the kernel after a burst */
-    size_t n_closed_since_trim;
     bool is_draining;
     bool is_stopped; /* every handle of ours is closed or closing */
 };
@@ -177,33 +141,11 @@ void sr_server_drain(struct sr_server *server);
 /* Free what the server still holds (pools, the config); call after uv_run has returned. */
 void sr_server_fini(struct sr_server *server);
 
-/* Relay buffer pool, shared with the connections. sr__pool_get returns NULL when out of
- * memory. */
-void *sr__pool_get(struct sr_server *server);
-void sr__pool_put(struct sr_server *server, void *buf);
-
-/* An empty non-blocking pipe in <fds> (read end, write end): 0, or a UV_E* code when none
- * can be had (descriptors exhausted). sr__pipe_put takes back an empty one. */
-int sr__pipe_get(struct sr_server *server, int fds[2]);
-void sr__pipe_put(struct sr_server *server, const int fds[2]);
-
 /* A connection joins the server's list at accept and leaves it just before it is freed. */
 void sr__server_conn_add(struct sr_server *server, struct sr_conn *conn);
 void sr__server_conn_gone(struct sr_server *server, struct sr_conn *conn);
 
 /* A closed connection: freed after the current batch of events. */
 void sr__server_conn_dead(struct sr_server *server, struct sr_conn *conn);
-
-/* Set or clear a connection's timeout (absolute, in uv_now() milliseconds). */
-void sr__server_deadline_set(struct sr_server *server, struct sr_deadline *d, uint64_t due_ms);
-void sr__server_deadline_clear(struct sr_server *server, struct sr_deadline *d);
-
-/* The worker's peek buffer, at least <len> bytes; NULL when out of memory. */
-uint8_t *sr__server_scratch(struct sr_server *server, size_t len);
-
-/* A zeroed connection setup, from the server's cache or the heap; NULL when out of
- * memory. sr__setup_put takes it back. */
-struct sr_conn_setup *sr__setup_get(struct sr_server *server);
-void sr__setup_put(struct sr_server *server, struct sr_conn_setup *setup);
 
 #endif
