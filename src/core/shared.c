@@ -143,8 +143,7 @@ shared_count(struct sr_shared *shared, struct sr_admission *adm, const struct sr
         /* counted only */
     } else if (cfg->max_connections != 0 && shared->n_conns > cfg->max_connections) {
         limit = shared_refuse(shared, SR_METRICS_LIMIT_GLOBAL, over);
-    } else if (lcfg->max_connections != 0 && lc != NULL &&
-               lc->n_conns > lcfg->max_connections) {
+    } else if (lcfg->max_connections != 0 && lc != NULL && lc->n_conns > lcfg->max_connections) {
         limit = shared_refuse(shared, SR_METRICS_LIMIT_LISTENER, over);
     } else if (cfg->max_connections_per_ip != 0 && n_from_ip > cfg->max_connections_per_ip) {
         limit = shared_refuse(shared, SR_METRICS_LIMIT_PER_IP, over);

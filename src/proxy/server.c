@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
-/* The server: binds every listener of the config, hands each accepted socket to a new
- * connection, keeps the list of open connections for the drain, and owns the relay buffer
- * pool. It does not parse, route or relay: that is conn.c. */
+/* The server of one worker: binds every listener of the config, accepts (and what to do
+ * when accept cannot), hands each accepted socket to a new connection, reloads, and
+ * drains (handing idle connections to a new process after an upgrade). It owns the
+ * worker's resources and its set of connections; it does not parse, route or relay: that
+ * is conn.c and the steps below it. */
 #include "sniroute/proxy/server.h"
 
 #include <assert.h>
@@ -9,10 +11,8 @@
 #include <stdatomic.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
@@ -54,7 +54,7 @@ server_check_stopped(struct sr_server *server)
     if (!server->is_draining || server->is_stopped) {
         return;
     }
-    if (server->n_conns == 0 && server->n_listeners_open == 0) {
+    if (server->conns.n == 0 && server->n_listeners_open == 0) {
         server->is_stopped = true;
         if (server->n_handed_over > 0) {
             sr_log_notice("upgrade: handed %llu open connection(s) over to the new process",
@@ -63,7 +63,7 @@ server_check_stopped(struct sr_server *server)
         uv_close((uv_handle_t *)&server->drain_timer, NULL);
         uv_close((uv_handle_t *)&server->handover_timer, NULL);
         uv_close((uv_handle_t *)&server->accept_timer, NULL);
-        uv_close((uv_handle_t *)&server->reaper, NULL);
+        sr_conn_set_close(&server->conns);
         sr_resources_close(&server->res);
         if (server->on_stopped != NULL) {
             server->on_stopped(server);
@@ -71,59 +71,11 @@ server_check_stopped(struct sr_server *server)
     }
 }
 
-/* --- Timeouts, the reaper, the peek buffer, setups ------------------------------------ */
-
+/* The last connection is gone: a drain may be over. */
 static void
-on_reap(uv_idle_t *idle)
+on_conns_empty(struct sr_conn_set *set)
 {
-    struct sr_server *server = idle->data;
-    struct sr_conn *conn;
-
-    uv_idle_stop(idle);
-    while ((conn = server->dead) != NULL) {
-        server->dead = conn->next_dead;
-        sr__conn_free(conn); /* may stop the server: the last use of it here */
-    }
-}
-
-void
-sr__server_conn_dead(struct sr_server *server, struct sr_conn *conn)
-{
-    if (server->dead == NULL) {
-        uv_idle_start(&server->reaper, on_reap);
-    }
-    conn->next_dead = server->dead;
-    server->dead = conn;
-}
-
-void
-sr__server_conn_add(struct sr_server *server, struct sr_conn *conn)
-{
-    conn->prev = NULL;
-    conn->next = server->conns;
-    if (server->conns != NULL) {
-        server->conns->prev = conn;
-    }
-    server->conns = conn;
-    server->n_conns++;
-    server->n_accepted++;
-}
-
-void
-sr__server_conn_gone(struct sr_server *server, struct sr_conn *conn)
-{
-    sr_resources_note_freed(&server->res);
-    sr_shared_release(server->shared, &conn->adm);
-    if (conn->prev != NULL) {
-        conn->prev->next = conn->next;
-    } else {
-        server->conns = conn->next;
-    }
-    if (conn->next != NULL) {
-        conn->next->prev = conn->prev;
-    }
-    server->n_conns--;
-    server_check_stopped(server);
+    server_check_stopped(set->data);
 }
 
 /* --- Accepting, and what happens when accept cannot ------------------------------------
@@ -313,7 +265,8 @@ on_listener_ready(struct sr_watch *watch, uint32_t events)
         if (peer_len > sizeof(peer)) {
             memset(&peer, 0, sizeof(peer));
         }
-        if (sr_conn_accept(listener, fd, (const struct sockaddr *)&peer) != 0) {
+        if (sr_conn_accept(&listener->server->conns, listener->server->gen, listener->cfg, fd,
+                           (const struct sockaddr *)&peer) != 0) {
             /* Out of memory (logged; this one closed): the rest wait for the retry. */
             listener_stuck(listener, ENOMEM);
             return;
@@ -433,7 +386,7 @@ listener_open(struct sr_server *server, const struct sr_listener_config *lc,
     }
     server->n_listeners_open++;
     sr_addr_format_sockaddr((const struct sockaddr *)&ss, listener->addr_text,
-                        sizeof(listener->addr_text));
+                            sizeof(listener->addr_text));
     sr_log_notice("listening on %s (listener %s)", listener->addr_text, lc->name);
     return listener;
 }
@@ -467,7 +420,7 @@ on_drain_timeout(uv_timer_t *timer)
 {
     struct sr_server *server = timer->data;
 
-    sr_log_notice("drain timeout: closing %zu open connection(s)", server->n_conns);
+    sr_log_notice("drain timeout: closing %zu open connection(s)", server->conns.n);
     sr_server_drain(server);
 }
 
@@ -557,11 +510,11 @@ sr_server_start(struct sr_server *server, uv_loop_t *loop, struct sr_shared *sha
     server->handover_timer.data = server;
     uv_timer_init(loop, &server->accept_timer);
     server->accept_timer.data = server;
-    uv_idle_init(loop, &server->reaper);
-    server->reaper.data = server;
-    uv_unref((uv_handle_t *)&server->reaper);
     server->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    rc = sr_resources_init(&server->res, loop, sr__conn_on_deadline);
+    rc = sr_resources_init(&server->res, loop, sr_conn_on_deadline);
+    sr_conn_set_init(&server->conns, &server->res, &server->metrics, shared, worker);
+    server->conns.on_empty = on_conns_empty;
+    server->conns.data = server;
     if (rc != 0) {
         sr_log_notice("cannot create the event set: %s", uv_strerror(rc));
         server->listeners = NULL;
@@ -631,9 +584,9 @@ server_hand_over(struct sr_server *server)
         uv_timer_stop(&server->handover_timer);
         return;
     }
-    for (conn = server->conns; conn != NULL; conn = next) {
+    for (conn = server->conns.head; conn != NULL; conn = next) {
         next = conn->next; /* closing does not unlink; freeing (later) does */
-        rc = sr__conn_hand_over(conn, sock);
+        rc = sr_conn_hand_over(conn, sock);
         if (rc == 0) {
             server->n_handed_over++;
         } else if (rc == UV_EAGAIN) {
@@ -668,7 +621,7 @@ sr_server_drain(struct sr_server *server)
 
     if (server->is_draining) {
         /* Asked again, or the drain timed out: end what is left now. */
-        for (conn = server->conns; conn != NULL; conn = next) {
+        for (conn = server->conns.head; conn != NULL; conn = next) {
             next = conn->next; /* closing does not unlink; freeing (later) does */
             sr_conn_close(conn, "drained");
         }
@@ -679,8 +632,8 @@ sr_server_drain(struct sr_server *server)
     while (server->listeners != NULL) {
         listener_close(server->listeners);
     }
-    if (server->n_conns > 0) {
-        sr_log_notice("draining %zu open connection(s) for up to %llu ms", server->n_conns,
+    if (server->conns.n > 0) {
+        sr_log_notice("draining %zu open connection(s) for up to %llu ms", server->conns.n,
                       (unsigned long long)server->gen->cfg.drain_timeout_ms);
         uv_timer_start(&server->drain_timer, on_drain_timeout, server->gen->cfg.drain_timeout_ms,
                        0);
@@ -693,15 +646,22 @@ sr_server_drain(struct sr_server *server)
     server_check_stopped(server);
 }
 
+int
+sr_server_adopt(struct sr_server *server, const struct sr_upgrade_conn *rec, int client_fd,
+                int backend_fd, uint32_t uid)
+{
+    return sr_conn_adopt(&server->conns, server->gen, rec, client_fd, backend_fd, uid);
+}
+
 void
 sr_server_fini(struct sr_server *server)
 {
-    assert(server->n_conns == 0);
+    assert(server->conns.n == 0);
     assert(server->listeners == NULL);
     sr_generation_unref(server->gen);
     server->gen = NULL;
     sr_metrics_fini(&server->metrics);
-    assert(server->dead == NULL);
+    assert(server->conns.dead == NULL);
     sr_resources_fini(&server->res);
     if (server->spare_fd >= 0) {
         close(server->spare_fd);

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
-/* The server: listening sockets, the set of open connections, the relay buffer pool, the
- * reload and the drain on shutdown. One server runs on one libuv loop. A config is never
- * changed once loaded: a reload brings a new generation, and each connection keeps the
- * one it was accepted under. */
+/* The server of one worker: listening sockets and accept, the set of open connections,
+ * the worker's resources, the reload and the drain on shutdown. One server runs on one
+ * libuv loop. A config is never changed once loaded: a reload brings a new generation
+ * (core/generation.h), and each connection keeps the one it was accepted under. */
 #ifndef SR_SERVER_H
 #define SR_SERVER_H
 
@@ -15,18 +15,15 @@
 #include <uv.h>
 
 #include "sniroute/config/config.h"
-#include "sniroute/proxy/health.h"
-#include "sniroute/core/ipcount.h"
-#include "sniroute/observe/metrics.h"
-#include "sniroute/config/pool.h"
-#include "sniroute/core/deadline.h"
-#include "sniroute/core/reactor.h"
 #include "sniroute/core/generation.h"
+#include "sniroute/core/reactor.h"
 #include "sniroute/core/resources.h"
 #include "sniroute/core/shared.h"
+#include "sniroute/core/upgrade.h"
+#include "sniroute/observe/metrics.h"
+#include "sniroute/proxy/conn_types.h"
+#include "sniroute/proxy/health.h"
 
-struct sr_conn;
-struct sr_inherited;
 struct sr_server;
 
 /* While draining after an upgrade: how often connections busy at the last look are
@@ -58,9 +55,7 @@ struct sr_server {
     struct sr_listener *listeners; /* open listening sockets, not yet closing */
     size_t n_listeners_open;       /* listener handles not yet closed */
 
-    struct sr_conn *conns; /* every open connection, for the drain */
-    size_t n_conns;
-    uint64_t n_accepted;
+    struct sr_conn_set conns; /* every open connection, for the drain */
     uint64_t n_reloads_ok;
     uint64_t n_reloads_failed;
 
@@ -77,11 +72,6 @@ struct sr_server {
     /* The loop's reactor, deadlines, buffers and pipes, scratch buffer and setup cache:
      * what the connections borrow. */
     struct sr_resources res;
-    /* Closed connections, freed once the current batch of events is done (an event for
-     * one of them may still be in it), by an idle handle: it runs before the next poll and
-     * keeps that poll from blocking while something waits to be freed. */
-    struct sr_conn *dead;
-    uv_idle_t reaper;
     /* Out of descriptors: this one is closed to accept and drop what waits, so clients
      * get a close rather than a hang (libuv's trick); -1 while another thread holds the
      * descriptor number it had. Then, or when accept fails for want of kernel memory, the
@@ -141,11 +131,10 @@ void sr_server_drain(struct sr_server *server);
 /* Free what the server still holds (pools, the config); call after uv_run has returned. */
 void sr_server_fini(struct sr_server *server);
 
-/* A connection joins the server's list at accept and leaves it just before it is freed. */
-void sr__server_conn_add(struct sr_server *server, struct sr_conn *conn);
-void sr__server_conn_gone(struct sr_server *server, struct sr_conn *conn);
-
-/* A closed connection: freed after the current batch of events. */
-void sr__server_conn_dead(struct sr_server *server, struct sr_conn *conn);
+/* Binary upgrade, new side: relay the connection <rec> describes, taken over with its
+ * two descriptors, as one of <server>'s under its current config (see sr_conn_adopt).
+ * Returns 0 or a UV_E* code (logged; both descriptors closed). */
+int sr_server_adopt(struct sr_server *server, const struct sr_upgrade_conn *rec, int client_fd,
+                    int backend_fd, uint32_t uid);
 
 #endif
