@@ -89,14 +89,14 @@ sr_handover_send(struct sr_conn *conn, int sock, bool *is_broken)
         return UV_EBUSY;
     }
     conn_record(conn, &rec);
-    if (sr_upgrade_conn_check(&rec, -1, -1) != NULL) {
+    if (sr_upgrade_msg_check_conn(&rec, -1, -1) != NULL) {
         return UV_EBUSY; /* the new process would refuse it (a config text it cannot log) */
     }
     sr_relay_release(conn); /* an empty pipe or buffer some flow still holds */
     /* Stop watching first: from here on this process never reads these sockets again. */
     sr_watch_clear(reactor, &conn->client);
     sr_watch_clear(reactor, &conn->backend);
-    rc = sr_upgrade_send_conn(sock, &rec, conn->client.fd, conn->backend.fd);
+    rc = sr_upgrade_msg_send_conn(sock, &rec, conn->client.fd, conn->backend.fd);
     if (rc != 0) {
         /* Not sent: watch again as before and go on relaying here. */
         int err = sr_watch_set(reactor, &conn->client, client_events);
