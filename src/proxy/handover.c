@@ -13,7 +13,7 @@
 #include "sniroute/proxy/connect.h"
 #include "sniroute/proxy/relay.h"
 
-/* A handed-over connection's texts fit the message (upgrade.h): a listener name, a server
+/* A handed-over connection's texts fit the message (upgrade_msg.h): a listener name, a server
  * name, "pool/host:port" as the log writes it, an ALPN condition. */
 _Static_assert(SR_UPGRADE_TEXT_MAX > SR_CONFIG_NAME_MAX + 1 + SR_ADDR_HOST_MAX + 16 &&
                    SR_UPGRADE_TEXT_MAX > SR_NAME_MAX + 1 &&

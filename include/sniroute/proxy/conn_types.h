@@ -129,7 +129,7 @@ struct sr_conn_setup {
     void (*on_resolved)(struct sr_conn *conn, struct sr_connect_result r);
 };
 
-/* A connection taken over from the old process of a binary upgrade (upgrade.h): what the
+/* A connection taken over from the old process of a binary upgrade (upgrade_msg.h): what the
  * log line and the metrics need that the config cannot give, since the connection was
  * routed by another process, maybe under another config. */
 struct sr_conn_adopted {

@@ -11,7 +11,7 @@
 #include <stdint.h>
 
 #include "sniroute/core/generation.h"
-#include "sniroute/core/upgrade.h"
+#include "sniroute/core/upgrade_msg.h"
 #include "sniroute/proxy/conn_types.h"
 
 /* Old side: send <conn> to the new process over <sock> if nothing of it is in flight here

@@ -19,7 +19,7 @@
 #include "sniroute/core/reactor.h"
 #include "sniroute/core/resources.h"
 #include "sniroute/core/shared.h"
-#include "sniroute/core/upgrade.h"
+#include "sniroute/core/upgrade_msg.h"
 #include "sniroute/observe/metrics.h"
 #include "sniroute/proxy/conn_types.h"
 #include "sniroute/proxy/health.h"

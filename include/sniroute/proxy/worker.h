@@ -13,7 +13,7 @@
 #include <uv.h>
 
 #include "sniroute/proxy/server.h"
-#include "sniroute/core/upgrade.h"
+#include "sniroute/core/upgrade_msg.h"
 
 struct sr_workers;
 
