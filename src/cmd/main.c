@@ -23,7 +23,7 @@
 #include "sniroute/config/lint.h"
 #include "sniroute/observe/log.h"
 #include "sniroute/cmd/peek.h"
-#include "sniroute/proxy/proxy.h"
+#include "sniroute/proxy/server.h"
 #include "sniroute/cmd/selftest.h"
 #include "sniroute/core/upgrade.h"
 #include "sniroute/proxy/worker.h"
@@ -474,7 +474,7 @@ admin_start(struct daemon *d, uv_loop_t *loop, const struct sr_addr *addr)
     }
     d->has_admin = true;
     sr_admin_set_explain(&d->admin, on_admin_explain);
-    sr__format_sockaddr((const struct sockaddr *)&d->admin.addr, text, sizeof(text));
+    sr_addr_format_sockaddr((const struct sockaddr *)&d->admin.addr, text, sizeof(text));
     sr_log_notice("admin on %s (/metrics, /healthz, /readyz, /explain)", text);
     return 0;
 }

@@ -271,3 +271,23 @@ sr_addr_format(const struct sr_addr *addr, char *out, size_t cap)
     }
     return snprintf(out, cap, "%s:%u", addr->host, (unsigned)addr->port);
 }
+
+void
+sr_addr_format_sockaddr(const struct sockaddr *sa, char *out, size_t cap)
+{
+    char ip[INET6_ADDRSTRLEN];
+
+    if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)sa;
+
+        inet_ntop(AF_INET6, &sin6->sin6_addr, ip, sizeof(ip));
+        snprintf(out, cap, "[%s]:%u", ip, ntohs(sin6->sin6_port));
+    } else if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *sin = (const struct sockaddr_in *)sa;
+
+        inet_ntop(AF_INET, &sin->sin_addr, ip, sizeof(ip));
+        snprintf(out, cap, "%s:%u", ip, ntohs(sin->sin_port));
+    } else {
+        snprintf(out, cap, "-");
+    }
+}

@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "sniroute/observe/log.h"
-#include "sniroute/proxy/proxy.h"
+#include "sniroute/core/generation.h"
 
 struct sr_health_check {
     struct sr_health_check *next;

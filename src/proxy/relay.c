@@ -5,8 +5,9 @@
  * a handshake or a request); once a read fills a whole buffer it is a bulk stream and
  * splices through a kernel pipe from then on (socket to pipe to socket: the bytes never
  * enter user space). A pipe or buffer is held only while bytes are in flight, so an idle
- * connection holds neither. The worker's reactor watches the sockets. */
-#include "sniroute/proxy/conn.h"
+ * connection holds neither. The worker's reactor watches the sockets. The relay does not
+ * close the connection: it reports what happened (relay.h) and conn.c acts on it. */
+#include "sniroute/proxy/relay.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -18,6 +19,8 @@
 #include <uv.h>
 
 #include "sniroute/core/reactor.h"
+#include "sniroute/core/resources.h"
+#include "sniroute/wire/httpresp.h"
 
 /* A pipe holds 64 KiB by default: one splice moves at most that much. */
 #define SR_SPLICE_MAX (64 * 1024)
@@ -30,7 +33,7 @@ flow_release(struct sr_conn *conn, struct sr_flow *flow)
 {
     if (flow->pipe_fds[0] >= 0) {
         if (flow->pending == 0) {
-            sr__pipe_put(conn->server, flow->pipe_fds);
+            sr_resources_pipe_put(conn->set->res, flow->pipe_fds);
         } else {
             /* Bytes left in a pipe on a broken connection: the pipe cannot be reused. */
             close(flow->pipe_fds[0]);
@@ -40,7 +43,7 @@ flow_release(struct sr_conn *conn, struct sr_flow *flow)
         flow->pipe_fds[1] = -1;
     }
     if (flow->buf != NULL) {
-        sr__pool_put(conn->server, flow->buf);
+        sr_resources_buf_put(conn->set->res, flow->buf);
         flow->buf = NULL;
     }
     if (flow->is_tracked) {
@@ -54,7 +57,7 @@ flow_release(struct sr_conn *conn, struct sr_flow *flow)
 }
 
 void
-sr__relay_release(struct sr_conn *conn)
+sr_relay_release(struct sr_conn *conn)
 {
     flow_release(conn, &conn->up);
     flow_release(conn, &conn->down);
@@ -80,22 +83,22 @@ flow_acquire(struct sr_conn *conn, struct sr_flow *flow)
     bool may_splice = flow->is_bulk && flow_opaque_len(conn, flow) > 0;
 
     if (flow->buf != NULL && may_splice) {
-        sr__pool_put(conn->server, flow->buf); /* empty: a bulk stream moves to a pipe */
+        sr_resources_buf_put(conn->set->res, flow->buf); /* empty: a bulk stream moves to a pipe */
         flow->buf = NULL;
     }
     if (flow->pipe_fds[0] >= 0 && !may_splice) {
         /* Empty (nothing is pending here): a response head comes next, to be read. */
-        sr__pipe_put(conn->server, flow->pipe_fds);
+        sr_resources_pipe_put(conn->set->res, flow->pipe_fds);
         flow->pipe_fds[0] = -1;
         flow->pipe_fds[1] = -1;
     }
     if (flow->pipe_fds[0] >= 0 || flow->buf != NULL) {
         return 0;
     }
-    if (may_splice && sr__pipe_get(conn->server, flow->pipe_fds) == 0) {
+    if (may_splice && sr_resources_pipe_get(conn->set->res, flow->pipe_fds) == 0) {
         return 0;
     }
-    flow->buf = sr__pool_get(conn->server);
+    flow->buf = sr_resources_buf_get(conn->set->res);
     return flow->buf != NULL ? 0 : UV_ENOMEM;
 }
 
@@ -155,15 +158,13 @@ is_client_fd(const struct sr_conn *conn, int fd)
     return fd == conn->up.src_fd;
 }
 
-/* A socket failed: pass the reset on to the other side so neither end mistakes a broken
- * stream for a complete one. */
-static void
+/* A socket failed: the caller passes the reset on to the other side so neither end
+ * mistakes a broken stream for a complete one. */
+static enum sr_relay_result
 relay_fail(struct sr_conn *conn, int fd, int err)
 {
-    bool is_client = is_client_fd(conn, fd);
-
     conn->detail = uv_err_name(err);
-    sr__conn_close_ex(conn, is_client ? "client_reset" : "backend_reset", !is_client, is_client);
+    return is_client_fd(conn, fd) ? SR_RELAY_CLIENT_RESET : SR_RELAY_BACKEND_RESET;
 }
 
 /* --- protocol = http -------------------------------------------------------------------- */
@@ -171,24 +172,51 @@ relay_fail(struct sr_conn *conn, int fd, int err)
 enum http_step {
     HTTP_READ,   /* nothing in the way: read src */
     HTTP_FLUSH,  /* bytes to write are pending now */
-    HTTP_RETURN, /* the flow waits (or the connection ended): stop pumping it */
+    HTTP_RETURN, /* the flow waits, or the relay ends (<*res>): stop pumping it */
 };
+
+/* What a refused request gets, once the responses owed before it are through. */
+static int
+http_refusal_code(enum sr_track_result r)
+{
+    switch (r) {
+    case SR_TRACK_STOP:
+        return 421; /* RFC 9110 15.5.20: the client may retry on a new connection */
+    case SR_TRACK_BAD:
+    case SR_TRACK_TOO_LARGE:
+        return 400;
+    default:
+        return 0; /* UNDECIDABLE: the responses cannot be followed, so no answer fits */
+    }
+}
+
+bool
+sr_relay_http_refuse(struct sr_conn *conn, enum sr_track_result r)
+{
+    if (r == SR_TRACK_NOMEM) {
+        conn->detail = uv_err_name(UV_ENOMEM);
+        return false;
+    }
+    conn->http_refused = (uint8_t)r;
+    conn->http_refusal = (uint16_t)http_refusal_code(r);
+    conn->http_stop = SR_HTTP_STOP_DRAINING;
+    return true;
+}
 
 /* Feed the client's bytes (<n> of them at <in>, or none to pass on what the tracker held)
  * through the request tracker: what it lets through becomes pending; a refusal stops the
  * connection after what came before it. */
 static enum http_step
-http_feed(struct sr_conn *conn, struct sr_flow *flow, const uint8_t *in, size_t n)
+http_feed(struct sr_conn *conn, struct sr_flow *flow, const uint8_t *in, size_t n,
+          enum sr_relay_result *res)
 {
     enum sr_track_result r;
 
     conn->http_out.len = 0;
     r = sr_http_track_feed(conn->http_track, in, n, &conn->http_out);
-    if (r != SR_TRACK_OK) {
-        sr__conn_http_refused(conn, r);
-        if (conn->state != SR_CONN_RELAYING) {
-            return HTTP_RETURN;
-        }
+    if (r != SR_TRACK_OK && !sr_relay_http_refuse(conn, r)) {
+        *res = SR_RELAY_ERROR;
+        return HTTP_RETURN;
     }
     flow->pending = (uint32_t)conn->http_out.len;
     return HTTP_FLUSH;
@@ -198,14 +226,14 @@ http_feed(struct sr_conn *conn, struct sr_flow *flow, const uint8_t *in, size_t 
  * no request comes after the refused one), waiting for the backend's answer, or due to
  * pass on what the tracker held? */
 static enum http_step
-http_up_step(struct sr_conn *conn, struct sr_flow *flow)
+http_up_step(struct sr_conn *conn, struct sr_flow *flow, enum sr_relay_result *res)
 {
     if (conn->http_stop != SR_HTTP_STOP_NONE) {
         flow_release(conn, flow);
         flow->wait = SR_FLOW_DONE;
         if (!flow->is_shut) {
             if (shutdown(flow->dst_fd, SHUT_WR) != 0 && errno != ENOTCONN) {
-                relay_fail(conn, flow->dst_fd, SR_ERRNO(errno));
+                *res = relay_fail(conn, flow->dst_fd, SR_ERRNO(errno));
                 return HTTP_RETURN;
             }
             flow->is_shut = true;
@@ -213,7 +241,7 @@ http_up_step(struct sr_conn *conn, struct sr_flow *flow)
         if (conn->down.wait == SR_FLOW_DONE) {
             /* The backend had already closed and its FIN reached the client: nothing more
              * can come, and no answer of ours fits after that FIN. */
-            sr__conn_http_linger(conn);
+            *res = SR_RELAY_HTTP_REFUSED;
         }
         return HTTP_RETURN;
     }
@@ -223,7 +251,7 @@ http_up_step(struct sr_conn *conn, struct sr_flow *flow)
         return HTTP_RETURN;
     }
     if (conn->http_track->held.len > 0) {
-        return http_feed(conn, flow, NULL, 0);
+        return http_feed(conn, flow, NULL, 0, res);
     }
     return HTTP_READ;
 }
@@ -232,29 +260,29 @@ http_up_step(struct sr_conn *conn, struct sr_flow *flow)
  * forwarded has its whole response (or the backend has closed), send the refusal after
  * them if one can be placed there, then end with a lingering close. */
 static enum http_step
-http_down_step(struct sr_conn *conn, struct sr_flow *flow)
+http_down_step(struct sr_conn *conn, struct sr_flow *flow, enum sr_relay_result *res)
 {
     size_t len;
 
     if (conn->http_stop == SR_HTTP_STOP_ANSWERING) {
-        sr__conn_http_linger(conn); /* the answer is out */
+        *res = SR_RELAY_HTTP_REFUSED; /* the answer is out */
         return HTTP_RETURN;
     }
     if (!sr_http_track_is_answered(conn->http_track) && !flow->is_eof) {
         return HTTP_READ;
     }
     if (conn->http_refusal == 0 || !sr_http_track_is_answered(conn->http_track)) {
-        sr__conn_http_linger(conn);
+        *res = SR_RELAY_HTTP_REFUSED;
         return HTTP_RETURN;
     }
     if (flow->pipe_fds[0] >= 0) {
         flow_release(conn, flow);
     }
     if (flow->buf == NULL) {
-        flow->buf = sr__pool_get(conn->server);
+        flow->buf = sr_resources_buf_get(conn->set->res);
         if (flow->buf == NULL) {
             conn->detail = uv_err_name(UV_ENOMEM);
-            sr_conn_close(conn, "error");
+            *res = SR_RELAY_ERROR;
             return HTTP_RETURN;
         }
     }
@@ -267,9 +295,10 @@ http_down_step(struct sr_conn *conn, struct sr_flow *flow)
 }
 
 /* Move as much as the sockets allow in one direction, then note what it waits for. */
-static void
+static enum sr_relay_result
 flow_pump(struct sr_conn *conn, struct sr_flow *flow)
 {
+    enum sr_relay_result res = SR_RELAY_GOING;
     bool is_drained = false;
     ssize_t n;
     int round;
@@ -279,11 +308,10 @@ flow_pump(struct sr_conn *conn, struct sr_flow *flow)
             n = flow_flush(conn, flow);
             if (n == UV_EAGAIN) {
                 flow->wait = SR_FLOW_WAIT_DST; /* backpressure: src is not read meanwhile */
-                return;
+                return SR_RELAY_GOING;
             }
             if (n < 0) {
-                relay_fail(conn, flow->dst_fd, (int)n);
-                return;
+                return relay_fail(conn, flow->dst_fd, (int)n);
             }
             flow->pending -= (uint32_t)n;
             flow->buf_off += (uint32_t)n;
@@ -291,11 +319,11 @@ flow_pump(struct sr_conn *conn, struct sr_flow *flow)
         }
         flow->buf_off = 0;
         if (flow->is_tracked || (flow == &conn->down && conn->http_stop != SR_HTTP_STOP_NONE)) {
-            enum http_step step =
-                flow->is_tracked ? http_up_step(conn, flow) : http_down_step(conn, flow);
+            enum http_step step = flow->is_tracked ? http_up_step(conn, flow, &res)
+                                                   : http_down_step(conn, flow, &res);
 
             if (step == HTTP_RETURN) {
-                return;
+                return res;
             }
             if (step == HTTP_FLUSH) {
                 continue;
@@ -304,7 +332,7 @@ flow_pump(struct sr_conn *conn, struct sr_flow *flow)
         if (is_drained && !flow->is_eof) {
             flow_release(conn, flow);
             flow->wait = SR_FLOW_WAIT_SRC;
-            return;
+            return SR_RELAY_GOING;
         }
         if (flow->is_eof) {
             /* Half-close: pass the FIN on; the other direction keeps flowing. */
@@ -314,40 +342,33 @@ flow_pump(struct sr_conn *conn, struct sr_flow *flow)
                 /* The other way is done too, and both sockets have been read to their
                  * end: closing them sends the FIN, no shutdown needed. */
                 flow->is_shut = true;
-                sr_conn_close(conn, "ok");
-                return;
+                return SR_RELAY_DONE;
             }
             if (shutdown(flow->dst_fd, SHUT_WR) != 0 && errno != ENOTCONN) {
-                relay_fail(conn, flow->dst_fd, SR_ERRNO(errno));
-                return;
+                return relay_fail(conn, flow->dst_fd, SR_ERRNO(errno));
             }
             flow->is_shut = true;
-            if (conn->up.is_shut && conn->down.is_shut) {
-                sr_conn_close(conn, "ok");
-            }
-            return;
+            return conn->up.is_shut && conn->down.is_shut ? SR_RELAY_DONE : SR_RELAY_GOING;
         }
         if (flow_acquire(conn, flow) != 0) {
             conn->detail = uv_err_name(UV_ENOMEM);
-            sr_conn_close(conn, "error");
-            return;
+            return SR_RELAY_ERROR;
         }
         n = flow_fill(flow, flow_opaque_len(conn, flow));
         if (n == UV_EAGAIN) {
             flow_release(conn, flow); /* empty: an idle direction holds no pipe or buffer */
             flow->wait = SR_FLOW_WAIT_SRC;
-            return;
+            return SR_RELAY_GOING;
         }
         if (n < 0) {
-            relay_fail(conn, flow->src_fd, (int)n);
-            return;
+            return relay_fail(conn, flow->src_fd, (int)n);
         }
         if (n == 0) {
             flow->is_eof = true;
             continue;
         }
         flow->n_bytes += (uint64_t)n;
-        conn->last_active_ms = uv_now(conn->server->loop);
+        conn->last_active_ms = sr_conn_now(conn);
         /* A short read of a small exchange emptied the socket: after this flush, wait for
          * the next wakeup rather than pay a read that says EAGAIN. A bulk stream reads on:
          * its sender is still writing, and a wakeup costs more than a read. */
@@ -355,8 +376,8 @@ flow_pump(struct sr_conn *conn, struct sr_flow *flow)
         if (flow->is_tracked) {
             /* HTTP: only what the tracker lets through goes on; a new head waits until it
              * is whole and its host checked. */
-            if (http_feed(conn, flow, (const uint8_t *)flow->buf, (size_t)n) == HTTP_RETURN) {
-                return;
+            if (http_feed(conn, flow, (const uint8_t *)flow->buf, (size_t)n, &res) == HTTP_RETURN) {
+                return res;
             }
             continue;
         }
@@ -369,28 +390,26 @@ flow_pump(struct sr_conn *conn, struct sr_flow *flow)
                 sr_http_track_response(conn->http_track, (const uint8_t *)flow->buf, (size_t)n);
 
             flow->is_scanned = sr_http_track_reads_responses(conn->http_track);
-            if (r != SR_TRACK_OK) {
-                sr__conn_http_refused(conn, r);
+            if (r != SR_TRACK_OK && !sr_relay_http_refuse(conn, r)) {
+                return SR_RELAY_ERROR;
             }
         }
         flow->pending = (uint32_t)n;
     }
     /* Out of rounds with work left: epoll is level-triggered, so the wakeup comes again. */
     flow->wait = flow->pending > 0 ? SR_FLOW_WAIT_DST : SR_FLOW_WAIT_SRC;
+    return SR_RELAY_GOING;
 }
 
 /* Watch each socket for what its two directions wait for. */
-static void
+static enum sr_relay_result
 relay_watch(struct sr_conn *conn)
 {
-    struct sr_reactor *reactor = &conn->server->reactor;
+    struct sr_reactor *reactor = &conn->set->res->reactor;
     uint32_t client = 0;
     uint32_t backend = 0;
     int rc;
 
-    if (conn->state != SR_CONN_RELAYING) {
-        return;
-    }
     client |= conn->up.wait == SR_FLOW_WAIT_SRC ? EPOLLIN : 0;
     client |= conn->down.wait == SR_FLOW_WAIT_DST ? EPOLLOUT : 0;
     backend |= conn->down.wait == SR_FLOW_WAIT_SRC ? EPOLLIN : 0;
@@ -401,39 +420,45 @@ relay_watch(struct sr_conn *conn)
     }
     if (rc != 0) {
         conn->detail = uv_err_name(rc);
-        sr_conn_close(conn, "error");
+        return SR_RELAY_ERROR;
     }
+    return SR_RELAY_GOING;
 }
 
 /* What one direction of an HTTP connection did may let the other go on, though its socket
  * has nothing new to report: the backend's answer ends the client direction's wait, and a
  * refusal shuts the backend's write side and may find the responses already through. */
-static void
+static enum sr_relay_result
 http_kick(struct sr_conn *conn)
 {
     bool is_stopped = conn->http_stop != SR_HTTP_STOP_NONE;
+    enum sr_relay_result res;
 
-    if (conn->http_track == NULL || conn->state != SR_CONN_RELAYING) {
-        return;
+    if (conn->http_track == NULL) {
+        return SR_RELAY_GOING;
     }
     if ((conn->up.wait == SR_FLOW_WAIT_PEER &&
          (is_stopped || !sr_http_track_is_holding(conn->http_track))) ||
         (conn->up.wait == SR_FLOW_WAIT_SRC && is_stopped)) {
         conn->up.wait = SR_FLOW_WAIT_SRC;
-        flow_pump(conn, &conn->up);
+        res = flow_pump(conn, &conn->up);
+        if (res != SR_RELAY_GOING) {
+            return res;
+        }
     }
-    if (conn->state == SR_CONN_RELAYING && conn->http_stop == SR_HTTP_STOP_DRAINING &&
-        conn->down.wait == SR_FLOW_WAIT_SRC) {
-        flow_pump(conn, &conn->down);
+    if (conn->http_stop == SR_HTTP_STOP_DRAINING && conn->down.wait == SR_FLOW_WAIT_SRC) {
+        return flow_pump(conn, &conn->down);
     }
+    return SR_RELAY_GOING;
 }
 
-void
-sr__relay_event(struct sr_conn *conn, bool is_client, uint32_t events)
+enum sr_relay_result
+sr_relay_event(struct sr_conn *conn, bool is_client, uint32_t events)
 {
     struct sr_flow *in = is_client ? &conn->up : &conn->down;  /* this socket is its src */
     struct sr_flow *out = is_client ? &conn->down : &conn->up; /* this socket is its dst */
     bool is_error = (events & (EPOLLERR | EPOLLHUP)) != 0;
+    enum sr_relay_result res;
 
     if (is_error) {
         /* Bytes that arrived before an error (a reset, most often) are still readable:
@@ -442,12 +467,18 @@ sr__relay_event(struct sr_conn *conn, bool is_client, uint32_t events)
         events |= EPOLLIN | EPOLLOUT;
     }
     if ((events & EPOLLOUT) && out->wait == SR_FLOW_WAIT_DST) {
-        flow_pump(conn, out);
+        res = flow_pump(conn, out);
+        if (res != SR_RELAY_GOING) {
+            return res;
+        }
     }
-    if ((events & EPOLLIN) && in->wait == SR_FLOW_WAIT_SRC && conn->state == SR_CONN_RELAYING) {
-        flow_pump(conn, in);
+    if ((events & EPOLLIN) && in->wait == SR_FLOW_WAIT_SRC) {
+        res = flow_pump(conn, in);
+        if (res != SR_RELAY_GOING) {
+            return res;
+        }
     }
-    if ((events & EPOLLERR) && conn->state == SR_CONN_RELAYING) {
+    if (events & EPOLLERR) {
         /* The pumps did not meet the error (this socket is not being read or written just
          * now): take it from the socket itself rather than wait for the next byte. */
         int fd = in->src_fd;
@@ -455,12 +486,11 @@ sr__relay_event(struct sr_conn *conn, bool is_client, uint32_t events)
         socklen_t len = sizeof(err);
 
         if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err != 0) {
-            relay_fail(conn, fd, SR_ERRNO(err));
-            return;
+            return relay_fail(conn, fd, SR_ERRNO(err));
         }
     }
-    http_kick(conn);
-    relay_watch(conn);
+    res = http_kick(conn);
+    return res != SR_RELAY_GOING ? res : relay_watch(conn);
 }
 
 static void
@@ -473,8 +503,8 @@ flow_init(struct sr_flow *flow, int src_fd, int dst_fd)
     flow->wait = SR_FLOW_WAIT_SRC;
 }
 
-void
-sr__relay_start(struct sr_conn *conn)
+enum sr_relay_result
+sr_relay_start(struct sr_conn *conn)
 {
     flow_init(&conn->up, conn->client.fd, conn->backend.fd);
     flow_init(&conn->down, conn->backend.fd, conn->client.fd);
@@ -486,8 +516,13 @@ sr__relay_start(struct sr_conn *conn)
      * or refused a request pipelined behind the first). Pump on the next events. */
     if (conn->http_track != NULL &&
         (conn->http_stop != SR_HTTP_STOP_NONE || sr_http_track_is_holding(conn->http_track))) {
+        enum sr_relay_result res;
+
         conn->up.wait = SR_FLOW_WAIT_PEER;
-        http_kick(conn);
+        res = http_kick(conn);
+        if (res != SR_RELAY_GOING) {
+            return res;
+        }
     }
-    relay_watch(conn);
+    return relay_watch(conn);
 }

@@ -10,7 +10,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "sniroute/proxy/conn.h"
 #include "sniroute/observe/log.h"
 
 static void
@@ -114,7 +113,7 @@ on_wake(uv_async_t *handle)
             adoption_free(a); /* unlikely: a stop between the post and now */
             continue;
         }
-        (void)sr_conn_adopt(&w->server, &a->rec, a->client_fd, a->backend_fd, a->uid);
+        (void)sr_server_adopt(&w->server, &a->rec, a->client_fd, a->backend_fd, a->uid);
         free(a);
     }
     /* After the reload (its sockets are the current ones), before a drain closes them. */
@@ -360,7 +359,7 @@ sr_workers_fini(struct sr_workers *set)
             uv_thread_join(&w->thread);
         }
         if (w->server.loop != NULL) {
-            n_accepted += w->server.n_accepted;
+            n_accepted += w->server.conns.n_accepted;
             sr_server_fini(&w->server);
         }
         sr_generation_unref(w->pending);

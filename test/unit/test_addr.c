@@ -3,7 +3,10 @@
  * port and the text sr_addr_format gives back. */
 #include "sniroute/config/addr.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "support/assert.h"
 
@@ -139,6 +142,60 @@ test_format_truncation(void)
     ASSERT_STR_EQ(out, "[2001:d");
 }
 
+/* Socket addresses as the access log and the notices show them. */
+static void
+test_format_sockaddr(void)
+{
+    static const struct {
+        int family;
+        const char *ip;
+        uint16_t port;
+        const char *text;
+    } sockaddr_cases[] = {
+        {AF_INET, "127.0.0.1", 443, "127.0.0.1:443"},
+        {AF_INET, "255.255.255.255", 65535, "255.255.255.255:65535"},
+        {AF_INET6, "::1", 8443, "[::1]:8443"},
+        {AF_INET6, "2001:DB8:0:0:1::1", 1, "[2001:db8::1:0:0:1]:1"},
+        {AF_INET6, "::ffff:192.0.2.1", 80, "[::ffff:192.0.2.1]:80"},
+        {AF_INET6, "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", 65535,
+         "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535"},
+    };
+    struct sockaddr_storage ss;
+    struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+    struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+    char out[SR_SOCKADDR_TEXT_MAX];
+    char small[6];
+    size_t i;
+
+    for (i = 0; i < sizeof(sockaddr_cases) / sizeof(sockaddr_cases[0]); i++) {
+        memset(&ss, 0, sizeof(ss));
+        ss.ss_family = (sa_family_t)sockaddr_cases[i].family;
+        if (sockaddr_cases[i].family == AF_INET) {
+            ASSERT_EQ(inet_pton(AF_INET, sockaddr_cases[i].ip, &sin->sin_addr), 1);
+            sin->sin_port = htons(sockaddr_cases[i].port);
+        } else {
+            ASSERT_EQ(inet_pton(AF_INET6, sockaddr_cases[i].ip, &sin6->sin6_addr), 1);
+            sin6->sin6_port = htons(sockaddr_cases[i].port);
+        }
+        memset(out, 'x', sizeof(out));
+        sr_addr_format_sockaddr((const struct sockaddr *)&ss, out, sizeof(out));
+        ASSERT_STR_EQ(out, sockaddr_cases[i].text);
+    }
+    /* Another family (or none: a peer the kernel did not name) is "-". */
+    memset(&ss, 0, sizeof(ss));
+    sr_addr_format_sockaddr((const struct sockaddr *)&ss, out, sizeof(out));
+    ASSERT_STR_EQ(out, "-");
+    ss.ss_family = AF_UNIX;
+    sr_addr_format_sockaddr((const struct sockaddr *)&ss, out, sizeof(out));
+    ASSERT_STR_EQ(out, "-");
+    /* Cut short and terminated when <cap> is too small. */
+    memset(&ss, 0, sizeof(ss));
+    ss.ss_family = AF_INET6;
+    ASSERT_EQ(inet_pton(AF_INET6, "2001:db8::1", &sin6->sin6_addr), 1);
+    sr_addr_format_sockaddr((const struct sockaddr *)&ss, small, sizeof(small));
+    ASSERT_STR_EQ(small, "[2001");
+}
+
 static void
 test_long_names(void)
 {
@@ -182,6 +239,7 @@ main(void)
     test_table();
     test_not_terminated();
     test_format_truncation();
+    test_format_sockaddr();
     test_long_names();
     test_listen_port_zero();
     return 0;

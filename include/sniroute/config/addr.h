@@ -9,8 +9,13 @@
 
 #include "sniroute/wire/name.h"
 
+struct sockaddr;
+
 /* Room for the longest host: a normalized DNS name (253) or an IPv6 literal with a zone. */
 #define SR_ADDR_HOST_MAX SR_NAME_MAX
+
+/* "[" + INET6_ADDRSTRLEN (46, NUL included) + "]:65535": sr_addr_format_sockaddr's text */
+#define SR_SOCKADDR_TEXT_MAX 56
 
 enum sr_addr_kind {
     SR_ADDR_IPV4, /* host holds a dotted-quad literal */
@@ -60,5 +65,11 @@ sr_addr_error_str(enum sr_addr_error err);
  * Returns the length written, or the length needed if it did not fit (snprintf rules). */
 int
 sr_addr_format(const struct sr_addr *addr, char *out, size_t cap);
+
+/* Format an IPv4 or IPv6 socket address <sa> as "ip:port" or "[ip]:port" (inet_ntop's
+ * spelling, no zone), anything else as "-", into <out> of <cap> bytes, NUL-terminated
+ * (cut short if it does not fit): SR_SOCKADDR_TEXT_MAX bytes are always enough. */
+void
+sr_addr_format_sockaddr(const struct sockaddr *sa, char *out, size_t cap);
 
 #endif

@@ -5,25 +5,8 @@
  * adopts those whose address is still configured and says "ready"; old then stops
  * accepting and drains. The kernel sockets are never closed in between (new holds a copy
  * before old lets go of its own), so no connection is refused and no accept queue is lost.
- * This module does the handoff only: main decides when, and proxy.c asks it for a socket.
- *
- * The wire: SOCK_SEQPACKET messages of exactly one struct sr_upgrade_msg each, in native
- * byte order (both ends are on one machine), fds attached only to SR_UPGRADE_FDS.
- *   new -> old  HELLO  (config loaded and valid; send the sockets)
- *   old -> new  FDS    n descriptors attached (1 .. SR_UPGRADE_FDS_PER_MSG), repeated
- *   old -> new  END    n = how many descriptors FDS messages carried in all
- *   new -> old  READY  (every worker listens on its sockets; stop accepting)
- *   old -> new  CONN   an established connection: 2 descriptors (client, backend) and a
- *                      struct sr_upgrade_conn after the header; repeated, until old
- *                      closes its end (it has no connection left)
- * Anything else, a short or truncated message, or EOF before READY fails the upgrade: new
- * exits, old keeps serving as if nothing had happened. After READY a bad CONN message is a
- * failure of that one connection only (its descriptors are closed and it is counted).
- *
- * Versions. HELLO, FDS, END and READY are version 1 messages, so a version 1 process on
- * the other side still interoperates; HELLO's <n> says the highest version new speaks.
- * CONN is version 2: old sends connections only to a new process that said 2 or more, and
- * a version 1 old process simply closes the socket after READY. */
+ * This module does the handoff only: main decides when, and server.c asks it for a socket.
+ * The messages on the socket pair, and their format, are upgrade_msg.h's. */
 #ifndef SR_UPGRADE_H
 #define SR_UPGRADE_H
 
@@ -35,69 +18,11 @@
 
 #include <uv.h>
 
+#include "sniroute/core/upgrade_msg.h"
+
 /* The environment variable that tells a new process which descriptor is its end of the
  * handoff socket. Removed from the environment as soon as it is read. */
 #define SR_UPGRADE_ENV "SNIROUTE_UPGRADE_FD"
-
-#define SR_UPGRADE_MAGIC   0x53525550u /* "SRUP" */
-#define SR_UPGRADE_VERSION 2           /* what this build speaks: the connection handover */
-/* The oldest version accepted, and the one the base messages (HELLO .. READY) carry. */
-#define SR_UPGRADE_VERSION_BASE 1
-
-/* Descriptors per FDS message (well below the kernel's SCM_MAX_FD of 253) and in all:
- * listeners times workers, plus the admin socket. */
-#define SR_UPGRADE_FDS_PER_MSG 32
-#define SR_UPGRADE_FDS_MAX     1024
-
-/* How long either side waits for the other: new for the sockets, old for READY (new loads
- * its config in that time; a million routes take a few seconds). */
-#define SR_UPGRADE_TIMEOUT_MS 60000
-
-enum sr_upgrade_type {
-    SR_UPGRADE_HELLO = 1,
-    SR_UPGRADE_FDS = 2,
-    SR_UPGRADE_END = 3,
-    SR_UPGRADE_READY = 4,
-    SR_UPGRADE_CONN = 5, /* version 2 */
-};
-
-struct sr_upgrade_msg {
-    uint32_t magic;   /* SR_UPGRADE_MAGIC */
-    uint16_t version; /* SR_UPGRADE_VERSION */
-    uint16_t type;    /* enum sr_upgrade_type */
-    uint32_t pid;     /* the sender's */
-    uint32_t n;       /* FDS: descriptors attached; END: descriptors sent in all; HELLO: the
-                         highest version new speaks; CONN: 2; else 0 */
-};
-
-/* Each text of a handed-over connection, NUL included. */
-#define SR_UPGRADE_TEXT_MAX 384
-
-/* struct sr_upgrade_conn.flags */
-#define SR_UPGRADE_CONN_FALLBACK 0x01u /* sent to the listener's fallback (route "fallback") */
-#define SR_UPGRADE_CONN_ECH      0x02u /* the hello carried Encrypted Client Hello */
-#define SR_UPGRADE_CONN_HTTP     0x04u /* accepted on a protocol = http listener */
-#define SR_UPGRADE_CONN_FLAGS    0x07u
-
-/* What the new process needs to go on relaying a connection and to log it at its end, in
- * native byte order after the header of a CONN message. The texts are NUL-terminated
- * within their arrays and checked on receipt (sr_upgrade_conn_check); the rest of each
- * array is zero. */
-struct sr_upgrade_conn {
-    uint64_t start_ms;  /* wall clock at accept, ms since the epoch */
-    uint64_t bytes_in;  /* from the client so far, the hello included */
-    uint64_t bytes_out; /* to the client so far */
-    /* For the log: the TCP peer, or who a PROXY header named; AF_UNSPEC when unknown. */
-    struct sockaddr_storage client;
-    uint8_t route; /* enum sr_route_kind */
-    uint8_t flags; /* SR_UPGRADE_CONN_* */
-    uint8_t reserved[6];
-    char listener[SR_UPGRADE_TEXT_MAX];   /* the [listener] section's name */
-    char sni[SR_UPGRADE_TEXT_MAX];        /* normalized server name; "" for none */
-    char upstream[SR_UPGRADE_TEXT_MAX];   /* as the log shows it; "" for none */
-    char label[SR_UPGRADE_TEXT_MAX];      /* the upstream's metrics label; "" for none */
-    char alpn_route[SR_UPGRADE_TEXT_MAX]; /* the ALPN condition of the route; "" for none */
-};
 
 /* ---- The new process ---------------------------------------------------------------- */
 
@@ -109,7 +34,7 @@ struct sr_inherited_socket {
     bool is_taken;
 };
 
-/* The sockets new received. Owned by main; proxy.c takes from it while the workers start
+/* The sockets new received. Owned by main; server.c takes from it while the workers start
  * (sr_inherited_take), then main closes what is left (sr_inherited_release). */
 struct sr_inherited {
     uv_mutex_t lock; /* workers start one after the other, but a reload could come later */
@@ -151,13 +76,6 @@ void sr_inherited_fini(struct sr_inherited *set);
  * the connections old hands over next (sr_adopter_start), or the caller closes it.
  * Returns 0, or a negative UV_E* code (old then keeps serving too, until it is stopped). */
 int sr_upgrade_ready(int fd);
-
-/* Check a received connection: every text NUL-terminated and made of the characters the
- * log allows (the server name a valid host name), route and flags known, the client
- * address IPv4, IPv6 or unspecified, and both descriptors TCP sockets (IPv4 or IPv6) that
- * are not listening (both -1: the record alone, as the sender checks it before sending).
- * Returns NULL when all is well, or a static phrase saying what is not. */
-const char *sr_upgrade_conn_check(const struct sr_upgrade_conn *rec, int client_fd, int backend_fd);
 
 struct sr_adopter;
 
@@ -215,7 +133,7 @@ struct sr_upgrade {
     bool has_eof;          /* new closed its end */
     uint32_t peer_version; /* the highest version new speaks (its HELLO) */
     /* After READY from a new process that takes connections (version 2): our end of the
-     * socketpair, kept open for sr_upgrade_send_conn; on_done's caller takes it (and
+     * socketpair, kept open for sr_upgrade_msg_send_conn; on_done's caller takes it (and
      * closes it once no worker sends any more). -1 otherwise. */
     int handover_fd;
     sr_upgrade_collect_fn collect;
@@ -227,15 +145,6 @@ struct sr_upgrade {
  * and answer it on <loop>. <up> must be zeroed (or idle: n_open == 0), with collect,
  * on_done and data set. Returns 0, or a negative UV_E* code (nothing started; logged). */
 int sr_upgrade_start(struct sr_upgrade *up, uv_loop_t *loop, const char *exe, char *const *argv);
-
-/* Hand one connection to the new process over <sock> (an sr_upgrade.handover_fd): <rec>
- * and its two descriptors in one CONN message, without blocking. Thread-safe (one message
- * is one datagram). The caller closes its descriptors afterwards either way. Returns 0
- * (sent: the new process owns the connection now), UV_EAGAIN (the socket is full, or too
- * many descriptors are in flight: try again later), or another negative UV_E* code (the
- * new process is gone: send nothing more). */
-int sr_upgrade_send_conn(int sock, const struct sr_upgrade_conn *rec, int client_fd,
-                         int backend_fd);
 
 /* Give up an upgrade in progress (old is stopping): new is sent SIGTERM, on_done gets
  * UV_ECANCELED. Closes every handle; a no-op when idle. */

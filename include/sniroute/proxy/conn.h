@@ -1,263 +1,63 @@
 /* SPDX-License-Identifier: MIT */
-/* One client connection, from accept to the last close callback: peek the ClientHello,
- * route it, resolve and connect to the upstream, send the peeked bytes, relay both ways.
- * Internal to the proxy (proxy.c owns the list of connections). */
+/* One TCP connection's lifetime, from accept (or adoption in a binary upgrade) to its
+ * access-log line and the last close: it reacts to the sockets' events and to deadlines,
+ * and calls down into the steps that do the work (intake.h, connect.h, relay.h,
+ * handover.h), acting on what each reports: connect, answer and linger, relay, close. The
+ * server (server.c) owns a worker's set of connections and drains it. */
 #ifndef SR_CONN_H
 #define SR_CONN_H
 
-#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#include <netdb.h>
-#include <netinet/in.h>
 #include <sys/socket.h>
-
-#include <uv.h>
 
 #include "sniroute/config/config.h"
 #include "sniroute/core/deadline.h"
-#include "sniroute/wire/httptrack.h"
-#include "sniroute/core/ipcount.h"
-#include "sniroute/wire/name.h"
-#include "sniroute/proxy/proxy.h"
-#include "sniroute/core/reactor.h"
-#include "sniroute/config/route.h"
-#include "sniroute/core/upgrade.h"
+#include "sniroute/core/generation.h"
+#include "sniroute/core/resources.h"
+#include "sniroute/core/shared.h"
+#include "sniroute/core/upgrade_msg.h"
+#include "sniroute/observe/metrics.h"
+#include "sniroute/proxy/conn_types.h"
 
-/* libuv's error codes are negated errno values on Unix (uv-errno.h). */
-#define SR_ERRNO(e) (-(e))
+/* Set up <set> (zeroed before, with on_empty and data set if wanted) for a worker on
+ * <res>'s loop: its connections borrow <res>, count in <metrics> and in <shared>'s limits,
+ * and use pool copy <worker>. The reaper's handle does not keep the loop alive. */
+void sr_conn_set_init(struct sr_conn_set *set, struct sr_resources *res, struct sr_metrics *metrics,
+                      struct sr_shared *shared, size_t worker);
 
-/* The peek buffer's first size: today's largest common hellos (Chrome's, with a
- * post-quantum key share) are about 2 KB. */
-#define SR_PEEK_INITIAL 4096
+/* Close the set's handle once every connection is freed (set->n is 0). */
+void sr_conn_set_close(struct sr_conn_set *set);
 
-enum sr_conn_state {
-    SR_CONN_HELLO,      /* peeking at the ClientHello */
-    SR_CONN_REFUSING,   /* a TLS alert (or HTTP error) sent: lingering until the client closes */
-    SR_CONN_RESOLVING,  /* uv_getaddrinfo in flight for the upstream's name */
-    SR_CONN_CONNECTING, /* connecting to one resolved address and sending the first bytes */
-    SR_CONN_RELAYING,   /* bytes flow both ways */
-    SR_CONN_CLOSING,    /* sockets closed; freed after the current batch of events */
-};
-
-/* One direction of the relay (relay.c): bytes read from <src_fd> are written to <dst_fd>
- * through a pool buffer (recv/send) or, once a read has filled a whole buffer, through a
- * kernel pipe (splice). Either is held only while bytes are in flight. */
-enum sr_flow_wait {
-    SR_FLOW_WAIT_SRC, /* nothing in flight: wait for src to be readable */
-    SR_FLOW_WAIT_DST, /* bytes in flight: wait for dst to be writable (src is not read) */
-    SR_FLOW_DONE,     /* src sent FIN and it has been passed on */
-    /* An HTTP client direction waiting for the backend's answer (an Upgrade or CONNECT,
-     * or a full pipeline): src is not read until the response reader has seen it. */
-    SR_FLOW_WAIT_PEER,
-};
-
-struct sr_flow {
-    int src_fd;
-    int dst_fd;
-    int pipe_fds[2];  /* read end, write end; -1 when none */
-    char *buf;        /* a pool buffer, NULL when none */
-    uint32_t buf_off; /* buffer mode: bytes of buf already written */
-    uint32_t pending; /* read from src, not yet written to dst */
-    uint64_t n_bytes; /* read from src, for the log and the metrics */
-    uint8_t wait;     /* enum sr_flow_wait */
-    bool is_eof;      /* src sent FIN */
-    bool is_shut;     /* dst's write side is shut down (FIN passed on) */
-    bool is_bulk;     /* a read filled a whole buffer: splice from now on */
-    /* An HTTP listener's client-to-backend direction: read through the request-boundary
-     * tracker, and sent from the connection's http_out. */
-    bool is_tracked;
-    /* An HTTP listener's backend-to-client direction while responses are matched to
-     * requests: read into the buffer and scanned by the tracker's response reader, then
-     * sent unchanged (no splice: the bytes must be seen). */
-    bool is_scanned;
-};
-
-/* protocol = http: a request refused after others went to the backend. */
-enum sr_http_stop {
-    SR_HTTP_STOP_NONE,
-    SR_HTTP_STOP_DRAINING,  /* the backend's write side is shut; its responses still flow */
-    SR_HTTP_STOP_ANSWERING, /* the responses are through: our answer is being sent */
-};
-
-/* What only the way to the relay needs: allocated at accept, freed when the relay starts,
- * so an established connection does not carry it. */
-struct sr_conn_setup {
-    /* The hello is read with MSG_PEEK, so the kernel keeps its bytes and the relay moves
-     * them like any others: <peek_len> bytes are waiting in the client socket. Only when it
-     * comes in pieces (a peek cannot wait for more) are the bytes so far taken into <peek>,
-     * and from then on read into it; they go out before the relay starts. */
-    uint8_t *peek;         /* NULL until then */
-    size_t peek_cap;       /* grows up to peek_max */
-    size_t peek_len;       /* bytes seen: in <peek> if it is set, else still in the socket */
-    size_t parse_at;       /* look again once peek_len reaches this */
-    size_t proxy_len;      /* proxy_protocol = accept: the received header's length (not sent) */
-    size_t sent;           /* of [PROXY header we send][peeked bytes after proxy_len] */
-    uint8_t *proxy_header; /* the PROXY header we send, or NULL */
-    size_t proxy_header_len;
-    /* protocol = http: where the first request head's reading stopped (offsets from
-     * proxy_len in the peeked bytes). */
-    struct sr_http_reader http_reader;
-
-    char sni[SR_NAME_MAX + 1]; /* normalized; "" when the hello had none */
-    bool has_proxied;
-    struct sockaddr_storage peer; /* the TCP peer: a client, or a load balancer */
-    struct sockaddr_storage proxied_src;
-    struct sockaddr_storage proxied_dst;
-    struct sr_ipkey source_key; /* the client for source_hash: proxied, or the peer */
-    bool has_source_key;
-
-    struct sockaddr_storage literal_addr; /* a literal upstream, as a one-entry */
-    struct addrinfo literal_ai;           /* list for connect_next() */
-    struct addrinfo *addrs;               /* from the resolver, freed with the setup */
-    struct addrinfo *next_addr;           /* next one to try */
-    int last_connect_error;
-    uint64_t pool_tried; /* servers of the pool tried for this connection (a bitmask) */
-    uint64_t connect_start_ns;
-    bool is_connected; /* a send went through or the connect was reported */
-    uv_getaddrinfo_t resolve_req;
-};
-
-/* A connection taken over from the old process of a binary upgrade (upgrade.h): what the
- * log line and the metrics need that the config cannot give, since the connection was
- * routed by another process, maybe under another config. */
-struct sr_conn_adopted {
-    uint64_t base_in;  /* bytes_in and bytes_out when taken over: the metrics count only */
-    uint64_t base_out; /* what this process relayed, the log line the totals */
-    bool has_uid;      /* the upstream has a metrics row (uid) */
-    /* In the same allocation, after this struct: just their lengths. */
-    const char *upstream;   /* as the log shows it; "" for none */
-    const char *label;      /* the upstream's metrics label; "" for none */
-    const char *alpn_route; /* NULL for none */
-};
-
-struct sr_conn {
-    struct sr_server *server;
-    /* The config this connection was accepted under (a reference), its [listener] section
-     * and route map: a reload does not change them under an open connection. */
-    struct sr_generation *gen;
-    const struct sr_listener_config *lcfg;
-    const struct sr_routes *routes;
-    struct sr_conn *prev;
-    struct sr_conn *next;
-    struct sr_conn *next_dead; /* closed, waiting for the end of the batch to be freed */
-
-    struct sr_conn_setup *setup; /* until the relay starts */
-    struct sr_watch client;
-    struct sr_watch backend;     /* fd -1 while there is no backend socket */
-    struct sr_deadline deadline; /* hello, connect, linger or idle timeout */
-    struct sr_flow up;           /* client to backend */
-    struct sr_flow down;         /* backend to client */
-
-    uint8_t state;          /* enum sr_conn_state */
-    uint8_t route;          /* enum sr_route_kind */
-    uint8_t proxy_send;     /* enum sr_proxy_protocol, for the upstream */
-    bool is_resolving;      /* a resolver request will still call back */
-    bool is_fallback;       /* not TLS, or silent: sent to the listener's fallback */
-    bool has_ech;           /* the hello carried Encrypted Client Hello */
-    bool is_pool_counted;   /* sr_pool_conn_start was called for pool_index */
-    bool is_shared_counted; /* counted in shared->n_conns (and maybe the two below) */
-    bool has_ipkey;
-    bool is_quiet;   /* refused over a limit, or handed over: no access-log line here */
-    bool is_counted; /* accept was counted in the metrics */
-
-    const char *alpn_route; /* the ALPN condition of the route taken (config text), or NULL */
-    char *sni;              /* the normalized name for the log line (heap), or NULL for none */
-    /* protocol = http: the request-boundary tracker and its output, from routing on. */
-    struct sr_http_track *http_track;
-    struct sr_bytes http_out;
-    size_t http_target; /* the upstream index the first request chose */
-    /* A refused request (host_changed, malformed) does not cut what came before it: the
-     * requests before it are forwarded, the backend's write side is shut, the responses it
-     * still owes reach the client whole, and only then does the client get <http_refusal>
-     * (421 or 400, with Connection: close; 0 when no answer can be placed after the
-     * responses) and a lingering close. */
-    uint8_t http_stop;    /* enum sr_http_stop */
-    uint8_t http_refused; /* enum sr_track_result: why */
-    uint16_t http_refusal;
-    struct sr_conn_adopted *adopted; /* handed over by an old process; NULL otherwise */
-    const struct sr_upstream *upstream;
-    /* The address being connected to: the route's HOST:PORT, or a server of its pool. */
-    const struct sr_addr *target;
-    struct sr_pool *pool; /* the generation's pool the target came from, or NULL */
-    size_t pool_index;
-
-    /* Limits (proxy.c): which listener count and which client address this connection
-     * is counted under. */
-    size_t lcount; /* 1 + index into shared->lcounts; 0: not counted */
-    struct sr_ipkey ipkey;
-
-    /* Metrics (the server's registry): row ids. */
-    uint32_t lid;
-    uint32_t uid;
-
-    uint64_t start_ms;
-    uint64_t last_active_ms;
-    const char *outcome;
-    const char *detail;
-    /* The client for the log: the TCP peer, or who a PROXY header named. */
-    union {
-        struct sockaddr sa;
-        struct sockaddr_in in4;
-        struct sockaddr_in6 in6;
-    } client_addr;
-};
-
-/* Accept what is pending on <listener> (several connections per call, up to a batch).
- * Errors are logged by the caller's listener code; see proxy.c. */
-int sr_conn_accept(struct sr_listener *listener, int fd, const struct sockaddr *peer);
-
-/* Binary upgrade, old side: hand <conn> to the new process over <sock> if nothing of it
- * is in flight here (relaying, no byte read and not yet written, no request tracker, and
- * neither direction at its end), then close it here without a word to either peer (no
- * shutdown, no RST: the new process holds the sockets). It writes no access-log line (the
- * new process writes the one line, with the totals) and is counted as closed with outcome
- * "handed_over". Returns 0 when handed over, UV_EBUSY when not now, UV_EAGAIN when the
- * socket is full (try later), or another negative UV_E* code (the new process is gone:
- * the connection stays here). */
-int sr__conn_hand_over(struct sr_conn *conn, int sock);
+/* A connection for the socket <fd> just accepted from <peer> (zeroed if unknown) on
+ * listener <lcfg> of <gen> (a reference is taken): counted against the limits (closed at
+ * once, quietly, when over one) and watched for its first bytes, within hello_timeout.
+ * Returns 0, or UV_ENOMEM when out of memory (logged; <fd> closed). */
+int sr_conn_accept(struct sr_conn_set *set, struct sr_generation *gen,
+                   const struct sr_listener_config *lcfg, int fd, const struct sockaddr *peer);
 
 /* Binary upgrade, new side: go on relaying the connection <rec> describes between
- * <client_fd> and <backend_fd> (taken over: closed on any failure) as one of <server>'s,
- * under its current config: counted in the limits (never refused) and as adopted in the
- * metrics (<uid>: the upstream's metrics row, or UINT32_MAX). Returns 0 or a UV_E* code
- * (logged; both descriptors closed). */
-int sr_conn_adopt(struct sr_server *server, const struct sr_upgrade_conn *rec, int client_fd,
-                  int backend_fd, uint32_t uid);
+ * <client_fd> and <backend_fd> (taken over: closed on any failure) as one of <set>'s,
+ * under <gen> (the current config): counted in the limits (never refused) and as adopted
+ * in the metrics (<uid>: the upstream's metrics row, or UINT32_MAX). Returns 0 or a UV_E*
+ * code (logged; both descriptors closed). */
+int sr_conn_adopt(struct sr_conn_set *set, struct sr_generation *gen,
+                  const struct sr_upgrade_conn *rec, int client_fd, int backend_fd, uint32_t uid);
 
-/* Close <conn> now with <outcome> (kept if one is already set), logging its access line.
- * Idempotent. */
+/* Binary upgrade, old side: hand <conn> to the new process over <sock> if nothing of it
+ * is in flight here (see sr_handover_send), then close it here without a word to either
+ * peer. It writes no access-log line (the new process writes the one line, with the
+ * totals) and is counted as closed with outcome "handed_over". Returns 0 when handed
+ * over, UV_EBUSY when not now, UV_EAGAIN when the socket is full (try later), or another
+ * negative UV_E* code (the new process is gone: the connection stays here). */
+int sr_conn_hand_over(struct sr_conn *conn, int sock);
+
+/* Close <conn> now with <outcome> (kept if one is already set), logging its access line;
+ * it is freed after the current batch of events. Idempotent. */
 void sr_conn_close(struct sr_conn *conn, const char *outcome);
 
-/* The same, ending the client or the backend side with an RST instead of a FIN: how a
- * reset on one side is passed on to the other. */
-void sr__conn_close_ex(struct sr_conn *conn, const char *outcome, bool reset_client,
-                       bool reset_backend);
-
-/* A deadline of <conn> is due (proxy.c's timer calls it). */
-void sr__conn_on_deadline(struct sr_conn *conn);
-
-/* Free <conn> (proxy.c, after the batch in which it was closed). */
-void sr__conn_free(struct sr_conn *conn);
-
-/* A tracked HTTP connection met a request it must not pass on (<r>: a head for a host
- * routed elsewhere, broken framing, an upgrade that cannot be decided): note why and the
- * answer owed, and stop (http_stop; the relay drains the responses, then calls
- * sr__conn_http_linger, which sets the outcome). Out of memory closes at once. */
-void sr__conn_http_refused(struct sr_conn *conn, enum sr_track_result r);
-
-/* The refusal's end, once everything owed to the client is written: close the backend,
- * send the client a FIN and discard what it still sends for a short while (a lingering
- * close, so that an RST cannot destroy the responses before the client reads them). */
-void sr__conn_http_linger(struct sr_conn *conn);
-
-/* relay.c: start relaying (a failure to watch the sockets closes the connection); give
- * back its pipes and buffers (when the connection closes). */
-void sr__relay_start(struct sr_conn *conn);
-void sr__relay_release(struct sr_conn *conn);
-
-/* relay.c: <events> (epoll's) on the client socket (<is_client>) or the backend's. */
-void sr__relay_event(struct sr_conn *conn, bool is_client, uint32_t events);
+/* A connection's deadline <d> is due (the worker's resources call it: sr_resources_init). */
+void sr_conn_on_deadline(struct sr_deadline *d);
 
 #endif

@@ -12,8 +12,8 @@
 
 #include <uv.h>
 
-#include "sniroute/proxy/proxy.h"
-#include "sniroute/core/upgrade.h"
+#include "sniroute/proxy/server.h"
+#include "sniroute/core/upgrade_msg.h"
 
 struct sr_workers;
 

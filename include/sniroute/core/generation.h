@@ -1,0 +1,51 @@
+/* SPDX-License-Identifier: MIT */
+/* Config generations. A config is never changed once loaded: a reload brings a new
+ * generation, the server holds the current one and each connection the one it was
+ * accepted under (a reference), so a reload never changes the rules, or frees the strings,
+ * under an open connection. A generation also carries what the config needs at run time:
+ * metric row ids and every worker's copy of each pool. */
+#ifndef SR_GENERATION_H
+#define SR_GENERATION_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sniroute/config/config.h"
+#include "sniroute/config/pool.h"
+
+struct sr_shared;
+
+/* A loaded, valid config with a reference count: the server holds the current one and
+ * each connection the one it was accepted under, so a reload never changes the rules, or
+ * frees the strings, under an open connection. */
+struct sr_generation {
+    struct sr_config cfg;
+    uint64_t id;           /* 1 for the config at start, then one more per successful reload */
+    _Atomic size_t n_refs; /* workers' connections hold references from several threads */
+    /* Metric row ids (sr_metrics_names) of cfg.listeners[i] and cfg.upstreams[i], set when
+     * the server takes the generation. */
+    uint32_t *listener_ids;
+    uint32_t *upstream_ids;
+    /* The runtime state of cfg.pools[i] (choice, passive health) for worker w at
+     * pools[w * cfg.n_pools + i]: a pool is not shared between threads. Per generation,
+     * so a reload starts every pool fresh. */
+    struct sr_pool *pools;
+};
+
+/* Allocate a generation and load <path> into it; every problem goes to <on_error>.
+ * Returns NULL with <*n_errors> set when the config is not valid (or memory ran out). */
+struct sr_generation *sr_generation_load(const char *path, sr_config_error_fn on_error, void *ctx,
+                                         size_t *n_errors);
+
+struct sr_generation *sr_generation_ref(struct sr_generation *gen);
+
+/* Drop a reference; the last one frees the config. NULL is accepted. */
+void sr_generation_unref(struct sr_generation *gen);
+
+/* Give <gen>'s listeners and upstreams their metric row ids and set up its pools for
+ * <shared>'s workers. Call on the thread that owns <shared> before any server takes <gen>.
+ * Returns 0 or a UV_E* code. */
+int sr_generation_prepare(struct sr_generation *gen, struct sr_shared *shared);
+
+#endif

@@ -1,0 +1,105 @@
+/* SPDX-License-Identifier: MIT */
+/* Config generations (generation.h): loading, reference counting across worker threads,
+ * and the run-time state a generation carries (metric row ids, per-worker pools). */
+#include "sniroute/core/generation.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <uv.h>
+
+#include "sniroute/core/shared.h"
+
+struct sr_generation *
+sr_generation_load(const char *path, sr_config_error_fn on_error, void *ctx, size_t *n_errors)
+{
+    struct sr_generation *gen = calloc(1, sizeof(*gen));
+
+    if (gen == NULL) {
+        *n_errors = 1;
+        on_error(ctx, "out of memory loading the config");
+        return NULL;
+    }
+    *n_errors = sr_config_load(&gen->cfg, path, on_error, ctx);
+    if (*n_errors > 0) {
+        sr_config_fini(&gen->cfg);
+        free(gen);
+        return NULL;
+    }
+    gen->id = 1;
+    gen->n_refs = 1;
+    return gen;
+}
+
+struct sr_generation *
+sr_generation_ref(struct sr_generation *gen)
+{
+    atomic_fetch_add_explicit(&gen->n_refs, 1, memory_order_relaxed);
+    return gen;
+}
+
+void
+sr_generation_unref(struct sr_generation *gen)
+{
+    /* acq_rel: whatever a worker did with the config happens before another frees it. */
+    if (gen == NULL || atomic_fetch_sub_explicit(&gen->n_refs, 1, memory_order_acq_rel) > 1) {
+        return;
+    }
+    sr_config_fini(&gen->cfg);
+    free(gen->listener_ids);
+    free(gen->upstream_ids);
+    free(gen->pools);
+    free(gen);
+}
+
+int
+sr_generation_prepare(struct sr_generation *gen, struct sr_shared *shared)
+{
+    const struct sr_config *cfg = &gen->cfg;
+    char text[SR_ADDR_HOST_MAX + 16];
+    size_t i;
+
+    gen->listener_ids = calloc(cfg->n_listeners + 1, sizeof(uint32_t));
+    gen->upstream_ids = calloc(cfg->n_upstreams + 1, sizeof(uint32_t));
+    if (gen->listener_ids == NULL || gen->upstream_ids == NULL) {
+        return UV_ENOMEM;
+    }
+    for (i = 0; i < cfg->n_listeners; i++) {
+        gen->listener_ids[i] =
+            sr_metrics_names_intern(&shared->listener_names, cfg->listeners[i].name);
+    }
+    for (i = 0; i < cfg->n_upstreams; i++) {
+        if (cfg->upstreams[i].pool != 0) {
+            snprintf(text, sizeof(text), "%s", cfg->pools[cfg->upstreams[i].pool - 1].name);
+        } else {
+            sr_addr_format(&cfg->upstreams[i].addr, text, sizeof(text));
+        }
+        gen->upstream_ids[i] = sr_metrics_names_intern(&shared->upstream_names, text);
+    }
+    gen->pools = calloc(cfg->n_pools * shared->n_workers + 1, sizeof(*gen->pools));
+    if (gen->pools == NULL) {
+        return UV_ENOMEM;
+    }
+    for (i = 0; i < cfg->n_pools * shared->n_workers; i++) {
+        const struct sr_pool_config *pc = &cfg->pools[i % cfg->n_pools];
+        char ids[SR_POOL_MAX_SERVERS][SR_ADDR_HOST_MAX + 16];
+        const char *id_ptrs[SR_POOL_MAX_SERVERS];
+        struct sr_pool_params params;
+        size_t j;
+
+        for (j = 0; j < pc->n_servers; j++) {
+            sr_addr_format(&pc->servers[j], ids[j], sizeof(ids[j]));
+            id_ptrs[j] = ids[j];
+        }
+        memset(&params, 0, sizeof(params));
+        params.balance = pc->balance;
+        params.fail_max = SR_POOL_FAIL_MAX_DEFAULT;
+        params.fail_timeout_ms = SR_POOL_FAIL_TIMEOUT_MS_DEFAULT;
+        params.seed = uv_hrtime() ^ (uint64_t)(uintptr_t)gen ^ ((uint64_t)i << 32);
+        if (sr_pool_init(&gen->pools[i], &params, id_ptrs, pc->n_servers) != SR_POOL_OK) {
+            return UV_EINVAL;
+        }
+    }
+    return 0;
+}
