@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "sniroute/proxy/conn.h"
+#include "sniroute/proxy/quicflow.h"
 #include "sniroute/observe/log.h"
 #include "sniroute/core/upgrade.h"
 
@@ -158,7 +159,8 @@ sr_shared_init(struct sr_shared *shared, size_t n_workers, FILE *access_log)
         return UV_ENOMEM;
     }
     shared->per_ip = sr_ipcount_new();
-    if (shared->per_ip == NULL ||
+    shared->quic = sr_quic_shared_new(); /* QUIC hook: the flow limits */
+    if (shared->per_ip == NULL || shared->quic == NULL ||
         sr_metrics_names_init(&shared->listener_names, SR_METRICS_LISTENERS_MAX) != 0 ||
         sr_metrics_names_init(&shared->upstream_names, SR_METRICS_UPSTREAMS_MAX) != 0) {
         return UV_ENOMEM;
@@ -170,6 +172,7 @@ void
 sr_shared_fini(struct sr_shared *shared)
 {
     sr_ipcount_free(shared->per_ip);
+    sr_quic_shared_free(shared->quic); /* QUIC hook */
     free(shared->lcounts);
     sr_metrics_names_fini(&shared->listener_names);
     sr_metrics_names_fini(&shared->upstream_names);
@@ -310,8 +313,11 @@ server_check_stopped(struct sr_server *server)
     if (!server->is_draining || server->is_stopped) {
         return;
     }
-    if (server->n_conns == 0 && server->n_listeners_open == 0) {
+    /* QUIC hook: its flows and sockets count too, and its timers close with ours. */
+    if (server->n_conns == 0 && server->n_listeners_open == 0 &&
+        sr_quic_is_stopped(server->quic)) {
         server->is_stopped = true;
+        sr_quic_close(server->quic);
         if (server->n_handed_over > 0) {
             sr_log_notice("upgrade: handed %llu open connection(s) over to the new process",
                           (unsigned long long)server->n_handed_over);
@@ -980,7 +986,7 @@ sr_server_listen_fds(const struct sr_server *server, struct sr_listen_fd *out, s
             n++;
         }
     }
-    return n;
+    return n + sr_quic_listen_fds(server->quic, out + n, cap - n); /* QUIC hook: UDP too */
 }
 
 static bool
@@ -1012,12 +1018,18 @@ server_apply(struct sr_server *server, struct sr_generation *gen)
     struct sr_listener *next;
     size_t i;
     size_t j;
+    int rc;
 
+    /* QUIC hook: its UDP sockets first, so that a failure on either side changes nothing. */
+    rc = sr_quic_prepare(server->quic, gen);
+    if (rc != 0) {
+        return rc;
+    }
     for (listener = server->listeners; listener != NULL; listener = listener->next) {
         listener->is_kept = false;
     }
     for (i = 0; i < cfg->n_listeners; i++) {
-        for (j = 0; j < cfg->listeners[i].n_listen; j++) {
+        for (j = 0; j < cfg->listeners[i].n_listen && !cfg->listeners[i].is_quic; j++) {
             const struct sr_addr *addr = &cfg->listeners[i].listen[j];
 
             for (listener = server->listeners; listener != NULL; listener = listener->next) {
@@ -1036,6 +1048,7 @@ server_apply(struct sr_server *server, struct sr_generation *gen)
                     listener->next = NULL;
                     listener_close(listener);
                 }
+                sr_quic_abort(server->quic); /* QUIC hook */
                 return UV_EADDRINUSE;
             }
             listener->is_kept = true;
@@ -1054,7 +1067,7 @@ server_apply(struct sr_server *server, struct sr_generation *gen)
             continue;
         }
         for (i = 0; i < cfg->n_listeners; i++) {
-            for (j = 0; j < cfg->listeners[i].n_listen; j++) {
+            for (j = 0; j < cfg->listeners[i].n_listen && !cfg->listeners[i].is_quic; j++) {
                 if (is_same_addr(&listener->addr, &cfg->listeners[i].listen[j])) {
                     listener->cfg = &cfg->listeners[i];
                 }
@@ -1066,7 +1079,15 @@ server_apply(struct sr_server *server, struct sr_generation *gen)
         listener->next = server->listeners;
         server->listeners = listener;
     }
+    sr_quic_commit(server->quic, gen); /* QUIC hook */
     return 0;
+}
+
+/* QUIC hook: the last flow and socket of a draining QUIC path are gone. */
+static void
+on_quic_idle(void *data)
+{
+    server_check_stopped(data);
 }
 
 int
@@ -1110,6 +1131,20 @@ sr_server_start(struct sr_server *server, uv_loop_t *loop, struct sr_shared *sha
         server->listeners = NULL;
         sr_server_drain(server);
         return UV_ENOMEM;
+    }
+    /* QUIC hook: the path of protocol = quic listeners, in this worker's loop and reactor. */
+    {
+        struct sr_quic_host host = {loop,          shared,          &server->reactor,
+                                    &server->metrics, worker,       server->is_reuseport,
+                                    on_quic_idle,  server};
+
+        server->quic = sr_quic_new(&host);
+        if (server->quic == NULL) {
+            sr_log_notice("out of memory");
+            server->listeners = NULL;
+            sr_server_drain(server);
+            return UV_ENOMEM;
+        }
     }
 
     rc = server_apply(server, gen);
@@ -1208,9 +1243,11 @@ sr_server_drain(struct sr_server *server)
             next = conn->next; /* closing does not unlink; freeing (later) does */
             sr_conn_close(conn, "drained");
         }
+        sr_quic_drain(server->quic); /* QUIC hook: its flows too */
         return;
     }
     server->is_draining = true;
+    sr_quic_drain(server->quic); /* QUIC hook: no new flow; open ones go on (see quicflow.h) */
     sr_health_stop(&server->health);
     while (server->listeners != NULL) {
         listener_close(server->listeners);
@@ -1234,6 +1271,8 @@ sr_server_fini(struct sr_server *server)
 {
     assert(server->n_conns == 0);
     assert(server->listeners == NULL);
+    sr_quic_free(server->quic); /* QUIC hook */
+    server->quic = NULL;
     sr_generation_unref(server->gen);
     server->gen = NULL;
     sr_metrics_fini(&server->metrics);

@@ -840,6 +840,19 @@ sr_quic_feed(struct sr_quic_ctx *ctx, struct sr_quic_initial *st, const uint8_t 
     }
 }
 
+bool
+sr_quic_starts_initial(const uint8_t *dgram, size_t len)
+{
+    uint32_t version;
+
+    if (len < 5 || (dgram[0] & LONG_HEADER) == 0) {
+        return false;
+    }
+    version = (uint32_t)dgram[1] << 24 | (uint32_t)dgram[2] << 16 | (uint32_t)dgram[3] << 8 |
+              dgram[4];
+    return is_supported(version) && packet_type(version, dgram[0]) == PT_INITIAL;
+}
+
 const char *
 sr_quic_status_str(enum sr_quic_status s)
 {

@@ -934,6 +934,19 @@ test_not_quic(void)
     o = fresh(d, 1200, &res);
     expect(&o, SR_QUIC_NOT_QUIC, SR_QUIC_REASON_VERSION, "0x1a2a3a4a");
     ASSERT_EQ(res.version, 0x1a2a3a4a);
+    /* The cheap first look agrees: none of these starts an Initial. */
+    ASSERT(!sr_quic_starts_initial(d, 4));
+    ASSERT(!sr_quic_starts_initial(d, 1200));
+    memcpy(d, "\xc0\x00\x00\x00\x01", 5); /* v1 Initial */
+    ASSERT(sr_quic_starts_initial(d, 5));
+    d[0] = 0xd0; /* v1 0-RTT */
+    ASSERT(!sr_quic_starts_initial(d, 1200));
+    d[0] = 0x40; /* short header */
+    ASSERT(!sr_quic_starts_initial(d, 1200));
+    memcpy(d, "\xd0\x6b\x33\x43\xcf", 5); /* v2 Initial: type 1 */
+    ASSERT(sr_quic_starts_initial(d, 1200));
+    d[0] = 0xc0; /* v2 Retry */
+    ASSERT(!sr_quic_starts_initial(d, 1200));
 }
 
 static void

@@ -24,6 +24,8 @@
 
 struct sr_conn;
 struct sr_inherited;
+struct sr_quic;
+struct sr_quic_shared;
 struct sr_server;
 
 /* "[" + INET6_ADDRSTRLEN (46, NUL included) + "]:65535" */
@@ -152,6 +154,8 @@ struct sr_shared {
      * so every worker drains what it still has. */
     _Atomic int handover_fd;
     _Atomic bool is_handover_broken;
+    /* QUIC flows of every worker, for their limits (quicflow.h). */
+    struct sr_quic_shared *quic;
 };
 
 /* Set up (0 or a UV_E* code) and free what <shared> holds. */
@@ -215,6 +219,10 @@ struct sr_server {
      * a wakeup that can take nothing from the queue is never followed by another at once. */
     int spare_fd;
     uv_timer_t accept_timer;
+
+    /* protocol = quic listeners: their UDP sockets and flows (quicflow.h), hooked in at
+     * start, reload (server_apply), drain, stop and fini. */
+    struct sr_quic *quic;
 
     uv_timer_t drain_timer;
     /* While draining after an upgrade: hand idle connections over (busy ones later). */

@@ -187,6 +187,11 @@ void sr_quic_feed(struct sr_quic_ctx *ctx, struct sr_quic_initial *st, const uin
 bool sr_quic_initial_keys(struct sr_quic_ctx *ctx, uint32_t version, const uint8_t *dcid,
                           size_t dcid_len, bool is_server, struct sr_quic_keys *keys);
 
+/* Whether <dgram>/<len> begins with the long header of a v1 or v2 Initial packet: the first
+ * five bytes only, no crypto. A receiver's cheap first look, before it spends anything on a
+ * datagram from an unknown client (sr_quic_feed() still decides). */
+bool sr_quic_starts_initial(const uint8_t *dgram, size_t len);
+
 /* "need_more", "found", "no_sni", "not_quic", "malformed", "error": for logs and metrics. */
 const char *sr_quic_status_str(enum sr_quic_status s);
 
