@@ -897,15 +897,16 @@ refused_new(struct sr_quic *q, struct udp_sock *s, const struct sr_flowkey *key,
 
 static void on_backend_ready(struct sr_watch *watch, uint32_t events);
 
-/* An error of the flow's socket: the upstream refused (ICMP port unreachable) or cannot be
- * reached. Before any answer that is a failed connect; after, the upstream went away. */
+/* An error <err> (a negated errno) of the flow's socket: the upstream refused (ICMP port
+ * unreachable) or cannot be reached. Before any answer that is a failed connect; after,
+ * the upstream went away. */
 static void
 flow_upstream_error(struct qflow *f, int err)
 {
-    f->detail = uv_err_name(-err);
+    f->detail = uv_err_name(err);
     if (!f->has_answer && f->uid != UINT32_MAX) {
         sr_metrics_connect_failed(f->q->host.metrics, f->uid,
-                                  sr_metrics_connect_error_from_errno(-err));
+                                  sr_metrics_connect_error_from_errno(err));
     }
     flow_end(f, f->has_answer ? "backend_reset" : "connect_failed");
 }
