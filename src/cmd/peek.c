@@ -231,8 +231,9 @@ sr_peek_quic_run(const char *path, FILE *out, FILE *err)
     /* Each datagram: a 2-byte big-endian length, then its bytes (test/fixtures/quic). */
     for (off = 0; off < len; off += 2 + (size_t)(buf[off] << 8 | buf[off + 1])) {
         if (len - off < 2 || len - off - 2 < (size_t)(buf[off] << 8 | buf[off + 1])) {
-            fprintf(err, "sniroute peek: %s: datagram %u runs past the end (each is a 2-byte "
-                         "big-endian length, then its bytes)\n",
+            fprintf(err,
+                    "sniroute peek: %s: datagram %u runs past the end (each is a 2-byte "
+                    "big-endian length, then its bytes)\n",
                     name, n + 1);
             goto done;
         }

@@ -115,8 +115,8 @@ sr__config_end_section(struct loader *ld)
             if (p == NULL) {
                 sr_addr_format(&ld->listens[i].addr, text, sizeof(text));
                 report(ld, ld->listens[i].line,
-                       "listener '%s': listen address '%s' already used (first at %s:%u)",
-                       l->name, text, ld->path, ld->listens[j].line);
+                       "listener '%s': listen address '%s' already used (first at %s:%u)", l->name,
+                       text, ld->path, ld->listens[j].line);
                 continue;
             }
             p->line = ld->listens[i].line;

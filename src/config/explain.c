@@ -222,6 +222,22 @@ put_shadowed_wildcards(struct out *o, const struct sr_route_table *t,
 }
 
 /* One listener's block. Returns true if the name is routed there. */
+static const char *
+protocol_name(const struct sr_listener_config *l)
+{
+    return l->is_http ? "http" : l->is_quic ? "quic" : "tls";
+}
+
+/* What a client whose first bytes are not the listener's protocol gets, without fallback. */
+static const char *
+not_protocol_answer(const struct sr_listener_config *l)
+{
+    if (l->is_http) {
+        return "400 Bad Request, then a close";
+    }
+    return l->is_quic ? "dropped" : "a close";
+}
+
 static bool
 explain_listener(struct out *o, const struct sr_config *cfg, const struct sr_listener_config *l,
                  const char *name, size_t len, const struct protos *p)
@@ -237,8 +253,7 @@ explain_listener(struct out *o, const struct sr_config *cfg, const struct sr_lis
 
     put(o, "\nlistener: %s (", l->name);
     put_line(o, l->line);
-    put(o, "), protocol %s, routes '%s' (", l->is_http ? "http" : l->is_quic ? "quic" : "tls",
-        r->name);
+    put(o, "), protocol %s, routes '%s' (", protocol_name(l), r->name);
     put_line(o, r->line);
     put(o, ")\n");
 
@@ -344,9 +359,7 @@ explain_listener(struct out *o, const struct sr_config *cfg, const struct sr_lis
         put_upstream(o, cfg, d.target);
         put(o, "\n");
     } else {
-        put(o, "%s\n", l->is_http   ? "400 Bad Request, then a close"
-                       : l->is_quic ? "dropped"
-                                    : "a close");
+        put(o, "%s\n", not_protocol_answer(l));
     }
     return hit.kind != SR_ROUTE_MISS;
 }

@@ -392,8 +392,7 @@ sr_inherited_take(struct sr_inherited *set, const struct sockaddr *sa, size_t wo
 }
 
 int
-sr_inherited_take_type(struct sr_inherited *set, const struct sockaddr *sa, int type,
-                       size_t worker)
+sr_inherited_take_type(struct sr_inherited *set, const struct sockaddr *sa, int type, size_t worker)
 {
     size_t n = 0;
     size_t k;

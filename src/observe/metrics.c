@@ -774,10 +774,11 @@ format_quic(struct wbuf *w, const struct snapshot *s, const struct sr_metrics_in
                        "began a valid Initial), by listener.",
                        SR__ML_QFLOWS, NULL, NULL, 0);
     format_by_listener(w, s, info, "sniroute_quic_flows_active", "gauge",
-                       "QUIC flows open now (refused ones excluded), by listener.",
-                       SIZE_MAX - 1, NULL, NULL, 0);
+                       "QUIC flows open now (refused ones excluded), by listener.", SIZE_MAX - 1,
+                       NULL, NULL, 0);
     /* Only the outcomes a flow can have: a column per outcome is kept for all of them. */
-    family(w, closed, "counter", "QUIC flows ended, by listener and outcome (as in the access log).");
+    family(w, closed, "counter",
+           "QUIC flows ended, by listener and outcome (as in the access log).");
     l[0].key = "listener";
     l[1].key = "outcome";
     for (k = 0; k < sizeof(quic_outcomes) / sizeof(quic_outcomes[0]); k++) {

@@ -314,8 +314,7 @@ server_check_stopped(struct sr_server *server)
         return;
     }
     /* QUIC hook: its flows and sockets count too, and its timers close with ours. */
-    if (server->n_conns == 0 && server->n_listeners_open == 0 &&
-        sr_quic_is_stopped(server->quic)) {
+    if (server->n_conns == 0 && server->n_listeners_open == 0 && sr_quic_is_stopped(server->quic)) {
         server->is_stopped = true;
         sr_quic_close(server->quic);
         if (server->n_handed_over > 0) {
@@ -1134,9 +1133,14 @@ sr_server_start(struct sr_server *server, uv_loop_t *loop, struct sr_shared *sha
     }
     /* QUIC hook: the path of protocol = quic listeners, in this worker's loop and reactor. */
     {
-        struct sr_quic_host host = {loop,          shared,          &server->reactor,
-                                    &server->metrics, worker,       server->is_reuseport,
-                                    on_quic_idle,  server};
+        struct sr_quic_host host = {.loop = loop,
+                                    .shared = shared,
+                                    .reactor = &server->reactor,
+                                    .metrics = &server->metrics,
+                                    .worker = worker,
+                                    .is_reuseport = server->is_reuseport,
+                                    .on_idle = on_quic_idle,
+                                    .data = server};
 
         server->quic = sr_quic_new(&host);
         if (server->quic == NULL) {

@@ -48,9 +48,9 @@ enum qflow_limit {
 };
 
 struct sr_quic_shared {
-    _Atomic size_t n_flows; /* flows counted against the limits, every worker */
-    size_t fd_budget;       /* at most this many: one descriptor each */
-    struct sr_ipcount *per_ip; /* shared->lock */
+    _Atomic size_t n_flows;       /* flows counted against the limits, every worker */
+    size_t fd_budget;             /* at most this many: one descriptor each */
+    struct sr_ipcount *per_ip;    /* shared->lock */
     uint64_t n_refused[QLIMIT_N]; /* shared->lock, as the next two */
     uint64_t n_refused_noticed[QLIMIT_N];
     uint64_t notice_ms;
@@ -63,14 +63,14 @@ struct udp_sock {
     struct sr_watch watch; /* first: the reactor hands this back */
     struct sr_quic *q;
     struct udp_sock *next;
-    struct sr_addr addr;                  /* as configured: the key across reloads */
+    struct sr_addr addr;                   /* as configured: the key across reloads */
     const struct sr_listener_config *lcfg; /* in q->gen (or the generation being prepared) */
     uint32_t lid;                          /* its metrics row */
     uint32_t id;                           /* in flow keys */
     size_t n_flows;                        /* flows keyed on it, refused ones included */
-    bool has_pktinfo; /* bound to a wildcard: replies say their source */
-    bool is_kept;     /* prepare/commit bookkeeping */
-    bool is_new;      /* bound by the prepare in progress */
+    bool has_pktinfo;                      /* bound to a wildcard: replies say their source */
+    bool is_kept;                          /* prepare/commit bookkeeping */
+    bool is_new;                           /* bound by the prepare in progress */
     bool is_retired;
     char addr_text[SR_SOCKADDR_TEXT_MAX];
 };
@@ -132,14 +132,14 @@ struct qflow {
     uint32_t lid;
     uint32_t uid; /* UINT32_MAX: no upstream */
     uint8_t state;
-    uint8_t route;          /* enum sr_route_kind */
-    bool is_counted;        /* in the limits (shared n_flows, per_ip when has_ipkey) */
+    uint8_t route;   /* enum sr_route_kind */
+    bool is_counted; /* in the limits (shared n_flows, per_ip when has_ipkey) */
     bool has_ipkey;
-    bool is_started;        /* counted as started in the metrics */
-    bool is_pool_counted;   /* sr_pool_conn_start for pool_index */
-    bool is_resolving;      /* a resolver request will still call back */
+    bool is_started;      /* counted as started in the metrics */
+    bool is_pool_counted; /* sr_pool_conn_start for pool_index */
+    bool is_resolving;    /* a resolver request will still call back */
     bool has_ech;
-    bool has_answer;        /* the upstream has sent a datagram */
+    bool has_answer; /* the upstream has sent a datagram */
 };
 
 struct sr_quic {
@@ -245,7 +245,7 @@ static bool
 limits_admit(struct sr_quic *q, struct qflow *f, enum sr_metrics_quic_drop *why)
 {
     static const char *const names[QLIMIT_N] = {"max_quic_flows", "max_quic_flows_per_ip",
-                                                 "descriptors"};
+                                                "descriptors"};
     const struct sr_config *cfg = &q->gen->cfg;
     struct sr_shared *shared = q->host.shared;
     struct sr_quic_shared *qs = q->qs;
@@ -282,16 +282,16 @@ limits_admit(struct sr_quic *q, struct qflow *f, enum sr_metrics_quic_drop *why)
             qs->notice_ms = now;
             sr_log_notice("QUIC flows refused over limits since the last notice: %llu %s, "
                           "%llu %s, %llu over the descriptor budget (%zu)",
-                          (unsigned long long)d[0], names[0], (unsigned long long)d[1],
-                          names[1], (unsigned long long)d[2], qs->fd_budget);
+                          (unsigned long long)d[0], names[0], (unsigned long long)d[1], names[1],
+                          (unsigned long long)d[2], qs->fd_budget);
         }
     }
     uv_mutex_unlock(&shared->lock);
     if (limit >= 0) {
         atomic_fetch_sub(&qs->n_flows, 1);
-        *why = limit == QLIMIT_FLOWS       ? SR_METRICS_QDROP_MAX_FLOWS
-               : limit == QLIMIT_PER_IP    ? SR_METRICS_QDROP_MAX_FLOWS_PER_IP
-                                           : SR_METRICS_QDROP_DESCRIPTORS;
+        *why = limit == QLIMIT_FLOWS    ? SR_METRICS_QDROP_MAX_FLOWS
+               : limit == QLIMIT_PER_IP ? SR_METRICS_QDROP_MAX_FLOWS_PER_IP
+                                        : SR_METRICS_QDROP_DESCRIPTORS;
         return false;
     }
     f->is_counted = true;
@@ -482,14 +482,14 @@ sock_open(struct sr_quic *q, const struct sr_listener_config *lc, uint32_t lid,
         return NULL;
     }
     memset(&ss, 0, sizeof(ss));
-    rc = addr->kind == SR_ADDR_IPV6 ? uv_ip6_addr(addr->host, addr->port, (struct sockaddr_in6 *)&ss)
-                                    : uv_ip4_addr(addr->host, addr->port, (struct sockaddr_in *)&ss);
+    rc = addr->kind == SR_ADDR_IPV6
+             ? uv_ip6_addr(addr->host, addr->port, (struct sockaddr_in6 *)&ss)
+             : uv_ip4_addr(addr->host, addr->port, (struct sockaddr_in *)&ss);
     if (rc == 0) {
         /* Binary upgrade: the old process's socket, its queued datagrams included. */
         fd = sr_inherited_take_type(q->host.shared->inherited, (const struct sockaddr *)&ss,
                                     SOCK_DGRAM, q->host.worker);
-        fd = sr_udp_listen((const struct sockaddr *)&ss, q->host.is_reuseport, fd,
-                           &s->has_pktinfo);
+        fd = sr_udp_listen((const struct sockaddr *)&ss, q->host.is_reuseport, fd, &s->has_pktinfo);
         rc = fd < 0 ? fd : 0;
     }
     if (rc == 0 && getsockname(fd, (struct sockaddr *)&ss, &len) != 0) {
@@ -806,8 +806,8 @@ flow_end(struct qflow *f, const char *outcome)
     unrouted_unlink(f);
     limits_release(f);
     q->n_flows--;
-    is_marker = !f->has_answer && !q->is_draining && q->n_refused < SR_QUIC_REFUSED_MAX &&
-                !f->is_resolving;
+    is_marker =
+        !f->has_answer && !q->is_draining && q->n_refused < SR_QUIC_REFUSED_MAX && !f->is_resolving;
     if (is_marker) {
         /* Keep the key, the socket and the metrics row; nothing that needs the config. */
         f->state = QF_REFUSED;
@@ -1156,8 +1156,8 @@ flow_connect_upstream(struct qflow *f, size_t index, const uint8_t *cur, size_t 
     memset(&ai, 0, sizeof(ai));
     ai.ai_family = ss.ss_family;
     ai.ai_addr = (struct sockaddr *)&ss;
-    ai.ai_addrlen = ss.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
-                                             : sizeof(struct sockaddr_in);
+    ai.ai_addrlen =
+        ss.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
     flow_connect(f, &ai, cur, cur_len);
 }
 
@@ -1439,8 +1439,7 @@ on_backend_ready(struct sr_watch *watch, uint32_t events)
         }
         f->has_answer = true;
         f->last_out_ms = now_ms(q);
-        sent = sr_udp_send(f->sock->watch.fd, &f->client, &f->local, q->batch.iov, (size_t)n,
-                           &err);
+        sent = sr_udp_send(f->sock->watch.fd, &f->client, &f->local, q->batch.iov, (size_t)n, &err);
         for (i = 0; i < (int)sent; i++) {
             f->bytes_out += q->batch.iov[i].iov_len;
         }
@@ -1596,8 +1595,7 @@ sr_quic_drain(struct sr_quic *q)
         q->drain_due_ms = now_ms(q) + (q->gen != NULL ? q->gen->cfg.drain_timeout_ms : 0);
         if (q->n_flows > 0 && !is_handover) {
             sr_log_notice("draining %zu QUIC flow(s) for up to %llu ms", q->n_flows,
-                          (unsigned long long)(q->gen != NULL ? q->gen->cfg.drain_timeout_ms
-                                                              : 0));
+                          (unsigned long long)(q->gen != NULL ? q->gen->cfg.drain_timeout_ms : 0));
         } else if (q->n_flows > 0) {
             sr_log_notice("upgrade: %zu QUIC flow(s) end here (flows are not handed over; "
                           "the new process reads the sockets now)",

@@ -848,8 +848,8 @@ sr_quic_starts_initial(const uint8_t *dgram, size_t len)
     if (len < 5 || (dgram[0] & LONG_HEADER) == 0) {
         return false;
     }
-    version = (uint32_t)dgram[1] << 24 | (uint32_t)dgram[2] << 16 | (uint32_t)dgram[3] << 8 |
-              dgram[4];
+    version =
+        (uint32_t)dgram[1] << 24 | (uint32_t)dgram[2] << 16 | (uint32_t)dgram[3] << 8 | dgram[4];
     return is_supported(version) && packet_type(version, dgram[0]) == PT_INITIAL;
 }
 

@@ -27,7 +27,7 @@
 /* QUIC (protocol = quic listeners). 180 s: above the idle timeouts common QUIC stacks
  * default to (30 s in ngtcp2 and quic-go) and above Linux's conntrack timeout for an
  * established UDP stream (120 s), so sniroute is not the first to forget a live flow. */
-#define SR_CONFIG_QUIC_IDLE_TIMEOUT_MS 180000u
+#define SR_CONFIG_QUIC_IDLE_TIMEOUT_MS  180000u
 #define SR_CONFIG_MAX_QUIC_FLOWS        100000u
 #define SR_CONFIG_MAX_QUIC_FLOWS_PER_IP 256u
 #define SR_CONFIG_QUIC_HOLD_BYTES       65536u
@@ -161,7 +161,7 @@ struct sr_config {
     uint64_t quic_idle_timeout_ms;  /* a routed flow with one side quiet this long ends */
     uint32_t max_quic_flows;        /* flows of the process in all; 0: no limit */
     uint32_t max_quic_flows_per_ip; /* flows from one client address; 0: no limit */
-    size_t quic_hold_bytes; /* datagrams held per flow until its ClientHello is complete */
+    size_t quic_hold_bytes;         /* datagrams held per flow until its ClientHello is complete */
     char *access_log; /* "stdout" (the default), "stderr", "off" or a file path; owned */
     bool is_watched;  /* watch = yes: reload when the file changes */
     uint32_t workers; /* loops, one thread each; 0: auto (one per CPU); default 1 */

@@ -34,7 +34,7 @@ struct sr_flownode {
 struct sr_flowtab {
     struct sr_flownode **buckets; /* a power of two of them */
     size_t n_buckets;
-    size_t n; /* nodes in the table */
+    size_t n;        /* nodes in the table */
     uint64_t k0, k1; /* the SipHash key */
 };
 

@@ -92,18 +92,18 @@ enum sr_metrics_limit {
 
 /* QUIC (issue 13): why a datagram from a client was not relayed. */
 enum sr_metrics_quic_drop {
-    SR_METRICS_QDROP_NOT_QUIC = 0,    /* no flow, and it starts none: not a v1/v2 long header
-                                         (a short header from an unknown client, garbage) */
-    SR_METRICS_QDROP_MALFORMED,       /* breaks a rule of the Initial packets (see the Initial
-                                         results for which) */
-    SR_METRICS_QDROP_REFUSED,         /* its client's flow was refused a moment ago (no route,
-                                         no SNI, ...): retransmits cost nothing */
-    SR_METRICS_QDROP_MAX_FLOWS,       /* a new flow over max_quic_flows */
+    SR_METRICS_QDROP_NOT_QUIC = 0,     /* no flow, and it starts none: not a v1/v2 long header
+                                          (a short header from an unknown client, garbage) */
+    SR_METRICS_QDROP_MALFORMED,        /* breaks a rule of the Initial packets (see the Initial
+                                          results for which) */
+    SR_METRICS_QDROP_REFUSED,          /* its client's flow was refused a moment ago (no route,
+                                          no SNI, ...): retransmits cost nothing */
+    SR_METRICS_QDROP_MAX_FLOWS,        /* a new flow over max_quic_flows */
     SR_METRICS_QDROP_MAX_FLOWS_PER_IP, /* a new flow over max_quic_flows_per_ip */
-    SR_METRICS_QDROP_DESCRIPTORS,     /* a new flow with no descriptor to spare */
-    SR_METRICS_QDROP_HOLD,            /* an unrouted flow's held datagrams are at their limit */
-    SR_METRICS_QDROP_DRAINING,        /* a new flow while the process drains */
-    SR_METRICS_QDROP_SEND_FAILED,     /* the send failed (a full socket buffer, no route) */
+    SR_METRICS_QDROP_DESCRIPTORS,      /* a new flow with no descriptor to spare */
+    SR_METRICS_QDROP_HOLD,             /* an unrouted flow's held datagrams are at their limit */
+    SR_METRICS_QDROP_DRAINING,         /* a new flow while the process drains */
+    SR_METRICS_QDROP_SEND_FAILED,      /* the send failed (a full socket buffer, no route) */
     SR_METRICS_N_QUIC_DROPS
 };
 
@@ -433,11 +433,12 @@ sr_metrics_quic_dropped(struct sr_metrics *m, uint32_t listener, enum sr_metrics
 /* The Initial reader read a datagram and said <status> (<reason> for NOT_QUIC, MALFORMED and
  * ERROR; anything else counts under "none"). */
 static inline void
-sr_metrics_quic_initial(struct sr_metrics *m, enum sr_quic_status status, enum sr_quic_reason reason)
+sr_metrics_quic_initial(struct sr_metrics *m, enum sr_quic_status status,
+                        enum sr_quic_reason reason)
 {
     unsigned s = (unsigned)status < SR_METRICS_N_QUIC_STATUS ? (unsigned)status : SR_QUIC_ERROR;
-    unsigned r = (unsigned)reason < SR_METRICS_N_QUIC_REASONS ? (unsigned)reason
-                                                              : SR_METRICS_N_QUIC_REASONS;
+    unsigned r =
+        (unsigned)reason < SR_METRICS_N_QUIC_REASONS ? (unsigned)reason : SR_METRICS_N_QUIC_REASONS;
 
     if (s != SR_QUIC_NOT_QUIC && s != SR_QUIC_MALFORMED && s != SR_QUIC_ERROR) {
         r = SR_QUIC_REASON_NONE;
