@@ -147,9 +147,9 @@ class UdpSink:
     """A UDP socket on 127.0.0.1 that keeps every datagram it gets; with <echo> it answers
     each with b"ECHO" + its first 16 bytes, to the sender."""
 
-    def __init__(self, echo=False):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
+    def __init__(self, echo=False, family=socket.AF_INET):
+        self.sock = socket.socket(family, socket.SOCK_DGRAM)
+        self.sock.bind(("::1" if family == socket.AF_INET6 else "127.0.0.1", 0))
         self.sock.settimeout(0.2)
         self.port = self.sock.getsockname()[1]
         self.echo = echo
@@ -416,6 +416,68 @@ def case_held_in_order(ctx):
     sink.stop()
 
 
+def case_ipv6(ctx):
+    """The same over IPv6: a [::] listener, a client on ::1, an upstream at [::1]: the held
+    datagrams arrive unmodified and the replies come back from [::1] (IPV6_RECVPKTINFO)."""
+    sink = UdpSink(echo=True, family=socket.AF_INET6)
+    d = harness.Sniroute(ctx.binary, ctx.tmp, "ipv6",
+                         quic_conf("[::]:0", "quic.example = [::1]:%d\n" % sink.port))
+    port = d.addrs["h3"][0][1]
+    dgrams = fixture("chromium-pq.bin")[:2]
+    c = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    c.bind(("::1", 0))
+    for dg in dgrams:
+        c.sendto(dg, ("::1", port))
+    c.settimeout(3)
+    replies = [c.recvfrom(65535) for _ in dgrams]
+    check([data for _, data in sink.datagrams()] == dgrams, "the [::1] backend got %s"
+          % [len(data) for _, data in sink.datagrams()])
+    check(all(src[:2] == ("::1", port) for _, src in replies), "replies from %s"
+          % [src for _, src in replies])
+    e = d.wait_log(lambda e: e.get("sni") == "quic.example", "quic.example over IPv6")
+    check(e.get("client", "").startswith("[::1]:") and e.get("upstream") == "[::1]:%d" % sink.port,
+          "log line: %s" % e["_raw"])
+    c.close()
+    stop_clean(d)
+    sink.stop()
+
+
+def case_drain(ctx):
+    """SIGTERM: no new flow, but a flow open before it goes on (its request, sent after the
+    signal, is answered through it); the daemon exits once that flow has been quiet for
+    quic_idle_timeout, before drain_timeout, with status 0."""
+    be = QuicBackend(ctx, "a.test")
+    d = harness.Sniroute(ctx.binary, ctx.tmp, "drain",
+                         quic_conf("127.0.0.1:0", "a.test = 127.0.0.1:%d\n" % be.port,
+                                   "quic_idle_timeout = 3s\ndrain_timeout = 20s"))
+    port = d.port("h3")
+    result = {}
+
+    def slow():
+        result["r"] = h3_get(ctx, "a.test", port, extra=["--delay-stream=2s"])
+
+    t = threading.Thread(target=slow, daemon=True)
+    t.start()
+    time.sleep(0.7)  # handshake done, the request not sent yet
+    t0 = time.monotonic()
+    os.kill(d.pid, signal.SIGTERM)
+    d.proc.wait_line("stderr", r"draining 1 QUIC flow", 5)
+    _, body = h3_get(ctx, "a.test", port, handshake="1s")
+    check(body is None, "a new client was served while draining")
+    t.join(timeout=20)
+    rc, body = result.get("r", (-1, None))
+    check(rc == 0 and body == who(be), "the flow open at SIGTERM: exit %d, %s"
+          % (rc, harness.short(body or b"")))
+    status = d.proc.wait_exit(15)
+    took = time.monotonic() - t0
+    check(status == 0, "exit status %s after the drain" % status)
+    check(took < 15, "the drain took %.1fs (drain_timeout 20s)" % took)
+    e = d.wait_log(lambda e: e.get("sni") == "a.test" and e.get("outcome") == "ok", "the flow")
+    check(int(e["dgrams_out"]) > 0, "log line: %s" % e["_raw"])
+    stop_clean(d)
+    return "exited %.1fs after SIGTERM" % took
+
+
 def case_split_hello_gtlsclient(ctx):
     """gtlsclient with an FFDHE8192 key share: its ClientHello spans two Initial packets in
     two datagrams, and gtlsserver answers with a HelloRetryRequest (it wants x25519), so a
@@ -650,7 +712,8 @@ def case_reload_keeps_route(ctx):
     """A flow routed before a reload keeps its upstream: gtlsclient finishes its handshake,
     sniroute reloads with the name pointing elsewhere, then the request goes out on the same
     flow (--delay-stream) and is answered by the old backend; a new client reaches the new
-    one."""
+    one. Then a reload moves the listener: the new address serves, the old one takes no new
+    flow but stays open while flows use it."""
     old, new = QuicBackend(ctx, "old-backend"), QuicBackend(ctx, "new-backend")
     conf = lambda be: quic_conf("127.0.0.1:%d" % port, "old.test = 127.0.0.1:%d\n" % be.port,
                                 "quic_idle_timeout = 30s")  # noqa: E731
@@ -674,6 +737,19 @@ def case_reload_keeps_route(ctx):
     check(rc == 0 and body == who(old), "the flow from before the reload: exit %d, %s"
           % (rc, harness.short(body or b"")))
     expect_body(ctx, "old.test", port, who(new))
+    # A reload that moves the listener to another address: the new one serves; the old one
+    # takes no new flow but stays open for the two flows still on it (30 s idle timeout).
+    port2 = free_udp_port()
+    with open(d.path, "w") as f:
+        f.write(conf(new).replace("127.0.0.1:%d" % port, "127.0.0.1:%d" % port2, 1))
+    mark = len(d.proc.lines["stderr"])
+    os.kill(d.pid, signal.SIGHUP)
+    d.proc.wait_line("stderr", r"no longer listening on 127\.0\.0\.1:%d \(listener h3\); "
+                     r"its flows go on" % port, 5, mark)
+    expect_body(ctx, "old.test", port2, who(new))
+    check(udp_bound(port), "the old address was closed under its flows")
+    _, body = h3_get(ctx, "old.test", port, handshake="1s")
+    check(body is None, "a new flow on the address no longer configured")
     stop_clean(d)
 
 
@@ -733,7 +809,8 @@ def case_peek(ctx):
     check(r.returncode == 1 and "status: not_quic" in harness.txt(r.stdout), harness.txt(r.stdout))
 
 
-CASES = [case_routes_log_metrics, case_refusals, case_held_in_order, case_split_hello_gtlsclient,
+CASES = [case_routes_log_metrics, case_refusals, case_held_in_order, case_ipv6, case_drain,
+         case_split_hello_gtlsclient,
          case_download_64mib, case_tcp_and_quic_one_port, case_faults, case_flood,
          case_workers_2, case_reload_keeps_route, case_retry, case_upgrade, case_peek]
 
