@@ -261,7 +261,8 @@ sr_peek_quic_run(const char *path, FILE *out, FILE *err)
                 fprintf(out, " (%s)", sr_hello_reason_str(res.hello.reason));
             }
         }
-        fprintf(out, " (Initial packets %u, skipped %u)%s\n", res.n_initial, res.n_skipped,
+        fprintf(out, " (Initial packets %u, skipped %u, CRYPTO frames %u, out of order %u)%s\n",
+                res.n_initial, res.n_skipped, res.n_crypto_frames, res.n_crypto_out_of_order,
                 res.status == SR_QUIC_NEED_MORE || res.status == SR_QUIC_FOUND ||
                         res.status == SR_QUIC_NO_SNI
                     ? ""
@@ -278,7 +279,10 @@ sr_peek_quic_run(const char *path, FILE *out, FILE *err)
         fprintf(out, "version: 0x%08x (%s)\ndcid: ", (unsigned)st.version,
                 st.version == SR_QUIC_V1 ? "v1" : "v2");
         print_hex(out, st.dcid, st.dcid_len);
-        fprintf(out, "\ninitial_packets: %u\ncrypto_bytes: %zu\n", st.n_initial, st.contig);
+        fprintf(out,
+                "\ninitial_packets: %u\ncrypto_frames: %u\ncrypto_out_of_order: %u\n"
+                "crypto_bytes: %zu\n",
+                st.n_initial, st.n_crypto_frames, st.n_crypto_out_of_order, st.contig);
     }
     if (last == SR_QUIC_FOUND || last == SR_QUIC_NO_SNI) {
         print_quic_hello(out, &st, &res);
