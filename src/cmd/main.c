@@ -42,6 +42,9 @@ usage(FILE *out)
             "                                 where NAME would be routed, and why: exit 0 if\n"
             "                                 routed, 1 if not, 2 on a usage or config error\n"
             "       sniroute peek [FILE]      show what a raw ClientHello (FILE or stdin) says\n"
+            "       sniroute peek --quic [FILE]\n"
+            "                                 the same for QUIC datagrams (each a 2-byte length\n"
+            "                                 and its bytes): what the Initial reader finds\n"
             "       sniroute selftest [--timeout D] [--alpn P,..] [--only CASE,..] HOST:PORT NAME\n"
             "                                 send ClientHellos for NAME split the hard ways\n"
             "                                 and report which reach a TLS server\n"
@@ -756,9 +759,14 @@ main(int argc, char **argv)
     int i;
 
     if (argc >= 2 && strcmp(argv[1], "peek") == 0) {
-        if (argc > 3) {
+        bool is_quic = argc >= 3 && strcmp(argv[2], "--quic") == 0;
+
+        if (argc > (is_quic ? 4 : 3)) {
             usage(stderr);
             return 2;
+        }
+        if (is_quic) {
+            return sr_peek_quic_run(argc == 4 ? argv[3] : NULL, stdout, stderr);
         }
         return sr_peek_run(argc == 3 ? argv[2] : NULL, stdout, stderr);
     }

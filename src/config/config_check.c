@@ -54,6 +54,101 @@ shrink_lines(struct sr_route_lines *lines)
     }
 }
 
+/* One finding of sr__config_end_section(), reported in line order with the others. */
+struct section_problem {
+    unsigned line;
+    unsigned first_line; /* a listen address: where another listener has it */
+    const char *key;     /* a key that does not apply to protocol = quic; NULL: a listen */
+    size_t listen;       /* a listen address: its index in ld->listens */
+};
+
+void
+sr__config_end_section(struct loader *ld)
+{
+    struct section_problem found[8];
+    struct section_problem *p;
+    const struct sr_listener_config *l;
+    const struct listener_tmp *lt;
+    char text[SR_ADDR_HOST_MAX + 16];
+    size_t n = 0;
+    size_t i;
+    size_t j;
+
+    if (ld->sec != SEC_LISTENER) {
+        return;
+    }
+    l = &ld->cfg->listeners[ld->sec_index];
+    lt = &ld->ltmp[ld->sec_index];
+    /* PROXY headers, a fallback for non-TLS bytes and connection limits are about TCP; a
+     * QUIC flow has none of them. */
+    if (l->is_quic) {
+        static const char *const keys[] = {"fallback", "proxy_protocol = accept",
+                                           "max_connections"};
+        const unsigned lines[] = {lt->fallback_line, lt->proxy_accept_line,
+                                  lt->max_connections_line};
+
+        for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+            if (lines[i] != 0) {
+                found[n].line = lines[i];
+                found[n].key = keys[i];
+                n++;
+            }
+        }
+    }
+    /* This section's addresses against earlier listeners of the same transport (TCP for
+     * tls and http, UDP for quic); within the section they were checked as they came. */
+    for (i = 0; i < ld->n_listens; i++) {
+        if (ld->listens[i].listener != ld->sec_index || ld->listens[i].addr.port == 0) {
+            continue;
+        }
+        for (j = 0; j < i; j++) {
+            const struct listen_seen *other = &ld->listens[j];
+
+            if (other->listener != ld->sec_index &&
+                ld->cfg->listeners[other->listener].is_quic == l->is_quic &&
+                is_same_addr(&other->addr, &ld->listens[i].addr)) {
+                break;
+            }
+        }
+        if (j < i) {
+            p = n < sizeof(found) / sizeof(found[0]) ? &found[n++] : NULL;
+            if (p == NULL) {
+                sr_addr_format(&ld->listens[i].addr, text, sizeof(text));
+                report(ld, ld->listens[i].line,
+                       "listener '%s': listen address '%s' already used (first at %s:%u)", l->name,
+                       text, ld->path, ld->listens[j].line);
+                continue;
+            }
+            p->line = ld->listens[i].line;
+            p->first_line = ld->listens[j].line;
+            p->key = NULL;
+            p->listen = i;
+        }
+    }
+    /* A few findings at most: an insertion sort puts them in line order. */
+    for (i = 1; i < n; i++) {
+        struct section_problem tmp = found[i];
+
+        for (j = i; j > 0 && found[j - 1].line > tmp.line; j--) {
+            found[j] = found[j - 1];
+        }
+        found[j] = tmp;
+    }
+    for (i = 0; i < n; i++) {
+        p = &found[i];
+        if (p->key != NULL) {
+            report(ld, p->line,
+                   "listener '%s': %s does not apply to protocol = quic (a TCP listener's "
+                   "option)",
+                   l->name, p->key);
+        } else {
+            sr_addr_format(&ld->listens[p->listen].addr, text, sizeof(text));
+            report(ld, p->line, "listener '%s': listen address '%s' already used (first at %s:%u)",
+                   l->name, text, ld->path, p->first_line);
+        }
+    }
+}
+
 void
 sr__config_finish(struct loader *ld)
 {

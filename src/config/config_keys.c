@@ -99,9 +99,14 @@ set_duration(struct loader *ld, const struct keyword *kw, const char *key, const
     *(uint64_t *)(void *)(section_base(ld, kw) + kw->offset) = v * units[i].ms;
 }
 
+/* A size in bytes, "k" for KiB: max_hello_size (512 .. 256k) or quic_hold_bytes (2400 ..
+ * 1 MiB). */
 static void
 set_size(struct loader *ld, const struct keyword *kw, const char *key, const char *value)
 {
+    bool is_hold = strcmp(kw->key, "quic_hold_bytes") == 0;
+    uint64_t min = is_hold ? SR_CONFIG_QUIC_HOLD_BYTES_MIN : SR_CONFIG_MAX_HELLO_SIZE_MIN;
+    uint64_t max = is_hold ? SR_CONFIG_QUIC_HOLD_BYTES_MAX : SR_CONFIG_MAX_HELLO_SIZE_MAX;
     char label[LABEL_MAX];
     uint64_t v;
     size_t n = parse_digits(value, &v);
@@ -115,10 +120,10 @@ set_size(struct loader *ld, const struct keyword *kw, const char *key, const cha
                section_label(ld, label, sizeof(label)), key, value);
         return;
     }
-    if (v < SR_CONFIG_MAX_HELLO_SIZE_MIN || v > SR_CONFIG_MAX_HELLO_SIZE_MAX) {
-        report(ld, ld->line, "%s: %s: bad size '%s' (must be %u..%u bytes)",
-               section_label(ld, label, sizeof(label)), key, value, SR_CONFIG_MAX_HELLO_SIZE_MIN,
-               SR_CONFIG_MAX_HELLO_SIZE_MAX);
+    if (v < min || v > max) {
+        report(ld, ld->line, "%s: %s: bad size '%s' (must be %llu..%llu bytes)",
+               section_label(ld, label, sizeof(label)), key, value, (unsigned long long)min,
+               (unsigned long long)max);
         return;
     }
     *(size_t *)(void *)((char *)ld->cfg + kw->offset) = (size_t)v;
@@ -136,6 +141,9 @@ set_count(struct loader *ld, const struct keyword *kw, const char *key, const ch
         report(ld, ld->line, "%s: %s: bad count '%s' (want 0..%u; 0 means no limit)",
                section_label(ld, label, sizeof(label)), key, value, SR_CONFIG_MAX_CONNECTIONS_MAX);
         return;
+    }
+    if (kw->section == SEC_LISTENER && v != 0) {
+        ld->ltmp[ld->sec_index].max_connections_line = ld->line;
     }
     *(uint32_t *)(void *)(section_base(ld, kw) + kw->offset) = (uint32_t)v;
 }
@@ -309,9 +317,11 @@ set_listen(struct loader *ld, const struct keyword *kw, const char *key, const c
                section_label(ld, label, sizeof(label)), value);
         return;
     }
-    /* Port 0 asks the kernel for a free port, different each time: never a clash. */
+    /* Port 0 asks the kernel for a free port, different each time: never a clash. Another
+     * listener's address is checked when this section ends (sr__config_end_section): a
+     * TCP and a QUIC listener may share one. */
     for (i = 0; i < ld->n_listens && addr.port != 0; i++) {
-        if (is_same_addr(&ld->listens[i].addr, &addr)) {
+        if (ld->listens[i].listener == ld->sec_index && is_same_addr(&ld->listens[i].addr, &addr)) {
             report(ld, ld->line, "%s: listen address '%s' already used (first at %s:%u)",
                    section_label(ld, label, sizeof(label)), value, ld->path, ld->listens[i].line);
             return;
@@ -324,6 +334,7 @@ set_listen(struct loader *ld, const struct keyword *kw, const char *key, const c
     }
     ld->listens[ld->n_listens].addr = addr;
     ld->listens[ld->n_listens].line = ld->line;
+    ld->listens[ld->n_listens].listener = ld->sec_index;
     ld->n_listens++;
     l->listen[l->n_listen++] = addr;
 }
@@ -415,6 +426,7 @@ set_proxy_protocol(struct loader *ld, const struct keyword *kw, const char *key,
     if (kw->section == SEC_LISTENER) {
         if (strcmp(value, "accept") == 0 || strcmp(value, "none") == 0) {
             ld->cfg->listeners[ld->sec_index].is_proxy_accepted = value[0] == 'a';
+            ld->ltmp[ld->sec_index].proxy_accept_line = value[0] == 'a' ? ld->line : 0;
             return;
         }
         report(ld, ld->line, "%s: %s: bad value '%s' (accept or none)",
@@ -472,18 +484,20 @@ set_trusted_proxies(struct loader *ld, const struct keyword *kw, const char *key
     }
 }
 
-/* protocol = tls | http. */
+/* protocol = tls | http | quic. */
 static void
 set_protocol(struct loader *ld, const struct keyword *kw, const char *key, const char *value)
 {
+    struct sr_listener_config *l = &ld->cfg->listeners[ld->sec_index];
     char label[LABEL_MAX];
 
     (void)kw;
-    if (strcmp(value, "tls") == 0 || strcmp(value, "http") == 0) {
-        ld->cfg->listeners[ld->sec_index].is_http = value[0] == 'h';
+    if (strcmp(value, "tls") == 0 || strcmp(value, "http") == 0 || strcmp(value, "quic") == 0) {
+        l->is_http = value[0] == 'h';
+        l->is_quic = value[0] == 'q';
         return;
     }
-    report(ld, ld->line, "%s: %s: bad value '%s' (tls or http)",
+    report(ld, ld->line, "%s: %s: bad value '%s' (tls, http or quic)",
            section_label(ld, label, sizeof(label)), key, value);
 }
 
@@ -495,6 +509,7 @@ set_fallback(struct loader *ld, const struct keyword *kw, const char *key, const
     uint32_t target;
 
     (void)kw;
+    ld->ltmp[ld->sec_index].fallback_line = ld->line;
     target = sr__config_intern_target(ld, value, key, false);
     if (target != UINT32_MAX) {
         l->fallback = (size_t)target + 1;
@@ -522,6 +537,12 @@ static const struct keyword keywords[] = {
      false},
     {SEC_SNIROUTE, "max_connections_per_ip", set_count,
      offsetof(struct sr_config, max_connections_per_ip), false},
+    {SEC_SNIROUTE, "quic_idle_timeout", set_duration,
+     offsetof(struct sr_config, quic_idle_timeout_ms), false},
+    {SEC_SNIROUTE, "max_quic_flows", set_count, offsetof(struct sr_config, max_quic_flows), false},
+    {SEC_SNIROUTE, "max_quic_flows_per_ip", set_count,
+     offsetof(struct sr_config, max_quic_flows_per_ip), false},
+    {SEC_SNIROUTE, "quic_hold_bytes", set_size, offsetof(struct sr_config, quic_hold_bytes), false},
     {SEC_LISTENER, "listen", set_listen, 0, true},
     {SEC_LISTENER, "routes", set_listener_routes, 0, false},
     {SEC_LISTENER, "no_sni", set_no_sni, 0, false},

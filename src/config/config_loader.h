@@ -65,6 +65,11 @@ struct listener_tmp {
     unsigned routes_line;      /* 0: no "routes =" yet */
     size_t listen_cap;
     size_t n_listen_keys; /* good or bad: "no listen address" only when there was none */
+    /* Where keys that do not apply to protocol = quic were given (0: not given), checked
+     * when the section ends, since protocol may come after them. */
+    unsigned fallback_line;
+    unsigned proxy_accept_line;
+    unsigned max_connections_line;
 };
 
 /* What a [routes] section needs until the end of the file. The table's values are
@@ -83,10 +88,12 @@ struct routes_tmp {
 };
 
 /* A listen address and where it was first given, to refuse the same one twice. Listeners
- * have a handful of addresses, so a linear scan is fine. */
+ * have a handful of addresses, so a linear scan is fine. TCP (tls, http) and UDP (quic)
+ * listeners may share an address: which one a listener is, is known when its section ends. */
 struct listen_seen {
     struct sr_addr addr;
     unsigned line;
+    size_t listener; /* index into cfg->listeners */
 };
 
 struct loader {
@@ -112,7 +119,7 @@ struct loader {
     /* The current section. */
     enum section_kind sec;
     size_t sec_index; /* into cfg->listeners or cfg->routes */
-    unsigned seen[32];
+    unsigned seen[48];
     unsigned sniroute_line;
 
     size_t listeners_cap;
@@ -266,6 +273,12 @@ is_valid_section_name(const char *s, size_t len)
 }
 
 /* ---- Between the parts ---- */
+
+/* The section being read ends (a new one starts, or the file ends): checks of a [listener]
+ * section that need all its keys but nothing after it (config_check.c): a listen address
+ * another listener of the same transport has, keys that do not apply to protocol = quic. */
+void
+sr__config_end_section(struct loader *ld);
 
 /* The checks that need the whole file, once the reader has read it (config_check.c): every
  * listener has an address and a [routes] section that exists, options that need each other

@@ -51,6 +51,7 @@ begin_section(struct loader *ld, const char *text, size_t len)
     bool is_listener;
     bool is_upstream;
 
+    sr__config_end_section(ld);
     memset(ld->seen, 0, sizeof(ld->seen));
     ld->sec = SEC_SKIP;
     while (len > 0 && is_blank(text[0])) {
@@ -398,6 +399,10 @@ load(struct sr_config *cfg, FILE *fp, int open_errno, const char *name, sr_confi
     cfg->idle_timeout_ms = SR_CONFIG_IDLE_TIMEOUT_MS;
     cfg->drain_timeout_ms = SR_CONFIG_DRAIN_TIMEOUT_MS;
     cfg->max_hello_size = SR_CONFIG_MAX_HELLO_SIZE;
+    cfg->quic_idle_timeout_ms = SR_CONFIG_QUIC_IDLE_TIMEOUT_MS;
+    cfg->max_quic_flows = SR_CONFIG_MAX_QUIC_FLOWS;
+    cfg->max_quic_flows_per_ip = SR_CONFIG_MAX_QUIC_FLOWS_PER_IP;
+    cfg->quic_hold_bytes = SR_CONFIG_QUIC_HOLD_BYTES;
     cfg->workers = 1;
 
     memset(&ld, 0, sizeof(ld));
@@ -429,6 +434,7 @@ load(struct sr_config *cfg, FILE *fp, int open_errno, const char *name, sr_confi
         /* The reader hands inih only lines it accepts, so this means the mirror is wrong. */
         report(&ld, rc > 0 ? (unsigned)rc : 0, "syntax error");
     }
+    sr__config_end_section(&ld);
     sr__config_finish(&ld);
 
     for (i = 0; i < cfg->n_routes; i++) {

@@ -222,6 +222,22 @@ put_shadowed_wildcards(struct out *o, const struct sr_route_table *t,
 }
 
 /* One listener's block. Returns true if the name is routed there. */
+static const char *
+protocol_name(const struct sr_listener_config *l)
+{
+    return l->is_http ? "http" : l->is_quic ? "quic" : "tls";
+}
+
+/* What a client whose first bytes are not the listener's protocol gets, without fallback. */
+static const char *
+not_protocol_answer(const struct sr_listener_config *l)
+{
+    if (l->is_http) {
+        return "400 Bad Request, then a close";
+    }
+    return l->is_quic ? "dropped" : "a close";
+}
+
 static bool
 explain_listener(struct out *o, const struct sr_config *cfg, const struct sr_listener_config *l,
                  const char *name, size_t len, const struct protos *p)
@@ -237,7 +253,7 @@ explain_listener(struct out *o, const struct sr_config *cfg, const struct sr_lis
 
     put(o, "\nlistener: %s (", l->name);
     put_line(o, l->line);
-    put(o, "), protocol %s, routes '%s' (", l->is_http ? "http" : "tls", r->name);
+    put(o, "), protocol %s, routes '%s' (", protocol_name(l), r->name);
     put_line(o, r->line);
     put(o, ")\n");
 
@@ -253,6 +269,9 @@ explain_listener(struct out *o, const struct sr_config *cfg, const struct sr_lis
         put(o, "  match: none\n  why: no exact name, no wildcard above it, and no default\n");
         if (l->is_http) {
             put(o, "  result: no route: the client gets 421 Misdirected Request, then a close\n");
+        } else if (l->is_quic) {
+            put(o, "  result: no route: the client's datagrams are dropped (nothing is "
+                   "forwarded, nothing sent back)\n");
         } else {
             put(o, "  result: no route: the client gets a TLS unrecognized_name alert, then a "
                    "close\n");
@@ -288,7 +307,7 @@ explain_listener(struct out *o, const struct sr_config *cfg, const struct sr_lis
         }
         put(o, "  upstream: ");
         put_upstream(o, cfg, hit.value);
-        put(o, "\n  result: routed\n");
+        put(o, "%s\n  result: routed\n", l->is_quic ? " (over UDP)" : "");
     }
     if (p->n > 0 && l->is_http) {
         put(o, "  alpn: not used (protocol = http routes by Host)\n");
@@ -307,13 +326,16 @@ explain_listener(struct out *o, const struct sr_config *cfg, const struct sr_lis
     }
     decide(cfg, l, NULL, 0, &w, &d);
     if (d.refusal == SR_REFUSAL_NO_SNI) {
-        put(o, "rejected (no_sni = reject): a TLS handshake_failure alert\n");
+        put(o, "rejected (no_sni = reject): %s\n",
+            l->is_quic ? "its datagrams are dropped" : "a TLS handshake_failure alert");
     } else {
         const struct sr_alpn_routes *da = d.alpn;
 
         if (d.verdict != SR_VERDICT_ROUTE) {
             put(o, "no default: %s\n",
-                l->is_http ? "421 Misdirected Request" : "a TLS unrecognized_name alert");
+                l->is_http   ? "421 Misdirected Request"
+                : l->is_quic ? "its datagrams are dropped"
+                             : "a TLS unrecognized_name alert");
         } else {
             put(o, "default");
             if (da != NULL) {
@@ -326,7 +348,7 @@ explain_listener(struct out *o, const struct sr_config *cfg, const struct sr_lis
             put(o, "\n");
         }
     }
-    put(o, "  %s: ", l->is_http ? "not HTTP/1.x" : "not TLS");
+    put(o, "  %s: ", l->is_http ? "not HTTP/1.x" : l->is_quic ? "not QUIC" : "not TLS");
     {
         struct sr_first_bytes other = {.said = SR_SAID_OTHER};
 
@@ -337,7 +359,7 @@ explain_listener(struct out *o, const struct sr_config *cfg, const struct sr_lis
         put_upstream(o, cfg, d.target);
         put(o, "\n");
     } else {
-        put(o, "%s\n", l->is_http ? "400 Bad Request, then a close" : "a close");
+        put(o, "%s\n", not_protocol_answer(l));
     }
     return hit.kind != SR_ROUTE_MISS;
 }

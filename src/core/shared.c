@@ -6,8 +6,24 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "sniroute/observe/log.h"
+
+/* How many QUIC flows may hold a descriptor: a quarter of RLIMIT_NOFILE, and at least 64,
+ * stays for the listeners, the TCP connections, their pipes and the resolver's threads. */
+static size_t
+quic_fd_budget(void)
+{
+    struct rlimit rl;
+    size_t limit;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY) {
+        return SIZE_MAX;
+    }
+    limit = (size_t)rl.rlim_cur;
+    return limit > 128 ? limit - (limit / 4 > 64 ? limit / 4 : 64) : limit / 2;
+}
 
 int
 sr_shared_init(struct sr_shared *shared, size_t n_workers, FILE *access_log)
@@ -26,7 +42,9 @@ sr_shared_init(struct sr_shared *shared, size_t n_workers, FILE *access_log)
         return UV_ENOMEM;
     }
     shared->per_ip = sr_ipcount_new();
-    if (shared->per_ip == NULL ||
+    shared->quic_per_ip = sr_ipcount_new();
+    shared->quic_fd_budget = quic_fd_budget();
+    if (shared->per_ip == NULL || shared->quic_per_ip == NULL ||
         sr_metrics_names_init(&shared->listener_names, SR_METRICS_LISTENERS_MAX) != 0 ||
         sr_metrics_names_init(&shared->upstream_names, SR_METRICS_UPSTREAMS_MAX) != 0) {
         return UV_ENOMEM;
@@ -38,6 +56,7 @@ void
 sr_shared_fini(struct sr_shared *shared)
 {
     sr_ipcount_free(shared->per_ip);
+    sr_ipcount_free(shared->quic_per_ip);
     free(shared->lcounts);
     sr_metrics_names_fini(&shared->listener_names);
     sr_metrics_names_fini(&shared->upstream_names);
@@ -206,4 +225,76 @@ sr_shared_release(struct sr_shared *shared, struct sr_admission *adm)
     }
     uv_mutex_unlock(&shared->lock);
     adm->is_counted = false;
+}
+
+/* --- QUIC flows ------------------------------------------------------------------------ */
+
+/* QUIC flows refused over a limit: one notice a second at most, for all workers. */
+#define SR_QUIC_NOTICE_MS 1000
+
+bool
+sr_shared_admit_flow(struct sr_shared *shared, const struct sr_config *cfg,
+                     const struct sr_ipkey *ipkey, bool *has_ipkey,
+                     enum sr_metrics_quic_drop *why)
+{
+    static const char *const names[3] = {"max_quic_flows", "max_quic_flows_per_ip",
+                                         "descriptors"};
+    size_t n = atomic_fetch_add(&shared->n_quic_flows, 1) + 1;
+    int limit = -1;
+    uint32_t n_ip = 0;
+    uint64_t now = uv_hrtime() / 1000000;
+
+    *has_ipkey = false;
+    if (cfg->max_quic_flows != 0 && n > cfg->max_quic_flows) {
+        limit = 0;
+    } else if (n > shared->quic_fd_budget) {
+        limit = 2;
+    }
+    uv_mutex_lock(&shared->lock);
+    if (limit < 0) {
+        n_ip = sr_ipcount_add(shared->quic_per_ip, ipkey);
+        *has_ipkey = n_ip > 0;
+        if (cfg->max_quic_flows_per_ip != 0 && n_ip > cfg->max_quic_flows_per_ip) {
+            limit = 1;
+            sr_ipcount_remove(shared->quic_per_ip, ipkey);
+            *has_ipkey = false;
+        }
+    }
+    if (limit >= 0) {
+        shared->n_quic_refused[limit]++;
+        if (shared->quic_notice_ms == 0 || now - shared->quic_notice_ms >= SR_QUIC_NOTICE_MS) {
+            uint64_t d[3];
+            int i;
+
+            for (i = 0; i < 3; i++) {
+                d[i] = shared->n_quic_refused[i] - shared->n_quic_refused_noticed[i];
+                shared->n_quic_refused_noticed[i] = shared->n_quic_refused[i];
+            }
+            shared->quic_notice_ms = now;
+            sr_log_notice("QUIC flows refused over limits since the last notice: %llu %s, "
+                          "%llu %s, %llu over the descriptor budget (%zu)",
+                          (unsigned long long)d[0], names[0], (unsigned long long)d[1], names[1],
+                          (unsigned long long)d[2], shared->quic_fd_budget);
+        }
+    }
+    uv_mutex_unlock(&shared->lock);
+    if (limit >= 0) {
+        atomic_fetch_sub(&shared->n_quic_flows, 1);
+        *why = limit == 0   ? SR_METRICS_QDROP_MAX_FLOWS
+               : limit == 1 ? SR_METRICS_QDROP_MAX_FLOWS_PER_IP
+                            : SR_METRICS_QDROP_DESCRIPTORS;
+        return false;
+    }
+    return true;
+}
+
+void
+sr_shared_release_flow(struct sr_shared *shared, const struct sr_ipkey *ipkey, bool has_ipkey)
+{
+    atomic_fetch_sub(&shared->n_quic_flows, 1);
+    if (has_ipkey) {
+        uv_mutex_lock(&shared->lock);
+        sr_ipcount_remove(shared->quic_per_ip, ipkey);
+        uv_mutex_unlock(&shared->lock);
+    }
 }

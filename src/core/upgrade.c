@@ -74,30 +74,41 @@ is_same_sockaddr(const struct sockaddr_storage *a, const struct sockaddr *b)
     return false;
 }
 
-/* <fd> is a listening TCP socket on IPv4 or IPv6: its bound address goes to <ss>. */
+/* <fd> is a listening TCP socket, or a bound, unconnected UDP socket (a protocol = quic
+ * listener's), on IPv4 or IPv6: its bound address goes to <ss>, SOCK_STREAM or SOCK_DGRAM
+ * to <*type>. The kernel says which a socket is: the message needs no field for it. */
 static bool
-is_listening_tcp(int fd, struct sockaddr_storage *ss)
+is_inheritable(int fd, struct sockaddr_storage *ss, int *type)
 {
+    struct sockaddr_storage peer;
     socklen_t len = sizeof(int);
-    int type = 0;
     int proto = 0;
     int accepting = 0;
 
-    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0 || type != SOCK_STREAM) {
+    *type = 0;
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, type, &len) != 0 ||
+        (*type != SOCK_STREAM && *type != SOCK_DGRAM)) {
         return false;
     }
     len = sizeof(int);
-    if (getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &proto, &len) != 0 || proto != IPPROTO_TCP) {
+    if (getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &proto, &len) != 0 ||
+        proto != (*type == SOCK_STREAM ? IPPROTO_TCP : IPPROTO_UDP)) {
         return false;
     }
     len = sizeof(int);
-    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &accepting, &len) != 0 || accepting != 1) {
+    if (*type == SOCK_STREAM &&
+        (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &accepting, &len) != 0 || accepting != 1)) {
         return false;
+    }
+    len = sizeof(peer);
+    if (*type == SOCK_DGRAM && getpeername(fd, (struct sockaddr *)&peer, &len) == 0) {
+        return false; /* a connected UDP socket is a flow's, never a listener */
     }
     len = sizeof(*ss);
     memset(ss, 0, sizeof(*ss));
     return getsockname(fd, (struct sockaddr *)ss, &len) == 0 &&
-           (ss->ss_family == AF_INET || ss->ss_family == AF_INET6);
+           (ss->ss_family == AF_INET || ss->ss_family == AF_INET6) &&
+           ((const struct sockaddr_in *)ss)->sin_port != 0;
 }
 
 /* ---- The new process ---------------------------------------------------------------- */
@@ -174,7 +185,7 @@ sr_upgrade_receive(int fd, struct sr_inherited *set)
         for (i = 0; i < n_fds; i++) {
             struct sr_inherited_socket *s = &set->sockets[set->n];
 
-            if (is_listening_tcp(fds[i], &s->addr)) {
+            if (is_inheritable(fds[i], &s->addr, &s->type)) {
                 s->fd = fds[i];
                 set->n++;
             } else {
@@ -190,8 +201,8 @@ sr_upgrade_receive(int fd, struct sr_inherited *set)
         return rc;
     }
     if (n_refused > 0) {
-        sr_log_notice("upgrade: %zu descriptor(s) received were not listening TCP sockets; "
-                      "closed",
+        sr_log_notice("upgrade: %zu descriptor(s) received were neither listening TCP "
+                      "sockets nor bound UDP ones; closed",
                       n_refused);
     }
     sr_log_notice("upgrade: received %zu listening socket(s) from pid %u", set->n,
@@ -210,7 +221,8 @@ sr_inherited_min_workers(const struct sr_inherited *set)
         size_t n = 0;
 
         for (j = 0; j < set->n; j++) {
-            n += is_same_sockaddr(&set->sockets[j].addr,
+            n += set->sockets[j].type == set->sockets[i].type &&
+                 is_same_sockaddr(&set->sockets[j].addr,
                                   (const struct sockaddr *)&set->sockets[i].addr);
         }
         most = n > most ? n : most;
@@ -220,6 +232,12 @@ sr_inherited_min_workers(const struct sr_inherited *set)
 
 int
 sr_inherited_take(struct sr_inherited *set, const struct sockaddr *sa, size_t worker)
+{
+    return sr_inherited_take_type(set, sa, SOCK_STREAM, worker);
+}
+
+int
+sr_inherited_take_type(struct sr_inherited *set, const struct sockaddr *sa, int type, size_t worker)
 {
     size_t n = 0;
     size_t k;
@@ -231,11 +249,12 @@ sr_inherited_take(struct sr_inherited *set, const struct sockaddr *sa, size_t wo
     }
     uv_mutex_lock(&set->lock);
     for (i = 0; i < set->n; i++) {
-        n += is_same_sockaddr(&set->sockets[i].addr, sa);
+        n += set->sockets[i].type == type && is_same_sockaddr(&set->sockets[i].addr, sa);
     }
     k = n > 0 ? worker % n : 0;
     for (i = 0; n > 0 && i < set->n; i++) {
-        if (is_same_sockaddr(&set->sockets[i].addr, sa) && k-- == 0) {
+        if (set->sockets[i].type == type && is_same_sockaddr(&set->sockets[i].addr, sa) &&
+            k-- == 0) {
             fd = fcntl(set->sockets[i].fd, F_DUPFD_CLOEXEC, 0);
             set->sockets[i].is_taken = fd >= 0;
             break;
@@ -256,7 +275,8 @@ sr_inherited_release(struct sr_inherited *set)
         if (!set->sockets[i].is_taken) {
             /* Old still holds its copy until it drains: closing ours drops nothing now. */
             format_sockaddr(&set->sockets[i].addr, text, sizeof(text));
-            sr_log_notice("upgrade: %s is not in the config; not taken over", text);
+            sr_log_notice("upgrade: %s%s is not in the config; not taken over", text,
+                          set->sockets[i].type == SOCK_DGRAM ? " (UDP)" : "");
         }
         close(set->sockets[i].fd);
     }

@@ -41,18 +41,24 @@ size_t
 sr_log_format_access(char *out, size_t cap, const struct sr_access_record *rec)
 {
     char when[32];
+    char dgrams[64];
     int n;
 
     if (cap < 2) {
         return 0;
     }
     sr_log_format_time(when, sizeof(when), rec->time_ms);
+    dgrams[0] = '\0';
+    if (rec->has_dgrams) {
+        snprintf(dgrams, sizeof(dgrams), " dgrams_in=%llu dgrams_out=%llu",
+                 (unsigned long long)rec->dgrams_in, (unsigned long long)rec->dgrams_out);
+    }
     n = snprintf(out, cap,
                  "%s listener=%s client=%s sni=%s route=%s upstream=%s bytes_in=%llu "
-                 "bytes_out=%llu duration_ms=%llu outcome=%s%s%s%s%s%s%s\n",
+                 "bytes_out=%llu%s duration_ms=%llu outcome=%s%s%s%s%s%s%s\n",
                  when, or_dash(rec->listener), or_dash(rec->client), or_dash(rec->sni),
                  or_dash(rec->route), or_dash(rec->upstream), (unsigned long long)rec->bytes_in,
-                 (unsigned long long)rec->bytes_out, (unsigned long long)rec->duration_ms,
+                 (unsigned long long)rec->bytes_out, dgrams, (unsigned long long)rec->duration_ms,
                  or_dash(rec->outcome), rec->has_ech ? " ech=1" : "",
                  rec->alpn_route != NULL ? " alpn=" : "",
                  rec->alpn_route != NULL ? rec->alpn_route : "",
@@ -218,6 +224,12 @@ json_access(struct json_out *j, const struct sr_access_record *rec, size_t budge
     json_number(j, rec->bytes_in);
     json_put(j, ",\"bytes_out\":", 13);
     json_number(j, rec->bytes_out);
+    if (rec->has_dgrams) {
+        json_put(j, ",\"dgrams_in\":", 13);
+        json_number(j, rec->dgrams_in);
+        json_put(j, ",\"dgrams_out\":", 14);
+        json_number(j, rec->dgrams_out);
+    }
     json_put(j, ",\"duration_ms\":", 15);
     json_number(j, rec->duration_ms);
     json_put(j, ",\"outcome\":", 11);

@@ -90,6 +90,67 @@ static const char *const limit_names[SR_METRICS_N_LIMITS] = {
     [SR_METRICS_LIMIT_PER_IP] = "max_connections_per_ip",
 };
 
+static const char *const quic_status_names[SR_METRICS_N_QUIC_STATUS] = {
+    [SR_QUIC_NEED_MORE] = "need_more", [SR_QUIC_FOUND] = "found",
+    [SR_QUIC_NO_SNI] = "no_sni",       [SR_QUIC_NOT_QUIC] = "not_quic",
+    [SR_QUIC_MALFORMED] = "malformed", [SR_QUIC_ERROR] = "error",
+};
+
+/* Identifiers for the Initial reader's reasons (sr_quic_reason_str() has phrases). */
+static const char *const quic_reason_names[SR_METRICS_N_QUIC_REASONS] = {
+    [SR_QUIC_REASON_NONE] = "none",
+    [SR_QUIC_REASON_SHORT_HEADER] = "short_header",
+    [SR_QUIC_REASON_TRUNCATED] = "truncated",
+    [SR_QUIC_REASON_VERSION] = "version",
+    [SR_QUIC_REASON_SMALL_DATAGRAM] = "small_datagram",
+    [SR_QUIC_REASON_LARGE_DATAGRAM] = "large_datagram",
+    [SR_QUIC_REASON_VERSION_NEGOTIATION] = "version_negotiation",
+    [SR_QUIC_REASON_RETRY] = "retry",
+    [SR_QUIC_REASON_HEADER] = "header",
+    [SR_QUIC_REASON_CID_LENGTH] = "cid_length",
+    [SR_QUIC_REASON_DCID_SHORT] = "dcid_short",
+    [SR_QUIC_REASON_PACKET_LENGTH] = "packet_length",
+    [SR_QUIC_REASON_PACKET_SHORT] = "packet_short",
+    [SR_QUIC_REASON_DECRYPT] = "decrypt",
+    [SR_QUIC_REASON_RESERVED_BITS] = "reserved_bits",
+    [SR_QUIC_REASON_FRAME_TYPE] = "frame_type",
+    [SR_QUIC_REASON_FRAME] = "frame",
+    [SR_QUIC_REASON_CRYPTO_CHANGED] = "crypto_changed",
+    [SR_QUIC_REASON_CRYPTO_PAST_HELLO] = "crypto_past_hello",
+    [SR_QUIC_REASON_TOO_LARGE] = "too_large",
+    [SR_QUIC_REASON_HELLO] = "hello",
+    [SR_QUIC_REASON_LIBCRYPTO] = "libcrypto",
+};
+
+static const char *const quic_drop_names[SR_METRICS_N_QUIC_DROPS] = {
+    [SR_METRICS_QDROP_NOT_QUIC] = "not_quic",
+    [SR_METRICS_QDROP_MALFORMED] = "malformed",
+    [SR_METRICS_QDROP_REFUSED] = "refused",
+    [SR_METRICS_QDROP_MAX_FLOWS] = "max_quic_flows",
+    [SR_METRICS_QDROP_MAX_FLOWS_PER_IP] = "max_quic_flows_per_ip",
+    [SR_METRICS_QDROP_DESCRIPTORS] = "descriptors",
+    [SR_METRICS_QDROP_HOLD] = "hold_full",
+    [SR_METRICS_QDROP_DRAINING] = "draining",
+    [SR_METRICS_QDROP_SEND_FAILED] = "send_failed",
+};
+
+/* The outcomes a QUIC flow can end with (the access log's words), in the order shown. */
+static const enum sr_metrics_outcome quic_outcomes[] = {
+    SR_METRICS_OUTCOME_OK,
+    SR_METRICS_OUTCOME_IDLE_TIMEOUT,
+    SR_METRICS_OUTCOME_NO_ROUTE,
+    SR_METRICS_OUTCOME_NO_SNI,
+    SR_METRICS_OUTCOME_MALFORMED,
+    SR_METRICS_OUTCOME_TOO_LARGE,
+    SR_METRICS_OUTCOME_HELLO_TIMEOUT,
+    SR_METRICS_OUTCOME_RESOLVE_FAILED,
+    SR_METRICS_OUTCOME_CONNECT_FAILED,
+    SR_METRICS_OUTCOME_CONNECT_TIMEOUT,
+    SR_METRICS_OUTCOME_BACKEND_RESET,
+    SR_METRICS_OUTCOME_DRAINED,
+    SR_METRICS_OUTCOME_ERROR,
+};
+
 static const uint64_t latency_bounds_us[SR_METRICS_N_LATENCY_BUCKETS - 1] = {
     SR_METRICS_LATENCY_BOUNDS_US};
 
@@ -111,6 +172,18 @@ const char *
 sr_metrics_hello_reason_name(enum sr_hello_reason r)
 {
     return (unsigned)r < SR_METRICS_N_HELLO_REASONS ? reason_names[r] : "other";
+}
+
+const char *
+sr_metrics_quic_reason_name(enum sr_quic_reason r)
+{
+    return (unsigned)r < SR_METRICS_N_QUIC_REASONS ? quic_reason_names[r] : "other";
+}
+
+const char *
+sr_metrics_quic_drop_name(enum sr_metrics_quic_drop d)
+{
+    return (unsigned)d < SR_METRICS_N_QUIC_DROPS ? quic_drop_names[d] : "other";
 }
 
 enum sr_metrics_outcome
@@ -374,9 +447,11 @@ struct snapshot {
     size_t n_upstreams;
     uint64_t *listener; /* [n_listeners][SR__ML_N] */
     uint64_t *active;   /* [n_listeners] */
+    uint64_t *qactive;  /* [n_listeners]: QUIC flows */
     uint64_t *upstream; /* [n_upstreams][SR__MU_N] */
     uint64_t hello[SR_METRICS_N_HELLO][SR_METRICS_N_HELLO_REASONS + 1];
     uint64_t hello_ech;
+    uint64_t quic_initial[SR_METRICS_N_QUIC_STATUS][SR_METRICS_N_QUIC_REASONS + 1];
 };
 
 static uint64_t
@@ -414,6 +489,12 @@ snapshot_add(struct snapshot *s, const struct sr_metrics *m, const struct sr_met
         }
         accepted = load(&src[SR__ML_ACCEPTED]) + load(&src[SR__ML_ADOPTED]);
         s->active[to] += accepted > closed ? accepted - closed : 0;
+        closed = 0;
+        for (k = 0; k < SR_METRICS_N_OUTCOMES; k++) {
+            closed += load(&src[SR__ML_QCLOSED + k]);
+        }
+        accepted = load(&src[SR__ML_QFLOWS]);
+        s->qactive[to] += accepted > closed ? accepted - closed : 0;
         for (k = 0; k < SR__ML_N; k++) {
             s->listener[to * SR__ML_N + k] += load(&src[k]);
         }
@@ -430,6 +511,11 @@ snapshot_add(struct snapshot *s, const struct sr_metrics *m, const struct sr_met
         }
     }
     s->hello_ech += load(&m->hello_ech);
+    for (h = 0; h < SR_METRICS_N_QUIC_STATUS; h++) {
+        for (k = 0; k <= SR_METRICS_N_QUIC_REASONS; k++) {
+            s->quic_initial[h][k] += load(&m->quic_initial[h][k]);
+        }
+    }
 }
 
 static bool
@@ -515,6 +601,8 @@ format_by_listener(struct wbuf *w, const struct snapshot *s, const struct sr_met
         }
         if (column == SIZE_MAX) {
             sample(w, name, "", l, 1, s->active[row]);
+        } else if (column == SIZE_MAX - 1) {
+            sample(w, name, "", l, 1, s->qactive[row]);
         } else if (key2 == NULL) {
             sample(w, name, "", l, 1, values[column]);
         } else {
@@ -655,12 +743,92 @@ format_hello(struct wbuf *w, const struct snapshot *s)
     sample(w, "sniroute_hello_ech_total", "", NULL, 0, s->hello_ech);
 }
 
+/* Is (<st>, <r>) a pair the Initial reader can report? Those are always shown. */
+static bool
+quic_pair_is_expected(size_t st, size_t r)
+{
+    switch (st) {
+    case SR_QUIC_NOT_QUIC:
+        return r == SR_QUIC_REASON_SHORT_HEADER || r == SR_QUIC_REASON_TRUNCATED ||
+               r == SR_QUIC_REASON_VERSION;
+    case SR_QUIC_MALFORMED:
+        return r >= SR_QUIC_REASON_SMALL_DATAGRAM && r <= SR_QUIC_REASON_HELLO;
+    case SR_QUIC_ERROR:
+        return r == SR_QUIC_REASON_LIBCRYPTO;
+    default:
+        return r == SR_QUIC_REASON_NONE;
+    }
+}
+
+static void
+format_quic(struct wbuf *w, const struct snapshot *s, const struct sr_metrics_info *info)
+{
+    static const char closed[] = "sniroute_quic_flows_closed_total";
+    static const char initial[] = "sniroute_quic_initial_results_total";
+    const char *outcomes[sizeof(quic_outcomes) / sizeof(quic_outcomes[0])];
+    struct label l[2];
+    size_t row, k, st, r;
+
+    format_by_listener(w, s, info, "sniroute_quic_flows_started_total", "counter",
+                       "QUIC flows started (a client address and port whose first datagram "
+                       "began a valid Initial), by listener.",
+                       SR__ML_QFLOWS, NULL, NULL, 0);
+    format_by_listener(w, s, info, "sniroute_quic_flows_active", "gauge",
+                       "QUIC flows open now (refused ones excluded), by listener.", SIZE_MAX - 1,
+                       NULL, NULL, 0);
+    /* Only the outcomes a flow can have: a column per outcome is kept for all of them. */
+    family(w, closed, "counter",
+           "QUIC flows ended, by listener and outcome (as in the access log).");
+    l[0].key = "listener";
+    l[1].key = "outcome";
+    for (k = 0; k < sizeof(quic_outcomes) / sizeof(quic_outcomes[0]); k++) {
+        outcomes[k] = outcome_names[quic_outcomes[k]];
+    }
+    for (row = 0; row < s->n_listeners; row++) {
+        const uint64_t *values = &s->listener[row * SR__ML_N];
+
+        l[0].value = row_name(row, s->n_listeners, info->listeners, values, SR__ML_N, false);
+        if (l[0].value == NULL) {
+            continue;
+        }
+        for (k = 0; k < sizeof(quic_outcomes) / sizeof(quic_outcomes[0]); k++) {
+            l[1].value = outcomes[k];
+            sample(w, closed, "", l, 2, values[SR__ML_QCLOSED + quic_outcomes[k]]);
+        }
+    }
+    format_by_listener(w, s, info, "sniroute_quic_datagrams_in_total", "counter",
+                       "Datagrams from QUIC clients relayed to upstreams, by listener.",
+                       SR__ML_QDGRAMS_IN, NULL, NULL, 0);
+    format_by_listener(w, s, info, "sniroute_quic_datagrams_out_total", "counter",
+                       "Datagrams from upstreams relayed to QUIC clients, by listener.",
+                       SR__ML_QDGRAMS_OUT, NULL, NULL, 0);
+    format_by_listener(w, s, info, "sniroute_quic_datagrams_dropped_total", "counter",
+                       "Datagrams from QUIC clients not relayed, by listener and reason.",
+                       SR__ML_QDROPPED, "reason", quic_drop_names, SR_METRICS_N_QUIC_DROPS);
+
+    family(w, initial, "counter",
+           "What the QUIC Initial reader said of each datagram it read, by result and reason.");
+    l[0].key = "result";
+    l[1].key = "reason";
+    for (st = 0; st < SR_METRICS_N_QUIC_STATUS; st++) {
+        for (r = 0; r <= SR_METRICS_N_QUIC_REASONS; r++) {
+            if (!quic_pair_is_expected(st, r) && s->quic_initial[st][r] == 0) {
+                continue;
+            }
+            l[0].value = quic_status_names[st];
+            l[1].value = sr_metrics_quic_reason_name((enum sr_quic_reason)r);
+            sample(w, initial, "", l, 2, s->quic_initial[st][r]);
+        }
+    }
+}
+
 static void
 format_upstreams(struct wbuf *w, const struct snapshot *s, const struct sr_metrics_info *info)
 {
     /* Columns SR__MU_CONNECTIONS, SR__MU_BYTES_IN and SR__MU_BYTES_OUT, in that order. */
     static const char *const counters[][2] = {
-        {"sniroute_upstream_connections_total", "Connections routed to an upstream."},
+        {"sniroute_upstream_connections_total",
+         "Connections (and QUIC flows) routed to an upstream."},
         {"sniroute_upstream_bytes_in_total",
          "Bytes received from clients of connections routed to an upstream."},
         {"sniroute_upstream_bytes_out_total",
@@ -744,8 +912,9 @@ sr_metrics_format(char **out, size_t *len, const struct sr_metrics *const *worke
     }
     s.listener = calloc(s.n_listeners * SR__ML_N, sizeof(uint64_t));
     s.active = calloc(s.n_listeners, sizeof(uint64_t));
+    s.qactive = calloc(s.n_listeners, sizeof(uint64_t));
     s.upstream = calloc(s.n_upstreams * SR__MU_N, sizeof(uint64_t));
-    if (s.listener == NULL || s.active == NULL || s.upstream == NULL) {
+    if (s.listener == NULL || s.active == NULL || s.qactive == NULL || s.upstream == NULL) {
         goto done;
     }
     for (i = 0; i < n_workers; i++) {
@@ -755,6 +924,7 @@ sr_metrics_format(char **out, size_t *len, const struct sr_metrics *const *worke
     format_process(&w, info);
     format_listeners(&w, &s, info);
     format_hello(&w, &s);
+    format_quic(&w, &s, info);
     format_upstreams(&w, &s, info);
     if (w.failed) {
         free(w.base);
@@ -766,6 +936,7 @@ sr_metrics_format(char **out, size_t *len, const struct sr_metrics *const *worke
 
 done:
     free(s.upstream);
+    free(s.qactive);
     free(s.active);
     free(s.listener);
     return rc;

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "sniroute/proxy/conn.h"
+#include "sniroute/proxy/quicflow.h"
 #include "sniroute/observe/log.h"
 #include "sniroute/core/upgrade.h"
 
@@ -54,8 +55,10 @@ server_check_stopped(struct sr_server *server)
     if (!server->is_draining || server->is_stopped) {
         return;
     }
-    if (server->conns.n == 0 && server->n_listeners_open == 0) {
+    /* QUIC hook: its flows and sockets count too, and its timers close with ours. */
+    if (server->conns.n == 0 && server->n_listeners_open == 0 && sr_quic_is_stopped(server->quic)) {
         server->is_stopped = true;
+        sr_quic_close(server->quic);
         if (server->n_handed_over > 0) {
             sr_log_notice("upgrade: handed %llu open connection(s) over to the new process",
                           (unsigned long long)server->n_handed_over);
@@ -404,7 +407,7 @@ sr_server_listen_fds(const struct sr_server *server, struct sr_listen_fd *out, s
             n++;
         }
     }
-    return n;
+    return n + sr_quic_listen_fds(server->quic, out + n, cap - n); /* QUIC hook: UDP too */
 }
 
 static bool
@@ -436,12 +439,18 @@ server_apply(struct sr_server *server, struct sr_generation *gen)
     struct sr_listener *next;
     size_t i;
     size_t j;
+    int rc;
 
+    /* QUIC hook: its UDP sockets first, so that a failure on either side changes nothing. */
+    rc = sr_quic_prepare(server->quic, gen);
+    if (rc != 0) {
+        return rc;
+    }
     for (listener = server->listeners; listener != NULL; listener = listener->next) {
         listener->is_kept = false;
     }
     for (i = 0; i < cfg->n_listeners; i++) {
-        for (j = 0; j < cfg->listeners[i].n_listen; j++) {
+        for (j = 0; j < cfg->listeners[i].n_listen && !cfg->listeners[i].is_quic; j++) {
             const struct sr_addr *addr = &cfg->listeners[i].listen[j];
 
             for (listener = server->listeners; listener != NULL; listener = listener->next) {
@@ -460,6 +469,7 @@ server_apply(struct sr_server *server, struct sr_generation *gen)
                     listener->next = NULL;
                     listener_close(listener);
                 }
+                sr_quic_abort(server->quic); /* QUIC hook */
                 return UV_EADDRINUSE;
             }
             listener->is_kept = true;
@@ -478,7 +488,7 @@ server_apply(struct sr_server *server, struct sr_generation *gen)
             continue;
         }
         for (i = 0; i < cfg->n_listeners; i++) {
-            for (j = 0; j < cfg->listeners[i].n_listen; j++) {
+            for (j = 0; j < cfg->listeners[i].n_listen && !cfg->listeners[i].is_quic; j++) {
                 if (is_same_addr(&listener->addr, &cfg->listeners[i].listen[j])) {
                     listener->cfg = &cfg->listeners[i];
                 }
@@ -490,7 +500,15 @@ server_apply(struct sr_server *server, struct sr_generation *gen)
         listener->next = server->listeners;
         server->listeners = listener;
     }
+    sr_quic_commit(server->quic, gen); /* QUIC hook */
     return 0;
+}
+
+/* QUIC hook: the last flow and socket of a draining QUIC path are gone. */
+static void
+on_quic_idle(void *data)
+{
+    server_check_stopped(data);
 }
 
 int
@@ -527,6 +545,25 @@ sr_server_start(struct sr_server *server, uv_loop_t *loop, struct sr_shared *sha
         server->listeners = NULL;
         sr_server_drain(server);
         return UV_ENOMEM;
+    }
+    /* QUIC hook: the path of protocol = quic listeners, in this worker's loop and reactor. */
+    {
+        struct sr_quic_host host = {.loop = loop,
+                                    .shared = shared,
+                                    .reactor = &server->res.reactor,
+                                    .metrics = &server->metrics,
+                                    .worker = worker,
+                                    .is_reuseport = server->is_reuseport,
+                                    .on_idle = on_quic_idle,
+                                    .data = server};
+
+        server->quic = sr_quic_new(&host);
+        if (server->quic == NULL) {
+            sr_log_notice("out of memory");
+            server->listeners = NULL;
+            sr_server_drain(server);
+            return UV_ENOMEM;
+        }
     }
 
     rc = server_apply(server, gen);
@@ -625,9 +662,11 @@ sr_server_drain(struct sr_server *server)
             next = conn->next; /* closing does not unlink; freeing (later) does */
             sr_conn_close(conn, "drained");
         }
+        sr_quic_drain(server->quic); /* QUIC hook: its flows too */
         return;
     }
     server->is_draining = true;
+    sr_quic_drain(server->quic); /* QUIC hook: no new flow; open ones go on (see quicflow.h) */
     sr_health_stop(&server->health);
     while (server->listeners != NULL) {
         listener_close(server->listeners);
@@ -658,6 +697,8 @@ sr_server_fini(struct sr_server *server)
 {
     assert(server->conns.n == 0);
     assert(server->listeners == NULL);
+    sr_quic_free(server->quic); /* QUIC hook */
+    server->quic = NULL;
     sr_generation_unref(server->gen);
     server->gen = NULL;
     sr_metrics_fini(&server->metrics);

@@ -591,6 +591,12 @@ read_frames(struct feed *f, const uint8_t *p, size_t n)
                 off + len > VARINT_MAX) {
                 return SR_QUIC_REASON_FRAME;
             }
+            if (len > 0) { /* judged before it moves crypto_end */
+                f->res->n_crypto_frames++;
+                if (off < f->st->crypto_end) {
+                    f->res->n_crypto_out_of_order++;
+                }
+            }
             r = crypto_put(f, off, c.p, (size_t)len);
             if (r != SR_QUIC_REASON_NONE) {
                 return r;
@@ -821,6 +827,8 @@ sr_quic_feed(struct sr_quic_ctx *ctx, struct sr_quic_initial *st, const uint8_t 
         ctx->undo[b] = 0;
     }
     if (r == SR_QUIC_REASON_NONE) {
+        st->n_crypto_frames += res->n_crypto_frames;
+        st->n_crypto_out_of_order += res->n_crypto_out_of_order;
         return;
     }
     st->version = sv.version;
@@ -838,6 +846,19 @@ sr_quic_feed(struct sr_quic_ctx *ctx, struct sr_quic_initial *st, const uint8_t 
     if (r != SR_QUIC_REASON_HELLO) {
         memset(&res->hello, 0, sizeof(res->hello));
     }
+}
+
+bool
+sr_quic_starts_initial(const uint8_t *dgram, size_t len)
+{
+    uint32_t version;
+
+    if (len < 5 || (dgram[0] & LONG_HEADER) == 0) {
+        return false;
+    }
+    version =
+        (uint32_t)dgram[1] << 24 | (uint32_t)dgram[2] << 16 | (uint32_t)dgram[3] << 8 | dgram[4];
+    return is_supported(version) && packet_type(version, dgram[0]) == PT_INITIAL;
 }
 
 const char *

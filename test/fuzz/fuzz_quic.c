@@ -59,7 +59,9 @@ state_same(const struct sr_quic_initial *a, const struct sr_quic_initial *b)
         memcmp(a->dcid, b->dcid, sizeof(a->dcid)) != 0 ||
         memcmp(a->scid, b->scid, sizeof(a->scid)) != 0 || a->n_initial != b->n_initial ||
         a->contig != b->contig || a->hello_len != b->hello_len || a->crypto_end != b->crypto_end ||
-        a->largest_pn != b->largest_pn || memcmp(a->have, b->have, sizeof(a->have)) != 0) {
+        a->largest_pn != b->largest_pn || a->n_crypto_frames != b->n_crypto_frames ||
+        a->n_crypto_out_of_order != b->n_crypto_out_of_order ||
+        memcmp(a->have, b->have, sizeof(a->have)) != 0) {
         return false;
     }
     /* The received bytes must match; others are don't-care. By bitmap byte: mostly empty. */

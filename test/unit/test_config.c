@@ -249,7 +249,50 @@ static const struct config_case cases[] = {
      "[listener a]\nlisten = 127.0.0.1:1\nroutes = m\nprotocol = gopher\n[routes m]\n"
      "default = b:1\n",
      0,
-     {"FILE:4: listener 'a': protocol: bad value 'gopher' (tls or http)"}},
+     {"FILE:4: listener 'a': protocol: bad value 'gopher' (tls, http or quic)"}},
+
+    /* QUIC (issue 13). */
+    {"quic: a TCP and a QUIC listener on one address share a table",
+     "[sniroute]\nquic_idle_timeout = 30s\nmax_quic_flows = 5000\nmax_quic_flows_per_ip = 0\n"
+     "quic_hold_bytes = 16k\n"
+     "[listener https]\nlisten = 0.0.0.0:443\nroutes = m\n"
+     "[listener h3]\nlisten = 0.0.0.0:443\nlisten = [::]:443\nroutes = m\nprotocol = quic\n"
+     "no_sni = reject\n[routes m]\nexample.com[h3] = 127.0.0.1:1\ndefault = b:1\n",
+     0,
+     {NULL}},
+    {"quic: the same address twice for one transport",
+     "[listener h3]\nlisten = 0.0.0.0:443\nprotocol = quic\nroutes = m\n"
+     "[listener tls]\nlisten = 127.0.0.1:443\nlisten = 0.0.0.0:443\nroutes = m\n"
+     "[listener again]\nlisten = 127.0.0.1:443\nlisten = 0.0.0.0:443\nroutes = m\n"
+     "max_connections = 0\nprotocol = quic\n[routes m]\ndefault = b:1\n",
+     0,
+     {"FILE:11: listener 'again': listen address '0.0.0.0:443' already used (first at FILE:2)"}},
+    {"quic: TCP-only options, in line order with a clash",
+     "[listener tcp]\nlisten = 127.0.0.1:1\nroutes = m\n"
+     "[listener q]\nfallback = 127.0.0.1:22\nlisten = 127.0.0.1:2\nproxy_protocol = accept\n"
+     "trusted_proxies = 10.0.0.0/8\nlisten = 127.0.0.1:3\nmax_connections = 5\nprotocol = quic\n"
+     "[listener q2]\nlisten = 127.0.0.1:2\nprotocol = quic\nroutes = m\n"
+     "[listener q3]\nprotocol = tls\nlisten = 127.0.0.1:2\nroutes = m\n"
+     "[routes m]\ndefault = b:1\n[listener q4]\nroutes = m\nlisten = 127.0.0.1:4\n"
+     "protocol = quic\nproxy_protocol = none\nmax_connections = 0\n",
+     0,
+     {"FILE:5: listener 'q': fallback does not apply to protocol = quic (a TCP listener's "
+      "option)",
+      "FILE:7: listener 'q': proxy_protocol = accept does not apply to protocol = quic (a TCP "
+      "listener's option)",
+      "FILE:10: listener 'q': max_connections does not apply to protocol = quic (a TCP "
+      "listener's option)",
+      "FILE:13: listener 'q2': listen address '127.0.0.1:2' already used (first at FILE:6)",
+      "FILE:4: listener 'q': missing key 'routes'"}},
+    {"quic: bad values",
+     "[sniroute]\nquic_hold_bytes = 1200\nmax_quic_flows = many\nquic_idle_timeout = 0s\n"
+     "max_quic_flows_per_ip = -1\n" GOOD_TAIL,
+     0,
+     {"FILE:2: sniroute: quic_hold_bytes: bad size '1200' (must be 2400..1048576 bytes)",
+      "FILE:3: sniroute: max_quic_flows: bad count 'many' (want 0..10000000; 0 means no limit)",
+      "FILE:4: sniroute: quic_idle_timeout: bad duration '0s' (must be more than 0)",
+      "FILE:5: sniroute: max_quic_flows_per_ip: bad count '-1' (want 0..10000000; 0 means no "
+      "limit)"}},
     {"bad counts",
      "[sniroute]\nmax_connections = -1\nmax_connections_per_ip = 10000001\n"
      "[listener a]\nlisten = 127.0.0.1:8443\nroutes = m\nmax_connections = 5k\n"

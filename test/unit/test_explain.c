@@ -222,6 +222,31 @@ test_no_sni_alpn_default(void)
     sr_config_fini(&cfg);
 }
 
+/* A QUIC listener sharing a TCP listener's table: the same decision (ALPN h3 included), told
+ * as datagrams. */
+static void
+test_quic(void)
+{
+    static const char text[] = "[listener https]\nlisten = 127.0.0.1:0\nroutes = m\n"
+                               "[listener h3]\nlisten = 127.0.0.1:0\nroutes = m\n"
+                               "protocol = quic\nno_sni = reject\n[routes m]\n"
+                               "x.test = 127.0.0.1:1\nx.test[h3] = 127.0.0.1:3\n";
+    struct sr_config cfg;
+
+    load(&cfg, text);
+    ASSERT_EQ(explain(&cfg, "x.test", "h3", NULL), SR_EXPLAIN_ROUTED);
+    ASSERT_HAS(out, "listener: h3 (t.ini:4), protocol quic, routes 'm' (t.ini:9)\n"
+                    "  match: exact 'x.test[h3]' (t.ini:11)\n");
+    ASSERT_HAS(out, "  upstream: 127.0.0.1:3 (over UDP)\n");
+    ASSERT_HAS(out, "  without SNI: rejected (no_sni = reject): its datagrams are dropped\n"
+                    "  not QUIC: dropped\n");
+    ASSERT_HAS(out, "listener: https (t.ini:1), protocol tls");
+    ASSERT_EQ(explain(&cfg, "y.test", NULL, "h3"), SR_EXPLAIN_NO_ROUTE);
+    ASSERT_HAS(out, "  result: no route: the client's datagrams are dropped (nothing is "
+                    "forwarded, nothing sent back)\n");
+    sr_config_fini(&cfg);
+}
+
 /* Without a path, "line N"; a short buffer is cut, NUL-terminated, and the full length is
  * still returned. */
 static void
@@ -313,6 +338,7 @@ main(void)
     test_alpn();
     test_listeners_and_misses();
     test_no_sni_alpn_default();
+    test_quic();
     test_buffer();
     test_query();
     return 0;

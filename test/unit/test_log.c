@@ -240,9 +240,43 @@ test_ech(void)
     ASSERT(strstr(line, ",\"alpn\":\"acme-tls/1\"}\n") != NULL);
 }
 
+/* A QUIC flow's line: datagrams each way beside the bytes; TCP lines never show them. */
+static void
+test_dgrams(void)
+{
+    struct sr_access_record rec;
+    char line[512];
+
+    memset(&rec, 0, sizeof(rec));
+    rec.time_ms = 1795345200123;
+    rec.listener = "h3";
+    rec.client = "127.0.0.1:5555";
+    rec.sni = "example.com";
+    rec.route = "exact";
+    rec.upstream = "127.0.0.1:9001";
+    rec.bytes_in = 3600;
+    rec.bytes_out = 9000;
+    rec.has_dgrams = true;
+    rec.dgrams_in = 3;
+    rec.dgrams_out = 7;
+    rec.duration_ms = 180005;
+    rec.outcome = "ok";
+    sr_log_format_access(line, sizeof(line), &rec);
+    ASSERT_STR_EQ(line, "2026-11-22T11:00:00.123Z listener=h3 client=127.0.0.1:5555 "
+                        "sni=example.com route=exact upstream=127.0.0.1:9001 bytes_in=3600 "
+                        "bytes_out=9000 dgrams_in=3 dgrams_out=7 duration_ms=180005 outcome=ok\n");
+    sr_log_format_access_json(line, sizeof(line), &rec);
+    ASSERT_STR_EQ(line, "{\"time\":\"2026-11-22T11:00:00.123Z\",\"listener\":\"h3\","
+                        "\"client\":\"127.0.0.1:5555\",\"sni\":\"example.com\",\"route\":\"exact\","
+                        "\"upstream\":\"127.0.0.1:9001\",\"bytes_in\":3600,\"bytes_out\":9000,"
+                        "\"dgrams_in\":3,\"dgrams_out\":7,\"duration_ms\":180005,\"outcome\":\"ok\","
+                        "\"detail\":null}\n");
+}
+
 int
 main(void)
 {
+    test_dgrams();
     test_full_line();
     test_missing_and_detail();
     test_truncated();

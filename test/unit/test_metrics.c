@@ -100,6 +100,19 @@ test_exact_exposition(void)
     /* One taken over from an old process, one handed to a new one: active stays 1. */
     sr_metrics_conn_adopted(&f.m, 0);
     sr_metrics_conn_closed(&f.m, 0, SR_METRICS_OUTCOME_HANDED_OVER);
+    /* QUIC: two flows, one ended idle after 5 datagrams in, 7 out; one still open; a short
+     * header from nobody's flow, a datagram over the per-IP limit; the Initial reader saw a
+     * two-datagram hello, a garbage datagram and a bad tag. */
+    sr_metrics_quic_started(&f.m, 0);
+    sr_metrics_quic_started(&f.m, 0);
+    sr_metrics_quic_datagrams(&f.m, 0, 5, 7);
+    sr_metrics_quic_closed(&f.m, 0, SR_METRICS_OUTCOME_OK);
+    sr_metrics_quic_dropped(&f.m, 0, SR_METRICS_QDROP_NOT_QUIC);
+    sr_metrics_quic_dropped(&f.m, 0, SR_METRICS_QDROP_MAX_FLOWS_PER_IP);
+    sr_metrics_quic_initial(&f.m, SR_QUIC_NEED_MORE, SR_QUIC_REASON_NONE);
+    sr_metrics_quic_initial(&f.m, SR_QUIC_FOUND, SR_QUIC_REASON_NONE);
+    sr_metrics_quic_initial(&f.m, SR_QUIC_NOT_QUIC, SR_QUIC_REASON_SHORT_HEADER);
+    sr_metrics_quic_initial(&f.m, SR_QUIC_MALFORMED, SR_QUIC_REASON_DECRYPT);
 
     out = format_one(&f, &len);
     expected = read_fixture("small.prom", &expected_len);
@@ -363,6 +376,16 @@ test_tables(void)
                   "supported_versions");
     ASSERT_STR_EQ(sr_metrics_hello_reason_name((enum sr_hello_reason)SR_METRICS_N_HELLO_REASONS),
                   "other");
+    /* The same for the QUIC Initial reader's reasons (quic.h) and the drop reasons. */
+    for (i = 0; i < SR_METRICS_N_QUIC_REASONS; i++) {
+        ASSERT(sr_metrics_quic_reason_name((enum sr_quic_reason)i) != NULL);
+    }
+    ASSERT_STR_EQ(sr_metrics_quic_reason_name(SR_QUIC_REASON_LIBCRYPTO), "libcrypto");
+    ASSERT_STR_EQ(sr_metrics_quic_reason_name((enum sr_quic_reason)SR_METRICS_N_QUIC_REASONS),
+                  "other");
+    for (i = 0; i < SR_METRICS_N_QUIC_DROPS; i++) {
+        ASSERT(sr_metrics_quic_drop_name((enum sr_metrics_quic_drop)i) != NULL);
+    }
 
     ASSERT_EQ(sr_metrics_connect_error_from_errno(-ECONNREFUSED), SR_METRICS_CONNECT_REFUSED);
     ASSERT_EQ(sr_metrics_connect_error_from_errno(-ETIMEDOUT), SR_METRICS_CONNECT_TIMEOUT);

@@ -184,7 +184,9 @@ assert_state_same(const struct sr_quic_initial *a, const struct sr_quic_initial 
         memcmp(a->dcid, b->dcid, sizeof(a->dcid)) != 0 || a->scid_len != b->scid_len ||
         memcmp(a->scid, b->scid, sizeof(a->scid)) != 0 || a->n_initial != b->n_initial ||
         a->contig != b->contig || a->hello_len != b->hello_len || a->crypto_end != b->crypto_end ||
-        a->largest_pn != b->largest_pn || memcmp(a->have, b->have, sizeof(a->have)) != 0) {
+        a->largest_pn != b->largest_pn || a->n_crypto_frames != b->n_crypto_frames ||
+        a->n_crypto_out_of_order != b->n_crypto_out_of_order ||
+        memcmp(a->have, b->have, sizeof(a->have)) != 0) {
         SR_FAIL("%s: the flow changed", what);
     }
     for (i = 0; i < sizeof(a->crypto); i++) {
@@ -934,6 +936,19 @@ test_not_quic(void)
     o = fresh(d, 1200, &res);
     expect(&o, SR_QUIC_NOT_QUIC, SR_QUIC_REASON_VERSION, "0x1a2a3a4a");
     ASSERT_EQ(res.version, 0x1a2a3a4a);
+    /* The cheap first look agrees: none of these starts an Initial. */
+    ASSERT(!sr_quic_starts_initial(d, 4));
+    ASSERT(!sr_quic_starts_initial(d, 1200));
+    memcpy(d, "\xc0\x00\x00\x00\x01", 5); /* v1 Initial */
+    ASSERT(sr_quic_starts_initial(d, 5));
+    d[0] = 0xd0; /* v1 0-RTT */
+    ASSERT(!sr_quic_starts_initial(d, 1200));
+    d[0] = 0x40; /* short header */
+    ASSERT(!sr_quic_starts_initial(d, 1200));
+    memcpy(d, "\xd0\x6b\x33\x43\xcf", 5); /* v2 Initial: type 1 */
+    ASSERT(sr_quic_starts_initial(d, 1200));
+    d[0] = 0xc0; /* v2 Retry */
+    ASSERT(!sr_quic_starts_initial(d, 1200));
 }
 
 static void
@@ -1322,6 +1337,152 @@ test_stream(void)
     ASSERT_EQ(res.hello.reason, SR_HELLO_REASON_HANDSHAKE_TYPE);
 }
 
+/* The CRYPTO frame counters: every frame with data, and those starting below the end of
+ * what the flow already had (before them, in this datagram or an earlier one). */
+static void
+expect_counts(const struct sr_quic_result *res, const struct sr_quic_initial *st, unsigned frames,
+              unsigned ooo, unsigned flow_frames, unsigned flow_ooo, const char *what)
+{
+    if (res->n_crypto_frames != frames || res->n_crypto_out_of_order != ooo ||
+        st->n_crypto_frames != flow_frames || st->n_crypto_out_of_order != flow_ooo) {
+        SR_FAIL("%s: CRYPTO frames %u (%u out of order), flow %u (%u); want %u (%u), flow %u "
+                "(%u)",
+                what, res->n_crypto_frames, res->n_crypto_out_of_order, st->n_crypto_frames,
+                st->n_crypto_out_of_order, frames, ooo, flow_frames, flow_ooo);
+    }
+}
+
+static void
+test_crypto_counts(void)
+{
+    static struct sr_quic_initial st;
+    static struct sr_quic_initial before;
+    static uint8_t d1[4096];
+    static uint8_t d2[4096];
+    static uint8_t f[4096];
+    static uint8_t hello[8192];
+    static uint8_t out[65536];
+    struct sr_hellogen_random rnd;
+    struct sr_hellogen_opts ho;
+    struct sr_quic_result res;
+    struct dgram d[MAX_DGRAMS];
+    size_t ends[SR_QUICGEN_MAX_DATAGRAMS];
+    struct outcome o;
+    uint8_t *buf;
+    size_t pq_len;
+    size_t len;
+    size_t n;
+    size_t l1;
+    size_t l2;
+    size_t s;
+    size_t j;
+
+    /* Chromium's post-quantum hello (chromium-pq.txt). Its CRYPTO frames, decoded apart from
+     * this reader (a few lines of Python over the `cryptography` package), as [offset, +len):
+     * datagram 1: 1507+22 47+32 18+29 1633+66 17+1 1056+312 1529+104 0+17 1368+139 1699+250,
+     * datagram 2: 79+478 606+275 570+36 935+121 557+13 881+54. In that order 7 of the first
+     * 10 start below the end already reached, and all 6 of the second; the other way round,
+     * 3 of the 6 and 7 of the 10. */
+    buf = load_fixture("chromium-pq.bin", &len);
+    ASSERT_EQ(split_dgrams(buf, len, d), 3);
+    sr_quic_initial_init(&st, 0);
+    o = feed(&st, d[0].p, d[0].len, &res);
+    expect(&o, SR_QUIC_NEED_MORE, SR_QUIC_REASON_NONE, "chromium-pq 1");
+    expect_counts(&res, &st, 10, 7, 10, 7, "chromium-pq 1");
+    o = feed(&st, d[1].p, d[1].len, &res);
+    expect(&o, SR_QUIC_FOUND, SR_QUIC_REASON_NONE, "chromium-pq 2");
+    expect_counts(&res, &st, 6, 6, 16, 13, "chromium-pq 2");
+    sr_quic_initial_init(&st, 0);
+    o = feed(&st, d[1].p, d[1].len, &res);
+    expect_counts(&res, &st, 6, 3, 6, 3, "chromium-pq 2 first");
+    /* A refused datagram counts nothing in the flow. */
+    memcpy(d1, d[0].p, d[0].len);
+    d1[d[0].len / 2] ^= 0x01;
+    before = st;
+    o = feed(&st, d1, d[0].len, &res);
+    expect(&o, SR_QUIC_MALFORMED, SR_QUIC_REASON_DECRYPT, "chromium-pq 1 corrupt");
+    assert_state_same(&st, &before, "chromium-pq 1 corrupt");
+    o = feed(&st, d[0].p, d[0].len, &res);
+    expect(&o, SR_QUIC_FOUND, SR_QUIC_REASON_NONE, "chromium-pq 1 then");
+    expect_counts(&res, &st, 10, 7, 16, 10, "chromium-pq 1 then");
+    free(buf);
+
+    /* Pinned: [100, 200), an empty frame at 0 (not counted), [0, 100), [50, 150) (overlap:
+     * below), [200, end) (exactly at the end reached: in order); then [0, 50) again. */
+    n = crypto(f, 100, 100);
+    n += sr_quicgen_crypto_frame(f + n, sizeof(f) - n, 0, hello_buf, 0);
+    n += crypto(f + n, 0, 100);
+    n += crypto(f + n, 50, 100);
+    n += crypto(f + n, 200, hello_len - 200);
+    l1 = initial(d1, f, n, 1200, 0);
+    sr_quic_initial_init(&st, 0);
+    o = feed(&st, d1, l1, &res);
+    expect(&o, SR_QUIC_FOUND, SR_QUIC_REASON_NONE, "pinned frames");
+    expect_counts(&res, &st, 4, 2, 4, 2, "pinned frames");
+    n = crypto(f, 0, 50);
+    l2 = initial(d2, f, n, 1200, 1);
+    o = feed(&st, d2, l2, &res);
+    expect(&o, SR_QUIC_FOUND, SR_QUIC_REASON_NONE, "pinned retransmission");
+    expect_counts(&res, &st, 1, 1, 5, 3, "pinned retransmission");
+
+    /* Builder flights of a post-quantum hello over two Initials: in offset order none is out
+     * of order, whatever the packets; overlapping, all but the first; shuffled as Chrome
+     * does, some (the shuffle puts a later piece first). */
+    fill_random(&rnd);
+    memset(&ho, 0, sizeof(ho));
+    ho.name = "counts.example";
+    ho.name_len = strlen(ho.name);
+    ho.alpn = "h3";
+    ho.has_pq_share = true;
+    ho.rnd = &rnd;
+    pq_len = sr_hellogen_message(hello, sizeof(hello), &ho);
+    ASSERT_GT(pq_len, 1200);
+    for (s = 0; s < 3; s++) {
+        struct sr_quicgen_flight fl;
+        unsigned frames = 0;
+        unsigned ooo = 0;
+
+        memset(&fl, 0, sizeof(fl));
+        fl.version = SR_QUIC_V1;
+        fl.dcid = dcid_a;
+        fl.dcid_len = sizeof(dcid_a);
+        fl.n_frames = 7;
+        fl.overlap = s == 1 ? 17 : 0;
+        fl.shuffle_seed = s == 2 ? 7 : 0;
+        fl.ping_padding = s == 2;
+        len = sr_quicgen_flight_build(&ctx, &fl, hello, pq_len, out, sizeof(out), ends,
+                                      SR_QUICGEN_MAX_DATAGRAMS, &n);
+        ASSERT_GT(len, 0);
+        ASSERT_GE(n, 2);
+        sr_quic_initial_init(&st, 0);
+        for (j = 0; j < n; j++) {
+            size_t start = j ? ends[j - 1] : 0;
+
+            o = feed(&st, out + start, ends[j] - start, &res);
+            expect(&o, j + 1 < n ? SR_QUIC_NEED_MORE : SR_QUIC_FOUND, SR_QUIC_REASON_NONE,
+                   "counted flight");
+            frames += res.n_crypto_frames;
+            ooo += res.n_crypto_out_of_order;
+        }
+        ASSERT_EQ(st.n_crypto_frames, frames);
+        ASSERT_EQ(st.n_crypto_out_of_order, ooo);
+        ASSERT_EQ(frames, 7);
+        if (s == 0) {
+            ASSERT_EQ(ooo, 0);
+        } else if (s == 1) {
+            ASSERT_EQ(ooo, 6);
+        } else {
+            ASSERT_GE(ooo, 1);
+            ASSERT_LT(ooo, 7);
+        }
+        printf("flight of 7 CRYPTO frames, %s: %zu datagrams, %u out of order\n",
+               s == 0   ? "in order"
+               : s == 1 ? "overlapping"
+                        : "shuffled",
+               n, ooo);
+    }
+}
+
 /* The builder's own edges: what it refuses, and a Length that needs 4 bytes. */
 static void
 test_builder(void)
@@ -1596,6 +1757,7 @@ main(void)
     test_packets();
     test_frames();
     test_stream();
+    test_crypto_counts();
     test_builder();
     test_keys_dcid();
     test_flights();

@@ -24,6 +24,18 @@
 #define SR_CONFIG_IDLE_TIMEOUT_MS    3600000u
 #define SR_CONFIG_DRAIN_TIMEOUT_MS   30000u
 #define SR_CONFIG_MAX_HELLO_SIZE     16384u
+/* QUIC (protocol = quic listeners). 180 s: above the idle timeouts common QUIC stacks
+ * default to (30 s in ngtcp2 and quic-go) and above Linux's conntrack timeout for an
+ * established UDP stream (120 s), so sniroute is not the first to forget a live flow. */
+#define SR_CONFIG_QUIC_IDLE_TIMEOUT_MS  180000u
+#define SR_CONFIG_MAX_QUIC_FLOWS        100000u
+#define SR_CONFIG_MAX_QUIC_FLOWS_PER_IP 256u
+#define SR_CONFIG_QUIC_HOLD_BYTES       65536u
+/* Bounds on quic_hold_bytes: two full-size Initial datagrams (a ClientHello with a
+ * post-quantum key share spans two) at least; more than 1 MiB per unrouted flow would let
+ * a few spoofed clients pin a lot of memory. */
+#define SR_CONFIG_QUIC_HOLD_BYTES_MIN 2400u
+#define SR_CONFIG_QUIC_HOLD_BYTES_MAX 1048576u
 /* workers = N: at most this many. */
 #define SR_CONFIG_WORKERS_MAX 64u
 
@@ -131,6 +143,9 @@ struct sr_listener_config {
      * protocols). */
     size_t fallback;              /* 0: none; otherwise 1 + index into sr_config.upstreams */
     bool is_http; /* protocol = http: plain HTTP/1.x routed by Host, not TLS by SNI */
+    /* protocol = quic: UDP; each client address and port is a flow routed by the SNI of its
+     * QUIC Initial packets, and relayed as datagrams to the route's HOST:PORT over UDP. */
+    bool is_quic;
     uint64_t fallback_timeout_ms; /* 0: none */
 };
 
@@ -142,6 +157,11 @@ struct sr_config {
     size_t max_hello_size;
     uint32_t max_connections;        /* open connections in all; 0: no limit */
     uint32_t max_connections_per_ip; /* open connections from one client address; 0: none */
+    /* QUIC flows (protocol = quic listeners only; the two limits above count TCP only). */
+    uint64_t quic_idle_timeout_ms;  /* a routed flow with one side quiet this long ends */
+    uint32_t max_quic_flows;        /* flows of the process in all; 0: no limit */
+    uint32_t max_quic_flows_per_ip; /* flows from one client address; 0: no limit */
+    size_t quic_hold_bytes;         /* datagrams held per flow until its ClientHello is complete */
     char *access_log; /* "stdout" (the default), "stderr", "off" or a file path; owned */
     bool is_watched;  /* watch = yes: reload when the file changes */
     uint32_t workers; /* loops, one thread each; 0: auto (one per CPU); default 1 */
@@ -172,7 +192,9 @@ typedef void (*sr_config_error_fn)(void *ctx, const char *msg);
  * them all. Returns the number of problems: 0 means <cfg> is complete and valid. Whatever
  * it returns, the caller must call sr_config_fini(<cfg>) afterwards.
  *
- * Messages are "FILE:LINE: what is wrong", one per problem, in line order, followed by the
+ * Messages are "FILE:LINE: what is wrong", one per problem, in line order, except that
+ * what needs a whole [listener] section (an address another listener of the same transport
+ * has; an option protocol = quic does not take) comes when the section ends; then the
  * checks that need the whole file (a listener's missing keys, a [routes] name that is not
  * defined, an empty [routes] section). Problems of the file as a whole have no line:
  * "FILE: cannot open: ...", "FILE: no [listener NAME] section (...)". Inside a section the

@@ -70,6 +70,15 @@ struct sr_shared {
      * so every worker drains what it still has. */
     _Atomic int handover_fd;
     _Atomic bool is_handover_broken;
+    /* QUIC flows of every worker: max_quic_flows, max_quic_flows_per_ip, and a budget of
+     * descriptors (one socket per routed flow) so flows cannot take the listeners' and
+     * the TCP connections' descriptors. n_quic_flows is atomic; the rest is under lock. */
+    _Atomic size_t n_quic_flows;
+    size_t quic_fd_budget;
+    struct sr_ipcount *quic_per_ip;
+    uint64_t n_quic_refused[3]; /* over max_quic_flows, per IP, the descriptor budget */
+    uint64_t n_quic_refused_noticed[3];
+    uint64_t quic_notice_ms;
 };
 
 /* Where one connection is counted in the limits: filled by sr_shared_admit (or
@@ -114,5 +123,15 @@ void sr_shared_count(struct sr_shared *shared, struct sr_admission *adm,
 
 /* Give back what <adm> counts (nothing if it counts nothing). */
 void sr_shared_release(struct sr_shared *shared, struct sr_admission *adm);
+
+/* Count a new QUIC flow from <ipkey> against the flow limits of <cfg>. Returns true if it
+ * may begin (release it with sr_shared_release_flow, passing the <*has_ipkey> set here);
+ * false with <*why> the limit it is over (counted for a notice at most once a second, for
+ * all workers). */
+bool sr_shared_admit_flow(struct sr_shared *shared, const struct sr_config *cfg,
+                          const struct sr_ipkey *ipkey, bool *has_ipkey,
+                          enum sr_metrics_quic_drop *why);
+void sr_shared_release_flow(struct sr_shared *shared, const struct sr_ipkey *ipkey,
+                            bool has_ipkey);
 
 #endif

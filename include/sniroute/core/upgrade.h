@@ -26,10 +26,12 @@
 
 /* ---- The new process ---------------------------------------------------------------- */
 
-/* One inherited listening socket, checked on receipt: a listening TCP socket, IPv4 or
- * IPv6. Its bound address (getsockname) is the key, not anything the message says. */
+/* One inherited listening socket, checked on receipt: a listening TCP socket or a bound,
+ * unconnected UDP socket (protocol = quic), IPv4 or IPv6. Its type (SO_TYPE) and bound
+ * address (getsockname) are the key, not anything the message says. */
 struct sr_inherited_socket {
     int fd;
+    int type; /* SOCK_STREAM or SOCK_DGRAM */
     struct sockaddr_storage addr;
     bool is_taken;
 };
@@ -54,7 +56,7 @@ int sr_upgrade_env_fd(void);
 int sr_upgrade_receive(int fd, struct sr_inherited *set);
 
 /* The fewest workers that adopt every inherited socket: the most sockets with one address
- * (old's workers each had their own SO_REUSEPORT socket). Fewer workers would have to
+ * and type (old's workers each had their own SO_REUSEPORT socket). Fewer workers would have to
  * close one, and with it the connections waiting in its accept queue. */
 size_t sr_inherited_min_workers(const struct sr_inherited *set);
 
@@ -63,6 +65,11 @@ size_t sr_inherited_min_workers(const struct sr_inherited *set);
  * worker w gets socket w % k: every socket has a taker, and a worker beyond k shares one
  * (both loops accept from one queue). <set> may be NULL. Thread-safe. */
 int sr_inherited_take(struct sr_inherited *set, const struct sockaddr *sa, size_t worker);
+
+/* The same for a socket of <type>: SOCK_STREAM (what sr_inherited_take takes) or SOCK_DGRAM
+ * (a QUIC listener's UDP socket; TCP and UDP may share an address). */
+int sr_inherited_take_type(struct sr_inherited *set, const struct sockaddr *sa, int type,
+                           size_t worker);
 
 /* Once every worker listens: close every inherited descriptor (taken ones were
  * duplicated, so the listeners keep theirs) and log the addresses no one took; later takes

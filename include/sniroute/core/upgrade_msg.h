@@ -30,6 +30,8 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 
+#include "sniroute/config/addr.h"
+
 #define SR_UPGRADE_MAGIC   0x53525550u /* "SRUP" */
 #define SR_UPGRADE_VERSION 2           /* what this build speaks: the connection handover */
 /* The oldest version accepted, and the one the base messages (HELLO .. READY) carry. */
@@ -50,6 +52,13 @@ enum sr_upgrade_type {
     SR_UPGRADE_END = 3,
     SR_UPGRADE_READY = 4,
     SR_UPGRADE_CONN = 5, /* version 2 */
+};
+
+/* One listening socket of a server, TCP or UDP, as the upgrade hands it over: a new
+ * descriptor (close-on-exec; the caller closes it) and the address it is bound to. */
+struct sr_listen_fd {
+    int fd;
+    char addr_text[SR_SOCKADDR_TEXT_MAX];
 };
 
 struct sr_upgrade_msg {

@@ -26,6 +26,10 @@ struct sr_access_record {
     const char *detail;    /* optional: a parser reason or a libuv error name */
     bool has_ech;          /* the hello carried Encrypted Client Hello: "ech=1" */
     const char *alpn_route; /* the ALPN condition of the route taken, or NULL: "alpn=..." */
+    /* A QUIC flow: datagrams each way, "dgrams_in=N dgrams_out=M" after bytes_out. */
+    bool has_dgrams;
+    uint64_t dgrams_in;  /* client to upstream */
+    uint64_t dgrams_out; /* upstream to client */
 };
 
 /* Format <rec> as one line, newline included, into <out> of <cap> bytes. Returns the length
@@ -35,7 +39,7 @@ sr_log_format_access(char *out, size_t cap, const struct sr_access_record *rec);
 
 /* Format <rec> as one JSON object (RFC 8259) and a newline into <out> of <cap> bytes, with the
  * keys of the text line in the same order: time, listener, client, sni, route, upstream,
- * bytes_in, bytes_out, duration_ms, outcome, detail. Every key is always there; a missing
+ * bytes_in, bytes_out, (for a QUIC flow) dgrams_in, dgrams_out, duration_ms, outcome, detail. Every key is always there; a missing
  * string (NULL or "") is null, never "-"; numbers are JSON integers. Strings are escaped per
  * RFC 8259 section 7: '"', '\\' and control bytes (as \n, \t... or \u00XX); a byte that is
  * not part of valid UTF-8 becomes \ufffd, so the line is valid JSON whatever the input.

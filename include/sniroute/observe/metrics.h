@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "sniroute/wire/hello.h"
+#include "sniroute/wire/quic.h"
 #include "sniroute/config/route.h"
 
 /* How a connection ended: the access log's outcome, as an id. Keep in step with the README's
@@ -89,6 +90,27 @@ enum sr_metrics_limit {
     SR_METRICS_N_LIMITS
 };
 
+/* QUIC (issue 13): why a datagram from a client was not relayed. */
+enum sr_metrics_quic_drop {
+    SR_METRICS_QDROP_NOT_QUIC = 0,     /* no flow, and it starts none: not a v1/v2 long header
+                                          (a short header from an unknown client, garbage) */
+    SR_METRICS_QDROP_MALFORMED,        /* breaks a rule of the Initial packets (see the Initial
+                                          results for which) */
+    SR_METRICS_QDROP_REFUSED,          /* its client's flow was refused a moment ago (no route,
+                                          no SNI, ...): retransmits cost nothing */
+    SR_METRICS_QDROP_MAX_FLOWS,        /* a new flow over max_quic_flows */
+    SR_METRICS_QDROP_MAX_FLOWS_PER_IP, /* a new flow over max_quic_flows_per_ip */
+    SR_METRICS_QDROP_DESCRIPTORS,      /* a new flow with no descriptor to spare */
+    SR_METRICS_QDROP_HOLD,             /* an unrouted flow's held datagrams are at their limit */
+    SR_METRICS_QDROP_DRAINING,         /* a new flow while the process drains */
+    SR_METRICS_QDROP_SEND_FAILED,      /* the send failed (a full socket buffer, no route) */
+    SR_METRICS_N_QUIC_DROPS
+};
+
+/* Reasons of the QUIC Initial reader are enum sr_quic_reason values, as for hellos. */
+#define SR_METRICS_N_QUIC_STATUS  (SR_QUIC_ERROR + 1)
+#define SR_METRICS_N_QUIC_REASONS (SR_QUIC_REASON_LIBCRYPTO + 1)
+
 /* Upstream connect latency buckets, upper bounds in microseconds: 0.5 ms to 5 s, roughly
  * 1-2.5-5 per decade. Loopback connects land in the first, a far region in the middle, and
  * anything over 5 s has hit connect_timeout's default. Changing them changes the bucket
@@ -106,7 +128,13 @@ enum {
     SR__ML_ROUTE = SR__ML_CLOSED + SR_METRICS_N_OUTCOMES,   /* + route kind */
     SR__ML_LIMIT = SR__ML_ROUTE + SR_METRICS_N_ROUTE_KINDS, /* + limit */
     SR__ML_ADOPTED = SR__ML_LIMIT + SR_METRICS_N_LIMITS,    /* taken over in an upgrade */
-    SR__ML_N
+    /* QUIC flows: started, closed (+ outcome), datagrams relayed each way, dropped (+ why) */
+    SR__ML_QFLOWS,
+    SR__ML_QCLOSED,
+    SR__ML_QDGRAMS_IN = SR__ML_QCLOSED + SR_METRICS_N_OUTCOMES,
+    SR__ML_QDGRAMS_OUT,
+    SR__ML_QDROPPED,
+    SR__ML_N = SR__ML_QDROPPED + SR_METRICS_N_QUIC_DROPS
 };
 
 /* The counters of one upstream id, in one row. */
@@ -131,6 +159,8 @@ struct sr_metrics {
     _Atomic uint64_t *upstream; /* [n_upstreams][SR__MU_N] */
     _Atomic uint64_t hello[SR_METRICS_N_HELLO][SR_METRICS_N_HELLO_REASONS + 1]; /* + "other" */
     _Atomic uint64_t hello_ech; /* complete hellos that carried Encrypted Client Hello */
+    /* QUIC: what the Initial reader said of each datagram it read, by status and reason. */
+    _Atomic uint64_t quic_initial[SR_METRICS_N_QUIC_STATUS][SR_METRICS_N_QUIC_REASONS + 1];
 };
 
 /* Names for ids: listener section names, upstream addresses as configured. Append-only, so
@@ -186,6 +216,11 @@ sr_metrics_names_fini(struct sr_metrics_names *names);
 int
 sr_metrics_format(char **out, size_t *len, const struct sr_metrics *const *workers,
                   size_t n_workers, const struct sr_metrics_info *info);
+
+const char *
+sr_metrics_quic_reason_name(enum sr_quic_reason r);
+const char *
+sr_metrics_quic_drop_name(enum sr_metrics_quic_drop d);
 
 /* The log's outcome string ("ok", "no_route", ...) as an id; unknown or NULL gives ERROR. */
 enum sr_metrics_outcome
@@ -353,6 +388,62 @@ sr_metrics_bytes(struct sr_metrics *m, uint32_t listener, uint32_t upstream, uin
         sr__metrics_add(&urow[SR__MU_BYTES_IN], in);
         sr__metrics_add(&urow[SR__MU_BYTES_OUT], out);
     }
+}
+
+/* --- QUIC flows (issue 13) ------------------------------------------------------------- */
+
+/* A flow began on <listener> (a new client address and port whose first datagram was a good
+ * Initial); it now counts as active until sr_metrics_quic_closed(). */
+static inline void
+sr_metrics_quic_started(struct sr_metrics *m, uint32_t listener)
+{
+    sr__metrics_add(&sr__metrics_lrow(m, listener)[SR__ML_QFLOWS], 1);
+}
+
+/* A flow of <listener> ended with <outcome>: exactly once per started flow. */
+static inline void
+sr_metrics_quic_closed(struct sr_metrics *m, uint32_t listener, enum sr_metrics_outcome outcome)
+{
+    unsigned o =
+        (unsigned)outcome < SR_METRICS_N_OUTCOMES ? (unsigned)outcome : SR_METRICS_OUTCOME_ERROR;
+
+    sr__metrics_add(&sr__metrics_lrow(m, listener)[SR__ML_QCLOSED + o], 1);
+}
+
+/* Datagrams relayed for flows of <listener>: <in> from clients to upstreams, <out> from
+ * upstreams to clients. Their bytes go to sr_metrics_bytes(), like a connection's. */
+static inline void
+sr_metrics_quic_datagrams(struct sr_metrics *m, uint32_t listener, uint64_t in, uint64_t out)
+{
+    _Atomic uint64_t *row = sr__metrics_lrow(m, listener);
+
+    sr__metrics_add(&row[SR__ML_QDGRAMS_IN], in);
+    sr__metrics_add(&row[SR__ML_QDGRAMS_OUT], out);
+}
+
+/* A datagram from a client of <listener> was dropped, for <why>. */
+static inline void
+sr_metrics_quic_dropped(struct sr_metrics *m, uint32_t listener, enum sr_metrics_quic_drop why)
+{
+    unsigned d = (unsigned)why < SR_METRICS_N_QUIC_DROPS ? (unsigned)why : 0;
+
+    sr__metrics_add(&sr__metrics_lrow(m, listener)[SR__ML_QDROPPED + d], 1);
+}
+
+/* The Initial reader read a datagram and said <status> (<reason> for NOT_QUIC, MALFORMED and
+ * ERROR; anything else counts under "none"). */
+static inline void
+sr_metrics_quic_initial(struct sr_metrics *m, enum sr_quic_status status,
+                        enum sr_quic_reason reason)
+{
+    unsigned s = (unsigned)status < SR_METRICS_N_QUIC_STATUS ? (unsigned)status : SR_QUIC_ERROR;
+    unsigned r =
+        (unsigned)reason < SR_METRICS_N_QUIC_REASONS ? (unsigned)reason : SR_METRICS_N_QUIC_REASONS;
+
+    if (s != SR_QUIC_NOT_QUIC && s != SR_QUIC_MALFORMED && s != SR_QUIC_ERROR) {
+        r = SR_QUIC_REASON_NONE;
+    }
+    sr__metrics_add(&m->quic_initial[s][r], 1);
 }
 
 #endif

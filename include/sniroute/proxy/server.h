@@ -24,6 +24,7 @@
 #include "sniroute/proxy/conn_types.h"
 #include "sniroute/proxy/health.h"
 
+struct sr_quic;
 struct sr_server;
 
 /* While draining after an upgrade: how often connections busy at the last look are
@@ -80,6 +81,10 @@ struct sr_server {
     int spare_fd;
     uv_timer_t accept_timer;
 
+    /* protocol = quic listeners: their UDP sockets and flows (quicflow.h), hooked in at
+     * start, reload (server_apply), drain, stop and fini. */
+    struct sr_quic *quic;
+
     uv_timer_t drain_timer;
     /* While draining after an upgrade: hand idle connections over (busy ones later). */
     uv_timer_t handover_timer;
@@ -102,13 +107,6 @@ int sr_server_start(struct sr_server *server, uv_loop_t *loop, struct sr_shared 
  * Returns 0 or a negative errno. */
 int sr_servers_metrics(struct sr_server *const *servers, size_t n, uint64_t generation,
                        uint64_t reloads_ok, uint64_t reloads_failed, char **out, size_t *len);
-
-/* One listening socket of a server: a new descriptor (close-on-exec; the caller closes
- * it) and the address it is bound to. */
-struct sr_listen_fd {
-    int fd;
-    char addr_text[SR_SOCKADDR_TEXT_MAX];
-};
 
 /* Duplicates of <server>'s listening sockets, at most <cap> into <out>; returns how many.
  * Call on the server's loop thread. */

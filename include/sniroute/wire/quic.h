@@ -114,6 +114,11 @@ struct sr_quic_initial {
     size_t contig;      /* read-only: CRYPTO bytes received without a gap from offset 0 */
     size_t hello_len;   /* read-only: ClientHello size, handshake header included; 0 until the
                            header is in */
+    /* read-only: CRYPTO frames with data accepted so far, and those of them that start below
+     * the end of the data already received (sent out of order, or again): a reader that
+     * wants the stream in order would have had to wait, or ask, for each of those. */
+    unsigned n_crypto_frames;
+    unsigned n_crypto_out_of_order;
     /* private */
     size_t crypto_end;  /* highest CRYPTO offset + length received */
     int64_t largest_pn; /* of the Initials accepted, for packet number recovery; -1: none */
@@ -138,6 +143,10 @@ struct sr_quic_result {
     unsigned n_initial; /* Initial packets read from this datagram */
     unsigned n_skipped; /* 0-RTT and Handshake packets in it, skipped by their length */
     bool has_close;     /* an Initial in it carried CONNECTION_CLOSE: the client gave up */
+    /* CRYPTO frames with data in this datagram's Initials, and those of them out of order:
+     * as in struct sr_quic_initial, judged against all the flow received before them */
+    unsigned n_crypto_frames;
+    unsigned n_crypto_out_of_order;
 };
 
 /* Fetch the algorithms and create the contexts in <*ctx>. Returns false if libcrypto cannot
@@ -186,6 +195,11 @@ void sr_quic_feed(struct sr_quic_ctx *ctx, struct sr_quic_initial *st, const uin
  * <is_server>. Returns false for another version or if libcrypto fails. */
 bool sr_quic_initial_keys(struct sr_quic_ctx *ctx, uint32_t version, const uint8_t *dcid,
                           size_t dcid_len, bool is_server, struct sr_quic_keys *keys);
+
+/* Whether <dgram>/<len> begins with the long header of a v1 or v2 Initial packet: the first
+ * five bytes only, no crypto. A receiver's cheap first look, before it spends anything on a
+ * datagram from an unknown client (sr_quic_feed() still decides). */
+bool sr_quic_starts_initial(const uint8_t *dgram, size_t len);
 
 /* "need_more", "found", "no_sni", "not_quic", "malformed", "error": for logs and metrics. */
 const char *sr_quic_status_str(enum sr_quic_status s);
