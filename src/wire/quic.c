@@ -14,6 +14,8 @@
 #include <openssl/kdf.h>
 #include <openssl/params.h>
 
+#include "sniroute/wire/quicread.h"
+
 /*
  * What is read, and what each field must satisfy. Widths in bytes; (i) is a variable-length
  * integer (RFC 9000 16: 1, 2, 4 or 8 bytes, the top two bits of the first byte give which).
@@ -49,7 +51,6 @@
  */
 
 #define LONG_HEADER   0x80
-#define TYPE_SHIFT    4
 #define RESERVED_BITS 0x0c
 #define PN_LEN_MASK   0x03
 #define PN_MAX_LEN    4
@@ -57,20 +58,6 @@
 #define TAG_LEN       16
 #define VARINT_MAX    ((UINT64_C(1) << 62) - 1)
 
-#define FRAME_PADDING          0x00
-#define FRAME_PING             0x01
-#define FRAME_ACK              0x02
-#define FRAME_ACK_ECN          0x03
-#define FRAME_CRYPTO           0x06
-#define FRAME_CONNECTION_CLOSE 0x1c
-
-/* Packet types, in v1's numbering. */
-enum ptype {
-    PT_INITIAL,
-    PT_0RTT,
-    PT_HANDSHAKE,
-    PT_RETRY,
-};
 
 static const uint8_t salt_v1[20] = {0x38, 0x76, 0x2c, 0xf7, 0xf5, 0x59, 0x34, 0xb3, 0x4d, 0x17,
                                     0x9a, 0xe6, 0xa4, 0xc8, 0x0c, 0xad, 0xcc, 0xbb, 0x7f, 0x0a};
@@ -81,17 +68,6 @@ static bool
 is_supported(uint32_t version)
 {
     return version == SR_QUIC_V1 || version == SR_QUIC_V2;
-}
-
-static enum ptype
-packet_type(uint32_t version, uint8_t b0)
-{
-    unsigned t = (b0 >> TYPE_SHIFT) & 3;
-
-    if (version == SR_QUIC_V2) {
-        return t == 0 ? PT_RETRY : (enum ptype)(t - 1);
-    }
-    return (enum ptype)t;
 }
 
 /* ---- libcrypto: HKDF, header protection mask, AEAD ------------------------------------- */
@@ -302,65 +278,13 @@ sr__quic_aead(struct sr_quic_ctx *ctx, const struct sr_quic_keys *keys, uint64_t
 
 /* ---- reading bytes -------------------------------------------------------------------- */
 
-/* A cursor over one block (a datagram, a packet's plaintext): every read checks the block. */
-struct cur {
-    const uint8_t *p;
-    size_t left;
-};
-
-static bool
-cur_u8(struct cur *c, uint8_t *v)
-{
-    if (c->left < 1) {
-        return false;
-    }
-    *v = *c->p++;
-    c->left--;
-    return true;
-}
-
-static bool
-cur_varint(struct cur *c, uint64_t *v)
-{
-    size_t n;
-    size_t i;
-    uint64_t x;
-
-    if (c->left < 1) {
-        return false;
-    }
-    n = (size_t)1 << (c->p[0] >> 6);
-    if (c->left < n) {
-        return false;
-    }
-    x = c->p[0] & 0x3f;
-    for (i = 1; i < n; i++) {
-        x = x << 8 | c->p[i];
-    }
-    c->p += n;
-    c->left -= n;
-    *v = x;
-    return true;
-}
-
-static bool
-cur_skip(struct cur *c, uint64_t n)
-{
-    if (n > c->left) {
-        return false;
-    }
-    c->p += n;
-    c->left -= (size_t)n;
-    return true;
-}
-
 /* ---- packets -------------------------------------------------------------------------- */
 
 /* One long header packet, its fields as views into the datagram. */
 struct packet {
     const uint8_t *start;
     uint32_t version;
-    enum ptype type;
+    enum sr_quic_ptype type;
     const uint8_t *dcid;
     size_t dcid_len;
     const uint8_t *scid;
@@ -374,14 +298,14 @@ struct packet {
 static enum sr_quic_reason
 parse_header(const uint8_t *p, size_t left, struct packet *pkt)
 {
-    struct cur c = {p, left};
+    struct sr_quic_cur c = {p, left};
     uint8_t b0;
     uint8_t n;
     uint64_t v;
 
     memset(pkt, 0, sizeof(*pkt));
     pkt->start = p;
-    if (!cur_u8(&c, &b0)) {
+    if (!sr_quic_cur_u8(&c, &b0)) {
         return SR_QUIC_REASON_TRUNCATED;
     }
     if ((b0 & LONG_HEADER) == 0) {
@@ -391,15 +315,15 @@ parse_header(const uint8_t *p, size_t left, struct packet *pkt)
         return SR_QUIC_REASON_TRUNCATED;
     }
     pkt->version = (uint32_t)c.p[0] << 24 | (uint32_t)c.p[1] << 16 | (uint32_t)c.p[2] << 8 | c.p[3];
-    (void)cur_skip(&c, 4);
+    (void)sr_quic_cur_skip(&c, 4);
     if (pkt->version == 0) {
         return SR_QUIC_REASON_VERSION_NEGOTIATION;
     }
     if (!is_supported(pkt->version)) {
         return SR_QUIC_REASON_VERSION;
     }
-    pkt->type = packet_type(pkt->version, b0);
-    if (!cur_u8(&c, &n)) {
+    pkt->type = sr_quic_packet_type(pkt->version, b0);
+    if (!sr_quic_cur_u8(&c, &n)) {
         return SR_QUIC_REASON_HEADER;
     }
     if (n > SR_QUIC_MAX_CID) {
@@ -407,7 +331,7 @@ parse_header(const uint8_t *p, size_t left, struct packet *pkt)
     }
     pkt->dcid = c.p;
     pkt->dcid_len = n;
-    if (!cur_skip(&c, n) || !cur_u8(&c, &n)) {
+    if (!sr_quic_cur_skip(&c, n) || !sr_quic_cur_u8(&c, &n)) {
         return SR_QUIC_REASON_HEADER;
     }
     if (n > SR_QUIC_MAX_CID) {
@@ -415,17 +339,17 @@ parse_header(const uint8_t *p, size_t left, struct packet *pkt)
     }
     pkt->scid = c.p;
     pkt->scid_len = n;
-    if (!cur_skip(&c, n)) {
+    if (!sr_quic_cur_skip(&c, n)) {
         return SR_QUIC_REASON_HEADER;
     }
     /* A Retry has no Length (RFC 9000 17.2.5), and a client never sends one. */
-    if (pkt->type == PT_RETRY) {
+    if (pkt->type == SR_QUIC_PT_RETRY) {
         return SR_QUIC_REASON_RETRY;
     }
-    if (pkt->type == PT_INITIAL && (!cur_varint(&c, &v) || !cur_skip(&c, v))) {
+    if (pkt->type == SR_QUIC_PT_INITIAL && (!sr_quic_cur_varint(&c, &v) || !sr_quic_cur_skip(&c, v))) {
         return SR_QUIC_REASON_HEADER; /* the token */
     }
-    if (!cur_varint(&c, &v)) {
+    if (!sr_quic_cur_varint(&c, &v)) {
         return SR_QUIC_REASON_HEADER;
     }
     if (v > c.left) {
@@ -530,64 +454,35 @@ crypto_put(struct feed *f, uint64_t off, const uint8_t *data, size_t len)
     return SR_QUIC_REASON_NONE;
 }
 
-/* RFC 9000 19.3: walk the ranges down from the largest; none may go below 0. */
-static bool
-skip_ack(struct cur *c, bool ecn)
-{
-    uint64_t largest;
-    uint64_t delay;
-    uint64_t count;
-    uint64_t range;
-    uint64_t gap;
-    uint64_t i;
-
-    if (!cur_varint(c, &largest) || !cur_varint(c, &delay) || !cur_varint(c, &count) ||
-        !cur_varint(c, &range) || range > largest) {
-        return false;
-    }
-    largest -= range;             /* now the smallest acknowledged so far */
-    for (i = 0; i < count; i++) { /* each round reads >= 2 bytes, so c->left bounds it */
-        if (!cur_varint(c, &gap) || !cur_varint(c, &range) || gap + 2 > largest ||
-            range > largest - gap - 2) {
-            return false;
-        }
-        largest = largest - gap - 2 - range;
-    }
-    if (ecn) {
-        return cur_varint(c, &gap) && cur_varint(c, &gap) && cur_varint(c, &gap);
-    }
-    return true;
-}
-
 /* The frames of one Initial's plaintext. */
 static enum sr_quic_reason
 read_frames(struct feed *f, const uint8_t *p, size_t n)
 {
-    struct cur c = {p, n};
+    struct sr_quic_cur c = {p, n};
     enum sr_quic_reason r;
     uint8_t type;
     uint64_t off;
     uint64_t len;
     uint64_t v;
 
-    while (cur_u8(&c, &type)) {
+    while (sr_quic_cur_u8(&c, &type)) {
         switch (type) {
-        case FRAME_PADDING:
-            while (c.left > 0 && c.p[0] == FRAME_PADDING) {
+        case SR_QUIC_FRAME_PADDING:
+            while (c.left > 0 && c.p[0] == SR_QUIC_FRAME_PADDING) {
                 c.p++;
                 c.left--;
             }
             break;
-        case FRAME_PING:
+        case SR_QUIC_FRAME_PING:
             break;
-        case FRAME_ACK:
-        case FRAME_ACK_ECN:
-            if (!skip_ack(&c, type == FRAME_ACK_ECN)) {
+        case SR_QUIC_FRAME_ACK:
+        case SR_QUIC_FRAME_ACK_ECN:
+            if (!sr_quic_skip_ack(&c, type == SR_QUIC_FRAME_ACK_ECN)) {
                 return SR_QUIC_REASON_FRAME;
             }
             break;
-        case FRAME_CRYPTO:
-            if (!cur_varint(&c, &off) || !cur_varint(&c, &len) || len > c.left ||
+        case SR_QUIC_FRAME_CRYPTO:
+            if (!sr_quic_cur_varint(&c, &off) || !sr_quic_cur_varint(&c, &len) || len > c.left ||
                 off + len > VARINT_MAX) {
                 return SR_QUIC_REASON_FRAME;
             }
@@ -601,11 +496,11 @@ read_frames(struct feed *f, const uint8_t *p, size_t n)
             if (r != SR_QUIC_REASON_NONE) {
                 return r;
             }
-            (void)cur_skip(&c, len);
+            (void)sr_quic_cur_skip(&c, len);
             break;
-        case FRAME_CONNECTION_CLOSE:
-            if (!cur_varint(&c, &v) || !cur_varint(&c, &v) || !cur_varint(&c, &v) ||
-                !cur_skip(&c, v)) {
+        case SR_QUIC_FRAME_CONNECTION_CLOSE:
+            if (!sr_quic_cur_varint(&c, &v) || !sr_quic_cur_varint(&c, &v) || !sr_quic_cur_varint(&c, &v) ||
+                !sr_quic_cur_skip(&c, v)) {
                 return SR_QUIC_REASON_FRAME;
             }
             f->res->has_close = true;
@@ -712,7 +607,7 @@ read_datagram(struct feed *f, const uint8_t *dgram, size_t len)
     }
     pkt = first;
     for (;;) {
-        if (pkt.type == PT_INITIAL) {
+        if (pkt.type == SR_QUIC_PT_INITIAL) {
             r = read_initial(f, &pkt);
             if (r != SR_QUIC_REASON_NONE) {
                 return r;
@@ -858,7 +753,7 @@ sr_quic_starts_initial(const uint8_t *dgram, size_t len)
     }
     version =
         (uint32_t)dgram[1] << 24 | (uint32_t)dgram[2] << 16 | (uint32_t)dgram[3] << 8 | dgram[4];
-    return is_supported(version) && packet_type(version, dgram[0]) == PT_INITIAL;
+    return is_supported(version) && sr_quic_packet_type(version, dgram[0]) == SR_QUIC_PT_INITIAL;
 }
 
 const char *

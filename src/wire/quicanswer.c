@@ -7,6 +7,8 @@
 
 #include <string.h>
 
+#include "sniroute/wire/quicread.h"
+
 /*
  * What is read (RFC 9000 17.2, 17.2.1, 17.2.5; RFC 9001 5, 5.8; RFC 9369 3.2, 3.3.3).
  * Widths in bytes; (i) a variable-length integer.
@@ -32,20 +34,6 @@
 #define TAG_LEN       16
 #define HEADER_MAX    80 /* a server Initial's header: 1+4+1+20+1+20+1+8+4 = 60, with room */
 
-#define FRAME_PADDING          0x00
-#define FRAME_PING             0x01
-#define FRAME_ACK              0x02
-#define FRAME_ACK_ECN          0x03
-#define FRAME_CRYPTO           0x06
-#define FRAME_CONNECTION_CLOSE 0x1c
-
-/* Packet types in v1's numbering. */
-enum ptype {
-    PT_INITIAL,
-    PT_0RTT,
-    PT_HANDSHAKE,
-    PT_RETRY,
-};
 
 /* RFC 9001 5.8 and RFC 9369 3.3.3: the Retry integrity key and nonce. */
 static const uint8_t retry_key_v1[16] = {0xbe, 0x0c, 0x69, 0x0b, 0x9f, 0x66, 0x57, 0x5a,
@@ -57,63 +45,13 @@ static const uint8_t retry_key_v2[16] = {0x8f, 0xb4, 0xb0, 0x1b, 0x56, 0xac, 0x4
 static const uint8_t retry_nonce_v2[12] = {0xd8, 0x69, 0x69, 0xbc, 0x2d, 0x7c,
                                            0x6d, 0x99, 0x90, 0xef, 0xb0, 0x4a};
 
-/* A cursor over one block: every read checks it. */
-struct cur {
-    const uint8_t *p;
-    size_t left;
-};
-
-static bool
-cur_u8(struct cur *c, uint8_t *v)
-{
-    if (c->left < 1) {
-        return false;
-    }
-    *v = *c->p++;
-    c->left--;
-    return true;
-}
-
-static bool
-cur_varint(struct cur *c, uint64_t *v)
-{
-    size_t n;
-    size_t i;
-
-    if (c->left < 1) {
-        return false;
-    }
-    n = (size_t)1 << (c->p[0] >> 6);
-    if (c->left < n) {
-        return false;
-    }
-    *v = c->p[0] & 0x3f;
-    for (i = 1; i < n; i++) {
-        *v = *v << 8 | c->p[i];
-    }
-    c->p += n;
-    c->left -= n;
-    return true;
-}
-
-static bool
-cur_skip(struct cur *c, uint64_t n)
-{
-    if (n > c->left) {
-        return false;
-    }
-    c->p += n;
-    c->left -= (size_t)n;
-    return true;
-}
-
 /* A length-prefixed (one byte) field: a view of it, within the block. */
 static bool
-cur_bytes8(struct cur *c, const uint8_t **p, size_t *n)
+cur_bytes8(struct sr_quic_cur *c, const uint8_t **p, size_t *n)
 {
     uint8_t len;
 
-    if (!cur_u8(c, &len) || len > c->left) {
+    if (!sr_quic_cur_u8(c, &len) || len > c->left) {
         return false;
     }
     *p = c->p;
@@ -135,17 +73,6 @@ get32(const uint8_t *p)
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
-static enum ptype
-packet_type(uint32_t version, uint8_t b0)
-{
-    unsigned t = (b0 >> 4) & 3;
-
-    if (version == SR_QUIC_V2) {
-        return t == 0 ? PT_RETRY : (enum ptype)(t - 1);
-    }
-    return (enum ptype)t;
-}
-
 /* Nothing for the client: only the reason and the version field are left. */
 static void
 fail(struct sr_quicanswer *ans, enum sr_quicanswer_reason r)
@@ -160,7 +87,7 @@ fail(struct sr_quicanswer *ans, enum sr_quicanswer_reason r)
 
 /* Version Negotiation: the whole datagram. */
 static void
-read_vn(const struct sr_quicanswer_client *cl, struct cur c, struct sr_quicanswer *ans)
+read_vn(const struct sr_quicanswer_client *cl, struct sr_quic_cur c, struct sr_quicanswer *ans)
 {
     const uint8_t *dcid;
     const uint8_t *scid;
@@ -194,7 +121,7 @@ read_vn(const struct sr_quicanswer_client *cl, struct cur c, struct sr_quicanswe
 /* Retry: from <start> (byte 0) to the end of the datagram; <c> is after the scid. */
 static void
 read_retry(struct sr_quic_ctx *ctx, const struct sr_quicanswer_client *cl, const uint8_t *start,
-           size_t len, struct cur c, const uint8_t *scid, size_t scid_len,
+           size_t len, struct sr_quic_cur c, const uint8_t *scid, size_t scid_len,
            struct sr_quicanswer *ans)
 {
     struct sr_quic_keys keys;
@@ -238,25 +165,6 @@ read_retry(struct sr_quic_ctx *ctx, const struct sr_quicanswer_client *cl, const
     ans->token_len = c.left - TAG_LEN;
 }
 
-/* RFC 9000 19.3, walked for its length only. */
-static bool
-skip_ack(struct cur *c, bool ecn)
-{
-    uint64_t v;
-    uint64_t count;
-    uint64_t i;
-
-    if (!cur_varint(c, &v) || !cur_varint(c, &v) || !cur_varint(c, &count) || !cur_varint(c, &v)) {
-        return false;
-    }
-    for (i = 0; i < count; i++) { /* each round reads >= 2 bytes, so c->left bounds it */
-        if (!cur_varint(c, &v) || !cur_varint(c, &v)) {
-            return false;
-        }
-    }
-    return !ecn || (cur_varint(c, &v) && cur_varint(c, &v) && cur_varint(c, &v));
-}
-
 /* Copy what <data>/<len> at stream offset <off> holds of the first bytes into the head;
  * <*have> marks which arrived. */
 static void
@@ -277,39 +185,39 @@ head_put(struct sr_quicanswer *ans, uint64_t *have, uint64_t off, const uint8_t 
 static enum sr_quicanswer_reason
 read_frames(const uint8_t *p, size_t n, struct sr_quicanswer *ans, uint64_t *have)
 {
-    struct cur c = {p, n};
+    struct sr_quic_cur c = {p, n};
     uint64_t off;
     uint64_t len;
     uint8_t type;
 
-    while (cur_u8(&c, &type)) {
+    while (sr_quic_cur_u8(&c, &type)) {
         switch (type) {
-        case FRAME_PADDING:
-        case FRAME_PING:
+        case SR_QUIC_FRAME_PADDING:
+        case SR_QUIC_FRAME_PING:
             break;
-        case FRAME_ACK:
-        case FRAME_ACK_ECN:
-            if (!skip_ack(&c, type == FRAME_ACK_ECN)) {
+        case SR_QUIC_FRAME_ACK:
+        case SR_QUIC_FRAME_ACK_ECN:
+            if (!sr_quic_skip_ack(&c, type == SR_QUIC_FRAME_ACK_ECN)) {
                 return SR_QUICANSWER_REASON_FRAME;
             }
             break;
-        case FRAME_CRYPTO:
-            if (!cur_varint(&c, &off) || !cur_varint(&c, &len) || len > c.left) {
+        case SR_QUIC_FRAME_CRYPTO:
+            if (!sr_quic_cur_varint(&c, &off) || !sr_quic_cur_varint(&c, &len) || len > c.left) {
                 return SR_QUICANSWER_REASON_FRAME;
             }
             head_put(ans, have, off, c.p, (size_t)len);
-            (void)cur_skip(&c, len);
+            (void)sr_quic_cur_skip(&c, len);
             break;
-        case FRAME_CONNECTION_CLOSE:
-            if (!cur_varint(&c, &ans->close_error) || !cur_varint(&c, &ans->close_frame_type) ||
-                !cur_varint(&c, &len) || len > c.left) {
+        case SR_QUIC_FRAME_CONNECTION_CLOSE:
+            if (!sr_quic_cur_varint(&c, &ans->close_error) || !sr_quic_cur_varint(&c, &ans->close_frame_type) ||
+                !sr_quic_cur_varint(&c, &len) || len > c.left) {
                 return SR_QUICANSWER_REASON_FRAME;
             }
             ans->has_close = true;
             ans->close_reason_len =
                 len < sizeof(ans->close_reason) ? (size_t)len : sizeof(ans->close_reason);
             memcpy(ans->close_reason, c.p, ans->close_reason_len);
-            (void)cur_skip(&c, len);
+            (void)sr_quic_cur_skip(&c, len);
             break;
         default:
             return SR_QUICANSWER_REASON_FRAME;
@@ -359,7 +267,7 @@ void
 sr_quicanswer_read(struct sr_quic_ctx *ctx, const struct sr_quicanswer_client *cl,
                    const uint8_t *dgram, size_t len, struct sr_quicanswer *ans)
 {
-    struct cur c = {dgram, len};
+    struct sr_quic_cur c = {dgram, len};
     struct sr_quic_keys keys;
     bool has_keys = false;
     uint64_t have = 0; /* which of the first CRYPTO bytes arrived */
@@ -378,11 +286,11 @@ sr_quicanswer_read(struct sr_quic_ctx *ctx, const struct sr_quicanswer_client *c
         size_t dcid_len;
         size_t scid_len;
         enum sr_quicanswer_reason r = SR_QUICANSWER_REASON_NONE;
-        enum ptype type;
+        enum sr_quic_ptype type;
         uint64_t v;
         uint8_t b0;
 
-        (void)cur_u8(&c, &b0);
+        (void)sr_quic_cur_u8(&c, &b0);
         if ((b0 & LONG_HEADER) == 0) {
             r = SR_QUICANSWER_REASON_SHORT_HEADER;
         } else if (c.left < 4) {
@@ -390,7 +298,7 @@ sr_quicanswer_read(struct sr_quic_ctx *ctx, const struct sr_quicanswer_client *c
         } else {
             uint32_t version = get32(c.p);
 
-            (void)cur_skip(&c, 4);
+            (void)sr_quic_cur_skip(&c, 4);
             if (first) {
                 ans->version = version;
                 if (version == 0) {
@@ -413,20 +321,20 @@ sr_quicanswer_read(struct sr_quic_ctx *ctx, const struct sr_quicanswer_client *c
             }
             return; /* after the first packet: the end of what this datagram says */
         }
-        type = packet_type(cl->version, b0);
-        if (type == PT_RETRY) {
+        type = sr_quic_packet_type(cl->version, b0);
+        if (type == SR_QUIC_PT_RETRY) {
             if (first) { /* it has no Length: it cannot come after another packet */
                 read_retry(ctx, cl, start, len, c, scid, scid_len, ans);
             }
             return;
         }
-        if (type == PT_0RTT) {
+        if (type == SR_QUIC_PT_0RTT) {
             r = SR_QUICANSWER_REASON_TYPE;
-        } else if (type == PT_INITIAL && (!cur_varint(&c, &v) || v != 0)) {
+        } else if (type == SR_QUIC_PT_INITIAL && (!sr_quic_cur_varint(&c, &v) || v != 0)) {
             r = SR_QUICANSWER_REASON_TOKEN; /* a server's Initial has none (17.2.2) */
-        } else if (!cur_varint(&c, &v) || v > c.left) {
+        } else if (!sr_quic_cur_varint(&c, &v) || v > c.left) {
             r = SR_QUICANSWER_REASON_HEADER;
-        } else if (type == PT_INITIAL) {
+        } else if (type == SR_QUIC_PT_INITIAL) {
             if (!has_keys &&
                 !sr_quic_initial_keys(ctx, cl->version, cl->dcid, cl->dcid_len, true, &keys)) {
                 r = SR_QUICANSWER_REASON_DECRYPT;
@@ -449,12 +357,12 @@ sr_quicanswer_read(struct sr_quic_ctx *ctx, const struct sr_quicanswer_client *c
             memcpy(ans->scid, scid, scid_len);
             ans->scid_len = scid_len;
         }
-        if (type == PT_INITIAL) {
+        if (type == SR_QUIC_PT_INITIAL) {
             ans->n_initial++;
         } else {
             ans->n_handshake++;
         }
-        (void)cur_skip(&c, v);
+        (void)sr_quic_cur_skip(&c, v);
     }
 }
 
