@@ -8,35 +8,11 @@
 #include <string.h>
 
 #include "support/assert.h"
+#include "support/fixture.h"
 
 /* ---- helpers ----------------------------------------------------------------------- */
 
 static struct sr_hello_scratch sc; /* for direct calls on single-record inputs */
-
-static uint8_t *
-load_fixture(const char *name, size_t *len)
-{
-    char path[512];
-    FILE *f;
-    uint8_t *buf;
-    long n;
-
-    snprintf(path, sizeof(path), "%s/%s", SR_FIXTURE_DIR, name);
-    f = fopen(path, "rb");
-    if (f == NULL) {
-        SR_FAIL("cannot open fixture %s", path);
-    }
-    ASSERT_EQ(fseek(f, 0, SEEK_END), 0);
-    n = ftell(f);
-    ASSERT_GT(n, 0);
-    ASSERT_EQ(fseek(f, 0, SEEK_SET), 0);
-    buf = malloc((size_t)n);
-    ASSERT(buf != NULL);
-    ASSERT_EQ(fread(buf, 1, (size_t)n, f), (size_t)n);
-    fclose(f);
-    *len = (size_t)n;
-    return buf;
-}
 
 /* Everything a caller may use from a result, with the views copied out, so results from
  * different buffers (whole, split, re-framed) can be compared. */
