@@ -1,10 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /* A worker's QUIC path (quicflow.h): its start and end (new, drain, close, free), and each
- * datagram from a client handed to its flow: a new client to the intake, an unrouted flow's
- * datagram to the intake, a routed one's to the relay. Not here: the listening sockets
- * (quicsock.c), reading the ClientHello and routing (quicintake.c), the relay
- * (quicrelay.c), a flow's table, deadlines and end (quiclife.c), the Initial reader
- * (wire/quic.c), the routing decision (config/decide.c), the socket calls (udp.c). */
+ * datagram from a client handed to its flow: a new or unrouted flow's to the intake, a
+ * routed one's to the relay. Not here: the listening sockets (quicsock.c), the ClientHello
+ * and the route (quicintake.c), the relay (quicrelay.c), a flow's table, deadlines and end
+ * (quiclife.c), the Initial reader (wire/quic.c), the socket calls (udp.c). */
 #include "sniroute/proxy/quicflow.h"
 
 #include <assert.h>
