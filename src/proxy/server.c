@@ -20,6 +20,7 @@
 
 #include "sniroute/proxy/conn.h"
 #include "sniroute/proxy/quicflow.h"
+#include "sniroute/proxy/quicsock.h"
 #include "sniroute/observe/log.h"
 #include "sniroute/core/upgrade.h"
 

@@ -8,7 +8,10 @@
  * any thread and reads every worker's counters while they change: counters are _Atomic
  * uint64_t written with a relaxed load plus a relaxed store (one plain add on x86-64 and
  * arm64, no lock prefix) and read with relaxed loads, so a scrape sees each counter whole,
- * never torn, though not all counters at the same instant. */
+ * never torn, though not all counters at the same instant.
+ *
+ * Files: metrics.c sets up the rows, the name tables and the words for ids; metrics_text.c
+ * formats the exposition. */
 #ifndef SR_METRICS_H
 #define SR_METRICS_H
 
@@ -238,6 +241,12 @@ const char *
 sr_metrics_hello_name(enum sr_metrics_hello h);
 const char *
 sr_metrics_hello_reason_name(enum sr_hello_reason r);
+
+/* The same words as arrays indexed by id, for the text exposition (metrics_text.c), which
+ * passes them whole; elsewhere use the lookups above, which check the bounds. */
+extern const char *const sr__metrics_outcome_names[SR_METRICS_N_OUTCOMES];
+extern const char *const sr__metrics_hello_names[SR_METRICS_N_HELLO];
+extern const char *const sr__metrics_quic_drop_names[SR_METRICS_N_QUIC_DROPS];
 
 /* --- The hot path ----------------------------------------------------------------------
  * Each call is an index computation, one compare to fold an unknown id into "_other", and

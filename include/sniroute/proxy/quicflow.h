@@ -16,67 +16,23 @@
  * min-heap of deadlines (core/deadline.h) with one timer, checked lazily: a datagram only
  * stores the time, so the heap is touched once per timeout, never per datagram.
  *
- * The server (proxy.c) calls the functions below at its start, reload, drain and end; they
- * are its only contact with this file. */
+ * Files: quicflow.c (this header: the path's start and end, each datagram to its flow)
+ * calls down into quicintake.c (an unrouted flow: hold, read, route, resolve), quicrelay.c
+ * (a routed flow's datagrams both ways), quicsock.c (quicsock.h: the listening sockets,
+ * reload and upgrade) and quiclife.c (a flow's table, limits, deadlines, log line and end);
+ * their shared types are in quicflow_types.h. The server (server.c) calls the functions
+ * below and quicsock.h's at its start, reload, drain and end; they are its only contact
+ * with the QUIC path. */
 #ifndef SR_QUICFLOW_H
 #define SR_QUICFLOW_H
 
 #include <stdbool.h>
-#include <stddef.h>
-#include <stdint.h>
 
-#include <uv.h>
-
-struct sr_generation;
-struct sr_listen_fd;
-struct sr_metrics;
-struct sr_reactor;
-struct sr_shared;
-struct sr_quic;
-
-/* Flows per worker waiting for the rest of their ClientHello (held datagrams): a flood of
- * partial Initials from spoofed addresses fills this, not memory. Past it the oldest such
- * flow gives way to the new one: a real client's second datagram follows its first within
- * a round trip, so it is through before a flood can push it out. */
-#define SR_QUIC_UNROUTED_MAX 256
-/* Datagrams held per unrouted flow at most (bytes: quic_hold_bytes). Each new datagram
- * re-reads the held ones (see quicflow.c), so this also bounds that work. A ClientHello
- * of 16 KB, the reader's limit, fits in 14 full Initial packets. */
-#define SR_QUIC_HOLD_DGRAMS_MAX 16
-/* Refused client addresses remembered per worker (a retransmit of a refused Initial is then
- * dropped without being read again), each until it has been quiet for hello_timeout. */
-#define SR_QUIC_REFUSED_MAX 4096
-
-/* What the server lends the QUIC path. Copied by sr_quic_new(); everything pointed to must
- * outlive the struct sr_quic. */
-struct sr_quic_host {
-    uv_loop_t *loop;
-    struct sr_shared *shared;   /* the flow limits, the access log */
-    struct sr_reactor *reactor; /* the worker's epoll set */
-    struct sr_metrics *metrics; /* the worker's registry */
-    size_t worker;              /* 0 .. shared->n_workers - 1: the worker's pools */
-    bool is_reuseport;          /* several workers: SO_REUSEPORT sockets */
-    /* Called when, draining, the last flow and socket are gone (sr_quic_is_stopped() turned
-     * true): the server then checks whether it has stopped. */
-    void (*on_idle)(void *data);
-    void *data;
-};
-
+#include "sniroute/proxy/quicflow_types.h"
 
 /* One worker's QUIC path, with no socket yet. NULL when out of memory or when libcrypto
  * cannot give AES-128-GCM, AES-128-ECB and HKDF (logged). */
 struct sr_quic *sr_quic_new(const struct sr_quic_host *host);
-
-/* A reload or the start, in two steps so that TCP and UDP change together or not at all.
- * prepare: bind a UDP socket for each address of <gen>'s quic listeners that has none yet
- * (taking an inherited one after a binary upgrade; "listening on ADDR (listener NAME)" for
- * each); 0, or a negative UV_E* code after closing what it bound (logged) -- then nothing
- * changed. commit: new flows now use <gen> (the caller holds a reference for as long as
- * this path may use it: until the next commit or the end); sockets whose address is gone
- * take no new flows and close once their flows end. abort: undo a prepare. */
-int sr_quic_prepare(struct sr_quic *q, struct sr_generation *gen);
-void sr_quic_commit(struct sr_quic *q, struct sr_generation *gen);
-void sr_quic_abort(struct sr_quic *q);
 
 /* Drain: take no new flow; relay the open ones until they end, or until drain_timeout
  * (then "drained"). After a binary upgrade (shared->handover_fd set) the new process reads
@@ -93,9 +49,5 @@ void sr_quic_close(struct sr_quic *q);
 
 /* After the loop has ended: free everything. NULL is accepted. */
 void sr_quic_free(struct sr_quic *q);
-
-/* Duplicates (close-on-exec) of the listening UDP sockets still configured, at most <cap>,
- * for a binary upgrade. Returns how many. */
-size_t sr_quic_listen_fds(const struct sr_quic *q, struct sr_listen_fd *out, size_t cap);
 
 #endif

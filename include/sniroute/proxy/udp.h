@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* UDP sockets for the QUIC path (quicflow.c): the listening socket of a protocol = quic
+/* UDP sockets for the QUIC path (quicflow.h): the listening socket of a protocol = quic
  * listener, a flow's connected socket towards its upstream, and datagrams moved in batches
  * (recvmmsg/sendmmsg) with the local address each came to (IP_PKTINFO, IPV6_RECVPKTINFO),
  * so that on a wildcard listener a reply leaves from the address the client sent to. Plain
