@@ -553,3 +553,19 @@ sr_route_add_result_str(enum sr_route_add_result res)
     }
     return "unknown route error";
 }
+
+const char *
+sr_route_kind_name(enum sr_route_kind kind)
+{
+    switch (kind) {
+    case SR_ROUTE_EXACT:
+        return "exact";
+    case SR_ROUTE_WILDCARD:
+        return "wildcard";
+    case SR_ROUTE_DEFAULT:
+        return "default";
+    case SR_ROUTE_MISS:
+        break;
+    }
+    return "none";
+}

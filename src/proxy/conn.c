@@ -164,22 +164,6 @@ on_reap(uv_idle_t *idle)
 
 /* --- The access-log line and the close ------------------------------------------------ */
 
-static const char *
-route_name(enum sr_route_kind kind)
-{
-    switch (kind) {
-    case SR_ROUTE_EXACT:
-        return "exact";
-    case SR_ROUTE_WILDCARD:
-        return "wildcard";
-    case SR_ROUTE_DEFAULT:
-        return "default";
-    case SR_ROUTE_MISS:
-        break;
-    }
-    return "none";
-}
-
 static void
 conn_log(struct sr_conn *conn)
 {
@@ -204,7 +188,7 @@ conn_log(struct sr_conn *conn)
     rec.listener = conn->lcfg->name;
     rec.client = client;
     rec.sni = sr_conn_sni(conn);
-    rec.route = conn->is_fallback ? "fallback" : route_name((enum sr_route_kind)conn->route);
+    rec.route = conn->is_fallback ? "fallback" : sr_route_kind_name((enum sr_route_kind)conn->route);
     rec.upstream = upstream;
     rec.bytes_in = conn->up.n_bytes;
     rec.bytes_out = conn->down.n_bytes;

@@ -202,22 +202,6 @@ sr__quic_sock_maybe_close(struct sr_quic_sock *s)
 
 /* --- Flows: the table, the log line, the end ---------------------------------------------- */
 
-static const char *
-route_name(enum sr_route_kind kind)
-{
-    switch (kind) {
-    case SR_ROUTE_EXACT:
-        return "exact";
-    case SR_ROUTE_WILDCARD:
-        return "wildcard";
-    case SR_ROUTE_DEFAULT:
-        return "default";
-    case SR_ROUTE_MISS:
-        break;
-    }
-    return "none";
-}
-
 static void
 flow_log(struct sr_quic_flow *f)
 {
@@ -250,7 +234,7 @@ flow_log(struct sr_quic_flow *f)
     rec.listener = f->lcfg->name;
     rec.client = client;
     rec.sni = f->sni;
-    rec.route = route_name((enum sr_route_kind)f->route);
+    rec.route = sr_route_kind_name((enum sr_route_kind)f->route);
     rec.upstream = upstream;
     rec.bytes_in = f->bytes_in;
     rec.bytes_out = f->bytes_out;

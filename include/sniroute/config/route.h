@@ -114,4 +114,9 @@ sr_route_count(const struct sr_route_table *table);
 const char *
 sr_route_add_result_str(enum sr_route_add_result res);
 
+/* "exact", "wildcard", "default" or "none" (a miss): the word the access log and the
+ * metrics use for <kind>. */
+const char *
+sr_route_kind_name(enum sr_route_kind kind);
+
 #endif
