@@ -322,7 +322,7 @@ parse_header(const uint8_t *p, size_t left, struct packet *pkt)
     if (!is_supported(pkt->version)) {
         return SR_QUIC_REASON_VERSION;
     }
-    pkt->type = sr_quic_packet_type(pkt->version, b0);
+    pkt->type = sr_quic_packet_type(pkt->version == SR_QUIC_V2, b0);
     if (!sr_quic_cur_u8(&c, &n)) {
         return SR_QUIC_REASON_HEADER;
     }
@@ -753,7 +753,8 @@ sr_quic_starts_initial(const uint8_t *dgram, size_t len)
     }
     version =
         (uint32_t)dgram[1] << 24 | (uint32_t)dgram[2] << 16 | (uint32_t)dgram[3] << 8 | dgram[4];
-    return is_supported(version) && sr_quic_packet_type(version, dgram[0]) == SR_QUIC_PT_INITIAL;
+    return is_supported(version) &&
+           sr_quic_packet_type(version == SR_QUIC_V2, dgram[0]) == SR_QUIC_PT_INITIAL;
 }
 
 const char *

@@ -321,7 +321,7 @@ sr_quicanswer_read(struct sr_quic_ctx *ctx, const struct sr_quicanswer_client *c
             }
             return; /* after the first packet: the end of what this datagram says */
         }
-        type = sr_quic_packet_type(cl->version, b0);
+        type = sr_quic_packet_type(cl->version == SR_QUIC_V2, b0);
         if (type == SR_QUIC_PT_RETRY) {
             if (first) { /* it has no Length: it cannot come after another packet */
                 read_retry(ctx, cl, start, len, c, scid, scid_len, ans);

@@ -11,8 +11,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "sniroute/wire/quic.h"
-
 /* The frame types an Initial packet may carry (RFC 9000 17.2.2). */
 #define SR_QUIC_FRAME_PADDING          0x00
 #define SR_QUIC_FRAME_PING             0x01
@@ -29,14 +27,14 @@ enum sr_quic_ptype {
     SR_QUIC_PT_RETRY,
 };
 
-/* The type of a long header packet whose first byte is <b0>: v2 (RFC 9369 3.2) rotates
- * the v1 numbers by one. */
+/* The type of a long header packet whose first byte is <b0>: v2 (RFC 9369 3.2, <is_v2>)
+ * rotates the v1 numbers by one. */
 static inline enum sr_quic_ptype
-sr_quic_packet_type(uint32_t version, uint8_t b0)
+sr_quic_packet_type(bool is_v2, uint8_t b0)
 {
     unsigned t = (b0 >> 4) & 3;
 
-    if (version == SR_QUIC_V2) {
+    if (is_v2) {
         return t == 0 ? SR_QUIC_PT_RETRY : (enum sr_quic_ptype)(t - 1);
     }
     return (enum sr_quic_ptype)t;
