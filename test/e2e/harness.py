@@ -139,10 +139,16 @@ class Proc:
             return " | ".join(self.lines[stream][-n:]) or "(empty)"
 
     def wait_exit(self, timeout):
+        """Wait for the exit and then for its last lines: the reader threads may not have
+        taken them from the pipes yet when the process is reaped (a child of its may hold
+        a pipe open, so the wait for them is bounded)."""
         try:
-            return self.p.wait(timeout=timeout)
+            status = self.p.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             return None
+        for t in self.threads:
+            t.join(timeout=2)
+        return status
 
     def stop(self, sig=signal.SIGTERM, timeout=10):
         """End the process by PID; returns its exit status."""
