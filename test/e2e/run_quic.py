@@ -534,7 +534,7 @@ def case_tcp_and_quic_one_port(ctx):
             break
         except OSError:
             tcp.close()
-            be.stop()
+            be.proc.stop()
     else:
         raise Fail("no UDP port of a backend was free for TCP too")
     tcp.listen(8)
