@@ -1,0 +1,589 @@
+/* SPDX-License-Identifier: MIT */
+/* UDP load for the QUIC benchmark (bench/quic.py): a sink (optionally echoing) for the
+ * backend side, and a sender of QUIC-like client flows. Not part of sniroute.
+ *
+ *   bench_udpload sink -l ADDR [-e ECHO_ADDR]
+ *       Count the datagrams arriving on ADDR, and on ECHO_ADDR, where each is also sent
+ *       back to its sender, whole. SIGUSR1 prints the counts so far as a JSON line on
+ *       stdout; SIGTERM prints them and exits.
+ *   bench_udpload send -a ADDR -f FIXTURE [-n FLOWS] [-t SECONDS] [-s SIZE] [-b BURST]
+ *                      [-r RATE] [-w WINDOW] [-W WARMUP_MS] [-L LABEL]
+ *       FLOWS client flows (default 16), each its own UDP socket on 127.0.0.1 connected to
+ *       ADDR: first the datagrams of FIXTURE (a real client's Initial flight, each datagram
+ *       a 2-byte big-endian length then its bytes, as in test/fixtures/quic), a WARMUP_MS
+ *       pause (default 300) for the router to route the flow, then SECONDS of SIZE-byte
+ *       datagrams (default 1200) that look like QUIC short-header packets, sent in bursts
+ *       of BURST per flow (default 8, one sendmmsg) round robin over the flows.
+ *         default   one way, as fast as the sender can go
+ *         -r RATE   one way, paced to RATE datagrams per second in all
+ *         -w WINDOW both ways, to an echoing backend (sink -e): each flow keeps at most WINDOW
+ *                   datagrams in flight, and one silent for 100 ms counts them lost
+ *       Prints one JSON line: datagrams sent, echoes received, lost, elapsed seconds.
+ * Bounded: every mode stops after its time; the sink stops on SIGTERM. */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common.h"
+
+#define MAX_FLOWS    4096
+#define MAX_BURST    64
+#define MAX_DGRAM    1500
+#define MAX_FIXTURE  16
+#define BATCH        64
+#define SOCK_BUF     (4 * 1024 * 1024)
+#define LOSS_TIMEOUT 0.1 /* seconds: a flow silent this long with datagrams in flight */
+
+static volatile sig_atomic_t is_stopping;
+static volatile sig_atomic_t is_report_due;
+
+static void
+on_stop(int sig)
+{
+    (void)sig;
+    is_stopping = 1;
+}
+
+static void
+on_report(int sig)
+{
+    (void)sig;
+    is_report_due = 1;
+}
+
+static double
+now_s(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void
+usage(void)
+{
+    fprintf(stderr, "usage: bench_udpload sink -l ADDR [-e ECHO_ADDR]\n"
+                    "       bench_udpload send -a ADDR -f FIXTURE [-n FLOWS] [-t SECONDS] "
+                    "[-s SIZE] [-b BURST] [-r RATE] [-w WINDOW] [-W WARMUP_MS] [-L LABEL]\n");
+    exit(2);
+}
+
+static void
+set_bufs(int fd)
+{
+    int buf = SOCK_BUF;
+
+    (void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &buf, sizeof(buf));
+    (void)setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &buf, sizeof(buf));
+}
+
+/* --- sink ------------------------------------------------------------------------------- */
+
+/* One socket of the sink: a counting one, or an echoing one. */
+struct sink_sock {
+    int fd;
+    bool is_echo;
+    unsigned long long dgrams;
+    unsigned long long bytes;
+    unsigned long long echoed;
+    unsigned long long echo_failed;
+};
+
+static int
+sink_open(int epfd, const char *addr, bool is_echo, struct sink_sock *ss)
+{
+    struct sockaddr_in sin;
+    struct epoll_event ev;
+
+    memset(ss, 0, sizeof(*ss));
+    ss->is_echo = is_echo;
+    if (bench_parse_addr(addr, &sin) != 0) {
+        usage();
+    }
+    ss->fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (ss->fd < 0 || bind(ss->fd, (struct sockaddr *)&sin, sizeof(sin)) != 0) {
+        fprintf(stderr, "sink: bind %s: %s\n", addr, strerror(errno));
+        return -1;
+    }
+    set_bufs(ss->fd);
+    ev.events = EPOLLIN;
+    ev.data.ptr = ss;
+    if (epoll_ctl(epfd, EPOLL_CTL_ADD, ss->fd, &ev) != 0) {
+        fprintf(stderr, "sink: epoll: %s\n", strerror(errno));
+        return -1;
+    }
+    fprintf(stderr, "sink: %s on %s\n", is_echo ? "echoing" : "counting", addr);
+    return 0;
+}
+
+/* Read up to BATCH datagrams from <ss>; echo them back whole if it is an echoing socket. */
+static void
+sink_read(struct sink_sock *ss)
+{
+    static char bufs[BATCH][MAX_DGRAM];
+    struct mmsghdr msgs[BATCH];
+    struct iovec iov[BATCH];
+    struct sockaddr_in peers[BATCH];
+    int off = 0;
+    int i;
+    int n;
+
+    for (i = 0; i < BATCH; i++) {
+        iov[i].iov_base = bufs[i];
+        iov[i].iov_len = MAX_DGRAM;
+        memset(&msgs[i].msg_hdr, 0, sizeof(msgs[i].msg_hdr));
+        msgs[i].msg_hdr.msg_iov = &iov[i];
+        msgs[i].msg_hdr.msg_iovlen = 1;
+        msgs[i].msg_hdr.msg_name = &peers[i];
+        msgs[i].msg_hdr.msg_namelen = sizeof(peers[i]);
+    }
+    n = recvmmsg(ss->fd, msgs, BATCH, MSG_DONTWAIT, NULL);
+    if (n <= 0) {
+        return;
+    }
+    ss->dgrams += (unsigned long long)n;
+    for (i = 0; i < n; i++) {
+        ss->bytes += msgs[i].msg_len;
+        iov[i].iov_len = msgs[i].msg_len;
+    }
+    while (ss->is_echo && off < n) {
+        int sent = sendmmsg(ss->fd, msgs + off, (unsigned)(n - off), MSG_DONTWAIT);
+
+        if (sent <= 0) {
+            ss->echo_failed += (unsigned long long)(n - off);
+            break;
+        }
+        ss->echoed += (unsigned long long)sent;
+        off += sent;
+    }
+}
+
+static void
+sink_report(const struct sink_sock *count, const struct sink_sock *echo)
+{
+    printf("{\"dgrams\":%llu,\"bytes\":%llu,\"echo_dgrams\":%llu,\"echoed\":%llu,"
+           "\"echo_failed\":%llu}\n",
+           count->dgrams, count->bytes, echo->dgrams, echo->echoed, echo->echo_failed);
+    fflush(stdout);
+}
+
+static int
+run_sink(int argc, char **argv)
+{
+    struct sink_sock count;
+    struct sink_sock echo;
+    struct epoll_event events[2];
+    struct sigaction sa;
+    const char *count_addr = NULL;
+    const char *echo_addr = NULL;
+    int epfd;
+    int opt;
+    int i;
+
+    while ((opt = getopt(argc, argv, "l:e:")) != -1) {
+        switch (opt) {
+        case 'l':
+            count_addr = optarg;
+            break;
+        case 'e':
+            echo_addr = optarg;
+            break;
+        default:
+            usage();
+        }
+    }
+    if (count_addr == NULL) {
+        usage();
+    }
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_stop;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sa.sa_handler = on_report;
+    sigaction(SIGUSR1, &sa, NULL);
+    memset(&echo, 0, sizeof(echo));
+    epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (epfd < 0 || sink_open(epfd, count_addr, false, &count) != 0 ||
+        (echo_addr != NULL && sink_open(epfd, echo_addr, true, &echo) != 0)) {
+        return 1;
+    }
+    while (!is_stopping) {
+        int n;
+
+        if (is_report_due) {
+            is_report_due = 0;
+            sink_report(&count, &echo);
+        }
+        n = epoll_wait(epfd, events, 2, 50);
+        for (i = 0; i < n; i++) {
+            sink_read(events[i].data.ptr);
+        }
+    }
+    sink_report(&count, &echo);
+    return 0;
+}
+
+/* --- sender ----------------------------------------------------------------------------- */
+
+struct flow {
+    int fd;
+    uint32_t id;
+    uint64_t seq;
+    long inflight;
+    double last_rx;
+};
+
+struct fixture {
+    uint8_t data[MAX_FIXTURE][MAX_DGRAM];
+    size_t len[MAX_FIXTURE];
+    int n;
+};
+
+static int
+load_fixture(const char *path, struct fixture *fx)
+{
+    FILE *f = fopen(path, "rb");
+    uint8_t hdr[2];
+
+    if (f == NULL) {
+        return -1;
+    }
+    fx->n = 0;
+    while (fx->n < MAX_FIXTURE && fread(hdr, 1, 2, f) == 2) {
+        size_t len = ((size_t)hdr[0] << 8) | hdr[1];
+
+        if (len > MAX_DGRAM || fread(fx->data[fx->n], 1, len, f) != len) {
+            fclose(f);
+            return -1;
+        }
+        fx->len[fx->n++] = len;
+    }
+    fclose(f);
+    return fx->n > 0 ? 0 : -1;
+}
+
+/* A QUIC-like short-header packet: header form 0, fixed bit 1, then an 8-byte connection ID
+ * (the flow), a sequence number, and filler. Opaque to every relay measured here. */
+static void
+fill_dgram(uint8_t *d, size_t size, const struct flow *f, uint64_t seq)
+{
+    d[0] = 0x40 | (uint8_t)(seq & 0x03);
+    memset(d + 1, 0, 4);
+    memcpy(d + 5, &f->id, 4);
+    memcpy(d + 9, &seq, 8);
+    (void)size;
+}
+
+struct sender {
+    struct flow *flows;
+    int n_flows;
+    size_t size;
+    int burst;
+    uint8_t (*bufs)[MAX_DGRAM]; /* burst buffers, filled once; the seq is rewritten */
+    unsigned long long sent;
+    unsigned long long send_failed;
+};
+
+/* Send up to <k> datagrams on flow <f> in one sendmmsg; returns how many went. */
+static int
+send_burst(struct sender *s, struct flow *f, int k)
+{
+    struct mmsghdr msgs[MAX_BURST];
+    struct iovec iov[MAX_BURST];
+    int i;
+    int n;
+
+    for (i = 0; i < k; i++) {
+        fill_dgram(s->bufs[i], s->size, f, f->seq + (uint64_t)i);
+        iov[i].iov_base = s->bufs[i];
+        iov[i].iov_len = s->size;
+        memset(&msgs[i].msg_hdr, 0, sizeof(msgs[i].msg_hdr));
+        msgs[i].msg_hdr.msg_iov = &iov[i];
+        msgs[i].msg_hdr.msg_iovlen = 1;
+    }
+    n = sendmmsg(f->fd, msgs, (unsigned)k, MSG_DONTWAIT);
+    if (n < 0) {
+        s->send_failed += (unsigned long long)k;
+        return 0;
+    }
+    s->send_failed += (unsigned long long)(k - n);
+    s->sent += (unsigned long long)n;
+    f->seq += (uint64_t)n;
+    return n;
+}
+
+/* Read every datagram waiting on <f>; returns how many. */
+static long
+drain(struct flow *f)
+{
+    static char bufs[BATCH][MAX_DGRAM];
+    struct mmsghdr msgs[BATCH];
+    struct iovec iov[BATCH];
+    long total = 0;
+    int i;
+
+    for (;;) {
+        int n;
+
+        for (i = 0; i < BATCH; i++) {
+            iov[i].iov_base = bufs[i];
+            iov[i].iov_len = MAX_DGRAM;
+            memset(&msgs[i].msg_hdr, 0, sizeof(msgs[i].msg_hdr));
+            msgs[i].msg_hdr.msg_iov = &iov[i];
+            msgs[i].msg_hdr.msg_iovlen = 1;
+        }
+        n = recvmmsg(f->fd, msgs, BATCH, MSG_DONTWAIT, NULL);
+        if (n <= 0) {
+            return total;
+        }
+        total += n;
+    }
+}
+
+static void
+sleep_s(double s)
+{
+    struct timespec ts;
+
+    ts.tv_sec = (time_t)s;
+    ts.tv_nsec = (long)((s - (double)ts.tv_sec) * 1e9);
+    nanosleep(&ts, NULL);
+}
+
+static int
+run_send(int argc, char **argv)
+{
+    static struct flow flows[MAX_FLOWS];
+    static uint8_t bufs[MAX_BURST][MAX_DGRAM];
+    static struct fixture fx;
+    struct epoll_event events[256];
+    struct sockaddr_in to;
+    struct sockaddr_in from;
+    struct sender s;
+    const char *addr = NULL;
+    const char *fixture = NULL;
+    const char *label = "";
+    const char *mode;
+    double seconds = 5;
+    double rate = 0;
+    double warmup_ms = 300;
+    double t0;
+    double t_end;
+    double elapsed;
+    unsigned long long echoed = 0;
+    unsigned long long lost = 0;
+    unsigned long long stray = 0;
+    long window = 0;
+    int epfd;
+    int opt;
+    int i;
+
+    memset(&s, 0, sizeof(s));
+    s.n_flows = 16;
+    s.size = 1200;
+    s.burst = 8;
+    s.flows = flows;
+    s.bufs = bufs;
+    while ((opt = getopt(argc, argv, "a:f:n:t:s:b:r:w:W:L:")) != -1) {
+        switch (opt) {
+        case 'a':
+            addr = optarg;
+            break;
+        case 'f':
+            fixture = optarg;
+            break;
+        case 'n':
+            s.n_flows = atoi(optarg);
+            break;
+        case 't':
+            seconds = atof(optarg);
+            break;
+        case 's':
+            s.size = (size_t)atol(optarg);
+            break;
+        case 'b':
+            s.burst = atoi(optarg);
+            break;
+        case 'r':
+            rate = atof(optarg);
+            break;
+        case 'w':
+            window = atol(optarg);
+            break;
+        case 'W':
+            warmup_ms = atof(optarg);
+            break;
+        case 'L':
+            label = optarg;
+            break;
+        default:
+            usage();
+        }
+    }
+    if (addr == NULL || fixture == NULL || bench_parse_addr(addr, &to) != 0 || s.n_flows < 1 ||
+        s.n_flows > MAX_FLOWS || s.size < 32 || s.size > MAX_DGRAM || s.burst < 1 ||
+        s.burst > MAX_BURST || seconds <= 0 || seconds > 600 || window < 0) {
+        usage();
+    }
+    if (load_fixture(fixture, &fx) != 0) {
+        fprintf(stderr, "send: cannot read fixture %s\n", fixture);
+        return 1;
+    }
+    for (i = 0; i < MAX_BURST; i++) {
+        memset(bufs[i] + 17, 0xa5, s.size - 17);
+    }
+    bench_raise_nofile();
+    epfd = epoll_create1(EPOLL_CLOEXEC);
+    memset(&from, 0, sizeof(from));
+    from.sin_family = AF_INET;
+    from.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    for (i = 0; i < s.n_flows; i++) {
+        struct flow *f = &flows[i];
+        struct epoll_event ev;
+        int k;
+
+        f->id = (uint32_t)i;
+        f->fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (f->fd < 0 || bind(f->fd, (struct sockaddr *)&from, sizeof(from)) != 0 ||
+            connect(f->fd, (struct sockaddr *)&to, sizeof(to)) != 0) {
+            fprintf(stderr, "send: flow %d: %s\n", i, strerror(errno));
+            return 1;
+        }
+        set_bufs(f->fd);
+        ev.events = EPOLLIN;
+        ev.data.ptr = f;
+        epoll_ctl(epfd, EPOLL_CTL_ADD, f->fd, &ev);
+        for (k = 0; k < fx.n; k++) {
+            if (send(f->fd, fx.data[k], fx.len[k], 0) < 0) {
+                fprintf(stderr, "send: flow %d: Initial: %s\n", i, strerror(errno));
+            }
+        }
+    }
+    /* The router routes each flow on its Initial: datagrams sent meanwhile would be held
+     * (bounded) or dropped, which is not what is measured here. Echoes of the Initials are
+     * read and dropped. */
+    sleep_s(warmup_ms / 1000);
+    for (i = 0; i < s.n_flows; i++) {
+        (void)drain(&flows[i]);
+    }
+
+    mode = window > 0 ? "echo" : rate > 0 ? "paced" : "flood";
+    t0 = now_s();
+    t_end = t0 + seconds;
+    for (i = 0; i < s.n_flows; i++) {
+        flows[i].last_rx = t0;
+    }
+    if (window > 0) {
+        int next = 0;
+
+        while (now_s() < t_end) {
+            int n = epoll_wait(epfd, events, 256, 0);
+            double now;
+
+            for (i = 0; i < n; i++) {
+                struct flow *f = events[i].data.ptr;
+                long got = drain(f);
+
+                echoed += (unsigned long long)got;
+                f->inflight -= got;
+                if (f->inflight < 0) {
+                    stray += (unsigned long long)(-f->inflight);
+                    f->inflight = 0;
+                }
+                f->last_rx = now_s();
+            }
+            now = now_s();
+            for (i = 0; i < s.n_flows; i++) {
+                struct flow *f = &flows[(next + i) % s.n_flows];
+
+                if (f->inflight > 0 && now - f->last_rx > LOSS_TIMEOUT) {
+                    lost += (unsigned long long)f->inflight;
+                    f->inflight = 0;
+                    f->last_rx = now;
+                }
+                if (window - f->inflight >= s.burst || f->inflight == 0) {
+                    int k = (int)(window - f->inflight < s.burst ? window - f->inflight : s.burst);
+
+                    if (f->inflight == 0) {
+                        f->last_rx = now;
+                    }
+                    f->inflight += send_burst(&s, f, k);
+                }
+            }
+            next = (next + 1) % s.n_flows;
+            if (n == 0) {
+                (void)epoll_wait(epfd, events, 1, 1); /* nothing back yet: wait a little */
+            }
+        }
+        elapsed = now_s() - t0;
+        /* What is still in flight has LOSS_TIMEOUT to come back, then counts as lost. */
+        t_end = now_s() + LOSS_TIMEOUT;
+        while (now_s() < t_end) {
+            int n = epoll_wait(epfd, events, 256, 10);
+
+            for (i = 0; i < n; i++) {
+                struct flow *f = events[i].data.ptr;
+                long got = drain(f);
+
+                echoed += (unsigned long long)got;
+                f->inflight -= got;
+            }
+        }
+        for (i = 0; i < s.n_flows; i++) {
+            if (flows[i].inflight > 0) {
+                lost += (unsigned long long)flows[i].inflight;
+            }
+        }
+    } else {
+        int next = 0;
+
+        for (;;) {
+            double now = now_s();
+
+            if (now >= t_end) {
+                break;
+            }
+            if (rate > 0 && (double)s.sent >= rate * (now - t0)) {
+                sleep_s(0.0002);
+                continue;
+            }
+            (void)send_burst(&s, &flows[next], s.burst);
+            next = (next + 1) % s.n_flows;
+        }
+        elapsed = now_s() - t0;
+    }
+    printf("{\"mode\":\"%s\",\"label\":\"%s\",\"flows\":%d,\"size\":%zu,\"burst\":%d,"
+           "\"rate\":%.0f,\"window\":%ld,\"elapsed_s\":%.4f,\"sent\":%llu,\"send_failed\":%llu,"
+           "\"echoed\":%llu,\"lost\":%llu,\"stray\":%llu,\"initial_dgrams\":%d}\n",
+           mode, label, s.n_flows, s.size, s.burst, rate, window, elapsed, s.sent, s.send_failed,
+           echoed, lost, stray, fx.n * s.n_flows);
+    return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage();
+    }
+    if (strcmp(argv[1], "sink") == 0) {
+        return run_sink(argc - 1, argv + 1);
+    }
+    if (strcmp(argv[1], "send") == 0) {
+        return run_send(argc - 1, argv + 1);
+    }
+    usage();
+    return 2;
+}
