@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: MIT
 """QUIC benchmark (issue 13): datagram rate and CPU per datagram through sniroute beside a
-direct path and nginx's stream module relaying UDP to one backend (no SNI: the cost floor of
-a user-space UDP relay), an HTTP/3 download through each, and memory per idle flow.
+direct path, nginx's stream module relaying UDP to one backend (no SNI: the cost floor of a
+user-space UDP relay) and the ceiling relay (bench/udpload.c: the least a UDP relay does), an
+HTTP/3 download through each, and memory per idle flow.
 
 One command: `sudo bench/quic.py` (root: it installs nginx's stream module with apt-get if
 missing, and runs the measurements in a private network and mount namespace, `unshare -n
@@ -24,6 +25,7 @@ import argparse
 import hashlib
 import json
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -45,14 +47,21 @@ NGINX_STREAM = common.NGINX_STREAM
 
 # The backends: a counting sink, an echoing sink, gtlsserver. Each name is one route in
 # sniroute (by the SNI of the fixture that opens the flow) and one port in nginx.
-SINK, ECHO, H3 = 9100, 9102, 9101
+SINK, ECHO, H3, H3_NOGSO = 9100, 9102, 9101, 9103
 ROUTES = [("quic.example", SINK, "gtlsclient-v1.bin"),  # one Initial datagram
           ("zerortt.example", ECHO, "gtlsclient-0rtt.bin"),  # Initial + 0-RTT, one datagram
-          ("big.example", H3, None)]
-PORTS = {"direct": {SINK: SINK, ECHO: ECHO, H3: H3},
-         "sniroute": {SINK: 8543, ECHO: 8543, H3: 8543},
-         "nginx": {SINK: 8544, ECHO: 8545, H3: 8546}}
-TARGETS = ["direct", "sniroute", "nginx"]
+          ("big.example", H3, None),
+          ("nogso.example", H3_NOGSO, None)]
+PORTS = {"direct": {SINK: SINK, ECHO: ECHO, H3: H3, H3_NOGSO: H3_NOGSO},
+         "sniroute": {SINK: 8543, ECHO: 8543, H3: 8543, H3_NOGSO: 8543},
+         "nginx": {SINK: 8544, ECHO: 8545, H3: 8546, H3_NOGSO: 8547},
+         "ceiling relay": {SINK: 8550, ECHO: 8551, H3: 8552, H3_NOGSO: 8553}}
+# The download's two servers: gtlsserver as it comes, which sends with UDP GSO (up to 64
+# datagrams per sendmsg), and the same with one datagram per sendmsg.
+H3_VARIANTS = [("GSO", H3, "big.example", []),
+               ("no GSO", H3_NOGSO, "nogso.example", ["--max-gso-dgrams=1"])]
+TARGETS = ["direct", "ceiling relay", "sniroute", "nginx"]
+SNIROUTE = [os.path.join(BUILD, "sniroute")]  # --sniroute replaces it
 # name -> (udpload send arguments, backend, what is counted)
 MODES = {
     "flood": (["-b", "8"], SINK, "one way, as fast as the sender goes, bursts of 8 per flow"),
@@ -111,7 +120,8 @@ def wait_udp(port, p, timeout=15.0):
 
 def conf_sniroute(path, listen, idle):
     with open(path, "w") as f:
-        f.write("[sniroute]\naccess_log = off\nquic_idle_timeout = %s\nmax_quic_flows_per_ip = 0\n"
+        f.write("[sniroute]\naccess_log = off\ndrain_timeout = 1s\nquic_idle_timeout = %s\n"
+                "max_quic_flows_per_ip = 0\n"
                 "max_quic_flows = 200000\n\n" % idle)
         f.write("[listener h3]\nlisten = 127.0.0.1:%d\nprotocol = quic\nroutes = main\n\n"
                 "[routes main]\n" % listen)
@@ -136,13 +146,18 @@ def conf_nginx(d, ports, idle, conns):
 
 
 def start_proxy(kind, tag, idle="60s", conns=4096):
-    """A fresh sniroute or nginx in WORK/<tag>, with every route; returns its Popen."""
+    """A fresh sniroute, nginx or ceiling relay in WORK/<tag>, with every route; returns its
+    Popen."""
     d = os.path.join(WORK, tag)
     os.makedirs(d, exist_ok=True)
-    if kind == "sniroute":
+    if kind == "ceiling relay":
+        p = common.start([UDPLOAD, "relay"] + sum([["-p", "127.0.0.1:%d=127.0.0.1:%d" % (lp, up)]
+                                                   for up, lp in PORTS[kind].items()], []), tag)
+        port = PORTS[kind][H3_NOGSO]
+    elif kind == "sniroute":
         cfg = os.path.join(d, "sniroute.ini")
         conf_sniroute(cfg, PORTS["sniroute"][SINK], idle)
-        p = common.start([os.path.join(BUILD, "sniroute"), "-c", cfg], tag)
+        p = common.start([SNIROUTE[0], "-c", cfg], tag)
         port = PORTS["sniroute"][SINK]
     else:
         cfg = conf_nginx(d, PORTS["nginx"], idle, conns)
@@ -228,7 +243,9 @@ def private_hosts():
     common.sh(["mount", "--bind", hosts, "/etc/hosts"])
 
 
-def start_h3_backend(size):
+def start_h3_backends(size):
+    """gtlsserver for each of H3_VARIANTS, serving one file of <size> random bytes; returns
+    ({variant: Popen}, the file's SHA-256)."""
     d = os.path.join(WORK, "htdocs")
     os.makedirs(d, exist_ok=True)
     path = os.path.join(d, "big")
@@ -243,26 +260,33 @@ def start_h3_backend(size):
     key, cert = os.path.join(WORK, "h3.key"), os.path.join(WORK, "h3.pem")
     common.sh(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
                "-nodes", "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=big.example",
-               "-addext", "subjectAltName=DNS:big.example"], stdout=subprocess.DEVNULL,
-              stderr=subprocess.DEVNULL)
-    p = common.start(["gtlsserver", "-q", "-d", d, "127.0.0.1", str(H3), key, cert], "gtlsserver")
-    if not wait_udp(H3, p):
-        raise RuntimeError("gtlsserver did not start")
-    return p, h.hexdigest()
+               "-addext", "subjectAltName=DNS:big.example,DNS:nogso.example"],
+              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    servers = {}
+    for variant, port, _, extra in H3_VARIANTS:
+        argv = ["gtlsserver", "-q"] + extra + ["-d", d, "127.0.0.1", str(port), key, cert]
+        p = common.start(argv, "gtlsserver-%d" % port)
+        if not wait_udp(port, p):
+            raise RuntimeError("gtlsserver (%s) did not start" % variant)
+        servers[variant] = p
+    return servers, h.hexdigest()
 
 
-def download(target, pid, server_pid, want, rep, size):
+def download(target, pid, variant, server_pid, want, rep, size):
     out = os.path.join(WORK, "dl")
     shutil.rmtree(out, ignore_errors=True)
     os.makedirs(out)
-    port = PORTS[target][H3]
+    _, backend, name, _ = next(v for v in H3_VARIANTS if v[0] == variant)
+    port = PORTS[target][backend]
     argv = ["gtlsclient", "-q", "--exit-on-all-streams-close", "--download=" + out,
-            "big.example", str(port), "https://big.example/big"]
+            name, str(port), "https://%s/big" % name]
     c0 = common.cpu_s(pid) if pid else None
     s0 = common.cpu_s(server_pid)
+    u0, k0 = snmp_udp(), resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.monotonic()
     r = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=180)
     secs = time.monotonic() - t0
+    u1, k1 = snmp_udp(), resource.getrusage(resource.RUSAGE_CHILDREN)
     got = os.path.join(out, "big")
     ok = False
     if r.returncode == 0 and os.path.exists(got) and os.path.getsize(got) == size:
@@ -272,10 +296,14 @@ def download(target, pid, server_pid, want, rep, size):
                 h.update(chunk)
         ok = h.hexdigest() == want
     shutil.rmtree(out, ignore_errors=True)
-    return {"target": target, "mode": "download", "rep": rep, "seconds": secs, "ok": ok,
+    return {"target": target, "mode": "download", "variant": variant, "rep": rep,
+            "seconds": secs, "ok": ok,
             "exit": r.returncode, "mbit_s": size * 8 / secs / 1e6 if ok else None,
             "proxy_cpu_s": (common.cpu_s(pid) - c0) if pid else None,
             "server_cpu_s": common.cpu_s(server_pid) - s0,
+            "client_cpu_s": (k1.ru_utime + k1.ru_stime) - (k0.ru_utime + k0.ru_stime),
+            "udp_in": u1["InDatagrams"] - u0["InDatagrams"],
+            "rcvbuf_errors": u1["RcvbufErrors"] - u0["RcvbufErrors"],
             "stderr": r.stderr.decode(errors="replace")[-300:] if not ok else ""}
 
 
@@ -340,12 +368,15 @@ def inside(opts):
     os.makedirs(WORK, exist_ok=True)
     os.makedirs(RESULTS, exist_ok=True)
     common.WORK = WORK  # common.start() writes each child's stderr there
+    if opts.sniroute:
+        SNIROUTE[0] = os.path.abspath(opts.sniroute)
     common.sh(["ip", "link", "set", "lo", "up"])
     private_hosts()
     hard = common.raise_nofile()
     n_idle = max(100, min(opts.idle_flows, hard - 1000))
     summary = {"started": time.strftime("%Y-%m-%d %H:%M:%S %z"), "machine": machine(),
-               "command": " ".join(["bench/quic.py"] + [a for a in sys.argv[1:] if a != "--inside"]),
+               "command": " ".join(["bench/quic.py"] + [a for a in sys.argv[1:]
+                                                         if a != "--inside"]),
                "opts": vars(opts), "idle_flows": n_idle}
     raw = []
     sink = Sink()
@@ -359,7 +390,7 @@ def inside(opts):
             log("idle %s: %d flows, %s B/flow, fds %d -> %d" % (
                 kind, r["reached_backend"], common.fmt(r["bytes_per_flow"]), r["fds0"], r["fds1"]))
 
-    procs = {k: start_proxy(k, k) for k in ("sniroute", "nginx")}
+    procs = {k: start_proxy(k, k.replace(" ", "-")) for k in TARGETS if k != "direct"}
 
     def pid_of(t):
         return procs[t].pid if t in procs else None
@@ -379,14 +410,17 @@ def inside(opts):
     dl = {}
     if not opts.no_download:
         size = opts.download_mib << 20
-        server, want = start_h3_backend(size)
+        servers, want = start_h3_backends(size)
         for rep in range(opts.download_reps):
-            for t in TARGETS:
-                r = download(t, pid_of(t), server.pid, want, rep, size)
-                raw.append(r)
-                dl.setdefault(t, []).append(r)
-                log("download %s: %.2f s%s" % (t, r["seconds"], "" if r["ok"] else " FAILED " + r["stderr"]))
-        common.stop(server)
+            for variant, _, _, _ in H3_VARIANTS:
+                for t in TARGETS:
+                    r = download(t, pid_of(t), variant, servers[variant].pid, want, rep, size)
+                    raw.append(r)
+                    dl.setdefault((variant, t), []).append(r)
+                    log("download %s %s: %.2f s%s" % (variant, t, r["seconds"],
+                                                      "" if r["ok"] else " FAILED " + r["stderr"]))
+        for p in servers.values():
+            common.stop(p)
         os.unlink(os.path.join(WORK, "htdocs", "big"))
 
     for p in procs.values():
@@ -408,6 +442,8 @@ def machine():
     m["nginx_stream"] = dpkg_version("libnginx-mod-stream")
     m["ngtcp2"] = dpkg_version("ngtcp2-server")
     m["rmem_max"] = open("/proc/sys/net/core/rmem_max").read().strip()
+    if SNIROUTE[0] != os.path.join(BUILD, "sniroute"):
+        m["sniroute_binary"] = SNIROUTE[0]
     return m
 
 
@@ -435,7 +471,7 @@ def report(data):
         if r["mode"] in MODES:
             dg.setdefault(r["mode"], {}).setdefault(r["target"], []).append(r)
         elif r["mode"] == "download":
-            dl.setdefault(r["target"], []).append(r)
+            dl.setdefault(r.get("variant", "GSO"), {}).setdefault(r["target"], []).append(r)
         elif r["mode"] == "idle":
             idle[r["target"]] = r
     rows = {}
@@ -446,6 +482,7 @@ def report(data):
                 "rate": med([r["rate"] for r in runs]),
                 "x_direct": paired(by_t, t, "direct", "rate"),
                 "x_nginx": paired(by_t, t, "nginx", "rate"),
+                "x_ceiling": paired(by_t, t, "ceiling relay", "rate"),
                 "loss": med([r["lost_frac"] for r in runs]),
                 "cpu_us": med([r["cpu_us"] for r in runs]),
                 "cpu_x_nginx": paired(by_t, t, "nginx", "cpu_us") if t != "direct" else None,
@@ -457,24 +494,31 @@ def report(data):
     md.append("Generated by `bench/quic.py` on %s (finished %s). Raw runs: `quic.json`.\n"
               % (summary["started"], summary["finished"]))
     md.append("Machine: %s CPUs (`nproc`), %s, kernel %s, %s GiB RAM, net.core.rmem_max %s. Load "
-              "average before: %s; after: %s (other work shares this machine). Peers: %s with Debian's "
-              "stream module %s; ngtcp2 examples (gtlsclient, gtlsserver) %s. sniroute at %s (Release "
-              "build%s).\n" % (
+              "average before: %s; after: %s (other work shares this machine). Peers: %s with "
+              "Debian's stream module %s; ngtcp2 examples (gtlsclient, gtlsserver) %s. sniroute at "
+              "%s (Release build%s).\n" % (
                   m["nproc"], m["cpu"], m["kernel"], m["mem_gib"], m["rmem_max"], m["load_before"],
                   summary["load_after"], m["nginx"], m["nginx_stream"], m["ngtcp2"],
                   m["sniroute_commit"],
-                  "; uncommitted changes to %s" % ", ".join(x[3:] for x in m["src_uncommitted"])
-                  if m["src_uncommitted"] else ""))
+                  ("; uncommitted changes to %s" % ", ".join(x[3:] for x in m["src_uncommitted"])
+                   if m["src_uncommitted"] else "") +
+                  ("; binary measured: %s" % m["sniroute_binary"] if m.get("sniroute_binary")
+                   else "")))
     md.append("Command: `%s` (as root; the measurements run inside `unshare -n -m`).\n"
               % summary["command"])
-    md.append("Setup: loopback only; sender, proxy and backend share the CPUs. One worker each "
-              "(sniroute's default; nginx `worker_processes 1`), access logs off, both asking for "
-              "4 MiB socket buffers on the listening socket (sniroute does by itself; nginx "
-              "`listen ... udp rcvbuf=4m sndbuf=4m`). sniroute: one `protocol = quic` listener routing "
-              "each backend by the SNI of the flow's first datagram; nginx: one `listen ... udp` server "
-              "per backend with `proxy_pass` (no SNI: nginx cannot route QUIC by name). Runs are "
-              "interleaved (each repetition runs every target, direct first); each ratio is the "
-              "median over repetitions of the run divided by its repetition's direct or nginx run.\n")
+    md.append("Setup: loopback only; sender, proxy and backend share the CPUs. One process or "
+              "worker each (sniroute's default; nginx `worker_processes 1`), access logs off, all "
+              "asking for 4 MiB socket buffers on the listening socket (sniroute does by itself; "
+              "nginx `listen ... udp rcvbuf=4m sndbuf=4m`) and kernel defaults on the per-flow "
+              "upstream sockets. sniroute: one `protocol = quic` listener routing each backend by "
+              "the SNI of the flow's first datagram; nginx: one `listen ... udp` server per "
+              "backend with `proxy_pass` (no SNI: nginx cannot route QUIC by name); *ceiling "
+              "relay*: `bench_udpload relay` (bench/udpload.c), one listening socket per backend, "
+              "a connected upstream socket per client flow, `recvmmsg` and one `sendmmsg` per run "
+              "of a flow's datagrams, no parsing, timers, limits or logs: the least a UDP relay "
+              "can do, as a yardstick. Runs are interleaved (each repetition runs every target, "
+              "direct first); each ratio is the median over repetitions of the run divided by its "
+              "repetition's direct, ceiling or nginx run.\n")
 
     md.append("## Datagrams\n")
     md.append("`bench_udpload` (bench/udpload.c): %d client flows, each its own UDP socket, open "
@@ -491,15 +535,17 @@ def report(data):
             md.append("- `%s`: %s" % (mode, MODES[mode][2].replace("RATE", "%d" % opts.rate)
                                        .replace("WINDOW", "%d" % opts.window)))
     md.append("")
-    md.append("| mode | target | rate /s | × direct | × nginx | loss | CPU µs/dgram | CPU × nginx |")
-    md.append("|---|---|---:|---:|---:|---:|---:|---:|")
+    md.append("| mode | target | rate /s | × direct | × ceiling | × nginx | loss | CPU µs/dgram | "
+              "CPU × nginx |")
+    md.append("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for mode in MODES:
         for t in TARGETS:
             r = rows.get((mode, t))
             if not r or not r["n"]:
                 continue
-            md.append("| %s | %s | %s | %s | %s | %s | %s | %s |" % (
-                mode, t, fmt(r["rate"]), fmt(r["x_direct"], "%.2f"), fmt(r["x_nginx"], "%.2f"),
+            md.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+                mode, t, fmt(r["rate"]), fmt(r["x_direct"], "%.2f"), fmt(r["x_ceiling"], "%.2f"),
+                fmt(r["x_nginx"], "%.2f"),
                 fmt(None if r["loss"] is None else 100 * r["loss"], "%.2f%%"),
                 fmt(r["cpu_us"], "%.2f"), fmt(r["cpu_x_nginx"], "%.2f")))
     md.append("")
@@ -508,26 +554,37 @@ def report(data):
     if dl:
         size = opts.download_mib
         md.append("gtlsclient fetches a %d MiB file of random bytes from gtlsserver over HTTP/3 "
-                  "(`https://big.example/big`: the SNI is the host name, resolved by the run's "
-                  "private /etc/hosts), directly and through each proxy; each download is checked "
-                  "against the file's SHA-256. Medians of %d; the ratio is paired per repetition. "
-                  "CPU: the proxy's, and the server's (gtlsserver, for scale) over the download.\n"
+                  "(`https://NAME/big`: the SNI is the host name, resolved by the run's private "
+                  "/etc/hosts), directly and through each proxy; each download is checked against "
+                  "the file's SHA-256. Two servers: gtlsserver as it comes, which sends with UDP "
+                  "GSO (`UDP_SEGMENT`: up to 64 datagrams of ~1,450 bytes in one `sendmsg`, which "
+                  "a direct loopback path carries as one buffer until the receiving socket), and "
+                  "the same with `--max-gso-dgrams=1` (one datagram per `sendmsg`, as a relay that "
+                  "sends datagrams one by one does). Medians of %d; ratios paired per repetition. "
+                  "CPU: the proxy's, the server's and the client's over the download; *drops*: "
+                  "datagrams the kernel dropped at a full socket receive buffer in the run's "
+                  "namespace (`RcvbufErrors`, /proc/net/snmp), summed over the runs.\n"
                   % (size, opts.download_reps))
-        md.append("| target | seconds | Mbit/s | × direct | × nginx | proxy CPU s | server CPU s | "
-                  "verified |")
-        md.append("|---|---:|---:|---:|---:|---:|---:|---:|")
-        for t in TARGETS:
-            runs = dl.get(t, [])
-            if not runs:
-                continue
-            md.append("| %s | %s | %s | %s | %s | %s | %s | %d/%d |" % (
-                t, fmt(med([r["seconds"] for r in runs if r["ok"]]), "%.2f"),
-                fmt(med([r["mbit_s"] for r in runs]), "%.0f"),
-                fmt(paired(dl, t, "direct", "mbit_s"), "%.2f"),
-                fmt(paired(dl, t, "nginx", "mbit_s"), "%.2f"),
-                fmt(med([r["proxy_cpu_s"] for r in runs]), "%.2f"),
-                fmt(med([r["server_cpu_s"] for r in runs]), "%.2f"),
-                sum(1 for r in runs if r["ok"]), len(runs)))
+        md.append("| server | target | seconds | Mbit/s | × direct | × ceiling | × nginx | "
+                  "proxy CPU s | server CPU s | client CPU s | drops | verified |")
+        md.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for variant, _, _, _ in H3_VARIANTS:
+            by_t = dl.get(variant, {})
+            for t in TARGETS:
+                runs = by_t.get(t, [])
+                if not runs:
+                    continue
+                md.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %d/%d |" % (
+                    variant, t, fmt(med([r["seconds"] for r in runs if r["ok"]]), "%.2f"),
+                    fmt(med([r["mbit_s"] for r in runs]), "%.0f"),
+                    fmt(paired(by_t, t, "direct", "mbit_s"), "%.2f"),
+                    fmt(paired(by_t, t, "ceiling relay", "mbit_s"), "%.2f"),
+                    fmt(paired(by_t, t, "nginx", "mbit_s"), "%.2f"),
+                    fmt(med([r["proxy_cpu_s"] for r in runs]), "%.2f"),
+                    fmt(med([r["server_cpu_s"] for r in runs]), "%.2f"),
+                    fmt(med([r.get("client_cpu_s") for r in runs]), "%.2f"),
+                    fmt(sum(r.get("rcvbuf_errors", 0) for r in runs), "%d"),
+                    sum(1 for r in runs if r["ok"]), len(runs)))
         md.append("")
     else:
         md.append("Not measured in this run.\n")
@@ -540,8 +597,8 @@ def report(data):
                   "before and after, divided by the flows that reached the backend. Kernel socket "
                   "memory is not included; every flow also holds one connected UDP socket in both "
                   "proxies (descriptors before → after).\n" % summary["idle_flows"])
-        md.append("| target | flows reached backend | RSS before KiB | RSS after KiB | bytes/flow | "
-                  "descriptors | seconds to open |")
+        md.append("| target | flows reached backend | RSS before KiB | RSS after KiB | "
+                  "bytes/flow | descriptors | seconds to open |")
         md.append("|---|---:|---:|---:|---:|---|---:|")
         for t in ("sniroute", "nginx"):
             i = idle.get(t)
@@ -566,23 +623,39 @@ def report(data):
             ", flood %s×" % fmt(fl["cpu_x_nginx"], "%.2f") if fl else "",
             ", echo %s×" % fmt(ec["cpu_x_nginx"], "%.2f") if ec else ""))
     if dl:
-        md.append("- HTTP/3 download at ≥ 0.9× direct: %s×." % fmt(paired(dl, "sniroute", "direct",
-                                                                          "mbit_s"), "%.2f"))
+        md.append("- HTTP/3 download at ≥ 0.9× direct: %s." % "; ".join(
+            "%s server %s× (ceiling relay %s×, nginx %s×)" % (
+                v, fmt(paired(dl.get(v, {}), "sniroute", "direct", "mbit_s"), "%.2f"),
+                fmt(paired(dl.get(v, {}), "ceiling relay", "direct", "mbit_s"), "%.2f"),
+                fmt(paired(dl.get(v, {}), "nginx", "direct", "mbit_s"), "%.2f"))
+            for v, _, _, _ in H3_VARIANTS if v in dl))
+        xs = [(v, paired(dl.get(v, {}), "sniroute", "ceiling relay", "mbit_s"))
+              for v, _, _, _ in H3_VARIANTS]
+        if all(x is not None and x >= 0.9 for _, x in xs):
+            md.append("  sniroute downloads at %s the ceiling relay's rate, which does nothing but "
+                      "relay: the gap to direct is the user-space hop in this setup, not "
+                      "sniroute's own work." % " and ".join("%.2f× (%s)" % (x, v) for v, x in xs))
     if idle.get("sniroute"):
         md.append("- Memory per idle flow: %s bytes (nginx: %s)." % (
             fmt(idle["sniroute"]["bytes_per_flow"]),
             fmt(idle.get("nginx", {}).get("bytes_per_flow"))))
     md.append("")
     md.append("## Caveats\n")
-    md.append("- Two CPUs shared by sender, proxy and backend, and with other work on this machine: "
-              "absolute figures move from run to run; compare the ratios taken in the same run.\n"
+    md.append("- Two CPUs shared by sender, proxy and backend, and with other work on this "
+              "machine: absolute figures move from run to run; compare the ratios taken in the "
+              "same run.\n"
               "- `flood` is bound by the sender: on loopback the kernel delivers a datagram in the "
               "sender's system call, so the sender pays for the proxy's receive path too, and a "
               "proxy that falls behind loses datagrams at its socket (loss column).\n"
+              "- The download's three processes (client, proxy, server) share two CPUs: a proxy "
+              "adds its CPU to the machine's and a hop of wake-up latency to every round trip, "
+              "and a download lasts well under a second, so its ratios move more than the "
+              "datagram rates do.\n"
               "- CPU time comes from `/proc/PID/stat` in clock ticks (%d Hz): a few ms per run.\n"
               "- sniroute batches already (`recvmmsg` on its listening and flow sockets, a flow's "
               "consecutive datagrams in one `sendmmsg`); `paced` against `paced-b1` shows what the "
-              "per-flow runs are worth. No GSO/GRO: not measured here.\n" % common.CLK_TCK)
+              "per-flow runs are worth. sniroute uses neither GSO nor GRO itself; the download's "
+              "two servers show what a server's GSO does to each path.\n" % common.CLK_TCK)
     with open(os.path.join(RESULTS, "quic.md"), "w") as f:
         f.write("\n".join(md))
     log("wrote %s" % os.path.join(RESULTS, "quic.md"))
@@ -594,11 +667,15 @@ def main():
     ap.add_argument("--seconds", type=float, default=4, help="seconds per datagram run (4)")
     ap.add_argument("--flows", type=int, default=16, help="client flows per datagram run (16)")
     ap.add_argument("--rate", type=int, default=50000, help="paced: datagrams/s in all (50000)")
-    ap.add_argument("--window", type=int, default=16, help="echo: datagrams in flight per flow (16)")
-    ap.add_argument("--modes", default=",".join(MODES), help="datagram modes (%s)" % ",".join(MODES))
+    ap.add_argument("--window", type=int, default=16,
+                    help="echo: datagrams in flight per flow (16)")
+    ap.add_argument("--modes", default=",".join(MODES),
+                    help="datagram modes (%s)" % ",".join(MODES))
     ap.add_argument("--download-mib", type=int, default=64, help="HTTP/3 download size (64)")
     ap.add_argument("--download-reps", type=int, default=3, help="downloads per target (3)")
     ap.add_argument("--idle-flows", type=int, default=10000, help="idle flows (10000)")
+    ap.add_argument("--sniroute", help="measure this sniroute binary instead of the Release "
+                    "build (say, an experiment built elsewhere)")
     ap.add_argument("--no-download", action="store_true")
     ap.add_argument("--no-idle", action="store_true")
     ap.add_argument("--no-install", action="store_true", help="do not apt-get missing peers")

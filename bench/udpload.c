@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* UDP load for the QUIC benchmark (bench/quic.py): a sink (optionally echoing) for the
- * backend side, and a sender of QUIC-like client flows. Not part of sniroute.
+ * backend side, a sender of QUIC-like client flows, and the ceiling UDP relay. Not part of
+ * sniroute.
  *
  *   bench_udpload sink -l ADDR [-e ECHO_ADDR]
  *       Count the datagrams arriving on ADDR, and on ECHO_ADDR, where each is also sent
@@ -19,6 +20,9 @@
  *         -w WINDOW both ways, to an echoing backend (sink -e): each flow keeps at most WINDOW
  *                   datagrams in flight, and one silent for 100 ms counts them lost
  *       Prints one JSON line: datagrams sent, echoes received, lost, elapsed seconds.
+ *   bench_udpload relay -p LISTEN=UPSTREAM [-p ...]
+ *       The ceiling relay (below): UDP from each LISTEN address to its UPSTREAM and back,
+ *       per client flow, until SIGTERM.
  * Bounded: every mode stops after its time; the sink stops on SIGTERM. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -76,7 +80,8 @@ usage(void)
 {
     fprintf(stderr, "usage: bench_udpload sink -l ADDR [-e ECHO_ADDR]\n"
                     "       bench_udpload send -a ADDR -f FIXTURE [-n FLOWS] [-t SECONDS] "
-                    "[-s SIZE] [-b BURST] [-r RATE] [-w WINDOW] [-W WARMUP_MS] [-L LABEL]\n");
+                    "[-s SIZE] [-b BURST] [-r RATE] [-w WINDOW] [-W WARMUP_MS] [-L LABEL]\n"
+                    "       bench_udpload relay -p LISTEN=UPSTREAM [-p ...]\n");
     exit(2);
 }
 
@@ -572,6 +577,225 @@ run_send(int argc, char **argv)
     return 0;
 }
 
+/* --- relay ------------------------------------------------------------------------------ */
+
+/* The ceiling UDP relay: the least a QUIC router must do once flows are routed, as a
+ * yardstick. Per listening address one upstream; per client address and port a connected
+ * upstream socket, found in an open-addressing table; datagrams move both ways in batches
+ * (recvmmsg, then one sendmmsg per run of one flow's datagrams). No parsing, no timers, no
+ * limits beyond the table's size, no logs: not a product. */
+
+#define RELAY_MAX_PAIRS 8
+#define RELAY_SLOTS     16384 /* a power of two; flows beyond RELAY_SLOTS / 2 are dropped */
+
+struct rflow {
+    bool is_listener; /* first in both: tells an epoll event's pointer apart */
+    int fd;           /* connected to the pair's upstream; 0: slot free */
+    int pair;
+    struct sockaddr_in client;
+};
+
+struct rpair {
+    bool is_listener; /* true */
+    int fd;
+    struct sockaddr_in upstream;
+};
+
+static struct rpair pairs[RELAY_MAX_PAIRS];
+static struct rflow rflows[RELAY_SLOTS];
+static int n_rflows;
+static unsigned long long relay_dropped;
+
+static uint32_t
+rflow_hash(int pair, const struct sockaddr_in *sin)
+{
+    uint32_t h = sin->sin_addr.s_addr * 2654435761u;
+
+    h ^= ((uint32_t)sin->sin_port << 16 | (uint32_t)pair) * 2246822519u;
+    return h & (RELAY_SLOTS - 1);
+}
+
+/* The flow of <sin> on <pair>, made if new; NULL if the table is full or a socket fails. */
+static struct rflow *
+rflow_get(int epfd, int pair, const struct sockaddr_in *sin)
+{
+    uint32_t i = rflow_hash(pair, sin);
+    struct epoll_event ev;
+    struct rflow *f;
+
+    for (;; i = (i + 1) & (RELAY_SLOTS - 1)) {
+        f = &rflows[i];
+        if (f->fd == 0) {
+            break;
+        }
+        if (f->pair == pair && f->client.sin_port == sin->sin_port &&
+            f->client.sin_addr.s_addr == sin->sin_addr.s_addr) {
+            return f;
+        }
+    }
+    if (n_rflows >= RELAY_SLOTS / 2) {
+        return NULL;
+    }
+    f->fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (f->fd <= 0 || connect(f->fd, (struct sockaddr *)&pairs[pair].upstream,
+                              sizeof(pairs[pair].upstream)) != 0) {
+        if (f->fd > 0) {
+            close(f->fd);
+        }
+        f->fd = 0;
+        return NULL;
+    }
+    f->pair = pair;
+    f->client = *sin;
+    ev.events = EPOLLIN;
+    ev.data.ptr = f;
+    epoll_ctl(epfd, EPOLL_CTL_ADD, f->fd, &ev);
+    n_rflows++;
+    return f;
+}
+
+struct rbatch {
+    char bufs[BATCH][MAX_DGRAM];
+    struct mmsghdr msgs[BATCH];
+    struct iovec iov[BATCH];
+    struct sockaddr_in peers[BATCH];
+};
+
+static int
+rbatch_recv(int fd, struct rbatch *b)
+{
+    int i;
+
+    for (i = 0; i < BATCH; i++) {
+        b->iov[i].iov_base = b->bufs[i];
+        b->iov[i].iov_len = MAX_DGRAM;
+        memset(&b->msgs[i].msg_hdr, 0, sizeof(b->msgs[i].msg_hdr));
+        b->msgs[i].msg_hdr.msg_iov = &b->iov[i];
+        b->msgs[i].msg_hdr.msg_iovlen = 1;
+        b->msgs[i].msg_hdr.msg_name = &b->peers[i];
+        b->msgs[i].msg_hdr.msg_namelen = sizeof(b->peers[i]);
+    }
+    return recvmmsg(fd, b->msgs, BATCH, MSG_DONTWAIT, NULL);
+}
+
+/* Send b->msgs[from, to) on <fd> (their names already set or cleared); count what fails. */
+static void
+rbatch_send(int fd, struct rbatch *b, int from, int to)
+{
+    while (from < to) {
+        int n = sendmmsg(fd, b->msgs + from, (unsigned)(to - from), MSG_DONTWAIT);
+
+        if (n <= 0) {
+            relay_dropped += (unsigned long long)(to - from);
+            return;
+        }
+        from += n;
+    }
+}
+
+static int
+run_relay(int argc, char **argv)
+{
+    static struct rbatch b;
+    struct epoll_event events[64];
+    struct sigaction sa;
+    int n_pairs = 0;
+    int epfd;
+    int opt;
+    int i;
+
+    epfd = epoll_create1(EPOLL_CLOEXEC);
+    while ((opt = getopt(argc, argv, "p:")) != -1) {
+        struct sockaddr_in sin;
+        struct epoll_event ev;
+        char *eq = strchr(optarg, '=');
+
+        if (opt != 'p' || eq == NULL || n_pairs == RELAY_MAX_PAIRS) {
+            usage();
+        }
+        *eq = '\0';
+        if (bench_parse_addr(optarg, &sin) != 0 ||
+            bench_parse_addr(eq + 1, &pairs[n_pairs].upstream) != 0) {
+            usage();
+        }
+        pairs[n_pairs].is_listener = true;
+        pairs[n_pairs].fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (pairs[n_pairs].fd < 0 ||
+            bind(pairs[n_pairs].fd, (struct sockaddr *)&sin, sizeof(sin)) != 0) {
+            fprintf(stderr, "relay: bind %s: %s\n", optarg, strerror(errno));
+            return 1;
+        }
+        set_bufs(pairs[n_pairs].fd); /* 4 MiB, as sniroute asks on its listening sockets */
+        ev.events = EPOLLIN;
+        ev.data.ptr = &pairs[n_pairs];
+        epoll_ctl(epfd, EPOLL_CTL_ADD, pairs[n_pairs].fd, &ev);
+        n_pairs++;
+    }
+    if (n_pairs == 0) {
+        usage();
+    }
+    bench_raise_nofile();
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_stop;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    fprintf(stderr, "relay: %d addresses\n", n_pairs);
+    while (!is_stopping) {
+        int n = epoll_wait(epfd, events, 64, 100);
+
+        for (i = 0; i < n; i++) {
+            void *ptr = events[i].data.ptr;
+            int k;
+            int got;
+
+            if (*(const bool *)ptr) {
+                /* From clients: one sendmmsg per run of one flow's datagrams. */
+                int pair = (int)((struct rpair *)ptr - pairs);
+                struct rflow *run = NULL;
+                int start = 0;
+
+                got = rbatch_recv(pairs[pair].fd, &b);
+                for (k = 0; k < got; k++) {
+                    struct rflow *f = rflow_get(epfd, pair, &b.peers[k]);
+
+                    b.iov[k].iov_len = b.msgs[k].msg_len;
+                    b.msgs[k].msg_hdr.msg_name = NULL;
+                    b.msgs[k].msg_hdr.msg_namelen = 0;
+                    if (f != run) {
+                        if (run != NULL) {
+                            rbatch_send(run->fd, &b, start, k);
+                        }
+                        run = f;
+                        start = k;
+                    }
+                    if (f == NULL) {
+                        relay_dropped++;
+                        start = k + 1;
+                    }
+                }
+                if (run != NULL) {
+                    rbatch_send(run->fd, &b, start, got);
+                }
+            } else {
+                /* From the upstream: to the flow's client, from the listening socket. */
+                struct rflow *f = ptr;
+
+                got = rbatch_recv(f->fd, &b);
+                for (k = 0; k < got; k++) {
+                    b.iov[k].iov_len = b.msgs[k].msg_len;
+                    b.msgs[k].msg_hdr.msg_name = &f->client;
+                    b.msgs[k].msg_hdr.msg_namelen = sizeof(f->client);
+                }
+                if (got > 0) {
+                    rbatch_send(pairs[f->pair].fd, &b, 0, got);
+                }
+            }
+        }
+    }
+    printf("{\"flows\":%d,\"dropped\":%llu}\n", n_rflows, relay_dropped);
+    return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -583,6 +807,9 @@ main(int argc, char **argv)
     }
     if (strcmp(argv[1], "send") == 0) {
         return run_send(argc - 1, argv + 1);
+    }
+    if (strcmp(argv[1], "relay") == 0) {
+        return run_relay(argc - 1, argv + 1);
     }
     usage();
     return 2;
