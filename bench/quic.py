@@ -55,12 +55,16 @@ ROUTES = [("quic.example", SINK, "gtlsclient-v1.bin"),  # one Initial datagram
 PORTS = {"direct": {SINK: SINK, ECHO: ECHO, H3: H3, H3_NOGSO: H3_NOGSO},
          "sniroute": {SINK: 8543, ECHO: 8543, H3: 8543, H3_NOGSO: 8543},
          "nginx": {SINK: 8544, ECHO: 8545, H3: 8546, H3_NOGSO: 8547},
-         "ceiling relay": {SINK: 8550, ECHO: 8551, H3: 8552, H3_NOGSO: 8553}}
+         "ceiling relay": {SINK: 8550, ECHO: 8551, H3: 8552, H3_NOGSO: 8553},
+         "ceiling relay GRO": {SINK: 8560, ECHO: 8561, H3: 8562, H3_NOGSO: 8563}}
 # The download's two servers: gtlsserver as it comes, which sends with UDP GSO (up to 64
 # datagrams per sendmsg), and the same with one datagram per sendmsg.
 H3_VARIANTS = [("GSO", H3, "big.example", []),
                ("no GSO", H3_NOGSO, "nogso.example", ["--max-gso-dgrams=1"])]
 TARGETS = ["direct", "ceiling relay", "sniroute", "nginx"]
+# The download also goes through the ceiling relay with UDP GRO and GSO (udpload relay -g):
+# what coalescing would be worth to a relay when the server sends with GSO.
+DL_TARGETS = TARGETS + ["ceiling relay GRO"]
 SNIROUTE = [os.path.join(BUILD, "sniroute")]  # --sniroute replaces it
 # name -> (udpload send arguments, backend, what is counted)
 MODES = {
@@ -150,9 +154,10 @@ def start_proxy(kind, tag, idle="60s", conns=4096):
     Popen."""
     d = os.path.join(WORK, tag)
     os.makedirs(d, exist_ok=True)
-    if kind == "ceiling relay":
-        p = common.start([UDPLOAD, "relay"] + sum([["-p", "127.0.0.1:%d=127.0.0.1:%d" % (lp, up)]
-                                                   for up, lp in PORTS[kind].items()], []), tag)
+    if kind.startswith("ceiling relay"):
+        p = common.start([UDPLOAD, "relay"] + (["-g"] if kind.endswith("GRO") else []) +
+                         sum([["-p", "127.0.0.1:%d=127.0.0.1:%d" % (lp, up)]
+                              for up, lp in PORTS[kind].items()], []), tag)
         port = PORTS[kind][H3_NOGSO]
     elif kind == "sniroute":
         cfg = os.path.join(d, "sniroute.ini")
@@ -390,7 +395,7 @@ def inside(opts):
             log("idle %s: %d flows, %s B/flow, fds %d -> %d" % (
                 kind, r["reached_backend"], common.fmt(r["bytes_per_flow"]), r["fds0"], r["fds1"]))
 
-    procs = {k: start_proxy(k, k.replace(" ", "-")) for k in TARGETS if k != "direct"}
+    procs = {k: start_proxy(k, k.replace(" ", "-")) for k in DL_TARGETS if k != "direct"}
 
     def pid_of(t):
         return procs[t].pid if t in procs else None
@@ -413,7 +418,7 @@ def inside(opts):
         servers, want = start_h3_backends(size)
         for rep in range(opts.download_reps):
             for variant, _, _, _ in H3_VARIANTS:
-                for t in TARGETS:
+                for t in DL_TARGETS:
                     r = download(t, pid_of(t), variant, servers[variant].pid, want, rep, size)
                     raw.append(r)
                     dl.setdefault((variant, t), []).append(r)
@@ -570,7 +575,7 @@ def report(data):
         md.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for variant, _, _, _ in H3_VARIANTS:
             by_t = dl.get(variant, {})
-            for t in TARGETS:
+            for t in DL_TARGETS:
                 runs = by_t.get(t, [])
                 if not runs:
                     continue

@@ -20,14 +20,16 @@
  *         -w WINDOW both ways, to an echoing backend (sink -e): each flow keeps at most WINDOW
  *                   datagrams in flight, and one silent for 100 ms counts them lost
  *       Prints one JSON line: datagrams sent, echoes received, lost, elapsed seconds.
- *   bench_udpload relay -p LISTEN=UPSTREAM [-p ...]
+ *   bench_udpload relay [-g] -p LISTEN=UPSTREAM [-p ...]
  *       The ceiling relay (below): UDP from each LISTEN address to its UPSTREAM and back,
- *       per client flow, until SIGTERM.
+ *       per client flow, until SIGTERM; -g: upstream datagrams taken with UDP_GRO and sent
+ *       on with UDP_SEGMENT.
  * Bounded: every mode stops after its time; the sink stops on SIGTERM. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/udp.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -81,7 +83,7 @@ usage(void)
     fprintf(stderr, "usage: bench_udpload sink -l ADDR [-e ECHO_ADDR]\n"
                     "       bench_udpload send -a ADDR -f FIXTURE [-n FLOWS] [-t SECONDS] "
                     "[-s SIZE] [-b BURST] [-r RATE] [-w WINDOW] [-W WARMUP_MS] [-L LABEL]\n"
-                    "       bench_udpload relay -p LISTEN=UPSTREAM [-p ...]\n");
+                    "       bench_udpload relay [-g] -p LISTEN=UPSTREAM [-p ...]\n");
     exit(2);
 }
 
@@ -606,6 +608,11 @@ static struct rflow rflows[RELAY_SLOTS];
 static int n_rflows;
 static unsigned long long relay_dropped;
 
+/* With -g: a flow socket takes coalesced datagrams (UDP_GRO: a run of equal-size datagrams
+ * from the upstream arrives as one buffer, as a GSO sender sent it) and they leave for the
+ * client the same way (UDP_SEGMENT), one buffer per run instead of one datagram at a time. */
+static bool is_gro;
+
 static uint32_t
 rflow_hash(int pair, const struct sockaddr_in *sin)
 {
@@ -645,6 +652,11 @@ rflow_get(int epfd, int pair, const struct sockaddr_in *sin)
         f->fd = 0;
         return NULL;
     }
+    if (is_gro) {
+        int one = 1;
+
+        (void)setsockopt(f->fd, SOL_UDP, UDP_GRO, &one, sizeof(one));
+    }
     f->pair = pair;
     f->client = *sin;
     ev.events = EPOLLIN;
@@ -654,12 +666,33 @@ rflow_get(int epfd, int pair, const struct sockaddr_in *sin)
     return f;
 }
 
+#define RELAY_BUF 65536 /* a coalesced buffer is at most 64 KiB */
+
 struct rbatch {
-    char bufs[BATCH][MAX_DGRAM];
+    char bufs[BATCH][RELAY_BUF];
     struct mmsghdr msgs[BATCH];
     struct iovec iov[BATCH];
     struct sockaddr_in peers[BATCH];
+    union {
+        char buf[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } ctrl[BATCH];
 };
+
+/* The segment size the kernel reported for a coalesced buffer (UDP_GRO), or 0. */
+static int
+gro_size(struct msghdr *mh)
+{
+    struct cmsghdr *c;
+    int size = 0;
+
+    for (c = CMSG_FIRSTHDR(mh); c != NULL; c = CMSG_NXTHDR(mh, c)) {
+        if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_GRO) {
+            memcpy(&size, CMSG_DATA(c), sizeof(size));
+        }
+    }
+    return size;
+}
 
 static int
 rbatch_recv(int fd, struct rbatch *b)
@@ -668,12 +701,16 @@ rbatch_recv(int fd, struct rbatch *b)
 
     for (i = 0; i < BATCH; i++) {
         b->iov[i].iov_base = b->bufs[i];
-        b->iov[i].iov_len = MAX_DGRAM;
+        b->iov[i].iov_len = RELAY_BUF;
         memset(&b->msgs[i].msg_hdr, 0, sizeof(b->msgs[i].msg_hdr));
         b->msgs[i].msg_hdr.msg_iov = &b->iov[i];
         b->msgs[i].msg_hdr.msg_iovlen = 1;
         b->msgs[i].msg_hdr.msg_name = &b->peers[i];
         b->msgs[i].msg_hdr.msg_namelen = sizeof(b->peers[i]);
+        if (is_gro) {
+            b->msgs[i].msg_hdr.msg_control = b->ctrl[i].buf;
+            b->msgs[i].msg_hdr.msg_controllen = sizeof(b->ctrl[i].buf);
+        }
     }
     return recvmmsg(fd, b->msgs, BATCH, MSG_DONTWAIT, NULL);
 }
@@ -705,11 +742,16 @@ run_relay(int argc, char **argv)
     int i;
 
     epfd = epoll_create1(EPOLL_CLOEXEC);
-    while ((opt = getopt(argc, argv, "p:")) != -1) {
+    while ((opt = getopt(argc, argv, "gp:")) != -1) {
         struct sockaddr_in sin;
         struct epoll_event ev;
-        char *eq = strchr(optarg, '=');
+        char *eq;
 
+        if (opt == 'g') {
+            is_gro = true;
+            continue;
+        }
+        eq = strchr(optarg, '=');
         if (opt != 'p' || eq == NULL || n_pairs == RELAY_MAX_PAIRS) {
             usage();
         }
@@ -761,6 +803,8 @@ run_relay(int argc, char **argv)
                     b.iov[k].iov_len = b.msgs[k].msg_len;
                     b.msgs[k].msg_hdr.msg_name = NULL;
                     b.msgs[k].msg_hdr.msg_namelen = 0;
+                    b.msgs[k].msg_hdr.msg_control = NULL;
+                    b.msgs[k].msg_hdr.msg_controllen = 0;
                     if (f != run) {
                         if (run != NULL) {
                             rbatch_send(run->fd, &b, start, k);
@@ -782,9 +826,26 @@ run_relay(int argc, char **argv)
 
                 got = rbatch_recv(f->fd, &b);
                 for (k = 0; k < got; k++) {
+                    struct msghdr *mh = &b.msgs[k].msg_hdr;
+                    int seg = is_gro ? gro_size(mh) : 0;
+
                     b.iov[k].iov_len = b.msgs[k].msg_len;
-                    b.msgs[k].msg_hdr.msg_name = &f->client;
-                    b.msgs[k].msg_hdr.msg_namelen = sizeof(f->client);
+                    mh->msg_name = &f->client;
+                    mh->msg_namelen = sizeof(f->client);
+                    mh->msg_control = NULL;
+                    mh->msg_controllen = 0;
+                    if (seg > 0 && b.msgs[k].msg_len > (unsigned)seg) {
+                        uint16_t gso = (uint16_t)seg;
+                        struct cmsghdr *c;
+
+                        mh->msg_control = b.ctrl[k].buf;
+                        mh->msg_controllen = CMSG_SPACE(sizeof(gso));
+                        c = CMSG_FIRSTHDR(mh);
+                        c->cmsg_level = SOL_UDP;
+                        c->cmsg_type = UDP_SEGMENT;
+                        c->cmsg_len = CMSG_LEN(sizeof(gso));
+                        memcpy(CMSG_DATA(c), &gso, sizeof(gso));
+                    }
                 }
                 if (got > 0) {
                     rbatch_send(pairs[f->pair].fd, &b, 0, got);
