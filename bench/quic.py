@@ -638,8 +638,16 @@ def report(data):
               for v, _, _, _ in H3_VARIANTS]
         if all(x is not None and x >= 0.9 for _, x in xs):
             md.append("  sniroute downloads at %s the ceiling relay's rate, which does nothing but "
-                      "relay: the gap to direct is the user-space hop in this setup, not "
-                      "sniroute's own work." % " and ".join("%.2f× (%s)" % (x, v) for v, x in xs))
+                      "relay one datagram at a time: the gap to direct is that of such a hop in "
+                      "this setup, not sniroute's own work." % " and ".join(
+                          "%.2f× (%s)" % (x, v) for v, x in xs))
+        gro = [(v, paired(dl.get(v, {}), "ceiling relay GRO", "direct", "mbit_s"))
+               for v, _, _, _ in H3_VARIANTS]
+        if any(x is not None for _, x in gro):
+            md.append("  The ceiling relay with UDP GRO on its flow sockets and GSO towards the "
+                      "client: %s direct: what coalescing would be worth to sniroute when the "
+                      "server sends with GSO." % ", ".join(
+                          "%s× (%s server)" % (fmt(x, "%.2f"), v) for v, x in gro))
     if idle.get("sniroute"):
         md.append("- Memory per idle flow: %s bytes (nginx: %s)." % (
             fmt(idle["sniroute"]["bytes_per_flow"]),
