@@ -2,9 +2,9 @@
 /* Explain a routing decision: for a server name (and the ALPN protocols a client offers),
  * which listener, [routes] section, route (with its config line) and upstream a connection
  * would reach, and why; what a client without SNI gets; what happens to bytes that are not
- * TLS. The text is formatted into a caller's buffer from a loaded config, by the same rules
- * as the connection path (conn.c), so `sniroute explain` and the admin's /explain say the
- * same. Pure: no I/O, no allocation, no libuv. */
+ * TLS. The text is formatted into a caller's buffer from a loaded config, with the decision
+ * every connection takes (sr_decide, decide.h), so `sniroute explain`, the admin's /explain
+ * and the connection path say the same. Pure: no I/O, no allocation, no libuv. */
 #ifndef SR_EXPLAIN_H
 #define SR_EXPLAIN_H
 
