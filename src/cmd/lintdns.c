@@ -1,90 +1,157 @@
 /* SPDX-License-Identifier: MIT */
 /* The lint as `sniroute -t` runs it: findings printed to stderr, and the resolver it hands
- * the lint: every upstream host name looked up at once with
- * glibc's getaddrinfo_a, within one deadline for all of them, so a config with hundreds of
- * names that time out still finishes in bounded time. Apart from lint.c because it does I/O
- * and starts threads (glibc's). */
+ * the lint: every upstream host name looked up at once by a few threads of our own, each
+ * calling getaddrinfo, within one deadline for all of them, so a config with hundreds of
+ * names that time out still finishes in bounded time. Apart from lint.c because it does
+ * I/O and starts threads. */
 #include "sniroute/config/lint.h"
 
+#include <errno.h>
 #include <netdb.h>
-#include <stdio.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
 
-static uint64_t
-now_ms(void)
-{
-    struct timespec ts;
+/* Threads looking names up at once: enough that a few slow names do not hold up the rest,
+ * few enough for a container's thread limit. */
+#define LOOKUP_THREADS 16
 
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+/* One batch of lookups, shared with its threads. It is never freed: a thread still waiting
+ * for an answer at the deadline goes on using it after we return, so it stays, reachable
+ * from <kept>, until the process exits (this runs once, in `sniroute -t`). glibc's
+ * getaddrinfo_a was used before; its helper thread could still be inside __gai_notify()
+ * after gai_error() said a lookup was done and crash the process at its end (about one
+ * run in seven), or leave a lookup pending until the deadline. */
+struct lookups {
+    pthread_mutex_t lock;
+    pthread_cond_t done;
+    char **hosts; /* copies: the caller's strings may go before a thread is done */
+    int *rc;      /* per host: getaddrinfo's answer, or EAI_INPROGRESS while pending */
+    size_t n;
+    size_t next; /* the next host a thread takes */
+    size_t n_done;
+};
+
+static struct lookups *kept;
+
+static void *
+lookup_thread(void *arg)
+{
+    static const struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+    struct lookups *l = arg;
+
+    for (;;) {
+        struct addrinfo *res = NULL;
+        size_t i;
+        int rc;
+
+        pthread_mutex_lock(&l->lock);
+        i = l->next < l->n ? l->next++ : l->n;
+        pthread_mutex_unlock(&l->lock);
+        if (i == l->n) {
+            return NULL;
+        }
+        rc = getaddrinfo(l->hosts[i], NULL, &hints, &res);
+        if (rc == 0) {
+            freeaddrinfo(res);
+        }
+        pthread_mutex_lock(&l->lock);
+        l->rc[i] = rc;
+        l->n_done++;
+        pthread_cond_signal(&l->done);
+        pthread_mutex_unlock(&l->lock);
+    }
+}
+
+static void
+not_checked(const char **why, size_t n, const char *reason)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        why[i] = reason;
+    }
 }
 
 void
 sr_lint_resolve_system(void *ctx, const char *const *hosts, size_t n, const char **why)
 {
-    /* Static: a lookup abandoned at the deadline may still read it after we return. */
-    static const struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
     unsigned timeout_ms = ctx != NULL ? *(const unsigned *)ctx : SR_LINT_RESOLVE_TIMEOUT_MS;
-    struct gaicb *reqs = calloc(n, sizeof(*reqs));
-    struct gaicb **wait = calloc(n, sizeof(*wait));
-    uint64_t deadline = now_ms() + timeout_ms;
-    size_t n_pending = 0;
-    bool is_abandoned = false;
+    struct lookups *l = calloc(1, sizeof(*l));
+    size_t n_threads = 0;
+    struct timespec deadline;
     size_t i;
 
-    if (reqs == NULL || wait == NULL || n > INT32_MAX) {
-        for (i = 0; i < n; i++) {
-            why[i] = "not checked (out of memory)";
-        }
-        free(reqs);
-        free(wait);
+    if (n == 0) {
+        free(l);
         return;
     }
+    if (l == NULL || (l->hosts = calloc(n, sizeof(*l->hosts))) == NULL ||
+        (l->rc = calloc(n, sizeof(*l->rc))) == NULL) {
+        if (l != NULL) {
+            free(l->hosts);
+        }
+        free(l);
+        not_checked(why, n, "not checked (out of memory)");
+        return;
+    }
+    pthread_mutex_init(&l->lock, NULL);
+    pthread_cond_init(&l->done, NULL);
+    l->n = n;
     for (i = 0; i < n; i++) {
-        reqs[i].ar_name = hosts[i];
-        reqs[i].ar_request = &hints;
-        wait[i] = &reqs[i];
-    }
-    if (getaddrinfo_a(GAI_NOWAIT, wait, (int)n, NULL) != 0) {
-        for (i = 0; i < n; i++) {
-            why[i] = "not checked (getaddrinfo_a failed)";
+        l->hosts[i] = strdup(hosts[i]);
+        l->rc[i] = EAI_INPROGRESS;
+        if (l->hosts[i] == NULL) {
+            l->rc[i] = EAI_MEMORY;
+            l->n_done++;
         }
-        free(reqs);
-        free(wait);
+    }
+    /* Taken by the threads in order; a host whose copy failed is counted done already. */
+    for (i = 0; i < n; i++) {
+        if (l->hosts[i] == NULL) {
+            l->hosts[i] = (char *)"";
+        }
+    }
+    kept = l;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += (time_t)(timeout_ms / 1000);
+    deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
+    if (deadline.tv_nsec >= 1000000000) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000;
+    }
+    for (i = 0; i < n && i < LOOKUP_THREADS; i++) {
+        pthread_t t;
+        pthread_attr_t attr;
+
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        if (pthread_create(&t, &attr, lookup_thread, l) == 0) {
+            n_threads++;
+        }
+        pthread_attr_destroy(&attr);
+    }
+    pthread_mutex_lock(&l->lock);
+    if (n_threads == 0) {
+        pthread_mutex_unlock(&l->lock);
+        not_checked(why, n, "not checked (no thread for the lookups)");
         return;
     }
-    n_pending = n;
-    while (n_pending > 0) {
-        uint64_t now = now_ms();
-        struct timespec left;
-
-        for (i = 0; i < n; i++) {
-            if (wait[i] != NULL && gai_error(wait[i]) != EAI_INPROGRESS) {
-                wait[i] = NULL; /* gai_suspend ignores NULL entries */
-                n_pending--;
-            }
-        }
-        if (n_pending == 0 || now >= deadline) {
+    while (l->n_done < n) {
+        if (pthread_cond_timedwait(&l->done, &l->lock, &deadline) == ETIMEDOUT) {
             break;
         }
-        left.tv_sec = (time_t)((deadline - now) / 1000);
-        left.tv_nsec = (long)((deadline - now) % 1000) * 1000000;
-        gai_suspend((const struct gaicb *const *)wait, (int)n, &left);
     }
     for (i = 0; i < n; i++) {
-        int rc = gai_error(&reqs[i]);
+        int rc = l->rc[i];
 
-        if (rc == EAI_INPROGRESS && gai_cancel(&reqs[i]) != EAI_CANCELED) {
-            is_abandoned = true; /* a glibc thread still owns it */
-        }
         if (rc == 0) {
             why[i] = NULL;
-            freeaddrinfo(reqs[i].ar_result);
         } else if (rc == EAI_INPROGRESS) {
             why[i] = "no answer in time";
         } else if (rc == EAI_NONAME) {
@@ -93,12 +160,7 @@ sr_lint_resolve_system(void *ctx, const char *const *hosts, size_t n, const char
             why[i] = gai_strerror(rc);
         }
     }
-    if (!is_abandoned) {
-        free(reqs);
-    }
-    /* Otherwise a lookup still running writes into <reqs>: leave it to the exit of the
-     * process (this runs only in `sniroute -t`). */
-    free(wait);
+    pthread_mutex_unlock(&l->lock);
 }
 
 static void

@@ -59,8 +59,8 @@ size_t sr_lint_run(const struct sr_config *cfg, const char *path, const struct s
 
 /* Both below live in src/cmd/lintdns.c, outside the pure library. */
 
-/* A resolver for sr_lint_options: getaddrinfo for all names at once (glibc's
- * getaddrinfo_a), waiting at most *(const unsigned *)<ctx> milliseconds in all (<ctx> NULL:
+/* A resolver for sr_lint_options: getaddrinfo for all names at once (a few threads of
+ * its own), waiting at most *(const unsigned *)<ctx> milliseconds in all (<ctx> NULL:
  * SR_LINT_RESOLVE_TIMEOUT_MS); a name without an answer by then is reported as such. */
 void sr_lint_resolve_system(void *ctx, const char *const *hosts, size_t n, const char **why);
 
