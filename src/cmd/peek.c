@@ -55,13 +55,37 @@ print_bytes(FILE *out, const uint8_t *p, size_t n)
     }
 }
 
+/* "sni: NAME" (or "(none)") and "alpn: P1,P2" (or "(none)") lines of a hello. */
 static void
-print_result(FILE *out, const struct sr_hello_result *res)
+print_name_alpn(FILE *out, const struct sr_hello_result *h, bool has_sni)
 {
-    struct sr_view cur;
+    struct sr_view cur = h->alpn;
     struct sr_view proto;
     const char *sep = "";
 
+    fputs("sni: ", out);
+    if (has_sni) {
+        print_bytes(out, h->sni.ptr, h->sni.len);
+    } else {
+        fputs("(none)", out);
+    }
+    fputs("\nalpn: ", out);
+    if (!h->has_alpn) {
+        fputs("(none)", out);
+    } else if (h->alpn_dropped) {
+        fputs("(present, split across records and too long to show)", out);
+    }
+    while (sr_hello_alpn_next(&cur, &proto)) {
+        fputs(sep, out);
+        print_bytes(out, proto.ptr, proto.len);
+        sep = ",";
+    }
+    fputc('\n', out);
+}
+
+static void
+print_result(FILE *out, const struct sr_hello_result *res)
+{
     fprintf(out, "status: %s\n", sr_hello_status_str(res->status));
     if (res->status == SR_HELLO_NEED_MORE) {
         fprintf(out, "need: %zu more bytes\n", res->need);
@@ -75,25 +99,7 @@ print_result(FILE *out, const struct sr_hello_result *res)
         fputc('\n', out);
         return;
     }
-    fputs("sni: ", out);
-    if (res->status == SR_HELLO_FOUND) {
-        print_bytes(out, res->sni.ptr, res->sni.len);
-    } else {
-        fputs("(none)", out);
-    }
-    fputs("\nalpn: ", out);
-    if (!res->has_alpn) {
-        fputs("(none)", out);
-    } else if (res->alpn_dropped) {
-        fputs("(present, split across records and too long to show)", out);
-    }
-    cur = res->alpn;
-    while (sr_hello_alpn_next(&cur, &proto)) {
-        fputs(sep, out);
-        print_bytes(out, proto.ptr, proto.len);
-        sep = ",";
-    }
-    fputc('\n', out);
+    print_name_alpn(out, res, res->status == SR_HELLO_FOUND);
     print_version(out, "record_version", res->record_version);
     print_version(out, "legacy_version", res->legacy_version);
     print_version(out, "max_version", res->max_version);
@@ -164,27 +170,8 @@ static void
 print_quic_hello(FILE *out, const struct sr_quic_initial *st, const struct sr_quic_result *res)
 {
     const struct sr_hello_result *h = &res->hello;
-    struct sr_view cur;
-    struct sr_view proto;
-    const char *sep = "";
 
-    fputs("sni: ", out);
-    if (res->status == SR_QUIC_FOUND) {
-        print_bytes(out, h->sni.ptr, h->sni.len);
-    } else {
-        fputs("(none)", out);
-    }
-    fputs("\nalpn: ", out);
-    if (!h->has_alpn) {
-        fputs("(none)", out);
-    }
-    cur = h->alpn;
-    while (sr_hello_alpn_next(&cur, &proto)) {
-        fputs(sep, out);
-        print_bytes(out, proto.ptr, proto.len);
-        sep = ",";
-    }
-    fputc('\n', out);
+    print_name_alpn(out, h, res->status == SR_QUIC_FOUND);
     print_version(out, "legacy_version", h->legacy_version);
     print_version(out, "max_version", h->max_version);
     fprintf(out, "hello_len: %zu\n", st->hello_len);
