@@ -1,7 +1,7 @@
 #!/bin/sh
 # SPDX-License-Identifier: MIT
-# Long libFuzzer runs: each target (fuzz_hello, fuzz_config, fuzz_proxyproto, fuzz_http)
-# for SECONDS (default 300), one after the other, under ASan+UBSan. Configures and builds
+# Long libFuzzer runs: each target (fuzz_hello, fuzz_config, fuzz_proxyproto, fuzz_http,
+# fuzz_httpresp, fuzz_quic, fuzz_quicanswer) for SECONDS (default 300), one after the other, under ASan+UBSan. Configures and builds
 # build-fuzz with clang first (a no-op when up to date). New
 # inputs go to build-fuzz/corpus/TARGET (never into the source tree); crashes, leaks and
 # timeouts to build-fuzz/findings/TARGET. Prints a Markdown summary (append it to
@@ -12,7 +12,7 @@ set -eu
 cd "$(dirname "$0")/.."
 secs=${1:-300}
 [ $# -gt 0 ] && shift
-targets=${*:-fuzz_hello fuzz_config fuzz_proxyproto fuzz_http}
+targets=${*:-fuzz_hello fuzz_config fuzz_proxyproto fuzz_http fuzz_httpresp fuzz_quic fuzz_quicanswer}
 build="build-fuzz"
 
 # Configure every time: a target added since the last run must be known to the build.
@@ -41,6 +41,12 @@ for t in $targets; do
         extra="-dict=test/fuzz/proxyproto.dict"
         ;;
     fuzz_http) seeds="test/fuzz/corpus/http" extra="-max_len=4096" ;;
+    fuzz_httpresp)
+        seeds="test/fuzz/corpus/httpresp"
+        extra="-dict=test/fuzz/httpresp.dict -max_len=4096"
+        ;;
+    fuzz_quic) seeds="test/fuzz/corpus/quic test/fixtures/quic" extra="-max_len=8192" ;;
+    fuzz_quicanswer) seeds="test/fuzz/corpus/quicanswer" extra="-max_len=2048" ;;
     *) echo "unknown target $t" >&2; exit 2 ;;
     esac
     corpus=$build/corpus/$t
