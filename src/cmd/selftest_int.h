@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
-/* Private to the self-test (src/cmd/selftest.c, selftest_quic.c): no other module includes
- * it. The parsed command line, and the helpers both transports use: the clock, random bytes,
- * --only, TLS alert names and the hints under the table. */
+/* Private to the self-test (src/cmd/selftest.c, selftest_quic.c, selftest_util.c): no other
+ * module includes it. The parsed command line, the helpers both transports use
+ * (selftest_util.c: the clock, random bytes, --only, TLS alert names and the hints under
+ * the table), and the --quic half's entry (selftest_quic.c). */
 #ifndef SR_SELFTEST_INT_H
 #define SR_SELFTEST_INT_H
 
