@@ -94,7 +94,7 @@ on_sock_ready(struct sr_watch *watch, uint32_t events)
 
     (void)events;
     for (round = 0; round < SR_QUIC_LISTEN_ROUNDS; round++) {
-        n = sr_udp_recv(watch->fd, &q->batch, true, s->has_pktinfo);
+        n = sr_udp_recv(watch->fd, &q->batch, SR_UDP_PEER | (s->has_pktinfo ? SR_UDP_PKTINFO : 0));
         for (i = 0; i < n; i++) {
             on_client_datagram(q, s, i);
         }

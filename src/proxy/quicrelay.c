@@ -18,6 +18,7 @@
 
 #include "sniroute/core/generation.h"
 #include "sniroute/core/reactor.h"
+#include "sniroute/observe/log.h"
 #include "sniroute/observe/metrics.h"
 #include "sniroute/proxy/quiclife.h"
 #include "sniroute/proxy/udp.h"
@@ -57,7 +58,7 @@ send_up(struct sr_quic_flow *f, struct iovec *iov, size_t n)
     size_t i;
     int err;
 
-    sent = sr_udp_send(f->backend.fd, NULL, NULL, iov, n, &err);
+    sent = sr_udp_send(f->backend.fd, NULL, NULL, iov, NULL, n, NULL, &err);
     for (i = 0; i < sent; i++) {
         f->bytes_in += iov[i].iov_len;
     }
@@ -165,6 +166,7 @@ on_backend_ready(struct sr_watch *watch, uint32_t events)
     struct sr_quic_flow *f =
         (struct sr_quic_flow *)((char *)watch - offsetof(struct sr_quic_flow, backend));
     struct sr_quic *q = f->q;
+    bool was_gso;
     size_t sent;
     int round;
     int err;
@@ -173,7 +175,7 @@ on_backend_ready(struct sr_watch *watch, uint32_t events)
 
     (void)events;
     for (round = 0; round < SR_QUIC_FLOW_ROUNDS && f->state == SR_QF_RELAYING; round++) {
-        n = sr_udp_recv(watch->fd, &q->batch, false, false);
+        n = sr_udp_recv(watch->fd, &q->batch, SR_UDP_RUNS);
         if (n < 0) {
             if (is_flow_fatal(-n)) {
                 flow_upstream_error(f, n);
@@ -185,13 +187,26 @@ on_backend_ready(struct sr_watch *watch, uint32_t events)
         }
         f->has_answer = true;
         f->last_out_ms = sr__quic_now_ms(q);
-        sent = sr_udp_send(f->sock->watch.fd, &f->client, &f->local, q->batch.iov, (size_t)n, &err);
-        for (i = 0; i < (int)sent; i++) {
-            f->bytes_out += q->batch.iov[i].iov_len;
+        /* A run the kernel coalesced leaves as one buffer too, cut by the kernel into the
+         * datagrams the upstream sent: the client sees the same datagrams either way. */
+        was_gso = !f->sock->gso.no_gso;
+        sent = sr_udp_send(f->sock->watch.fd, &f->client, &f->local, q->batch.iov, q->batch.seg,
+                           (size_t)n, &f->sock->gso, &err);
+        if (was_gso && f->sock->gso.no_gso) {
+            sr_log_notice("QUIC socket %s: the kernel will not send UDP GSO buffers from it; "
+                          "datagrams go one by one from now on", f->sock->addr_text);
         }
-        f->n_out += sent;
-        for (i = (int)sent; i < n; i++) {
-            sr__quic_dropped(q, f->lid, SR_METRICS_QDROP_SEND_FAILED);
+        for (i = 0; i < n; i++) {
+            uint64_t dgrams = sr_udp_datagrams(q->batch.iov[i].iov_len, q->batch.seg[i]);
+
+            if (i < (int)sent) {
+                f->bytes_out += q->batch.iov[i].iov_len;
+                f->n_out += dgrams;
+                continue;
+            }
+            while (dgrams-- > 0) {
+                sr__quic_dropped(q, f->lid, SR_METRICS_QDROP_SEND_FAILED);
+            }
         }
         if (n < SR_UDP_BATCH) {
             return;

@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/udp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -104,6 +105,7 @@ int
 sr_udp_connect(const struct sockaddr *sa, socklen_t len)
 {
     int fd = socket(sa->sa_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int on = 1;
     int rc;
 
     if (fd < 0) {
@@ -114,12 +116,16 @@ sr_udp_connect(const struct sockaddr *sa, socklen_t len)
         close(fd);
         return rc;
     }
+    (void)setsockopt(fd, SOL_UDP, UDP_GRO, &on, sizeof(on)); /* best effort: see udp.h */
     return fd;
 }
 
 int
-sr_udp_recv(int fd, struct sr_udp_batch *b, bool with_peer, bool with_pktinfo)
+sr_udp_recv(int fd, struct sr_udp_batch *b, unsigned flags)
 {
+    /* The control buffer is only worth the kernel's time where something may be in it. */
+    bool with_ctrl = (flags & (SR_UDP_PKTINFO | SR_UDP_RUNS)) != 0;
+    struct cmsghdr *c;
     int n;
     int i;
 
@@ -130,10 +136,10 @@ sr_udp_recv(int fd, struct sr_udp_batch *b, bool with_peer, bool with_pktinfo)
         b->iov[i].iov_len = SR_UDP_BUF_SIZE;
         h->msg_iov = &b->iov[i];
         h->msg_iovlen = 1;
-        h->msg_name = with_peer ? &b->peers[i] : NULL;
-        h->msg_namelen = with_peer ? sizeof(b->peers[i]) : 0;
-        h->msg_control = with_pktinfo ? b->ctrl[i].buf : NULL;
-        h->msg_controllen = with_pktinfo ? sizeof(b->ctrl[i].buf) : 0;
+        h->msg_name = (flags & SR_UDP_PEER) != 0 ? &b->peers[i] : NULL;
+        h->msg_namelen = (flags & SR_UDP_PEER) != 0 ? sizeof(b->peers[i]) : 0;
+        h->msg_control = with_ctrl ? b->ctrl[i].buf : NULL;
+        h->msg_controllen = with_ctrl ? sizeof(b->ctrl[i].buf) : 0;
         h->msg_flags = 0;
     }
     do {
@@ -143,7 +149,21 @@ sr_udp_recv(int fd, struct sr_udp_batch *b, bool with_peer, bool with_pktinfo)
         return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -errno;
     }
     for (i = 0; i < n; i++) {
+        struct msghdr *h = &b->msgs[i].msg_hdr;
+
         b->iov[i].iov_len = b->msgs[i].msg_len;
+        b->seg[i] = 0;
+        if (h->msg_control == NULL) {
+            continue;
+        }
+        for (c = CMSG_FIRSTHDR(h); c != NULL; c = CMSG_NXTHDR(h, c)) {
+            if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_GRO) {
+                int size;
+
+                memcpy(&size, CMSG_DATA(c), sizeof(size));
+                b->seg[i] = size > 0 && size <= UINT16_MAX ? (uint16_t)size : 0;
+            }
+        }
     }
     return n;
 }
@@ -179,18 +199,26 @@ sr_udp_local_of(const struct sr_udp_batch *b, int i, struct sr_udp_local *local)
     }
 }
 
-/* The control message that sets a datagram's source address. */
-static size_t
-local_cmsg(const struct sr_udp_local *local, void *buf, size_t cap)
-{
-    struct msghdr h;
-    struct cmsghdr *c;
+/* Room for the control messages of one sent datagram: its source address and its
+ * segment size. */
+union send_ctrl {
+    char buf[CMSG_SPACE(sizeof(struct in6_pktinfo)) + CMSG_SPACE(sizeof(uint16_t))];
+    struct cmsghdr align;
+};
 
-    memset(&h, 0, sizeof(h));
-    h.msg_control = buf;
-    h.msg_controllen = cap;
-    c = CMSG_FIRSTHDR(&h);
-    if (local->family == AF_INET) {
+/* Write into <h>'s control buffer (room for union send_ctrl) the message that sets the
+ * source address (<local>, if it names one) and the one that makes the kernel cut the
+ * datagram into segments of <seg> bytes (if > 0); set msg_controllen (0 if neither). */
+static void
+set_ctrl(struct msghdr *h, const struct sr_udp_local *local, uint16_t seg)
+{
+    struct cmsghdr *c;
+    size_t len = 0;
+
+    h->msg_controllen = sizeof(union send_ctrl);
+    memset(h->msg_control, 0, sizeof(union send_ctrl));
+    c = CMSG_FIRSTHDR(h);
+    if (local != NULL && local->family == AF_INET) {
         struct in_pktinfo pi;
 
         memset(&pi, 0, sizeof(pi));
@@ -199,9 +227,9 @@ local_cmsg(const struct sr_udp_local *local, void *buf, size_t cap)
         c->cmsg_type = IP_PKTINFO;
         c->cmsg_len = CMSG_LEN(sizeof(pi));
         memcpy(CMSG_DATA(c), &pi, sizeof(pi));
-        return CMSG_SPACE(sizeof(pi));
-    }
-    {
+        len += CMSG_SPACE(sizeof(pi));
+        c = CMSG_NXTHDR(h, c);
+    } else if (local != NULL && local->family == AF_INET6) {
         struct in6_pktinfo pi;
 
         memset(&pi, 0, sizeof(pi));
@@ -212,55 +240,174 @@ local_cmsg(const struct sr_udp_local *local, void *buf, size_t cap)
         c->cmsg_type = IPV6_PKTINFO;
         c->cmsg_len = CMSG_LEN(sizeof(pi));
         memcpy(CMSG_DATA(c), &pi, sizeof(pi));
-        return CMSG_SPACE(sizeof(pi));
+        len += CMSG_SPACE(sizeof(pi));
+        c = CMSG_NXTHDR(h, c);
     }
+    if (seg > 0) {
+        c->cmsg_level = SOL_UDP;
+        c->cmsg_type = UDP_SEGMENT;
+        c->cmsg_len = CMSG_LEN(sizeof(seg));
+        memcpy(CMSG_DATA(c), &seg, sizeof(seg));
+        len += CMSG_SPACE(sizeof(seg));
+    }
+    h->msg_controllen = len;
+    if (len == 0) {
+        h->msg_control = NULL;
+    }
+}
+
+static bool
+is_run(const struct iovec *iov, const uint16_t *seg, size_t i)
+{
+    return seg != NULL && seg[i] > 0 && iov[i].iov_len > seg[i];
+}
+
+/* Send the run <run> as its datagrams of <seg> bytes, one by one in batches: where the
+ * kernel will not cut it. True if all went. */
+static bool
+send_cut(int fd, const union sr_udp_peer *peer, const struct sr_udp_local *local,
+         const struct iovec *run, uint16_t seg, int *err)
+{
+    struct iovec parts[SR_UDP_BATCH];
+    size_t off = 0;
+
+    while (off < run->iov_len) {
+        size_t k = 0;
+
+        for (; k < SR_UDP_BATCH && off < run->iov_len; k++) {
+            size_t left = run->iov_len - off;
+
+            parts[k].iov_base = (uint8_t *)run->iov_base + off;
+            parts[k].iov_len = left < seg ? left : seg;
+            off += parts[k].iov_len;
+        }
+        if (sr_udp_send(fd, peer, local, parts, NULL, k, NULL, err) < k) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* One sendmsg's worth of entries: <n> entries from <first>, sent as one buffer the kernel
+ * cuts into datagrams of <seg> bytes (0: one entry, one datagram). */
+struct send_group {
+    size_t first;
+    size_t n;
+    uint16_t seg;
+};
+
+/* The group that starts at entry <i> of <iov>[0..n). A run stays alone; single datagrams
+ * next to each other join while they have one size (the last may be shorter, and ends the
+ * group): one trip through the kernel's stack for all of them, and the same datagrams on
+ * the wire, since the kernel cuts at the size they had. */
+static struct send_group
+group_at(const struct iovec *iov, const uint16_t *seg, size_t i, size_t n, bool is_gso)
+{
+    struct send_group g = {i, 1, 0};
+    size_t size = iov[i].iov_len;
+    size_t total = size;
+
+    if (is_run(iov, seg, i)) {
+        g.seg = seg[i];
+        return g;
+    }
+    if (!is_gso || size == 0) {
+        return g;
+    }
+    while (i + g.n < n && g.n < SR_UDP_GSO_SEGMENTS && !is_run(iov, seg, i + g.n) &&
+           iov[i + g.n].iov_len <= size && iov[i + g.n].iov_len > 0 &&
+           total + iov[i + g.n].iov_len <= SR_UDP_GSO_BYTES) {
+        total += iov[i + g.n].iov_len;
+        g.n++;
+        if (iov[i + g.n - 1].iov_len < size) {
+            break;
+        }
+    }
+    if (g.n > 1) {
+        g.seg = (uint16_t)size;
+    }
+    return g;
+}
+
+/* Send group <g> without the kernel's help: its datagrams one by one. True if all went. */
+static bool
+send_group_cut(int fd, const union sr_udp_peer *peer, const struct sr_udp_local *local,
+               struct iovec *iov, struct send_group g, int *err)
+{
+    if (g.n == 1) {
+        return send_cut(fd, peer, local, &iov[g.first], g.seg, err);
+    }
+    return sr_udp_send(fd, peer, local, &iov[g.first], NULL, g.n, NULL, err) == g.n;
 }
 
 size_t
 sr_udp_send(int fd, const union sr_udp_peer *peer, const struct sr_udp_local *local,
-            struct iovec *iov, size_t n, int *err)
+            struct iovec *iov, const uint16_t *seg, size_t n, struct sr_udp_gso *gso,
+            int *err)
 {
     struct mmsghdr msgs[SR_UDP_BATCH];
-    union {
-        char buf[CMSG_SPACE(sizeof(struct in6_pktinfo))];
-        struct cmsghdr align;
-    } ctrl;
-    size_t ctrl_len = 0;
+    struct send_group groups[SR_UDP_BATCH];
+    union send_ctrl ctrl[SR_UDP_BATCH];
+    bool is_gso = gso != NULL && !gso->no_gso;
     size_t done = 0;
-    size_t i;
+    size_t next;
+    size_t k;
+    size_t m;
     int rc;
 
     *err = 0;
-    if (local != NULL && local->family != 0) {
-        ctrl_len = local_cmsg(local, ctrl.buf, sizeof(ctrl.buf));
+    if (local != NULL && local->family == 0) {
+        local = NULL;
     }
     while (done < n) {
-        size_t k = n - done < SR_UDP_BATCH ? n - done : SR_UDP_BATCH;
+        for (k = 0, next = done; next < n && k < SR_UDP_BATCH; k++) {
+            struct msghdr *h = &msgs[k].msg_hdr;
 
-        for (i = 0; i < k; i++) {
-            struct msghdr *h = &msgs[i].msg_hdr;
-
+            groups[k] = group_at(iov, seg, next, n, is_gso);
+            if (groups[k].seg > 0 && !is_gso) {
+                break; /* a run the kernel will not cut: by hand, below */
+            }
             memset(h, 0, sizeof(*h));
-            h->msg_iov = &iov[done + i];
-            h->msg_iovlen = 1;
+            h->msg_iov = &iov[next];
+            h->msg_iovlen = groups[k].n;
             if (peer != NULL) {
                 h->msg_name = (void *)&peer->sa;
                 h->msg_namelen = peer->sa.sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
                                                                 : sizeof(struct sockaddr_in);
             }
-            if (ctrl_len > 0) {
-                h->msg_control = ctrl.buf; /* only read: one copy serves every message */
-                h->msg_controllen = ctrl_len;
+            h->msg_control = ctrl[k].buf;
+            set_ctrl(h, local, groups[k].seg);
+            next += groups[k].n;
+        }
+        if (k == 0) {
+            if (!send_group_cut(fd, peer, local, iov, groups[0], err)) {
+                break;
             }
+            done += groups[0].n;
+            continue;
         }
         do {
             rc = sendmmsg(fd, msgs, (unsigned)k, MSG_DONTWAIT);
         } while (rc < 0 && errno == EINTR);
-        if (rc <= 0) {
-            *err = rc < 0 ? errno : EIO;
-            break;
+        for (m = 0; rc > 0 && m < (size_t)rc; m++) {
+            done += groups[m].n;
         }
-        done += (size_t)rc;
+        if (rc > 0) {
+            continue;
+        }
+        *err = rc < 0 ? errno : EIO;
+        /* EIO: the way out cannot checksum a GSO buffer; EINVAL: segments too many or too
+         * large for it. If sending them one by one works, the kernel's GSO was the fault. */
+        if ((*err == EIO || *err == EINVAL) && groups[0].seg > 0) {
+            if (!send_group_cut(fd, peer, local, iov, groups[0], err)) {
+                break;
+            }
+            gso->no_gso = true;
+            is_gso = false;
+            done += groups[0].n;
+            continue;
+        }
+        break;
     }
     return done;
 }

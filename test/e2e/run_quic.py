@@ -416,6 +416,69 @@ def case_held_in_order(ctx):
     sink.stop()
 
 
+UDP_SEGMENT = 103  # linux/udp.h: a buffer the kernel cuts into datagrams of this size
+SO_RCVBUFFORCE = 33  # asm-generic/socket.h
+
+
+def case_backend_runs(ctx):
+    """A backend that sends runs of datagrams: one buffer cut by the kernel (UDP GSO), which
+    reaches sniroute's flow socket whole (UDP_GRO), and single datagrams back to back, which
+    sniroute sends on together. The client, on a wildcard listener's second address (so the
+    source-address control message rides along), gets every datagram as the backend sent
+    it: sizes, bytes and order; the log counts datagrams, not buffers."""
+    initial = fixture("gtlsclient-v1.bin")[0]
+    back = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    back.bind(("127.0.0.1", 0))
+    back.settimeout(3)
+    d = harness.Sniroute(ctx.binary, ctx.tmp, "runs",
+                         quic_conf("0.0.0.0:0", "default = 127.0.0.1:%d\n" % back.getsockname()[1]))
+    port = d.addrs["h3"][0][1]
+    c = send_datagrams(port, [initial], host="127.0.0.2")
+    try:
+        c.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 4 << 20)  # past rmem_max: root
+    except OSError:
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+    _, flow = back.recvfrom(65535)
+
+    def block(i, n):
+        return bytes((i * 37 + k * 11 + (k >> 8)) & 0xFF for k in range(n))
+
+    want = []
+    # A GSO run: 30 segments of 1200 bytes and a shorter last one, one sendmsg.
+    run = [block(i, 1200) for i in range(30)] + [block(30, 333)]
+    back.sendmsg([b"".join(run)], [(socket.SOL_UDP, UDP_SEGMENT, struct.pack("=H", 1200))],
+                 0, flow)
+    want += run
+    # Singles of one size, then others: each leaves as itself.
+    singles = [block(100 + i, 1300) for i in range(24)] + [block(200, 90), block(201, 1300),
+                                                          block(202, 1400), block(203, 1)]
+    for dg in singles:
+        back.sendto(dg, flow)
+    want += singles
+    c.settimeout(3)
+    got = []
+    try:
+        while len(got) < len(want):
+            data, src = c.recvfrom(65535)
+            check(src == ("127.0.0.2", port), "reply from %s, not 127.0.0.2:%d" % (src, port))
+            got.append(data)
+    except socket.timeout:
+        pass
+    check(len(got) == len(want), "client got %d datagram(s), want %d: sizes %s"
+          % (len(got), len(want), [len(g) for g in got][:40]))
+    for i, (g, w) in enumerate(zip(got, want)):
+        check(g == w, "datagram %d: %d bytes %s, want %d bytes %s"
+              % (i, len(g), harness.short(g), len(w), harness.short(w)))
+    c.close()
+    e = d.wait_log(lambda e: e.get("outcome") is not None and e.get("dgrams_out") is not None,
+                   "the flow's log line", timeout=10)
+    check(e.get("dgrams_out") == str(len(want)) and
+          e.get("bytes_out") == str(sum(map(len, want))),
+          "log line: %s (want dgrams_out=%d)" % (e["_raw"], len(want)))
+    stop_clean(d)
+    back.close()
+
+
 def case_ipv6(ctx):
     """The same over IPv6: a [::] listener, a client on ::1, an upstream at [::1]: the held
     datagrams arrive unmodified and the replies come back from [::1] (IPV6_RECVPKTINFO)."""
@@ -818,7 +881,8 @@ def case_peek(ctx):
     check(r.returncode == 1 and "status: not_quic" in harness.txt(r.stdout), harness.txt(r.stdout))
 
 
-CASES = [case_routes_log_metrics, case_refusals, case_held_in_order, case_ipv6, case_drain,
+CASES = [case_routes_log_metrics, case_refusals, case_held_in_order, case_backend_runs,
+         case_ipv6, case_drain,
          case_split_hello_gtlsclient,
          case_download_64mib, case_tcp_and_quic_one_port, case_faults, case_flood,
          case_workers_2, case_reload_keeps_route, case_retry, case_upgrade, case_peek]

@@ -70,6 +70,7 @@ struct sr_quic_sock {
     uint32_t id;                           /* in flow keys */
     size_t n_flows;                        /* flows keyed on it, refused ones included */
     bool has_pktinfo;                      /* bound to a wildcard: replies say their source */
+    struct sr_udp_gso gso;                 /* whether the kernel cuts runs sent from it */
     bool is_kept;                          /* prepare/commit bookkeeping */
     bool is_new;                           /* bound by the prepare in progress */
     bool is_retired;
