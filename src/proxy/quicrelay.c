@@ -16,6 +16,7 @@
 
 #include <uv.h>
 
+#include "sniroute/config/pool.h"
 #include "sniroute/core/generation.h"
 #include "sniroute/core/reactor.h"
 #include "sniroute/observe/log.h"
@@ -58,7 +59,7 @@ send_up(struct sr_quic_flow *f, struct iovec *iov, size_t n)
     size_t i;
     int err;
 
-    sent = sr_udp_send(f->backend.fd, NULL, NULL, iov, NULL, n, NULL, &err);
+    sent = sr_udp_send(f->backend.fd, NULL, NULL, iov, NULL, n, &f->up_gso, &err);
     for (i = 0; i < sent; i++) {
         f->bytes_in += iov[i].iov_len;
     }
@@ -184,6 +185,9 @@ on_backend_ready(struct sr_watch *watch, uint32_t events)
         }
         if (n == 0) {
             return;
+        }
+        if (!f->has_answer && f->is_pool_counted) {
+            sr_pool_report_success(f->pool, f->pool_index); /* the server took the flow */
         }
         f->has_answer = true;
         f->last_out_ms = sr__quic_now_ms(q);
