@@ -15,6 +15,7 @@
 
 #include <uv.h>
 
+#include "sniroute/config/addr.h"
 #include "sniroute/config/pool.h"
 #include "sniroute/core/generation.h"
 #include "sniroute/core/shared.h"
@@ -312,6 +313,25 @@ sr__quic_refused_forget(struct sr_quic_flow *f)
     sr__quic_reap_later(q);
 }
 
+/* The flow's pool server is done with. A server that refused (ICMP) or never answered an
+ * Initial counts as a failed connect, as on the TCP path, so the next flows go elsewhere
+ * once it has failed fail_max times in a row; a QUIC server answers every Initial it takes. */
+static void
+pool_report_end(struct sr_quic_flow *f)
+{
+    char text[SR_ADDR_HOST_MAX + 16];
+    bool is_failure = !f->has_answer && (strcmp(f->outcome, "connect_failed") == 0 ||
+                                         strcmp(f->outcome, "connect_timeout") == 0);
+
+    if (is_failure && sr_pool_report_failure(f->pool, f->pool_index, sr__quic_now_ms(f->q))) {
+        sr_addr_format(f->target, text, sizeof(text));
+        sr_log_notice("upstream %s: server %s failed repeatedly; out for a while",
+                      f->gen->cfg.pools[f->upstream->pool - 1].name, text);
+    }
+    sr_pool_conn_end(f->pool, f->pool_index);
+    f->is_pool_counted = false;
+}
+
 void
 sr__quic_flow_end(struct sr_quic_flow *f, const char *outcome)
 {
@@ -342,8 +362,7 @@ sr__quic_flow_end(struct sr_quic_flow *f, const char *outcome)
         sr_watch_close(q->host.reactor, &f->backend);
     }
     if (f->is_pool_counted) {
-        sr_pool_conn_end(f->pool, f->pool_index);
-        f->is_pool_counted = false;
+        pool_report_end(f);
     }
     sr__quic_unrouted_unlink(f);
     sr__quic_limits_release(f);

@@ -198,7 +198,8 @@ on_backend_ready(struct sr_watch *watch, uint32_t events)
                            (size_t)n, &f->sock->gso, &err);
         if (was_gso && f->sock->gso.no_gso) {
             sr_log_notice("QUIC socket %s: the kernel will not send UDP GSO buffers from it; "
-                          "datagrams go one by one from now on", f->sock->addr_text);
+                          "datagrams go one by one from now on",
+                          f->sock->addr_text);
         }
         for (i = 0; i < n; i++) {
             uint64_t dgrams = sr_udp_datagrams(q->batch.iov[i].iov_len, q->batch.seg[i]);

@@ -342,8 +342,7 @@ send_group_cut(int fd, const union sr_udp_peer *peer, const struct sr_udp_local 
 
 size_t
 sr_udp_send(int fd, const union sr_udp_peer *peer, const struct sr_udp_local *local,
-            struct iovec *iov, const uint16_t *seg, size_t n, struct sr_udp_gso *gso,
-            int *err)
+            struct iovec *iov, const uint16_t *seg, size_t n, struct sr_udp_gso *gso, int *err)
 {
     struct mmsghdr msgs[SR_UDP_BATCH];
     struct send_group groups[SR_UDP_BATCH];

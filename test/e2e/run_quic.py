@@ -583,6 +583,29 @@ def case_download_64mib(ctx):
         t_router, t_direct, len(data) * 8 / t_router / 1e6, len(data) * 8 / t_direct / 1e6)
 
 
+def case_pool_passive_health(ctx):
+    """A pool of a dead server (nothing on its UDP port: ICMP refuses) and a live one, in
+    turn: the dead one's flows end connect_failed and count as failed connects, as on the
+    TCP path, so after fail_max (3) of them it is out and every later flow reaches the live
+    one."""
+    live = QuicBackend(ctx, "up.test")
+    dead = free_udp_port()
+    routes = ("up.test = apps\n[upstream apps]\nserver = 127.0.0.1:%d\nserver = 127.0.0.1:%d\n"
+              "balance = round_robin\n" % (dead, live.port))
+    d = harness.Sniroute(ctx.binary, ctx.tmp, "pool", quic_conf("127.0.0.1:0", routes))
+    port = d.port("h3")
+    results = []
+    for _ in range(10):
+        rc, body = h3_get(ctx, "up.test", port, handshake="1s")
+        results.append(rc == 0 and body == who(live))
+    check(results.count(False) <= 3 and all(results[-5:]),
+          "flows reached the live server: %s (want at most 3 misses, none in the last 5)"
+          % results)
+    d.proc.wait_line("stderr", r"upstream apps: server 127\.0\.0\.1:%d failed repeatedly" % dead, 5)
+    stop_clean(d)
+    live.proc.stop()
+
+
 def case_tcp_and_quic_one_port(ctx):
     """A TLS listener and a QUIC listener on the same address and port at once, one
     [routes] table: a TLS ClientHello over TCP reaches the route's TCP server, HTTP/3 over
@@ -885,7 +908,8 @@ CASES = [case_routes_log_metrics, case_refusals, case_held_in_order, case_backen
          case_ipv6, case_drain,
          case_split_hello_gtlsclient,
          case_download_64mib, case_tcp_and_quic_one_port, case_faults, case_flood,
-         case_workers_2, case_reload_keeps_route, case_retry, case_upgrade, case_peek]
+         case_pool_passive_health, case_workers_2, case_reload_keeps_route, case_retry,
+         case_upgrade, case_peek]
 
 
 def make_ctx(binary, tmp, args):

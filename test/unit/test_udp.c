@@ -55,8 +55,7 @@ expect_datagrams(int fd, const struct iovec *want, size_t n)
         ASSERT_EQ(poll(&p, 1, 2000), 1);
         got = recv(fd, buf, sizeof(buf), 0);
         if (got != (ssize_t)want[i].iov_len || memcmp(buf, want[i].iov_base, (size_t)got) != 0) {
-            SR_FAIL("datagram %zu: %zd bytes, want %zu (or other bytes)", i, got,
-                    want[i].iov_len);
+            SR_FAIL("datagram %zu: %zd bytes, want %zu (or other bytes)", i, got, want[i].iov_len);
         }
     }
     ASSERT_EQ(poll(&p, 1, 50), 0);

@@ -141,7 +141,7 @@ struct sr_quic_flow {
     bool is_pool_counted; /* sr_pool_conn_start for pool_index */
     bool is_resolving;    /* a resolver request will still call back */
     bool has_ech;
-    bool has_answer; /* the upstream has sent a datagram */
+    bool has_answer;          /* the upstream has sent a datagram */
     struct sr_udp_gso up_gso; /* whether the kernel cuts runs sent to the upstream */
 };
 

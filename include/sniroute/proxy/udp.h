@@ -22,7 +22,7 @@
 /* A buffer sent with UDP_SEGMENT: at most this many datagrams (the kernel's limit since
  * 4.18; 6.x allows 128) and this many bytes (an IPv4 packet's limit, less its headers). */
 #define SR_UDP_GSO_SEGMENTS 64
-#define SR_UDP_GSO_BYTES 65507
+#define SR_UDP_GSO_BYTES    65507
 
 /* Room per received datagram: the largest UDP payload there is (SR_QUIC_MAX_DATAGRAM is
  * 65527), so nothing is ever truncated. The batch's buffers are one allocation the kernel
@@ -123,10 +123,10 @@ void sr_udp_local_of(const struct sr_udp_batch *b, int i, struct sr_udp_local *l
  * as sr_udp_recv() gave it. With <gso> (NULL: no GSO), a run leaves in one sendmsg with
  * UDP_SEGMENT, and so do neighbouring single datagrams of one size; the kernel cuts them
  * into the very datagrams given. Where it refuses (<gso>->no_gso set from then on) runs are
- * cut here and datagrams go one by one. Returns how many entries went, always the first ones: a failure (a
- * full socket buffer, an ICMP error of an earlier datagram, one too large for the
- * interface) ends the batch, the rest unsent, with its errno in <*err> (0 if all went).
- * UDP may drop anyway; QUIC resends what is lost. */
+ * cut here and datagrams go one by one. Returns how many entries went, always the first
+ * ones: a failure (a full socket buffer, an ICMP error of an earlier datagram, one too large
+ * for the interface) ends the batch, the rest unsent, with its errno in <*err> (0 if all
+ * went). UDP may drop anyway; QUIC resends what is lost. */
 size_t sr_udp_send(int fd, const union sr_udp_peer *peer, const struct sr_udp_local *local,
                    struct iovec *iov, const uint16_t *seg, size_t n, struct sr_udp_gso *gso,
                    int *err);
