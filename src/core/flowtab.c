@@ -127,6 +127,21 @@ sr_flowkey_set(struct sr_flowkey *key, uint32_t sock, const struct sockaddr *sa)
     return 0;
 }
 
+void
+sr_flowkey_set_cid(struct sr_flowkey *key, uint32_t sock, const uint8_t *cid, size_t len)
+{
+    uint8_t bytes[sizeof(key->addr) + sizeof(key->port) + sizeof(key->pad)];
+
+    _Static_assert(sizeof(bytes) == 20, "a connection ID is at most 20 bytes");
+    memset(key, 0, sizeof(*key));
+    memset(bytes, 0, sizeof(bytes));
+    memcpy(bytes, cid, len <= sizeof(bytes) ? len : sizeof(bytes));
+    memcpy(key->addr, bytes, sizeof(key->addr));
+    memcpy(&key->port, bytes + sizeof(key->addr), sizeof(key->port));
+    memcpy(&key->pad, bytes + sizeof(key->addr) + sizeof(key->port), sizeof(key->pad));
+    key->sock = (sock & 0xffffffu) | (uint32_t)len << 24;
+}
+
 struct sr_flownode *
 sr_flowtab_find(const struct sr_flowtab *t, const struct sr_flowkey *key)
 {

@@ -23,6 +23,7 @@
 #include "sniroute/observe/log.h"
 #include "sniroute/proxy/quicintake.h"
 #include "sniroute/proxy/quiclife.h"
+#include "sniroute/proxy/quicmigrate.h"
 #include "sniroute/proxy/quicrelay.h"
 #include "sniroute/proxy/udp.h"
 #include "sniroute/wire/quic.h"
@@ -50,13 +51,18 @@ on_client_datagram(struct sr_quic *q, struct sr_quic_sock *s, int i)
         return;
     }
     node = sr_flowtab_find(&q->table, &key);
-    if (node == NULL) {
+    if (node != NULL) {
+        f = (struct sr_quic_flow *)node; /* the first member */
+    } else {
         sr__quic_run_flush(q);
         sr_udp_local_of(&q->batch, i, &local);
-        sr__quic_flow_start(q, s, &key, peer, &local, d, len);
-        return;
+        f = sr__quic_cid_find(q, s, d, len);
+        if (f == NULL) {
+            sr__quic_flow_start(q, s, &key, peer, &local, d, len);
+            return;
+        }
+        sr__quic_flow_migrate(f, &key, peer, &local); /* NAT rebinding: same flow */
     }
-    f = (struct sr_quic_flow *)node; /* the first member */
     f->last_in_ms = sr__quic_now_ms(q);
     switch ((enum sr_quic_flow_state)f->state) {
     case SR_QF_RELAYING:
@@ -123,8 +129,10 @@ sr_quic_new(const struct sr_quic_host *host)
         key[0] = uv_hrtime() ^ (uint64_t)(uintptr_t)q;
         key[1] = (uint64_t)(uintptr_t)&key ^ ((uint64_t)host->worker << 48);
     }
-    if (sr_flowtab_init(&q->table, key[0], key[1]) != 0 || sr_udp_batch_init(&q->batch) != 0) {
+    if (sr_flowtab_init(&q->table, key[0], key[1]) != 0 ||
+        sr_flowtab_init(&q->cids, key[1], key[0]) != 0 || sr_udp_batch_init(&q->batch) != 0) {
         sr_flowtab_fini(&q->table);
+        sr_flowtab_fini(&q->cids);
         sr_udp_batch_fini(&q->batch);
         free(q);
         return NULL;
@@ -132,6 +140,7 @@ sr_quic_new(const struct sr_quic_host *host)
     if (!sr_quic_ctx_init(&q->crypto)) {
         sr_log_notice("QUIC: libcrypto has no AES-128-GCM, AES-128-ECB or HKDF");
         sr_flowtab_fini(&q->table);
+        sr_flowtab_fini(&q->cids);
         sr_udp_batch_fini(&q->batch);
         free(q);
         return NULL;
@@ -247,6 +256,7 @@ sr_quic_free(struct sr_quic *q)
     assert(q->flows == NULL);
     sr_deadline_heap_fini(&q->deadlines);
     sr_flowtab_fini(&q->table);
+    sr_flowtab_fini(&q->cids);
     sr_udp_batch_fini(&q->batch);
     sr_quic_ctx_fini(&q->crypto);
     free(q);

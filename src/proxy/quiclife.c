@@ -20,6 +20,7 @@
 #include "sniroute/core/generation.h"
 #include "sniroute/core/shared.h"
 #include "sniroute/observe/log.h"
+#include "sniroute/proxy/quicmigrate.h"
 
 static int64_t
 wall_ms(void)
@@ -284,6 +285,7 @@ flow_unlink(struct sr_quic_flow *f)
     struct sr_quic *q = f->q;
 
     sr_flowtab_remove(&q->table, &f->node);
+    sr__quic_cid_forget(f);
     if (f->prev != NULL) {
         f->prev->next = f->next;
     } else {

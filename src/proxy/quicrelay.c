@@ -22,6 +22,7 @@
 #include "sniroute/observe/log.h"
 #include "sniroute/observe/metrics.h"
 #include "sniroute/proxy/quiclife.h"
+#include "sniroute/proxy/quicmigrate.h"
 #include "sniroute/proxy/udp.h"
 
 /* Batches read from a flow's socket per wakeup: fewer than from a listening socket (see
@@ -191,6 +192,9 @@ on_backend_ready(struct sr_watch *watch, uint32_t events)
         }
         f->has_answer = true;
         f->last_out_ms = sr__quic_now_ms(q);
+        for (i = 0; i < n; i++) {
+            sr__quic_cid_learn(f, q->batch.iov[i].iov_base, q->batch.iov[i].iov_len);
+        }
         /* A run the kernel coalesced leaves as one buffer too, cut by the kernel into the
          * datagrams the upstream sent: the client sees the same datagrams either way. */
         was_gso = !f->sock->gso.no_gso;

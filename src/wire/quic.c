@@ -58,7 +58,6 @@
 #define TAG_LEN       16
 #define VARINT_MAX    ((UINT64_C(1) << 62) - 1)
 
-
 static const uint8_t salt_v1[20] = {0x38, 0x76, 0x2c, 0xf7, 0xf5, 0x59, 0x34, 0xb3, 0x4d, 0x17,
                                     0x9a, 0xe6, 0xa4, 0xc8, 0x0c, 0xad, 0xcc, 0xbb, 0x7f, 0x0a};
 static const uint8_t salt_v2[20] = {0x0d, 0xed, 0xe3, 0xde, 0xf7, 0x00, 0xa6, 0xdb, 0x81, 0x93,
@@ -346,7 +345,8 @@ parse_header(const uint8_t *p, size_t left, struct packet *pkt)
     if (pkt->type == SR_QUIC_PT_RETRY) {
         return SR_QUIC_REASON_RETRY;
     }
-    if (pkt->type == SR_QUIC_PT_INITIAL && (!sr_quic_cur_varint(&c, &v) || !sr_quic_cur_skip(&c, v))) {
+    if (pkt->type == SR_QUIC_PT_INITIAL &&
+        (!sr_quic_cur_varint(&c, &v) || !sr_quic_cur_skip(&c, v))) {
         return SR_QUIC_REASON_HEADER; /* the token */
     }
     if (!sr_quic_cur_varint(&c, &v)) {
@@ -499,8 +499,8 @@ read_frames(struct feed *f, const uint8_t *p, size_t n)
             (void)sr_quic_cur_skip(&c, len);
             break;
         case SR_QUIC_FRAME_CONNECTION_CLOSE:
-            if (!sr_quic_cur_varint(&c, &v) || !sr_quic_cur_varint(&c, &v) || !sr_quic_cur_varint(&c, &v) ||
-                !sr_quic_cur_skip(&c, v)) {
+            if (!sr_quic_cur_varint(&c, &v) || !sr_quic_cur_varint(&c, &v) ||
+                !sr_quic_cur_varint(&c, &v) || !sr_quic_cur_skip(&c, v)) {
                 return SR_QUIC_REASON_FRAME;
             }
             f->res->has_close = true;
@@ -755,6 +755,36 @@ sr_quic_starts_initial(const uint8_t *dgram, size_t len)
         (uint32_t)dgram[1] << 24 | (uint32_t)dgram[2] << 16 | (uint32_t)dgram[3] << 8 | dgram[4];
     return is_supported(version) &&
            sr_quic_packet_type(version == SR_QUIC_V2, dgram[0]) == SR_QUIC_PT_INITIAL;
+}
+
+bool
+sr_quic_long_cids(const uint8_t *dgram, size_t len, struct sr_quic_cids *out)
+{
+    size_t off = 5;
+
+    memset(out, 0, sizeof(*out));
+    if (len < 7 || (dgram[0] & LONG_HEADER) == 0 ||
+        (dgram[1] | dgram[2] | dgram[3] | dgram[4]) == 0) {
+        return false;
+    }
+    out->dcid_len = dgram[off++];
+    if (out->dcid_len > SR_QUIC_MAX_CID || len - off < out->dcid_len + 1) {
+        return false;
+    }
+    out->dcid = dgram + off;
+    off += out->dcid_len;
+    out->scid_len = dgram[off++];
+    if (out->scid_len > SR_QUIC_MAX_CID || len - off < out->scid_len) {
+        return false;
+    }
+    out->scid = dgram + off;
+    return true;
+}
+
+bool
+sr_quic_is_short(const uint8_t *dgram, size_t len, size_t cid_len)
+{
+    return len > cid_len && (dgram[0] & LONG_HEADER) == 0;
 }
 
 const char *

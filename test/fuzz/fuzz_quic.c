@@ -112,6 +112,24 @@ accepted(enum sr_quic_status s)
     return s == SR_QUIC_NEED_MORE || s == SR_QUIC_FOUND || s == SR_QUIC_NO_SNI;
 }
 
+/* The clear connection IDs (NAT rebinding's lookup) are views inside the datagram, within
+ * the limits; a short header holds an ID only if the datagram is longer than it. */
+static void
+check_cids(const uint8_t *d, size_t len)
+{
+    struct sr_quic_cids ids;
+    size_t n;
+
+    if (sr_quic_long_cids(d, len, &ids)) {
+        CHECK(ids.dcid_len <= SR_QUIC_MAX_CID && ids.scid_len <= SR_QUIC_MAX_CID);
+        CHECK(ids.dcid == d + 6 && ids.scid == d + 7 + ids.dcid_len);
+        CHECK(ids.scid + ids.scid_len <= d + len);
+    }
+    for (n = 0; n <= SR_QUIC_MAX_CID; n++) {
+        CHECK(!sr_quic_is_short(d, len, n) || (len > n && (d[0] & 0x80) == 0));
+    }
+}
+
 /* Feed one datagram from an exact-size heap copy and check what must hold of any answer. */
 static void
 feed_checked(struct sr_quic_ctx *ctx, struct sr_quic_initial *st, const uint8_t *p, size_t len,
@@ -124,6 +142,7 @@ feed_checked(struct sr_quic_ctx *ctx, struct sr_quic_initial *st, const uint8_t 
     CHECK(copy != NULL);
     memcpy(copy, p, len);
     before = *st;
+    check_cids(copy, len);
     sr_quic_feed(ctx, st, copy, len, &res);
     free(copy);
     CHECK(res.status != SR_QUIC_ERROR);

@@ -1709,6 +1709,49 @@ test_strings(void)
     ASSERT_STR_EQ(sr_quic_status_str(SR_QUIC_NOT_QUIC), "not_quic");
 }
 
+/* The connection IDs in clear that NAT rebinding follows: a long header's two (any
+ * version but 0), cut short anywhere, too long; a short header's form bit. */
+static void
+test_clear_cids(void)
+{
+    static const uint8_t lng[] = {0xe3, 0x00, 0x00, 0x00, 0x01, 0x04, 0xd1, 0xd2,
+                                  0xd3, 0xd4, 0x03, 0x51, 0x52, 0x53, 0x00};
+    uint8_t buf[64];
+    struct sr_quic_cids ids;
+    size_t n;
+
+    ASSERT(sr_quic_long_cids(lng, sizeof(lng), &ids));
+    ASSERT_EQ(ids.dcid_len, 4);
+    ASSERT(ids.dcid == lng + 6);
+    ASSERT_EQ(ids.scid_len, 3);
+    ASSERT(ids.scid == lng + 11);
+    ASSERT(sr_quic_long_cids(lng, 14, &ids)); /* ends right after the SCID */
+    for (n = 0; n < 14; n++) {
+        ASSERT(!sr_quic_long_cids(lng, n, &ids));
+    }
+    memcpy(buf, lng, sizeof(lng));
+    buf[1] = buf[2] = buf[3] = buf[4] = 0; /* version negotiation */
+    ASSERT(!sr_quic_long_cids(buf, sizeof(lng), &ids));
+    memset(buf, 0, sizeof(buf));
+    buf[0] = 0xc0;
+    buf[4] = 1;
+    buf[5] = 21; /* over 20 bytes */
+    ASSERT(!sr_quic_long_cids(buf, sizeof(buf), &ids));
+    buf[5] = 0;
+    buf[6] = 21;
+    ASSERT(!sr_quic_long_cids(buf, sizeof(buf), &ids));
+    buf[6] = 20;
+    ASSERT(sr_quic_long_cids(buf, sizeof(buf), &ids));
+    ASSERT(!sr_quic_long_cids(buf + 1, sizeof(buf) - 1, &ids)); /* short header */
+    buf[0] = 0x40;
+    ASSERT(sr_quic_is_short(buf, 19, 18));
+    ASSERT(!sr_quic_is_short(buf, 18, 18));
+    buf[0] = 0x00; /* the fixed bit greased (RFC 9287) */
+    ASSERT(sr_quic_is_short(buf, 19, 18));
+    buf[0] = 0xc0;
+    ASSERT(!sr_quic_is_short(buf, 64, 18));
+}
+
 int
 main(void)
 {
@@ -1739,6 +1782,7 @@ main(void)
     test_flights();
     test_selftest_cases();
     test_fixtures();
+    test_clear_cids();
     sr_quic_ctx_fini(&ctx);
     printf("test_quic: ok\n");
     return 0;

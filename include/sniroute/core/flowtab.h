@@ -15,7 +15,8 @@
 struct sockaddr;
 
 /* A flow's identity. IPv4 clients are kept as ::ffff:a.b.c.d, as sr_ipkey does. The pad is
- * always zero, so keys compare and hash as plain bytes. */
+ * zero (in a connection ID's key, sr_flowkey_set_cid(), every byte is set), so keys compare
+ * and hash as plain bytes. */
 struct sr_flowkey {
     uint8_t addr[16];
     uint16_t port; /* network byte order, as in the sockaddr */
@@ -49,6 +50,12 @@ void sr_flowtab_fini(struct sr_flowtab *t);
 /* Fill <key> for a client at <sa> (AF_INET or AF_INET6) on listening socket <sock>. Returns
  * 0, or -1 for another address family (<key> is then zeroed). */
 int sr_flowkey_set(struct sr_flowkey *key, uint32_t sock, const struct sockaddr *sa);
+
+/* Fill <key> for the connection ID <cid>/<len> (<len> at most 20) on listening socket
+ * <sock> (below 2^24), for a table of flows by the ID their server chose: the ID's bytes
+ * fill addr, port and pad in order, zeros after; its length is the top byte of sock, so IDs
+ * of different lengths never compare equal. */
+void sr_flowkey_set_cid(struct sr_flowkey *key, uint32_t sock, const uint8_t *cid, size_t len);
 
 /* The node with <key>, or NULL. */
 struct sr_flownode *sr_flowtab_find(const struct sr_flowtab *t, const struct sr_flowkey *key);

@@ -28,6 +28,7 @@
 struct sr_generation;
 struct sr_shared;
 struct sr_quic;
+struct sr_quic_cidnode;
 
 /* Flows per worker waiting for the rest of their ClientHello (held datagrams): a flood of
  * partial Initials from spoofed addresses fills this, not memory. Past it the oldest such
@@ -141,8 +142,10 @@ struct sr_quic_flow {
     bool is_pool_counted; /* sr_pool_conn_start for pool_index */
     bool is_resolving;    /* a resolver request will still call back */
     bool has_ech;
-    bool has_answer;          /* the upstream has sent a datagram */
-    struct sr_udp_gso up_gso; /* whether the kernel cuts runs sent to the upstream */
+    bool has_answer;             /* the upstream has sent a datagram */
+    struct sr_udp_gso up_gso;    /* whether the kernel cuts runs sent to the upstream */
+    uint32_t n_migrations;       /* times the client came back from another address */
+    struct sr_quic_cidnode *cid; /* in q->cids: the ID its server chose (quicmigrate.c) */
 };
 
 struct sr_quic {
@@ -153,8 +156,10 @@ struct sr_quic {
     struct sr_quic_sock *dead_socks; /* closed, freed after the batch */
     uint32_t next_sock_id;
     struct sr_flowtab table;
-    struct sr_quic_flow *flows; /* every flow in the table */
-    size_t n_flows;             /* of those, not refused */
+    struct sr_flowtab cids;                    /* relaying flows by their server's ID */
+    size_t n_cids_by_len[SR_QUIC_MAX_CID + 1]; /* of q->cids, by ID length */
+    struct sr_quic_flow *flows;                /* every flow in the table */
+    size_t n_flows;                            /* of those, not refused */
     size_t n_refused;
     size_t n_alloc; /* flows allocated and not yet freed */
     struct sr_quic_flow *unrouted_oldest;

@@ -201,6 +201,27 @@ bool sr_quic_initial_keys(struct sr_quic_ctx *ctx, uint32_t version, const uint8
  * datagram from an unknown client (sr_quic_feed() still decides). */
 bool sr_quic_starts_initial(const uint8_t *dgram, size_t len);
 
+/* The connection IDs a long header packet shows in clear (RFC 9000 17.2): views into the
+ * datagram. */
+struct sr_quic_cids {
+    const uint8_t *dcid;
+    size_t dcid_len;
+    const uint8_t *scid;
+    size_t scid_len;
+};
+
+/* Read the connection IDs of the long header packet <dgram>/<len> begins with, of any
+ * version but 0 (Version Negotiation, whose IDs may be longer). False if it begins with no
+ * such packet: a short header, too short, or an ID over SR_QUIC_MAX_CID bytes. No crypto:
+ * these bytes are not protected. */
+bool sr_quic_long_cids(const uint8_t *dgram, size_t len, struct sr_quic_cids *out);
+
+/* Whether <dgram>/<len> begins with a short header packet (RFC 9000 17.3: form bit 0; the
+ * fixed bit is not checked, since RFC 9287 lets a peer grease it, and ngtcp2 does) long
+ * enough to hold a Destination Connection ID of <cid_len> bytes after its first byte (where
+ * that ID is: the receiver knows its length, the packet does not say). */
+bool sr_quic_is_short(const uint8_t *dgram, size_t len, size_t cid_len);
+
 /* "need_more", "found", "no_sni", "not_quic", "malformed", "error": for logs and metrics. */
 const char *sr_quic_status_str(enum sr_quic_status s);
 
