@@ -185,8 +185,7 @@ sr_shared_listener_slot(struct sr_shared *shared, const char *name)
     size_t i;
 
     for (i = 0; i < shared->n_lcounts; i++) {
-        if (strcmp(shared->lchunks[i / SR_LISTENER_CHUNK][i % SR_LISTENER_CHUNK].name, name) ==
-            0) {
+        if (strcmp(shared->lchunks[i / SR_LISTENER_CHUNK][i % SR_LISTENER_CHUNK].name, name) == 0) {
             return (uint32_t)i + 1;
         }
     }
@@ -250,8 +249,7 @@ sr_notice_rate_count(struct sr_notice_rate *r, size_t kind, uint64_t n)
 }
 
 bool
-sr_notice_rate_due(struct sr_notice_rate *r, uint64_t now_ms, uint64_t period_ms,
-                   uint64_t delta[3])
+sr_notice_rate_due(struct sr_notice_rate *r, uint64_t now_ms, uint64_t period_ms, uint64_t delta[3])
 {
     uint64_t last = atomic_load_explicit(&r->last_ms, memory_order_relaxed);
     size_t i;
@@ -259,9 +257,10 @@ sr_notice_rate_due(struct sr_notice_rate *r, uint64_t now_ms, uint64_t period_ms
     if (now_ms == 0) {
         now_ms = 1; /* 0 means "never noticed" */
     }
-    if ((last != 0 && now_ms - last < period_ms) ||
-        !atomic_compare_exchange_strong_explicit(&r->last_ms, &last, now_ms,
-                                                 memory_order_acq_rel, memory_order_relaxed)) {
+    /* "now_ms < last + period": another thread's clock may be a little ahead of ours. */
+    if ((last != 0 && now_ms < last + period_ms) ||
+        !atomic_compare_exchange_strong_explicit(&r->last_ms, &last, now_ms, memory_order_acq_rel,
+                                                 memory_order_relaxed)) {
         return false;
     }
     /* The one winner this period: what every worker counted since the last notice. */
@@ -353,8 +352,8 @@ shared_count(struct sr_shared *shared, struct sr_admission *adm, const struct sr
 
 const char *
 sr_shared_admit(struct sr_shared *shared, struct sr_admission *adm, const struct sr_config *cfg,
-                const struct sr_listener_config *lcfg, uint32_t lslot,
-                const struct sockaddr *peer, enum sr_metrics_limit *over)
+                const struct sr_listener_config *lcfg, uint32_t lslot, const struct sockaddr *peer,
+                enum sr_metrics_limit *over)
 {
     return shared_count(shared, adm, cfg, lcfg->is_proxy_accepted, lslot, lcfg->max_connections,
                         peer, over);
@@ -413,11 +412,9 @@ sr_shared_release(struct sr_shared *shared, struct sr_admission *adm)
 
 bool
 sr_shared_admit_flow(struct sr_shared *shared, const struct sr_config *cfg,
-                     const struct sr_ipkey *ipkey, bool *has_ipkey,
-                     enum sr_metrics_quic_drop *why)
+                     const struct sr_ipkey *ipkey, bool *has_ipkey, enum sr_metrics_quic_drop *why)
 {
-    static const char *const names[3] = {"max_quic_flows", "max_quic_flows_per_ip",
-                                         "descriptors"};
+    static const char *const names[3] = {"max_quic_flows", "max_quic_flows_per_ip", "descriptors"};
     size_t n = atomic_fetch_add(&shared->n_quic_flows, 1) + 1;
     bool is_over = false;
     int limit = -1;
