@@ -74,27 +74,6 @@ on_config_error(void *ctx, const char *msg)
     fprintf(stderr, "%s\n", msg);
 }
 
-/* stdout/stderr/off/PATH. A file is opened for append so rotation by rename + reopen on
- * restart loses nothing. */
-static int
-open_access_log(const char *spec, FILE **out)
-{
-    if (strcmp(spec, "off") == 0) {
-        *out = NULL;
-    } else if (strcmp(spec, "stdout") == 0) {
-        *out = stdout;
-    } else if (strcmp(spec, "stderr") == 0) {
-        *out = stderr;
-    } else {
-        *out = fopen(spec, "ae"); /* close-on-exec: a binary upgrade opens its own */
-        if (*out == NULL) {
-            sr_log_notice("cannot open access_log %s: %s", spec, strerror(errno));
-            return -1;
-        }
-    }
-    return 0;
-}
-
 /* The account named by user/group, looked up once at start (and by -t). */
 struct account {
     bool is_set;
@@ -230,14 +209,6 @@ file_hash(const char *path)
     return h;
 }
 
-static void
-close_access_log(FILE *log)
-{
-    if (log != NULL && log != stdout && log != stderr) {
-        fclose(log);
-    }
-}
-
 static bool
 is_same_text(const char *a, const char *b)
 {
@@ -258,8 +229,6 @@ static void
 reload(struct daemon *d)
 {
     struct sr_generation *next;
-    FILE *log = NULL;
-    FILE *old;
     size_t n_errors = 0;
     int rc;
 
@@ -278,7 +247,10 @@ reload(struct daemon *d)
         return;
     }
     rc = sr_generation_prepare(next, &d->shared);
-    if (rc != 0 || open_access_log(next->cfg.access_log, &log) != 0) {
+    /* Opened again even when it is the same path: "mv access.log access.log.1 && kill
+     * -HUP" rotates it. Each worker writes its batch out and switches as it takes the new
+     * generation; the old file closes once the last of them has. */
+    if (rc != 0 || sr_alog_file_open(next->cfg.access_log, &next->alog) != 0) {
         d->n_reloads_failed++;
         sr_generation_unref(next);
         sr_log_notice("reload failed; still running generation %llu",
@@ -300,7 +272,6 @@ reload(struct daemon *d)
     }
     if (rc != 0) {
         d->n_reloads_failed++;
-        close_access_log(log);
         sr_generation_unref(next);
         sr_log_notice("reload failed: %s; still running generation %llu", uv_strerror(rc),
                       (unsigned long long)d->gen->id);
@@ -309,17 +280,7 @@ reload(struct daemon *d)
     sr_generation_unref(d->gen);
     d->gen = next;
     d->n_reloads_ok++;
-    /* Swap the access log under the lock every writer takes: after it, nobody uses the
-     * old one. */
-    uv_mutex_lock(&d->shared.lock);
-    old = d->shared.access_log;
-    d->shared.access_log = log;
-    atomic_store(&d->shared.is_logging, log != NULL);
-    uv_mutex_unlock(&d->shared.lock);
-    if (old != NULL) {
-        fflush(old);
-    }
-    close_access_log(old);
+    atomic_store(&d->shared.is_logging, next->alog != NULL);
     sr_log_notice("reloaded %s: generation %llu", d->path, (unsigned long long)d->gen->id);
 }
 
@@ -632,7 +593,6 @@ run(const char *path, struct sr_generation *gen, const struct account *acc, char
 {
     char exe[4096];
     struct daemon d;
-    FILE *log = NULL;
     uv_loop_t loop;
     uint64_t n_accepted = 0;
     int status = 0;
@@ -644,24 +604,23 @@ run(const char *path, struct sr_generation *gen, const struct account *acc, char
     sr_upgrade_exe_path(exe, sizeof(exe), argv[0]);
     d.exe = exe;
     d.argv = argv;
-    if (open_access_log(gen->cfg.access_log, &log) != 0) {
+    if (sr_alog_file_open(gen->cfg.access_log, &gen->alog) != 0) {
         sr_generation_unref(gen);
         return 1;
     }
-    if (sr_shared_init(&d.shared, worker_count(&gen->cfg, inherited), log) != 0 ||
+    if (sr_shared_init(&d.shared, worker_count(&gen->cfg, inherited)) != 0 ||
         sr_generation_prepare(gen, &d.shared) != 0) {
         sr_log_notice("out of memory");
         sr_shared_fini(&d.shared);
         sr_generation_unref(gen);
-        close_access_log(log);
         return 1;
     }
+    atomic_store(&d.shared.is_logging, gen->alog != NULL);
     rc = uv_loop_init(&loop);
     if (rc != 0) {
         sr_log_notice("uv_loop_init: %s", uv_strerror(rc));
         sr_shared_fini(&d.shared);
         sr_generation_unref(gen);
-        close_access_log(log);
         return 1;
     }
     signal_watch(&loop, &d.sigterm, SIGTERM, &d);
@@ -672,6 +631,9 @@ run(const char *path, struct sr_generation *gen, const struct account *acc, char
     uv_signal_start(&d.sigusr2, on_sigusr2, SIGUSR2);
     uv_unref((uv_handle_t *)&d.sigusr2);
     d.shared.inherited = inherited;
+    if (inherited != NULL) {
+        inherited->n_locks = &d.shared.n_process_locks;
+    }
     if (gen->cfg.is_watched) {
         watch_start(&d, &loop);
     }
@@ -735,10 +697,8 @@ run(const char *path, struct sr_generation *gen, const struct account *acc, char
         sr_log_notice("uv_loop_close: %s", uv_strerror(rc));
         status = 1;
     }
-    log = d.shared.access_log;
-    sr_shared_fini(&d.shared);
+    sr_shared_fini(&d.shared); /* the workers' batches were written as their servers stopped */
     sr_generation_unref(d.gen);
-    close_access_log(log);
     return status;
 }
 

@@ -48,6 +48,8 @@ sr_generation_unref(struct sr_generation *gen)
     }
     sr_config_fini(&gen->cfg);
     free(gen->listener_ids);
+    free(gen->listener_slots);
+    sr_alog_file_unref(gen->alog);
     free(gen->upstream_ids);
     free(gen->pools);
     free(gen);
@@ -62,12 +64,14 @@ sr_generation_prepare(struct sr_generation *gen, struct sr_shared *shared)
 
     gen->listener_ids = calloc(cfg->n_listeners + 1, sizeof(uint32_t));
     gen->upstream_ids = calloc(cfg->n_upstreams + 1, sizeof(uint32_t));
-    if (gen->listener_ids == NULL || gen->upstream_ids == NULL) {
+    gen->listener_slots = calloc(cfg->n_listeners + 1, sizeof(uint32_t));
+    if (gen->listener_ids == NULL || gen->upstream_ids == NULL || gen->listener_slots == NULL) {
         return UV_ENOMEM;
     }
     for (i = 0; i < cfg->n_listeners; i++) {
         gen->listener_ids[i] =
             sr_metrics_names_intern(&shared->listener_names, cfg->listeners[i].name);
+        gen->listener_slots[i] = sr_shared_listener_slot(shared, cfg->listeners[i].name);
     }
     for (i = 0; i < cfg->n_upstreams; i++) {
         if (cfg->upstreams[i].pool != 0) {

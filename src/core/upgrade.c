@@ -236,6 +236,15 @@ sr_inherited_take(struct sr_inherited *set, const struct sockaddr *sa, size_t wo
     return sr_inherited_take_type(set, sa, SOCK_STREAM, worker);
 }
 
+static void
+inherited_lock(struct sr_inherited *set)
+{
+    if (set->n_locks != NULL) {
+        atomic_fetch_add_explicit(set->n_locks, 1, memory_order_relaxed);
+    }
+    uv_mutex_lock(&set->lock);
+}
+
 int
 sr_inherited_take_type(struct sr_inherited *set, const struct sockaddr *sa, int type, size_t worker)
 {
@@ -247,7 +256,7 @@ sr_inherited_take_type(struct sr_inherited *set, const struct sockaddr *sa, int 
     if (set == NULL) {
         return -1;
     }
-    uv_mutex_lock(&set->lock);
+    inherited_lock(set);
     for (i = 0; i < set->n; i++) {
         n += set->sockets[i].type == type && is_same_sockaddr(&set->sockets[i].addr, sa);
     }
@@ -270,7 +279,7 @@ sr_inherited_release(struct sr_inherited *set)
     char text[INET6_ADDRSTRLEN + 16];
     size_t i;
 
-    uv_mutex_lock(&set->lock);
+    inherited_lock(set);
     for (i = 0; i < set->n; i++) {
         if (!set->sockets[i].is_taken) {
             /* Old still holds its copy until it drains: closing ours drops nothing now. */

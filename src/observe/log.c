@@ -1,13 +1,16 @@
 /* SPDX-License-Identifier: MIT */
-/* Access-log and notice formatting. One line is built in a buffer and written with one
- * fwrite, so lines from one process never interleave mid-line. No libuv here. */
+/* Access-log and notice formatting, and where to cut a batch of lines into writes. One
+ * line is built in a buffer and written whole, so lines never interleave mid-line. No
+ * libuv here. */
 #include "sniroute/observe/log.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 static const char *
 or_dash(const char *s)
@@ -273,6 +276,33 @@ sr_log_format_access_json(char *out, size_t cap, const struct sr_access_record *
     return j.len;
 }
 
+size_t
+sr_log_cut(const char *buf, size_t len, size_t max)
+{
+    const char *nl;
+    size_t n;
+
+    if (len <= max) {
+        /* Whole lines only are handed in: all of it, if it ends a line. */
+        if (len == 0 || buf[len - 1] == '\n') {
+            return len;
+        }
+        n = len;
+    } else {
+        n = max;
+    }
+    /* The last newline within the first <n> bytes. */
+    while (n > 0 && buf[n - 1] != '\n') {
+        n--;
+    }
+    if (n > 0) {
+        return n;
+    }
+    /* The first line is longer than <max>: that line by itself. */
+    nl = memchr(buf, '\n', len);
+    return nl != NULL ? (size_t)(nl - buf) + 1 : len;
+}
+
 void
 sr_log_notice(const char *fmt, ...)
 {
@@ -292,5 +322,7 @@ sr_log_notice(const char *fmt, ...)
         n = (int)(sizeof(line) - prefix - 2);
     }
     line[prefix + (size_t)n] = '\n';
-    fwrite(line, 1, prefix + (size_t)n + 1, stderr);
+    /* write(2), not stdio: no FILE lock shared by every thread, one atomic write. */
+    while (write(STDERR_FILENO, line, prefix + (size_t)n + 1) < 0 && errno == EINTR) {
+    }
 }

@@ -346,6 +346,16 @@ format_process(struct wbuf *w, const struct sr_metrics_info *info)
     sample(w, "sniroute_config_reloads_total", "", &l, 1, info->reloads_ok);
     l.value = "failed";
     sample(w, "sniroute_config_reloads_total", "", &l, 1, info->reloads_failed);
+
+    family(w, "sniroute_process_lock_acquisitions_total", "counter",
+           "Acquisitions of locks every worker may take (the workers' mailbox on reload and "
+           "drain, the sockets of an upgrade); none per connection.");
+    sample(w, "sniroute_process_lock_acquisitions_total", "", NULL, 0, info->process_locks);
+
+    family(w, "sniroute_shard_lock_acquisitions_total", "counter",
+           "Acquisitions of the per-address table shards' locks (one of 64 per address, for "
+           "max_connections_per_ip and max_quic_flows_per_ip): about two per connection.");
+    sample(w, "sniroute_shard_lock_acquisitions_total", "", NULL, 0, info->shard_locks);
 }
 
 /* One family over listener rows. <column> is the first counter of the row; with <names> the

@@ -200,7 +200,7 @@ conn_log(struct sr_conn *conn)
     len = conn->gen->cfg.log_format == SR_LOG_FORMAT_JSON
               ? sr_log_format_access_json(line, sizeof(line), &rec)
               : sr_log_format_access(line, sizeof(line), &rec);
-    sr_shared_log(conn->set->shared, line, len);
+    sr_shared_log(conn->set->shared, conn->set->worker, line, len);
 }
 
 /* Close one socket, with an RST instead of a FIN if <is_reset> (SO_LINGER with a zero
@@ -629,6 +629,7 @@ sr_conn_accept(struct sr_conn_set *set, struct sr_generation *gen,
     }
     conn->lid = conn->gen->listener_ids[lcfg - conn->gen->cfg.listeners];
     limit = sr_shared_admit(set->shared, &conn->adm, &conn->gen->cfg, conn->lcfg,
+                            conn->gen->listener_slots[lcfg - conn->gen->cfg.listeners],
                             (const struct sockaddr *)&setup->peer, &over);
     setup->source_key = conn->adm.ipkey;
     setup->has_source_key = conn->adm.has_ipkey;
@@ -707,7 +708,9 @@ sr_conn_adopt(struct sr_conn_set *set, struct sr_generation *gen, const struct s
     if (getpeername(client_fd, (struct sockaddr *)&peer, &peer_len) != 0) {
         memset(&peer, 0, sizeof(peer));
     }
-    sr_shared_count(set->shared, &conn->adm, conn->lcfg, (const struct sockaddr *)&peer);
+    sr_shared_count(set->shared, &conn->adm,
+                    gen->listener_slots[conn->lcfg - gen->cfg.listeners],
+                    (const struct sockaddr *)&peer);
     sr_metrics_conn_adopted(set->metrics, conn->lid);
     conn->is_counted = true;
 

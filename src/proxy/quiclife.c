@@ -251,7 +251,7 @@ flow_log(struct sr_quic_flow *f)
     len = f->gen->cfg.log_format == SR_LOG_FORMAT_JSON
               ? sr_log_format_access_json(line, sizeof(line), &rec)
               : sr_log_format_access(line, sizeof(line), &rec);
-    sr_shared_log(f->q->host.shared, line, len);
+    sr_shared_log(f->q->host.shared, f->q->host.worker, line, len);
 }
 
 void

@@ -45,6 +45,7 @@ sr_servers_metrics(struct sr_server *const *servers, size_t n, uint64_t generati
     info.config_generation = generation;
     info.reloads_ok = reloads_ok;
     info.reloads_failed = reloads_failed;
+    sr_shared_lock_counts(servers[0]->shared, &info.process_locks, &info.shard_locks);
     info.listeners = &servers[0]->shared->listener_names;
     info.upstreams = &servers[0]->shared->upstream_names;
     return sr_metrics_format(out, len, workers, i, &info);
@@ -67,6 +68,8 @@ server_check_stopped(struct sr_server *server)
         uv_close((uv_handle_t *)&server->drain_timer, NULL);
         uv_close((uv_handle_t *)&server->handover_timer, NULL);
         uv_close((uv_handle_t *)&server->accept_timer, NULL);
+        /* Every connection and flow has written its line: the last batch goes out. */
+        sr_shared_log_stop(server->shared, server->worker);
         sr_conn_set_close(&server->conns);
         sr_resources_close(&server->res);
         if (server->on_stopped != NULL) {
@@ -214,6 +217,7 @@ listener_stuck(struct sr_listener *listener, int err)
     uint64_t now = uv_hrtime() / 1000000;
     uint64_t n_shed = 0;
     uint64_t n_paused = 0;
+    uint64_t d[3];
     int end = err;
 
     if ((err == EMFILE || err == ENFILE) && server->spare_fd >= 0) {
@@ -223,22 +227,15 @@ listener_stuck(struct sr_listener *listener, int err)
         listener_pause(listener);
         n_paused = 1;
     }
-    uv_mutex_lock(&shared->lock);
-    shared->n_shed += n_shed;
-    shared->n_accept_paused += n_paused;
-    if (shared->accept_notice_ms == 0 || now - shared->accept_notice_ms >= SR_ACCEPT_NOTICE_MS) {
-        n_shed = shared->n_shed - shared->n_shed_noticed;
-        n_paused = shared->n_accept_paused - shared->n_accept_paused_noticed;
-        shared->n_shed_noticed = shared->n_shed;
-        shared->n_accept_paused_noticed = shared->n_accept_paused;
-        shared->accept_notice_ms = now;
+    sr_notice_rate_count(&shared->accept_stuck, 0, n_shed);
+    sr_notice_rate_count(&shared->accept_stuck, 1, n_paused);
+    if (sr_notice_rate_due(&shared->accept_stuck, now, SR_ACCEPT_NOTICE_MS, d)) {
         sr_log_notice("listener %s: accept on %s failed: %s; since the last notice %llu "
                       "queued connection(s) closed unread, accepting paused %llu time(s) "
                       "for %d ms",
                       listener->cfg->name, listener->addr_text, strerror(err),
-                      (unsigned long long)n_shed, (unsigned long long)n_paused, SR_ACCEPT_RETRY_MS);
+                      (unsigned long long)d[0], (unsigned long long)d[1], SR_ACCEPT_RETRY_MS);
     }
-    uv_mutex_unlock(&shared->lock);
 }
 
 static void
@@ -530,6 +527,9 @@ sr_server_start(struct sr_server *server, uv_loop_t *loop, struct sr_shared *sha
     uv_timer_init(loop, &server->accept_timer);
     server->accept_timer.data = server;
     server->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (sr_shared_log_start(shared, worker, loop, gen->alog) != 0) {
+        sr_log_notice("out of memory for the access log's batch: lines are written one by one");
+    }
     rc = sr_resources_init(&server->res, loop, sr_conn_on_deadline);
     sr_conn_set_init(&server->conns, &server->res, &server->metrics, shared, worker);
     server->conns.on_empty = on_conns_empty;
@@ -593,6 +593,8 @@ sr_server_reload(struct sr_server *server, struct sr_generation *next)
         return rc;
     }
     sr_health_stop(&server->health);
+    /* Lines of connections that ended before the reload go where the log went before it. */
+    sr_shared_log_switch(server->shared, server->worker, next->alog);
     sr_generation_unref(server->gen);
     server->gen = next;
     if (sr_health_start(&server->health, server->loop, next, server->worker,
@@ -667,6 +669,7 @@ sr_server_drain(struct sr_server *server)
         return;
     }
     server->is_draining = true;
+    sr_shared_log_flush(server->shared, server->worker);
     sr_quic_drain(server->quic); /* QUIC hook: no new flow; open ones go on (see quicflow.h) */
     sr_health_stop(&server->health);
     while (server->listeners != NULL) {

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /* Workers: one server per loop, one loop per thread. Nothing of a connection is ever
- * touched by two threads; what the workers share (limits, the access log, metric names)
- * lives in struct sr_shared behind its lock. Requests from the main thread go through a
- * mutex-guarded mailbox and uv_async_send, the only libuv call that is thread-safe. */
+ * touched by two threads; what the workers share (limits, metric names) lives in struct
+ * sr_shared, with no lock on the way of a connection. Requests from the main thread go
+ * through a mutex-guarded mailbox (each lock counted in sr_shared) and uv_async_send, the
+ * only libuv call that is thread-safe. */
 #include "sniroute/proxy/worker.h"
 
 #include <stdatomic.h>
@@ -63,11 +64,11 @@ on_server_stopped(struct sr_server *server)
 
     /* The last handle of ours on this loop: the worker's uv_run can return. Under the
      * lock, so the main thread never sends to a closing handle. */
-    uv_mutex_lock(&w->set->lock);
+    sr_shared_process_lock(w->set->shared, &w->set->lock);
     collect_fds(w); /* nothing listens any more: an empty answer */
     w->is_closed = true;
     uv_close((uv_handle_t *)&w->wake, NULL);
-    uv_mutex_unlock(&w->set->lock);
+    sr_shared_process_unlock(&w->set->lock);
     if (!w->has_thread) {
         worker_finished(w);
     }
@@ -90,14 +91,14 @@ on_wake(uv_async_t *handle)
     struct sr_generation *next;
     unsigned n_drains;
 
-    uv_mutex_lock(&w->set->lock);
+    sr_shared_process_lock(w->set->shared, &w->set->lock);
     adoptions = w->adoptions;
     w->adoptions = NULL;
     next = w->pending;
     w->pending = NULL;
     n_drains = w->n_drains_asked - w->n_drains_done;
     w->n_drains_done = w->n_drains_asked;
-    uv_mutex_unlock(&w->set->lock);
+    sr_shared_process_unlock(&w->set->lock);
 
     if (next != NULL) {
         int rc = sr_server_reload(&w->server, next); /* takes the reference either way */
@@ -117,9 +118,9 @@ on_wake(uv_async_t *handle)
         free(a);
     }
     /* After the reload (its sockets are the current ones), before a drain closes them. */
-    uv_mutex_lock(&w->set->lock);
+    sr_shared_process_lock(w->set->shared, &w->set->lock);
     collect_fds(w);
-    uv_mutex_unlock(&w->set->lock);
+    sr_shared_process_unlock(&w->set->lock);
     while (n_drains-- > 0 && !w->server.is_stopped) {
         sr_server_drain(&w->server);
     }
@@ -135,9 +136,9 @@ worker_setup(struct sr_worker *w)
         return rc;
     }
     w->wake.data = w;
-    uv_mutex_lock(&w->set->lock);
+    sr_shared_process_lock(w->set->shared, &w->set->lock);
     w->is_open = true;
-    uv_mutex_unlock(&w->set->lock);
+    sr_shared_process_unlock(&w->set->lock);
     w->server.on_stopped = on_server_stopped;
     w->server.data = w;
     rc = sr_server_start(&w->server, w->loop, w->set->shared, w->index, w->start);
@@ -241,7 +242,7 @@ post(struct sr_workers *set, struct sr_generation *gen, bool is_drain)
     for (i = 0; i < set->n; i++) {
         struct sr_worker *w = &set->workers[i];
 
-        uv_mutex_lock(&set->lock);
+        sr_shared_process_lock(set->shared, &set->lock);
         if (gen != NULL) {
             /* A reload not yet taken is replaced: only the newest config matters. */
             sr_generation_unref(w->pending);
@@ -253,7 +254,7 @@ post(struct sr_workers *set, struct sr_generation *gen, bool is_drain)
         if (w->is_open && !w->is_closed) {
             uv_async_send(&w->wake);
         }
-        uv_mutex_unlock(&set->lock);
+        sr_shared_process_unlock(&set->lock);
     }
 }
 
@@ -275,7 +276,7 @@ sr_workers_listen_fds(struct sr_workers *set, struct sr_listen_fd *out, size_t c
     size_t n;
     size_t i;
 
-    uv_mutex_lock(&set->lock);
+    sr_shared_process_lock(set->shared, &set->lock);
     set->fds = out;
     set->fds_cap = cap;
     set->n_fds = 0;
@@ -297,7 +298,7 @@ sr_workers_listen_fds(struct sr_workers *set, struct sr_listen_fd *out, size_t c
     }
     n = set->n_fds;
     set->fds = NULL;
-    uv_mutex_unlock(&set->lock);
+    sr_shared_process_unlock(&set->lock);
     return n;
 }
 
@@ -318,7 +319,7 @@ sr_workers_adopt(struct sr_workers *set, const struct sr_upgrade_conn *rec, int 
     a->client_fd = client_fd;
     a->backend_fd = backend_fd;
     a->uid = uid;
-    uv_mutex_lock(&set->lock);
+    sr_shared_process_lock(set->shared, &set->lock);
     for (i = 0; i < set->n; i++) {
         struct sr_worker *w = &set->workers[set->next_adopt++ % set->n];
 
@@ -326,11 +327,11 @@ sr_workers_adopt(struct sr_workers *set, const struct sr_upgrade_conn *rec, int 
             a->next = w->adoptions;
             w->adoptions = a;
             uv_async_send(&w->wake);
-            uv_mutex_unlock(&set->lock);
+            sr_shared_process_unlock(&set->lock);
             return;
         }
     }
-    uv_mutex_unlock(&set->lock);
+    sr_shared_process_unlock(&set->lock);
     adoption_free(a);
     sr_log_notice("upgrade: no worker runs to take over a connection; closed");
 }

@@ -273,9 +273,29 @@ test_dgrams(void)
                         "\"detail\":null}\n");
 }
 
+/* Where a batch is cut into writes: never inside a line, a line longer than the bound by
+ * itself, everything consumed. */
+static void
+test_cut(void)
+{
+    const char *b = "aaaa\nbb\ncccccc\n";
+    size_t len = strlen(b);
+
+    ASSERT_EQ(sr_log_cut(b, 0, 8), 0);
+    ASSERT_EQ(sr_log_cut(b, len, 100), len); /* all of it fits */
+    ASSERT_EQ(sr_log_cut(b, len, 8), 8);     /* "aaaa\nbb\n" ends exactly at 8 */
+    ASSERT_EQ(sr_log_cut(b, len, 7), 5);     /* "aaaa\n": "bb\n" does not fit */
+    ASSERT_EQ(sr_log_cut(b, len, 5), 5);
+    ASSERT_EQ(sr_log_cut(b, len, 3), 5);         /* the first line alone, over the bound */
+    ASSERT_EQ(sr_log_cut(b + 8, len - 8, 3), 7); /* "cccccc\n" alone */
+    ASSERT_EQ(sr_log_cut("abc", 3, 2), 3);       /* no newline at all: everything */
+    ASSERT_EQ(sr_log_cut("ab\ncd", 5, 100), 3); /* an unended tail waits for the next call */
+}
+
 int
 main(void)
 {
+    test_cut();
     test_dgrams();
     test_full_line();
     test_missing_and_detail();

@@ -55,6 +55,8 @@ fixture_init(struct fixture *f, const char *listener, const char *upstream)
     f->info.version = "0.1.0";
     f->info.start_time_ms = 1795345200123; /* 2026-11-22T11:00:00.123Z */
     f->info.config_generation = 1;
+    f->info.process_locks = 3; /* two reloads and a drain, say */
+    f->info.shard_locks = 8;
     f->info.listeners = &f->listeners;
     f->info.upstreams = &f->upstreams;
 }

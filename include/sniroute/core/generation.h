@@ -13,6 +13,7 @@
 
 #include "sniroute/config/config.h"
 #include "sniroute/config/pool.h"
+#include "sniroute/observe/accesslog.h"
 
 struct sr_shared;
 
@@ -27,6 +28,13 @@ struct sr_generation {
      * the server takes the generation. */
     uint32_t *listener_ids;
     uint32_t *upstream_ids;
+    /* The slot counting cfg.listeners[i]'s open connections (sr_shared_listener_slot), set
+     * with the ids: resolved once per generation, so accept looks up no name. */
+    uint32_t *listener_slots;
+    /* Where the access log goes under this config (access_log), a reference; NULL: off.
+     * Set by main before the workers get the generation; a worker switches its batch to it
+     * when it takes the generation. */
+    struct sr_alog_file *alog;
     /* The runtime state of cfg.pools[i] (choice, passive health) for worker w at
      * pools[w * cfg.n_pools + i]: a pool is not shared between threads. Per generation,
      * so a reload starts every pool fresh. */
@@ -43,8 +51,8 @@ struct sr_generation *sr_generation_ref(struct sr_generation *gen);
 /* Drop a reference; the last one frees the config. NULL is accepted. */
 void sr_generation_unref(struct sr_generation *gen);
 
-/* Give <gen>'s listeners and upstreams their metric row ids and set up its pools for
- * <shared>'s workers. Call on the thread that owns <shared> before any server takes <gen>.
+/* Give <gen>'s listeners and upstreams their metric row ids and limit slots, and set up
+ * its pools for <shared>'s workers. Call on the thread that owns <shared> before any server takes <gen>.
  * Returns 0 or a UV_E* code. */
 int sr_generation_prepare(struct sr_generation *gen, struct sr_shared *shared);
 

@@ -10,6 +10,7 @@
 #ifndef SR_UPGRADE_H
 #define SR_UPGRADE_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -43,6 +44,9 @@ struct sr_inherited {
     struct sr_inherited_socket *sockets;
     size_t n;
     uint32_t from_pid;
+    /* Every acquisition of <lock> is counted here when set (main points it at the shared
+     * process-wide lock count: every worker may take this lock). */
+    _Atomic uint64_t *n_locks;
 };
 
 /* The handoff descriptor from the environment (SR_UPGRADE_ENV), or -1 when this is not an

@@ -57,7 +57,15 @@ sr_log_format_access_json(char *out, size_t cap, const struct sr_access_record *
 size_t
 sr_log_format_time(char *out, size_t cap, int64_t time_ms);
 
-/* The daemon's notices: "sniroute: " + the message + newline, to stderr, in one write. */
+/* How many of the <len> bytes of whole lines at <buf> to write next so that a write of at
+ * most <max> bytes never ends inside a line: the longest prefix of at most <max> bytes that
+ * ends with '\n'; if the first line alone is longer than <max>, that line whole (the caller
+ * writes it by itself); if no '\n' at all, <len>. 0 only when <len> is 0. Pure. */
+size_t
+sr_log_cut(const char *buf, size_t len, size_t max);
+
+/* The daemon's notices: "sniroute: " + the message + newline, to stderr, in one write(2)
+ * (no stdio lock, and at most 1024 bytes, so lines from several threads never mix). */
 void
 sr_log_notice(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

@@ -185,6 +185,10 @@ struct sr_metrics_info {
     uint64_t config_generation; /* 1 for the config loaded at start, +1 per good reload */
     uint64_t reloads_ok;
     uint64_t reloads_failed;
+    /* Lock acquisitions: of locks every worker may take (none on the way of a connection),
+     * and of the shards of the per-address tables. */
+    uint64_t process_locks;
+    uint64_t shard_locks;
     const struct sr_metrics_names *listeners;
     const struct sr_metrics_names *upstreams;
 };
