@@ -70,6 +70,7 @@ sr__config_end_section(struct loader *ld)
     const struct sr_listener_config *l;
     const struct listener_tmp *lt;
     char text[SR_ADDR_HOST_MAX + 16];
+    char at[WHERE_MAX];
     size_t n = 0;
     size_t i;
     size_t j;
@@ -115,8 +116,8 @@ sr__config_end_section(struct loader *ld)
             if (p == NULL) {
                 sr_addr_format(&ld->listens[i].addr, text, sizeof(text));
                 report(ld, ld->listens[i].line,
-                       "listener '%s': listen address '%s' already used (first at %s:%u)", l->name,
-                       text, ld->path, ld->listens[j].line);
+                       "listener '%s': listen address '%s' already used (first at %s)", l->name,
+                       text, where(ld, ld->listens[j].line, at, sizeof(at)));
                 continue;
             }
             p->line = ld->listens[i].line;
@@ -143,8 +144,8 @@ sr__config_end_section(struct loader *ld)
                    l->name, p->key);
         } else {
             sr_addr_format(&ld->listens[p->listen].addr, text, sizeof(text));
-            report(ld, p->line, "listener '%s': listen address '%s' already used (first at %s:%u)",
-                   l->name, text, ld->path, p->first_line);
+            report(ld, p->line, "listener '%s': listen address '%s' already used (first at %s)",
+                   l->name, text, where(ld, p->first_line, at, sizeof(at)));
         }
     }
 }
@@ -279,6 +280,16 @@ sr_config_fini(struct sr_config *cfg)
         free(cfg->pools[i].servers);
     }
     free(cfg->pools);
+    for (i = 0; i < cfg->n_files; i++) {
+        free(cfg->files[i]);
+    }
+    free(cfg->files);
+    free(cfg->spans);
+    for (i = 0; i < cfg->n_includes; i++) {
+        free(cfg->includes[i].pattern);
+        free(cfg->includes[i].dir);
+    }
+    free(cfg->includes);
     free(cfg->access_log);
     free(cfg->user);
     free(cfg->group);

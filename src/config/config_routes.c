@@ -312,6 +312,7 @@ sr__config_set_route(struct loader *ld, const struct keyword *kw, const char *ke
     struct routes_tmp *rt = &ld->rtmp[ld->sec_index];
     uint32_t upstream;
     char label[LABEL_MAX];
+    char at[WHERE_MAX];
     enum sr_route_add_result res;
     uint32_t prev = 0;
     size_t len;
@@ -353,8 +354,9 @@ sr__config_set_route(struct loader *ld, const struct keyword *kw, const char *ke
         rt->n++;
         break;
     case SR_ROUTE_DUPLICATE:
-        report(ld, ld->line, "%s: duplicate route '%s' (first at %s:%u)",
-               section_label(ld, label, sizeof(label)), key, ld->path, rt->origin[prev].line);
+        report(ld, ld->line, "%s: duplicate route '%s' (first at %s)",
+               section_label(ld, label, sizeof(label)), key,
+               where(ld, rt->origin[prev].line, at, sizeof(at)));
         break;
     case SR_ROUTE_BAD_NAME:
         /* Say what is wrong with the name (of the suffix, for "*.suffix"): the route module
