@@ -7,6 +7,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <grp.h>
+#include <malloc.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
@@ -171,6 +172,15 @@ drop_privileges(const struct sr_config *cfg, const struct account *acc)
                   (unsigned)acc->gid);
     return 0;
 }
+
+/* Allocations from this size up get pages of their own, returned to the kernel when freed.
+ * glibc's default raises this bound to the size of each big block freed (up to 32 MiB):
+ * after the first reload of a big route map, the next generation's tables then came from
+ * the heap, and a freed generation stayed resident (1,000,000 names: 78 MiB steady, 129,
+ * 181, 231 MiB after three reloads). Fixed, every generation's big arrays (route slots,
+ * arena slabs, line tables) go back when it is freed. Everything a connection allocates
+ * is far smaller (a peek buffer is at most 256 KiB), so the connection path is unchanged. */
+#define SR_MMAP_THRESHOLD (1u << 20)
 
 /* What the running daemon needs in its signal callbacks. */
 struct daemon {
@@ -758,6 +768,9 @@ main(int argc, char **argv)
     size_t n_warnings;
     int i;
 
+#ifdef M_MMAP_THRESHOLD
+    (void)mallopt(M_MMAP_THRESHOLD, SR_MMAP_THRESHOLD);
+#endif
     if (argc >= 2 && strcmp(argv[1], "peek") == 0) {
         bool is_quic = argc >= 3 && strcmp(argv[2], "--quic") == 0;
 

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* The config loader's checks that need the whole file, run once the reader is done: missing
- * keys and sections, "routes =" and pool names resolved, options that need each other; then
- * route values become upstream indexes. And sr_config_fini(). Not here: reading the file or
+ * keys and sections, "routes =" and pool names resolved, options that need each other. And
+ * sr_config_fini(). Not here: reading the file or
  * parsing a value (config_reader.c, config_keys.c), which leave in struct loader what these
  * checks need. */
 #include "sniroute/config/config.h"
@@ -15,28 +15,6 @@
 #include "sniroute/config/route.h"
 
 #include "config_loader.h"
-
-/* Turn the table's ordinals into upstream indexes, as sr_config.h promises. */
-static bool
-settle_values(struct sr_routes *r, const struct routes_tmp *rt)
-{
-    uint32_t *map = malloc((rt->n > 0 ? rt->n : 1) * sizeof(*map));
-    size_t i;
-    int rc;
-
-    if (map == NULL) {
-        return false;
-    }
-    for (i = 0; i < rt->n; i++) {
-        map[i] = rt->origin[i].upstream;
-    }
-    rc = sr_route_remap(r->table, map, rt->n);
-    for (i = 0; i < r->n_alpn && rc == 0; i++) {
-        rc = sr_route_remap(r->alpn[i].table, map, rt->n);
-    }
-    free(map);
-    return rc == 0;
-}
 
 /* Give back what doubling left unused: the lines live as long as the config. */
 static void
@@ -244,9 +222,6 @@ sr__config_finish(struct loader *ld)
             report(ld, cfg->routes[i].line,
                    "routes '%s': no routes (add at least one, or a default = HOST:PORT)",
                    cfg->routes[i].name);
-        }
-        if (!settle_values(&cfg->routes[i], rt)) {
-            report_oom(ld);
         }
         shrink_lines(&cfg->routes[i].lines);
         for (j = 0; j < cfg->routes[i].n_alpn; j++) {

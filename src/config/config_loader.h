@@ -72,18 +72,9 @@ struct listener_tmp {
     unsigned max_connections_line;
 };
 
-/* What a [routes] section needs until the end of the file. The table's values are
- * ordinals into these arrays while loading (so a duplicate can say where the first one
- * was); sr_route_remap() turns them into upstream indexes at the end. */
-struct route_origin {
-    uint32_t upstream; /* index into cfg->upstreams, UINT32_MAX when the address was bad */
-    unsigned line;
-};
-
+/* What a [routes] section needs until the end of the file. Route values are upstream
+ * indexes from the start; a duplicate finds the first one's line in the table's lines. */
 struct routes_tmp {
-    struct route_origin *origin; /* per ordinal */
-    size_t n;
-    size_t cap;
     size_t n_keys; /* every key seen, good or bad */
 };
 
@@ -309,8 +300,8 @@ sr__config_end_section(struct loader *ld);
 
 /* The checks that need the whole file, once the reader has read it (config_check.c): every
  * listener has an address and a [routes] section that exists, options that need each other
- * come together, pools have servers and every pool a route names exists. Route values
- * become upstream indexes. Reports problems; the file-level ones with line 0. */
+ * come together, pools have servers and every pool a route names exists.
+ * Reports problems; the file-level ones with line 0. */
 void
 sr__config_finish(struct loader *ld);
 

@@ -450,7 +450,6 @@ load(struct sr_config *cfg, FILE *fp, int open_errno, const char *name, sr_confi
      void *ctx)
 {
     struct loader ld;
-    size_t i;
     int rc;
 
     memset(cfg, 0, sizeof(*cfg));
@@ -510,9 +509,6 @@ load(struct sr_config *cfg, FILE *fp, int open_errno, const char *name, sr_confi
     sr__config_end_section(&ld);
     sr__config_finish(&ld);
 
-    for (i = 0; i < cfg->n_routes; i++) {
-        free(ld.rtmp[i].origin);
-    }
     free(ld.rtmp);
     free(ld.ltmp);
     free(ld.in);
