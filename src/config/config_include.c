@@ -232,3 +232,70 @@ sr__config_set_include(struct loader *ld, const struct keyword *kw, const char *
     }
     globfree(&g);
 }
+
+/* FNV-1a over <len> bytes of <p>, continuing from <h>. */
+static uint64_t
+hash_bytes(uint64_t h, const void *p, size_t len)
+{
+    const unsigned char *b = p;
+    size_t i;
+
+    for (i = 0; i < len; i++) {
+        h = (h ^ b[i]) * 1099511628211ull;
+    }
+    return h;
+}
+
+/* Hash the name and bytes of <path> into <*h>; false if it cannot be read. */
+static bool
+hash_file(uint64_t *h, const char *path)
+{
+    char buf[65536];
+    size_t n;
+    FILE *f = fopen(path, "rb");
+
+    if (f == NULL) {
+        return false;
+    }
+    *h = hash_bytes(*h, path, strlen(path) + 1);
+    while ((n = fread(buf, 1, sizeof(buf), f)) > 0) {
+        *h = hash_bytes(*h, buf, n);
+    }
+    fclose(f);
+    return true;
+}
+
+uint64_t
+sr_config_sources_hash(const struct sr_config *cfg, const char *path)
+{
+    uint64_t h = 14695981039346656037ull;
+    glob_t g;
+    size_t i;
+    size_t j;
+
+    if (!hash_file(&h, path)) {
+        return 0;
+    }
+    for (i = 0; i < cfg->n_includes; i++) {
+        const struct sr_config_include *inc = &cfg->includes[i];
+
+        if (!inc->is_glob) {
+            if (!hash_file(&h, inc->pattern)) {
+                h = hash_bytes(h, "-", 1); /* gone: differs from any content */
+            }
+            continue;
+        }
+        if (glob(inc->pattern, 0, NULL, &g) != 0) {
+            h = hash_bytes(h, "0", 1); /* matches nothing (now) */
+            continue;
+        }
+        qsort(g.gl_pathv, g.gl_pathc, sizeof(*g.gl_pathv), cmp_text);
+        for (j = 0; j < g.gl_pathc; j++) {
+            if (!hash_file(&h, g.gl_pathv[j])) {
+                h = hash_bytes(h, "-", 1);
+            }
+        }
+        globfree(&g);
+    }
+    return h != 0 ? h : 1;
+}

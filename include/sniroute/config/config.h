@@ -270,6 +270,14 @@ sr_config_load_stream(struct sr_config *cfg, FILE *fp, const char *name,
 const char *
 sr_config_locate(const struct sr_config *cfg, unsigned pos, unsigned *line, size_t *file);
 
+/* A hash of what loading <path> would read now, for watch = yes to tell a change from a
+ * touch: the bytes of <path> and, for each include of <cfg> (loaded from <path> before), the
+ * names and bytes of the files it names or its glob matches now. A change of the include
+ * lines themselves changes <path>'s bytes. Returns 0 when <path> cannot be read (a
+ * rename in progress), never 0 otherwise. Reads every file: O(their size). */
+uint64_t
+sr_config_sources_hash(const struct sr_config *cfg, const char *path);
+
 /* The line of the route that produced <hit> in the table <lines> belongs to: the default's
  * for SR_ROUTE_DEFAULT, 0 for a miss or an entry it does not know. O(log n). */
 unsigned
