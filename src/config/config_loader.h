@@ -146,8 +146,8 @@ struct loader {
     /* Includes (config_include.c). Positions: ld->line counts lines across every file
      * read (see struct sr_config_span); <first_pos> is the position of the current file's
      * first line. */
-    bool can_include;  /* false for a stream: it has no directory */
-    bool is_included;  /* reading an included file now */
+    bool can_include; /* false for a stream: it has no directory */
+    bool is_included; /* reading an included file now */
     unsigned first_pos;
     size_t include_bytes; /* read through includes so far */
     size_t files_cap;

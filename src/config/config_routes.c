@@ -352,9 +352,8 @@ sr__config_set_route(struct loader *ld, const struct keyword *kw, const char *ke
     case SR_ROUTE_DUPLICATE:
         report(ld, ld->line, "%s: duplicate route '%s' (first at %s)",
                section_label(ld, label, sizeof(label)), key,
-               where(ld,
-                     entry == 0 ? lines->default_line : sr_config_entry_line(lines, entry),
-                     at, sizeof(at)));
+               where(ld, entry == 0 ? lines->default_line : sr_config_entry_line(lines, entry), at,
+                     sizeof(at)));
         break;
     case SR_ROUTE_BAD_NAME:
         /* Say what is wrong with the name (of the suffix, for "*.suffix"): the route module
