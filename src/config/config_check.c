@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* The config loader's checks that need the whole file, run once the reader is done: missing
- * keys and sections, "routes =" and pool names resolved, options that need each other; then
- * route values become upstream indexes. And sr_config_fini(). Not here: reading the file or
+ * keys and sections, "routes =" and pool names resolved, options that need each other. And
+ * sr_config_fini(). Not here: reading the file or
  * parsing a value (config_reader.c, config_keys.c), which leave in struct loader what these
  * checks need. */
 #include "sniroute/config/config.h"
@@ -15,28 +15,6 @@
 #include "sniroute/config/route.h"
 
 #include "config_loader.h"
-
-/* Turn the table's ordinals into upstream indexes, as sr_config.h promises. */
-static bool
-settle_values(struct sr_routes *r, const struct routes_tmp *rt)
-{
-    uint32_t *map = malloc((rt->n > 0 ? rt->n : 1) * sizeof(*map));
-    size_t i;
-    int rc;
-
-    if (map == NULL) {
-        return false;
-    }
-    for (i = 0; i < rt->n; i++) {
-        map[i] = rt->origin[i].upstream;
-    }
-    rc = sr_route_remap(r->table, map, rt->n);
-    for (i = 0; i < r->n_alpn && rc == 0; i++) {
-        rc = sr_route_remap(r->alpn[i].table, map, rt->n);
-    }
-    free(map);
-    return rc == 0;
-}
 
 /* Give back what doubling left unused: the lines live as long as the config. */
 static void
@@ -70,6 +48,7 @@ sr__config_end_section(struct loader *ld)
     const struct sr_listener_config *l;
     const struct listener_tmp *lt;
     char text[SR_ADDR_HOST_MAX + 16];
+    char at[WHERE_MAX];
     size_t n = 0;
     size_t i;
     size_t j;
@@ -115,8 +94,8 @@ sr__config_end_section(struct loader *ld)
             if (p == NULL) {
                 sr_addr_format(&ld->listens[i].addr, text, sizeof(text));
                 report(ld, ld->listens[i].line,
-                       "listener '%s': listen address '%s' already used (first at %s:%u)", l->name,
-                       text, ld->path, ld->listens[j].line);
+                       "listener '%s': listen address '%s' already used (first at %s)", l->name,
+                       text, where(ld, ld->listens[j].line, at, sizeof(at)));
                 continue;
             }
             p->line = ld->listens[i].line;
@@ -143,8 +122,8 @@ sr__config_end_section(struct loader *ld)
                    l->name, p->key);
         } else {
             sr_addr_format(&ld->listens[p->listen].addr, text, sizeof(text));
-            report(ld, p->line, "listener '%s': listen address '%s' already used (first at %s:%u)",
-                   l->name, text, ld->path, p->first_line);
+            report(ld, p->line, "listener '%s': listen address '%s' already used (first at %s)",
+                   l->name, text, where(ld, p->first_line, at, sizeof(at)));
         }
     }
 }
@@ -244,9 +223,6 @@ sr__config_finish(struct loader *ld)
                    "routes '%s': no routes (add at least one, or a default = HOST:PORT)",
                    cfg->routes[i].name);
         }
-        if (!settle_values(&cfg->routes[i], rt)) {
-            report_oom(ld);
-        }
         shrink_lines(&cfg->routes[i].lines);
         for (j = 0; j < cfg->routes[i].n_alpn; j++) {
             shrink_lines(&cfg->routes[i].alpn[j].lines);
@@ -279,6 +255,16 @@ sr_config_fini(struct sr_config *cfg)
         free(cfg->pools[i].servers);
     }
     free(cfg->pools);
+    for (i = 0; i < cfg->n_files; i++) {
+        free(cfg->files[i]);
+    }
+    free(cfg->files);
+    free(cfg->spans);
+    for (i = 0; i < cfg->n_includes; i++) {
+        free(cfg->includes[i].pattern);
+        free(cfg->includes[i].dir);
+    }
+    free(cfg->includes);
     free(cfg->access_log);
     free(cfg->user);
     free(cfg->group);

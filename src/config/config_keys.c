@@ -297,6 +297,7 @@ set_listen(struct loader *ld, const struct keyword *kw, const char *key, const c
     struct sr_listener_config *l = &ld->cfg->listeners[ld->sec_index];
     struct listener_tmp *lt = &ld->ltmp[ld->sec_index];
     char label[LABEL_MAX];
+    char at[WHERE_MAX];
     enum sr_addr_error err;
     struct sr_addr addr;
     size_t i;
@@ -322,8 +323,9 @@ set_listen(struct loader *ld, const struct keyword *kw, const char *key, const c
      * TCP and a QUIC listener may share one. */
     for (i = 0; i < ld->n_listens && addr.port != 0; i++) {
         if (ld->listens[i].listener == ld->sec_index && is_same_addr(&ld->listens[i].addr, &addr)) {
-            report(ld, ld->line, "%s: listen address '%s' already used (first at %s:%u)",
-                   section_label(ld, label, sizeof(label)), value, ld->path, ld->listens[i].line);
+            report(ld, ld->line, "%s: listen address '%s' already used (first at %s)",
+                   section_label(ld, label, sizeof(label)), value,
+                   where(ld, ld->listens[i].line, at, sizeof(at)));
             return;
         }
     }
@@ -559,6 +561,7 @@ static const struct keyword keywords[] = {
     {SEC_UPSTREAM, "proxy_protocol", set_proxy_protocol, 0, false},
     {SEC_UPSTREAM, "health_check", set_duration, offsetof(struct sr_pool_config, health_check_ms),
      false},
+    {SEC_ROUTES, "include", sr__config_set_include, 0, true},
     {SEC_ROUTES, NULL, sr__config_set_route, 0, true},
 };
 
@@ -571,6 +574,7 @@ sr__config_on_key(void *user, const char *section, const char *key, const char *
 {
     struct loader *ld = user;
     char label[LABEL_MAX];
+    char at[WHERE_MAX];
     size_t i;
 
     (void)section; /* our reader tracks sections; inih truncates long names */
@@ -604,8 +608,9 @@ sr__config_on_key(void *user, const char *section, const char *key, const char *
     }
     if (!keywords[i].is_repeatable) {
         if (ld->seen[i] != 0) {
-            report(ld, ld->line, "%s: duplicate key '%s' (first at %s:%u)",
-                   section_label(ld, label, sizeof(label)), key, ld->path, ld->seen[i]);
+            report(ld, ld->line, "%s: duplicate key '%s' (first at %s)",
+                   section_label(ld, label, sizeof(label)), key,
+                   where(ld, ld->seen[i], at, sizeof(at)));
             return 1;
         }
         ld->seen[i] = ld->line;

@@ -72,18 +72,9 @@ struct listener_tmp {
     unsigned max_connections_line;
 };
 
-/* What a [routes] section needs until the end of the file. The table's values are
- * ordinals into these arrays while loading (so a duplicate can say where the first one
- * was); sr_route_remap() turns them into upstream indexes at the end. */
-struct route_origin {
-    uint32_t upstream; /* index into cfg->upstreams, UINT32_MAX when the address was bad */
-    unsigned line;
-};
-
+/* What a [routes] section needs until the end of the file. Route values are upstream
+ * indexes from the start; a duplicate finds the first one's line in the table's lines. */
 struct routes_tmp {
-    struct route_origin *origin; /* per ordinal */
-    size_t n;
-    size_t cap;
     size_t n_keys; /* every key seen, good or bad */
 };
 
@@ -151,6 +142,17 @@ struct loader {
     uint32_t last_target_index;
     size_t up_slots_cap;
     size_t upstreams_cap;
+
+    /* Includes (config_include.c). Positions: ld->line counts lines across every file
+     * read (see struct sr_config_span); <first_pos> is the position of the current file's
+     * first line. */
+    bool can_include; /* false for a stream: it has no directory */
+    bool is_included; /* reading an included file now */
+    unsigned first_pos;
+    size_t include_bytes; /* read through includes so far */
+    size_t files_cap;
+    size_t spans_cap;
+    size_t includes_cap;
 };
 
 /* ---- Shared by every part of the loader ---- */
@@ -158,17 +160,33 @@ struct loader {
 static inline void report(struct loader *ld, unsigned line, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-/* Format one problem and hand it to the caller. Bytes a terminal would act on (control
- * characters from a damaged file) are shown as '?'. */
+/* "FILE:LINE" of position <pos> (see struct sr_config_span), into <buf>. */
+static inline const char *
+where(const struct loader *ld, unsigned pos, char *buf, size_t cap)
+{
+    unsigned line;
+    const char *file = sr_config_locate(ld->cfg, pos, &line, NULL);
+
+    snprintf(buf, cap, "%s:%u", file != NULL ? file : ld->path, line);
+    return buf;
+}
+
+/* Room for where()'s text. */
+#define WHERE_MAX 4200
+
+/* Format one problem at position <line> (0: the file as a whole) and hand it to the
+ * caller. Bytes a terminal would act on (control characters from a damaged file) are
+ * shown as '?'. */
 static inline void
 report(struct loader *ld, unsigned line, const char *fmt, ...)
 {
-    char msg[1024 + 4096];
+    char msg[1024 + 4096 + WHERE_MAX];
+    char at[WHERE_MAX];
     va_list ap;
     int n;
     char *p;
 
-    n = line > 0 ? snprintf(msg, sizeof(msg), "%s:%u: ", ld->path, line)
+    n = line > 0 ? snprintf(msg, sizeof(msg), "%s: ", where(ld, line, at, sizeof(at)))
                  : snprintf(msg, sizeof(msg), "%s: ", ld->path);
     if (n < 0 || (size_t)n >= sizeof(msg)) {
         n = 0;
@@ -282,8 +300,8 @@ sr__config_end_section(struct loader *ld);
 
 /* The checks that need the whole file, once the reader has read it (config_check.c): every
  * listener has an address and a [routes] section that exists, options that need each other
- * come together, pools have servers and every pool a route names exists. Route values
- * become upstream indexes. Reports problems; the file-level ones with line 0. */
+ * come together, pools have servers and every pool a route names exists.
+ * Reports problems; the file-level ones with line 0. */
 void
 sr__config_finish(struct loader *ld);
 
@@ -293,6 +311,20 @@ sr__config_finish(struct loader *ld);
  * reporting a bad address (or running out of memory). */
 uint32_t
 sr__config_intern_target(struct loader *ld, const char *value, const char *key, bool is_route);
+
+/* The setter of "include = PATH" in a [routes] section: reads the route lines of the
+ * file, or of every file a glob matches, through sr__config_read_included()
+ * (config_include.c). */
+void
+sr__config_set_include(struct loader *ld, const struct keyword *kw, const char *key,
+                       const char *value);
+
+/* Read the lines of the included file <fp> (open, positioned at its start) as lines of the
+ * current [routes] section, then give the reader back its state for the including file
+ * (config_reader.c). Problems are reported at their positions. Returns false on a read
+ * error (reported). */
+bool
+sr__config_read_included(struct loader *ld, FILE *fp);
 
 /* The setter of every key of a [routes] section: NAME, *.SUFFIX, default or NAME[ALPN],
  * added to its table with the line it came from (config_routes.c). */

@@ -44,6 +44,7 @@ static void
 begin_section(struct loader *ld, const char *text, size_t len)
 {
     struct sr_config *cfg = ld->cfg;
+    char at[WHERE_MAX];
     const char *name;
     size_t kind_len;
     size_t name_len;
@@ -72,8 +73,8 @@ begin_section(struct loader *ld, const char *text, size_t len)
 
     if (kind_len == 8 && memcmp(text, "sniroute", 8) == 0 && name_len == 0) {
         if (ld->sniroute_line != 0) {
-            report(ld, ld->line, "duplicate section [sniroute] (first at %s:%u)", ld->path,
-                   ld->sniroute_line);
+            report(ld, ld->line, "duplicate section [sniroute] (first at %s)",
+                   where(ld, ld->sniroute_line, at, sizeof(at)));
             return;
         }
         ld->sniroute_line = ld->line;
@@ -104,8 +105,8 @@ begin_section(struct loader *ld, const char *text, size_t len)
         for (i = 0; i < cfg->n_pools; i++) {
             if (strlen(cfg->pools[i].name) == name_len &&
                 memcmp(cfg->pools[i].name, name, name_len) == 0) {
-                report(ld, ld->line, "duplicate upstream '%.*s' (first at %s:%u)", (int)name_len,
-                       name, ld->path, cfg->pools[i].line);
+                report(ld, ld->line, "duplicate upstream '%.*s' (first at %s)", (int)name_len, name,
+                       where(ld, cfg->pools[i].line, at, sizeof(at)));
                 return;
             }
         }
@@ -125,8 +126,8 @@ begin_section(struct loader *ld, const char *text, size_t len)
         for (i = 0; i < cfg->n_listeners; i++) {
             if (strlen(cfg->listeners[i].name) == name_len &&
                 memcmp(cfg->listeners[i].name, name, name_len) == 0) {
-                report(ld, ld->line, "duplicate listener '%.*s' (first at %s:%u)", (int)name_len,
-                       name, ld->path, cfg->listeners[i].line);
+                report(ld, ld->line, "duplicate listener '%.*s' (first at %s)", (int)name_len, name,
+                       where(ld, cfg->listeners[i].line, at, sizeof(at)));
                 return;
             }
         }
@@ -149,8 +150,8 @@ begin_section(struct loader *ld, const char *text, size_t len)
     for (i = 0; i < cfg->n_routes; i++) {
         if (strlen(cfg->routes[i].name) == name_len &&
             memcmp(cfg->routes[i].name, name, name_len) == 0) {
-            report(ld, ld->line, "duplicate routes '%.*s' (first at %s:%u)", (int)name_len, name,
-                   ld->path, cfg->routes[i].line);
+            report(ld, ld->line, "duplicate routes '%.*s' (first at %s)", (int)name_len, name,
+                   where(ld, cfg->routes[i].line, at, sizeof(at)));
             return;
         }
     }
@@ -245,6 +246,16 @@ classify(struct loader *ld, char *str)
         if (ld->sec == SEC_ROUTES) {
             hand_over(ld, str, ld->prev_key, start); /* the handler ignores the value */
         }
+        return;
+    }
+    if (*start == '[' && ld->is_included) {
+        char label[LABEL_MAX];
+
+        report(ld, ld->line,
+               "%s: a section header in an included file (it holds route lines only: NAME = "
+               "TARGET, comments, blank lines)",
+               section_label(ld, label, sizeof(label)));
+        ld->has_prev_key = false;
         return;
     }
     if (*start == '[') {
@@ -356,7 +367,7 @@ read_line(char *str, int num, void *stream)
     is_long = len > cap;
     str[n_str] = '\0';
     len = n_str;
-    if (ld->line == 1 && len >= 3 && memcmp(str, "\xEF\xBB\xBF", 3) == 0) {
+    if (ld->line == ld->first_pos && len >= 3 && memcmp(str, "\xEF\xBB\xBF", 3) == 0) {
         memmove(str, str + 3, len - 2); /* a UTF-8 byte-order mark; inih skips it too */
         len -= 3;
     }
@@ -383,14 +394,62 @@ read_line(char *str, int num, void *stream)
     return str;
 }
 
+bool
+sr__config_read_included(struct loader *ld, FILE *fp)
+{
+    /* The including file's reader state: its read-ahead and inih's previous key. */
+    FILE *outer_fp = ld->fp;
+    char *outer_in = ld->in;
+    size_t outer_pos = ld->in_pos;
+    size_t outer_len = ld->in_len;
+    unsigned outer_first = ld->first_pos;
+    bool outer_has_prev = ld->has_prev_key;
+    char outer_prev[INI_MAX_LINE];
+    char str[INI_MAX_LINE];
+    bool is_ok = true;
+
+    memcpy(outer_prev, ld->prev_key, sizeof(outer_prev));
+    ld->in = malloc(READ_BLOCK);
+    if (ld->in == NULL) {
+        ld->in = outer_in;
+        report_oom(ld);
+        return false;
+    }
+    ld->fp = fp;
+    ld->in_pos = 0;
+    ld->in_len = 0;
+    ld->first_pos = ld->line + 1;
+    ld->has_prev_key = false;
+    ld->is_included = true;
+    /* The same reader as for inih, with the same limit: every line is a route line (or a
+     * problem), which classify() hands to the handler itself. */
+    while (read_line(str, INI_MAX_LINE, ld) != NULL) {
+    }
+    if (ferror(fp)) {
+        report(ld, 0, "read error: %s", strerror(errno));
+        is_ok = false;
+    }
+    free(ld->in);
+    ld->is_included = false;
+    ld->is_continuation = false;
+    ld->fp = outer_fp;
+    ld->in = outer_in;
+    ld->in_pos = outer_pos;
+    ld->in_len = outer_len;
+    ld->first_pos = outer_first;
+    ld->has_prev_key = outer_has_prev;
+    memcpy(ld->prev_key, outer_prev, sizeof(outer_prev));
+    return is_ok;
+}
+
 /* Both entry points: <fp> is the open file, or NULL when opening <name> failed with
- * <open_errno> (the defaults still go into <cfg>, so the caller sees the same struct). */
+ * <open_errno> (the defaults still go into <cfg>, so the caller sees the same struct);
+ * <open_errno> -1: a stream, which cannot include files. */
 static size_t
 load(struct sr_config *cfg, FILE *fp, int open_errno, const char *name, sr_config_error_fn on_error,
      void *ctx)
 {
     struct loader ld;
-    size_t i;
     int rc;
 
     memset(cfg, 0, sizeof(*cfg));
@@ -412,6 +471,8 @@ load(struct sr_config *cfg, FILE *fp, int open_errno, const char *name, sr_confi
     ld.on_error = on_error;
     ld.ctx = ctx;
     ld.sec = SEC_NONE;
+    ld.first_pos = 1;
+    ld.can_include = open_errno >= 0;
 
     cfg->access_log = strdup("stdout");
     if (cfg->access_log == NULL) {
@@ -422,6 +483,17 @@ load(struct sr_config *cfg, FILE *fp, int open_errno, const char *name, sr_confi
         report(&ld, 0, "cannot open: %s", strerror(open_errno));
         return ld.n_errors;
     }
+    /* The table of files and spans: the main file from its line 1 (position = line). */
+    cfg->files = malloc(sizeof(*cfg->files));
+    cfg->spans = calloc(1, sizeof(*cfg->spans));
+    if (cfg->files == NULL || cfg->spans == NULL || (cfg->files[0] = strdup(name)) == NULL) {
+        report_oom(&ld);
+        return ld.n_errors;
+    }
+    cfg->n_files = 1;
+    cfg->n_spans = 1;
+    ld.files_cap = 1;
+    ld.spans_cap = 1;
     ld.in = malloc(READ_BLOCK);
     if (ld.in == NULL) {
         report_oom(&ld);
@@ -437,9 +509,6 @@ load(struct sr_config *cfg, FILE *fp, int open_errno, const char *name, sr_confi
     sr__config_end_section(&ld);
     sr__config_finish(&ld);
 
-    for (i = 0; i < cfg->n_routes; i++) {
-        free(ld.rtmp[i].origin);
-    }
     free(ld.rtmp);
     free(ld.ltmp);
     free(ld.in);
@@ -455,7 +524,7 @@ size_t
 sr_config_load(struct sr_config *cfg, const char *path, sr_config_error_fn on_error, void *ctx)
 {
     FILE *fp = fopen(path, "r");
-    size_t n = load(cfg, fp, errno, path, on_error, ctx);
+    size_t n = load(cfg, fp, fp != NULL ? 0 : errno, path, on_error, ctx);
 
     if (fp != NULL) {
         fclose(fp);
@@ -467,5 +536,5 @@ size_t
 sr_config_load_stream(struct sr_config *cfg, FILE *fp, const char *name,
                       sr_config_error_fn on_error, void *ctx)
 {
-    return load(cfg, fp, 0, name, on_error, ctx);
+    return load(cfg, fp, -1, name, on_error, ctx);
 }

@@ -312,8 +312,8 @@ sr__config_set_route(struct loader *ld, const struct keyword *kw, const char *ke
     struct routes_tmp *rt = &ld->rtmp[ld->sec_index];
     uint32_t upstream;
     char label[LABEL_MAX];
+    char at[WHERE_MAX];
     enum sr_route_add_result res;
-    uint32_t prev = 0;
     size_t len;
     size_t skip;
 
@@ -341,20 +341,19 @@ sr__config_set_route(struct loader *ld, const struct keyword *kw, const char *ke
     if (table == NULL) {
         return;
     }
-    if (!grow(ld, (void **)&rt->origin, &rt->cap, rt->n + 1, sizeof(*rt->origin))) {
-        return;
-    }
-    res = sr_route_insert(table, key, len, (uint32_t)rt->n, &prev, &entry);
+    /* The value is the upstream index itself (UINT32_MAX after a bad address, which fails
+     * the load): nothing per route besides the table and its line is kept while loading,
+     * so a reload of a big map needs little beyond the old and the new table. */
+    res = sr_route_insert(table, key, len, upstream, NULL, &entry);
     switch (res) {
     case SR_ROUTE_ADDED:
         note_line(ld, lines, entry);
-        rt->origin[rt->n].upstream = upstream;
-        rt->origin[rt->n].line = ld->line;
-        rt->n++;
         break;
     case SR_ROUTE_DUPLICATE:
-        report(ld, ld->line, "%s: duplicate route '%s' (first at %s:%u)",
-               section_label(ld, label, sizeof(label)), key, ld->path, rt->origin[prev].line);
+        report(ld, ld->line, "%s: duplicate route '%s' (first at %s)",
+               section_label(ld, label, sizeof(label)), key,
+               where(ld, entry == 0 ? lines->default_line : sr_config_entry_line(lines, entry), at,
+                     sizeof(at)));
         break;
     case SR_ROUTE_BAD_NAME:
         /* Say what is wrong with the name (of the suffix, for "*.suffix"): the route module

@@ -23,6 +23,7 @@ struct out {
     size_t cap;
     size_t len;
     const char *path;
+    const struct sr_config *cfg;
 };
 
 static void put(struct out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -42,12 +43,19 @@ put(struct out *o, const char *fmt, ...)
     }
 }
 
-/* "PATH:LINE" or "line LINE"; "line ?" for a line the config does not know. */
+/* "PATH:LINE" or "line LINE" for position <pos> (an included file's is always "FILE:LINE");
+ * "line ?" for a line the config does not know. */
 static void
-put_line(struct out *o, unsigned line)
+put_line(struct out *o, unsigned pos)
 {
-    if (line == 0) {
+    size_t file;
+    unsigned line;
+    const char *name = sr_config_locate(o->cfg, pos, &line, &file);
+
+    if (pos == 0) {
         put(o, "line ?");
+    } else if (name != NULL && file != 0) {
+        put(o, "%s:%u", name, line);
     } else if (o->path != NULL) {
         put(o, "%s:%u", o->path, line);
     } else {
@@ -368,7 +376,7 @@ size_t
 sr_explain_format(const struct sr_config *cfg, const char *path, const struct sr_explain_query *q,
                   char *buf, size_t cap, enum sr_explain_result *result)
 {
-    struct out o = {buf, cap, 0, path};
+    struct out o = {buf, cap, 0, path, cfg};
     char norm[SR_NAME_MAX + 1];
     size_t norm_len = 0;
     struct protos p;

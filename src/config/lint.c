@@ -39,17 +39,50 @@ struct lint {
 static void add(struct lint *lt, enum sr_lint_severity severity, unsigned line, const char *fmt,
                 ...) __attribute__((format(printf, 4, 5)));
 
+/* Where position <pos> is, for a finding there: "PATH" and its line. */
+static const char *
+locate(const struct lint *lt, unsigned pos, unsigned *line, size_t *file)
+{
+    const char *name = sr_config_locate(lt->cfg, pos, line, file);
+
+    return name != NULL && *file != 0 ? name : lt->path;
+}
+
+/* Another route's place, as a finding at position <at> names it: "line N" in the same
+ * file, "FILE:N" in another (an included one, or the main file from an included one). */
+static const char *
+other_place(const struct lint *lt, unsigned at, unsigned pos, char *buf, size_t cap)
+{
+    size_t at_file;
+    size_t file;
+    unsigned line;
+    const char *name;
+
+    (void)locate(lt, at, &line, &at_file);
+    name = locate(lt, pos, &line, &file);
+    if (file == at_file || pos == 0) {
+        snprintf(buf, cap, "line %u", line);
+    } else {
+        snprintf(buf, cap, "%s:%u", name, line);
+    }
+    return buf;
+}
+
 static void
 add(struct lint *lt, enum sr_lint_severity severity, unsigned line, const char *fmt, ...)
 {
     const char *kind = severity == SR_LINT_WARNING ? "warning" : "note";
-    char text[1024];
+    char text[1024 + 4096];
     va_list ap;
     int head;
     int n;
 
     if (line > 0) {
-        head = snprintf(text, sizeof(text), "%s:%u: %s: ", lt->path, line, kind);
+        size_t file;
+        unsigned file_line;
+        const char *name = locate(lt, line, &file_line, &file);
+
+        head = snprintf(text, sizeof(text), "%s:%u: %s: ", name, file_line, kind);
     } else {
         head = snprintf(text, sizeof(text), "%s: %s: ", lt->path, kind);
     }
@@ -155,6 +188,7 @@ on_entry(void *ctx, const struct sr_route_entry *e)
     struct sr_route_hit plain;
     char key[SR_NAME_MAX + 80];
     char other[SR_NAME_MAX + 80];
+    char place[4200];
 
     format_key(key, sizeof(key), &self, e->key, e->key_len, a);
 
@@ -163,9 +197,10 @@ on_entry(void *ctx, const struct sr_route_entry *e)
     if (below.kind != SR_ROUTE_MISS && below.value == e->value) {
         format_key(other, sizeof(other), &below, NULL, 0, a);
         add(lt, SR_LINT_WARNING, line,
-            "routes '%s': route '%s' is redundant: without it, '%s' (line %u) sends %s to the "
+            "routes '%s': route '%s' is redundant: without it, '%s' (%s) sends %s to the "
             "same upstream (hint: remove it, or point it elsewhere)",
-            r->name, key, other, sr_config_route_line(lines, &below),
+            r->name, key, other,
+            other_place(lt, line, sr_config_route_line(lines, &below), place, sizeof(place)),
             e->is_wildcard ? "its names" : "it");
         return;
     }
@@ -178,11 +213,12 @@ on_entry(void *ctx, const struct sr_route_entry *e)
         plain.value == e->value) {
         format_key(other, sizeof(other), &plain, e->key, e->key_len, NULL);
         add(lt, SR_LINT_WARNING, line,
-            "routes '%s': route '%s' is redundant: the plain route '%s' (line %u) sends it to "
+            "routes '%s': route '%s' is redundant: the plain route '%s' (%s) sends it to "
             "the same upstream whatever the client offers (hint: remove the [%.*s] route, or "
             "point it elsewhere)",
-            r->name, key, other, sr_config_route_line(&r->lines, &plain), (int)a->proto_len,
-            a->proto);
+            r->name, key, other,
+            other_place(lt, line, sr_config_route_line(&r->lines, &plain), place, sizeof(place)),
+            (int)a->proto_len, a->proto);
         return;
     }
 
@@ -267,6 +303,26 @@ lint_routes(struct lint *lt)
         for (j = 0; j < r->n_alpn; j++) {
             lt->alpn = &r->alpn[j];
             sr_route_foreach(r->alpn[j].table, on_entry, lt);
+        }
+    }
+}
+
+/* A glob that matched no file is allowed (a tenant directory may be empty for a while),
+ * but a typo in it looks the same. */
+static void
+lint_includes(struct lint *lt)
+{
+    const struct sr_config *cfg = lt->cfg;
+    size_t i;
+
+    for (i = 0; i < cfg->n_includes; i++) {
+        const struct sr_config_include *inc = &cfg->includes[i];
+
+        if (inc->n_files == 0) {
+            add(lt, SR_LINT_WARNING, inc->line,
+                "routes '%s': include '%s' matches no file, so it adds no route (hint: check "
+                "the path; it is fine while that directory is empty)",
+                cfg->routes[inc->routes].name, inc->pattern);
         }
     }
 }
@@ -416,6 +472,7 @@ sr_lint_run(const struct sr_config *cfg, const char *path, const struct sr_lint_
     lt.cfg = cfg;
     lt.path = path;
     lint_routes(&lt);
+    lint_includes(&lt);
     lint_pools(&lt);
     if (opt != NULL && opt->resolve != NULL) {
         lint_hosts(&lt, opt);

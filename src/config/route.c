@@ -260,6 +260,9 @@ htab_add(struct sr_route_table *t, struct htab *h, const char *key, size_t len, 
         if (prev_value != NULL) {
             *prev_value = s->value;
         }
+        if (entry != NULL) {
+            *entry = s->key_off;
+        }
         return SR_ROUTE_DUPLICATE;
     }
     if (!htab_reserve(h)) {
@@ -347,6 +350,9 @@ sr_route_insert(struct sr_route_table *table, const char *key, size_t len, uint3
         if (table->has_default) {
             if (prev_value != NULL) {
                 *prev_value = table->default_value;
+            }
+            if (entry != NULL) {
+                *entry = 0;
             }
             return SR_ROUTE_DUPLICATE;
         }

@@ -9,13 +9,18 @@ would defeat `watch = yes`), that config passes `sniroute -t`, the liveness and 
 probes are GET /healthz and /readyz on the admin port of that config, the admin address is
 not loopback (kubelet probes the pod IP), every listen port is a declared containerPort,
 the grace period is above drain_timeout, and the container runs non-root on a read-only
-root with every capability dropped. deployment.yaml: 2 replicas, a LoadBalancer Service
+root with every capability dropped. Every `include =` of the config names a directory where
+a ConfigMap of the same file is mounted (as a directory) and matches at least one of its
+keys; every ConfigMap stays under 1 MiB (the API server's limit, about 30,000 routes);
+`sniroute -t` runs with the ConfigMaps laid out as mounted (absolute include paths moved
+under a temporary directory). deployment.yaml: 2 replicas, a LoadBalancer Service
 with externalTrafficPolicy Local whose targetPort is a listener, a PodDisruptionBudget.
 sidecar.yaml: every upstream is a loopback port declared by another container of the pod.
 
 Usage: check_k8s.py --source-dir DIR --sniroute PATH
 """
 import argparse
+import fnmatch
 import os
 import re
 import subprocess
@@ -36,6 +41,8 @@ KNOWN = {
     ("policy/v1", "PodDisruptionBudget"),
 }
 DEFAULT_DRAIN_S = 30
+# A ConfigMap's data, in all: the API server refuses more (etcd's object limit).
+CONFIGMAP_MAX_BYTES = 1 << 20
 
 
 class Problems(list):
@@ -73,9 +80,29 @@ def split_addr(text):
     return m.group(1), int(m.group(2))
 
 
-def sniroute_check(sniroute, text):
+def includes(ini, cfg_dir):
+    """[(routes section, absolute include path)] of a parsed config."""
+    out = []
+    for sec, items in ini.items():
+        for key, value in items:
+            if sec.startswith("routes ") and key == "include":
+                out.append((sec, os.path.normpath(os.path.join(cfg_dir, value))))
+    return out
+
+
+def sniroute_check(sniroute, cfg_path, text, mounted):
+    """`sniroute -t` on <text> as if at <cfg_path>, with <mounted> ({mount path: {key:
+    text}}) written under a temporary root and absolute include paths moved there."""
     with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "sniroute.ini")
+        for mount, files in mounted.items():
+            d = tmp + mount
+            os.makedirs(d, exist_ok=True)
+            for key, body in files.items():
+                with open(os.path.join(d, key), "w") as f:
+                    f.write(body)
+        text = re.sub(r"(?m)^(\s*include\s*=\s*)/", lambda m: m.group(1) + tmp + "/", text)
+        path = tmp + cfg_path
+        os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(path, "w") as f:
             f.write(text)
         proc = subprocess.run([sniroute, "-t", "-c", path], capture_output=True, text=True)
@@ -120,9 +147,22 @@ def check_pod(where, pod_meta, pod_spec, configmaps, sniroute, problems, is_side
     text = cm.get("data", {}).get(os.path.basename(cfg_path))
     if not problems.check(text is not None, cw, "ConfigMap %s has no %s" % (cm_name, cfg_path)):
         return None
-    rc, err = sniroute_check(sniroute, text)
-    problems.check(rc == 0, cw, "embedded %s: sniroute -t failed:\n%s" % (cfg_path, err))
+    mounted = {}
+    for path, m in mounts.items():
+        other = configmaps.get(vols.get(m["name"], {}).get("configMap", {}).get("name"))
+        if other is not None and "subPath" not in m:
+            mounted[path] = other.get("data", {})
     ini = parse_ini(text)
+    # Includes: each names a mounted ConfigMap's directory and matches one of its keys.
+    for sec, inc in includes(ini, os.path.dirname(cfg_path)):
+        d, pattern = os.path.split(inc)
+        if problems.check(d in mounted, cw, "[%s] include = %s: no ConfigMap is mounted at %s"
+                          % (sec, inc, d)):
+            problems.check(any(fnmatch.fnmatch(k, pattern) for k in mounted[d]), cw,
+                           "[%s] include = %s matches no key of the ConfigMap mounted there"
+                           % (sec, inc))
+    rc, err = sniroute_check(sniroute, cfg_path, text, mounted)
+    problems.check(rc == 0, cw, "embedded %s: sniroute -t failed:\n%s" % (cfg_path, err))
     top = dict(ini.get("sniroute", []))
 
     # Probes on the admin endpoint of that config.
@@ -191,6 +231,11 @@ def main():
             problems.check(bool(d.get("metadata", {}).get("name")), where, "%s without a name" % (key,))
             by_kind.setdefault(d.get("kind"), []).append(d)
         configmaps = {d["metadata"]["name"]: d for d in by_kind.get("ConfigMap", [])}
+        for cm_name, cm in configmaps.items():
+            size = sum(len(k.encode()) + len(v.encode()) for k, v in cm.get("data", {}).items())
+            problems.check(size < CONFIGMAP_MAX_BYTES, where, "ConfigMap %s holds %d bytes: "
+                           "over 1 MiB, the API server refuses it (split the routes)"
+                           % (cm_name, size))
 
         if name == "deployment.yaml":
             deps = by_kind.get("Deployment", [])

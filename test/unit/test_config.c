@@ -862,6 +862,186 @@ test_fixture_errors(void)
     collected_free(&got);
 }
 
+/* <pattern> with every "DIR" replaced by <dir>. */
+static const char *
+expand_dir(const char *pattern, const char *dir)
+{
+    static char buf[4096];
+    size_t n = 0;
+
+    while (*pattern != '\0') {
+        if (strncmp(pattern, "DIR", 3) == 0) {
+            n += (size_t)snprintf(buf + n, sizeof(buf) - n, "%s", dir);
+            pattern += 3;
+        } else {
+            buf[n++] = *pattern++;
+        }
+        ASSERT_LT(n, sizeof(buf) - 1);
+    }
+    buf[n] = '\0';
+    return buf;
+}
+
+/* Where position <pos> of <cfg> is: "FILE:LINE", FILE relative to <dir>. */
+static const char *
+place(const struct sr_config *cfg, unsigned pos, const char *dir)
+{
+    static char buf[1024];
+    size_t len = strlen(dir);
+    unsigned line;
+    const char *file = sr_config_locate(cfg, pos, &line, NULL);
+
+    ASSERT(file != NULL);
+    ASSERT_EQ(strncmp(file, dir, len), 0);
+    snprintf(buf, sizeof(buf), "%s:%u", file + len + 1, line);
+    return buf;
+}
+
+/* The line of exact route <name> (or "default") in section <routes>. */
+static unsigned
+route_pos(const struct sr_config *cfg, size_t routes, const char *name)
+{
+    struct sr_route_hit hit;
+
+    ASSERT(sr_route_lookup(cfg->routes[routes].table, name, strlen(name), &hit) != SR_ROUTE_MISS);
+    return sr_config_route_line(&cfg->routes[routes].lines, &hit);
+}
+
+/* include/main.ini: a plain include, a glob of two files (CRLF endings in one, a BOM and no
+ * final newline in the other) and a glob that matches nothing. The routes join the section
+ * where the include lines are, and every line is located in its own file. */
+static void
+test_fixture_include(void)
+{
+    struct collected got = {{NULL}, 0};
+    struct sr_config cfg;
+    char dir[1024];
+
+    snprintf(dir, sizeof(dir), "%s/include", SR_CONFIG_DIR);
+    ASSERT_EQ(load_fixture("include/main.ini", &cfg, &got), 0);
+    ASSERT_EQ(cfg.n_routes, 1);
+    ASSERT_EQ(sr_route_count(cfg.routes[0].table), 7);
+    ASSERT_STR_EQ(place(&cfg, route_pos(&cfg, 0, "first.example"), dir), "main.ini:7");
+    ASSERT_STR_EQ(place(&cfg, route_pos(&cfg, 0, "a.example"), dir), "tenants/a.routes:2");
+    ASSERT_STR_EQ(place(&cfg, route_pos(&cfg, 0, "x.a.example"), dir), "tenants/a.routes:4");
+    ASSERT_STR_EQ(place(&cfg, route_pos(&cfg, 0, "b.example"), dir), "tenants/b.map:1");
+    ASSERT_STR_EQ(place(&cfg, route_pos(&cfg, 0, "nothing.example"), dir), "tenants/b.map:2");
+    ASSERT_STR_EQ(place(&cfg, route_pos(&cfg, 0, "c.example"), dir), "tenants/c.map:1");
+    ASSERT_STR_EQ(place(&cfg, route_pos(&cfg, 0, "last.example"), dir), "main.ini:11");
+    ASSERT_STR_EQ(place(&cfg, cfg.listeners[1].line, dir), "main.ini:13");
+    ASSERT_STR_EQ(upstream_text(&cfg, lookup_upstream(&cfg, 0, "c.example", SR_ROUTE_EXACT)),
+                  "127.0.0.1:9004");
+    ASSERT_EQ(cfg.n_files, 4);
+    ASSERT_EQ(cfg.n_includes, 3);
+    ASSERT_EQ(cfg.includes[0].n_files, 1);
+    ASSERT(!cfg.includes[0].is_glob);
+    ASSERT_EQ(cfg.includes[1].n_files, 2);
+    ASSERT(cfg.includes[1].is_glob);
+    ASSERT_EQ(cfg.includes[2].n_files, 0);
+    ASSERT_STR_EQ(place(&cfg, cfg.includes[2].line, dir), "main.ini:10");
+    ASSERT_STR_EQ(expand_dir("DIR/tenants", dir), cfg.includes[1].dir);
+    sr_config_fini(&cfg);
+}
+
+/* include-errors/: mistakes in an included file and in include lines, each FILE:LINE in the
+ * file it is in; include-errors.expected has DIR for the directory. */
+static void
+test_fixture_include_errors(void)
+{
+    struct collected got = {{NULL}, 0};
+    char path[1024];
+    char line[1024];
+    struct sr_config cfg;
+    size_t n;
+    size_t i = 0;
+    FILE *f;
+
+    n = load_fixture("include-errors/main.ini", &cfg, &got);
+    sr_config_fini(&cfg);
+    snprintf(path, sizeof(path), "%s/include-errors.expected", SR_CONFIG_DIR);
+    f = fopen(path, "r");
+    ASSERT(f != NULL);
+    snprintf(path, sizeof(path), "%s/include-errors", SR_CONFIG_DIR);
+    while (fgets(line, sizeof(line), f) != NULL) {
+        line[strcspn(line, "\n")] = '\0';
+        ASSERT_LT(i, got.n);
+        ASSERT_STR_EQ(got.lines[i], expand_dir(line, path));
+        i++;
+    }
+    fclose(f);
+    ASSERT_EQ(i, got.n);
+    ASSERT_EQ(n, got.n);
+    collected_free(&got);
+}
+
+/* A stream has no directory to include from; the bounds on files and bytes. */
+static void
+test_include_limits(void)
+{
+    struct collected got = {{NULL}, 0};
+    const char *dir_env = getenv("TMPDIR");
+    static const char text[] = "[listener a]\nlisten = 127.0.0.1:8443\nroutes = m\n[routes m]\n"
+                               "default = b:443\ninclude = x.routes\n";
+    char dir[256];
+    char path[512];
+    char want[1024];
+    struct sr_config cfg;
+    FILE *f;
+    size_t i;
+
+    f = fmemopen((void *)text, sizeof(text) - 1, "r");
+    ASSERT(f != NULL);
+    ASSERT_EQ(sr_config_load_stream(&cfg, f, "mem.ini", on_error, &got), 1);
+    ASSERT_STR_EQ(got.lines[0],
+                  "mem.ini:6: routes 'm': include: not available for a config read from a stream");
+    fclose(f);
+    sr_config_fini(&cfg);
+    collected_free(&got);
+
+    snprintf(dir, sizeof(dir), "%s/sniroute-test-include-XXXXXX",
+             dir_env != NULL && dir_env[0] != '\0' ? dir_env : "/tmp");
+    ASSERT(mkdtemp(dir) != NULL);
+    for (i = 0; i <= SR_CONFIG_INCLUDE_FILES_MAX; i++) {
+        char route[64];
+        int len = snprintf(route, sizeof(route), "h%04zu.example = b:443\n", i);
+
+        snprintf(path, sizeof(path), "%s/%04zu.routes", dir, i);
+        write_file(path, route, (size_t)len);
+    }
+    /* Sparse: past the byte bound without writing it. */
+    snprintf(path, sizeof(path), "%s/big.map", dir);
+    write_file(path, "", 0);
+    ASSERT_EQ(truncate(path, (off_t)SR_CONFIG_INCLUDE_BYTES_MAX + 1), 0);
+    snprintf(path, sizeof(path), "%s/main.ini", dir);
+    snprintf(want, sizeof(want),
+             "[listener a]\nlisten = 127.0.0.1:8443\nroutes = m\n[routes m]\ninclude = big.map\n"
+             "include = *.routes\n");
+    write_file(path, want, strlen(want));
+    ASSERT_EQ(sr_config_load(&cfg, path, on_error, &got), 2);
+    snprintf(want, sizeof(want),
+             "%s:5: routes 'm': include: '%s/big.map' would make more than %u MiB of included "
+             "files",
+             path, dir, SR_CONFIG_INCLUDE_BYTES_MAX >> 20);
+    ASSERT_STR_EQ(got.lines[0], want);
+    snprintf(want, sizeof(want),
+             "%s:6: routes 'm': include: more than %u included files (a glob matching too "
+             "much?)",
+             path, SR_CONFIG_INCLUDE_FILES_MAX);
+    ASSERT_STR_EQ(got.lines[1], want);
+    ASSERT_EQ(sr_route_count(cfg.routes[0].table), SR_CONFIG_INCLUDE_FILES_MAX);
+    sr_config_fini(&cfg);
+    collected_free(&got);
+    for (i = 0; i <= SR_CONFIG_INCLUDE_FILES_MAX; i++) {
+        snprintf(path, sizeof(path), "%s/%04zu.routes", dir, i);
+        unlink(path);
+    }
+    snprintf(path, sizeof(path), "%s/big.map", dir);
+    unlink(path);
+    snprintf(path, sizeof(path), "%s/main.ini", dir);
+    unlink(path);
+    ASSERT_EQ(rmdir(dir), 0);
+}
+
 /* The reader reads ahead 256 KiB at a time (READ_BLOCK in config_reader.c). Put a too-long line,
  * a 199-byte line with a CRLF ending, a NUL byte and a last line ending in '\r' without
  * '\n' across that boundary at many phases (the tricky lines start <shift> bytes before
@@ -990,6 +1170,9 @@ main(void)
     test_fixture_full();
     test_fixture_minimal();
     test_fixture_errors();
+    test_fixture_include();
+    test_fixture_include_errors();
+    test_include_limits();
     test_many_routes();
     unlink(tmp_path);
     return 0;

@@ -279,10 +279,58 @@ test_many_routes(void)
     free(text);
 }
 
+/* Findings through includes: in the included file, with the other route's place given as
+ * "FILE:LINE" when it is in another file; a glob that matches nothing. */
+static void
+test_include(void)
+{
+    static const char *const want[] = {
+        ("DIR/maps/a.routes:2: warning: routes 'm': route 'www.example.com' is redundant: "
+         "without it, '*.example.com' (DIR/main.ini:6) sends it to the same upstream (hint: "
+         "remove it, or point it elsewhere)"),
+        ("DIR/maps/a.routes:4: warning: routes 'm': route 'a.x.test' is redundant: without it, "
+         "'*.x.test' (line 3) sends it to the same upstream (hint: remove it, or point it "
+         "elsewhere)"),
+        ("DIR/main.ini:8: warning: routes 'm': include 'DIR/none/*.routes' matches no file, so "
+         "it adds no route (hint: check the path; it is fine while that directory is empty)"),
+    };
+    struct collected got;
+    struct sr_config cfg;
+    char dir[1024];
+    char path[1100];
+    char line[4096];
+    size_t i;
+
+    memset(&got, 0, sizeof(got));
+    snprintf(dir, sizeof(dir), "%s/include-lint", SR_CONFIG_DIR);
+    snprintf(path, sizeof(path), "%s/main.ini", dir);
+    ASSERT_EQ(sr_config_load(&cfg, path, on_error, NULL), 0);
+    ASSERT_EQ(sr_lint_run(&cfg, path, NULL, on_msg, &got), 3);
+    ASSERT_EQ(got.n, 3);
+    for (i = 0; i < 3; i++) {
+        const char *p = want[i];
+        size_t n = 0;
+
+        while (*p != '\0') {
+            if (strncmp(p, "DIR", 3) == 0) {
+                n += (size_t)snprintf(line + n, sizeof(line) - n, "%s", dir);
+                p += 3;
+            } else {
+                line[n++] = *p++;
+            }
+        }
+        line[n] = '\0';
+        ASSERT_STR_EQ(got.lines[i], line);
+    }
+    sr_config_fini(&cfg);
+    collected_free(&got);
+}
+
 int
 main(void)
 {
     test_cases();
+    test_include();
     test_resolve_bound();
     test_many_routes();
     return 0;

@@ -125,6 +125,34 @@ struct sr_routes {
     struct sr_route_lines lines; /* of <table> */
 };
 
+/* Where a config's lines came from. Every line a config stores (in sr_listener_config,
+ * sr_routes, sr_route_lines, sr_upstream, sr_pool_config, ...) is a position: lines are
+ * numbered on across the main file and the files its [routes] sections include, in the order
+ * they were read, so one uint32 names a file and a line. Without includes a position is the
+ * line of the main file. sr_config_locate() turns a position back into FILE and LINE. */
+struct sr_config_span {
+    uint32_t pos;  /* first position of the span */
+    uint32_t file; /* index into sr_config.files */
+    uint32_t line; /* that file's line at <pos> */
+};
+
+/* "include = PATH" in a [routes NAME] section: route lines read from other files, as if
+ * written at that line. PATH may be a glob in its last component; relative paths are
+ * relative to the directory of the main file. Includes do not nest. */
+struct sr_config_include {
+    char *pattern;  /* the path or glob, made relative to the main file's directory; owned */
+    char *dir;      /* the directory PATH names a file in (watch = yes watches it); owned */
+    unsigned line;  /* position of the include line */
+    size_t routes;  /* index into sr_config.routes */
+    size_t n_files; /* files read for it (0: a glob that matched nothing) */
+    bool is_glob;
+};
+
+/* Bounds on includes, against a glob that matches far more than meant: files read through
+ * includes per config, and their bytes in all. 1,000,000 routes are about 50 MB. */
+#define SR_CONFIG_INCLUDE_FILES_MAX 1024u
+#define SR_CONFIG_INCLUDE_BYTES_MAX (256u << 20)
+
 /* A [listener NAME] section. */
 struct sr_listener_config {
     char name[SR_CONFIG_NAME_MAX + 1];
@@ -181,6 +209,15 @@ struct sr_config {
     size_t n_upstreams;
     struct sr_pool_config *pools;
     size_t n_pools;
+
+    /* Where lines came from (see struct sr_config_span): files[0] is the main file, then
+     * every included file in the order read; spans sorted by position. */
+    char **files; /* owned */
+    size_t n_files;
+    struct sr_config_span *spans;
+    size_t n_spans;
+    struct sr_config_include *includes;
+    size_t n_includes;
 };
 
 /* Receives one problem, formatted "FILE:LINE: what is wrong" (no trailing newline). The
@@ -205,16 +242,41 @@ typedef void (*sr_config_error_fn)(void *ctx, const char *msg);
  * line ending does not count); keys are case-sensitive; every [routes] section must hold at
  * least one entry (an empty map would refuse every connection); a [routes] section no
  * listener names is allowed; access_log defaults to "stdout"; durations are at most 8760h;
- * a listener's <routes> index is meaningful only when the load returned 0. */
+ * a listener's <routes> index is meaningful only when the load returned 0.
+ *
+ * Includes: "include = PATH" in a [routes] section reads the route lines of PATH (a glob in
+ * the file name allowed, matches read in strcmp order) at that point, as if written there;
+ * "include" is therefore not a route name. A plain PATH that cannot be opened is a
+ * problem, a glob that matches nothing is not. An included file holds route lines,
+ * comments and blank lines only (a "[...]" line, or an include, in it is a problem), with the
+ * same line rules; its problems are "INCLUDED:LINE: ..." and a route defined twice is a
+ * problem wherever the two are, naming both places. At most SR_CONFIG_INCLUDE_FILES_MAX
+ * files and SR_CONFIG_INCLUDE_BYTES_MAX bytes are included. */
 size_t
 sr_config_load(struct sr_config *cfg, const char *path, sr_config_error_fn on_error, void *ctx);
 
 /* Like sr_config_load(), from the open stream <fp> (not NULL), which is read to its end but
  * not closed; <name> stands for the file in messages ("NAME:LINE: ..."). For tests and
- * the fuzz target, which load from memory (fmemopen). */
+ * the fuzz target, which load from memory (fmemopen). A stream has no directory: "include"
+ * is refused there, so nothing but the stream is read. */
 size_t
 sr_config_load_stream(struct sr_config *cfg, FILE *fp, const char *name,
                       sr_config_error_fn on_error, void *ctx);
+
+/* The file and line of position <pos> (see struct sr_config_span): returns the file's path
+ * (valid while <cfg> lives) and sets <*line>. For a config without a table of files (zeroed,
+ * or not loaded from a file) returns NULL with <*line> = <pos>; also <*file> (when not NULL)
+ * receives the file's index, 0 for the main file. */
+const char *
+sr_config_locate(const struct sr_config *cfg, unsigned pos, unsigned *line, size_t *file);
+
+/* A hash of what loading <path> would read now, for watch = yes to tell a change from a
+ * touch: the bytes of <path> and, for each include of <cfg> (loaded from <path> before), the
+ * names and bytes of the files it names or its glob matches now. A change of the include
+ * lines themselves changes <path>'s bytes. Returns 0 when <path> cannot be read (a
+ * rename in progress), never 0 otherwise. Reads every file: O(their size). */
+uint64_t
+sr_config_sources_hash(const struct sr_config *cfg, const char *path);
 
 /* The line of the route that produced <hit> in the table <lines> belongs to: the default's
  * for SR_ROUTE_DEFAULT, 0 for a miss or an entry it does not know. O(log n). */

@@ -57,7 +57,8 @@ sr_route_add(struct sr_route_table *table, const char *key, size_t len, uint32_t
              uint32_t *prev_value);
 
 /* Like sr_route_add(); on SR_ROUTE_ADDED, <*entry> (if not NULL) receives the new entry's
- * id as sr_route_hit.entry reports it (0 for "default"). */
+ * id as sr_route_hit.entry reports it (0 for "default"); on SR_ROUTE_DUPLICATE, the id of
+ * the entry already there. */
 enum sr_route_add_result
 sr_route_insert(struct sr_route_table *table, const char *key, size_t len, uint32_t value,
                 uint32_t *prev_value, uint32_t *entry);
