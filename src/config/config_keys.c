@@ -148,6 +148,56 @@ set_count(struct loader *ld, const struct keyword *kw, const char *key, const ch
     *(uint32_t *)(void *)(section_base(ld, kw) + kw->offset) = (uint32_t)v;
 }
 
+/* max_new_connections_per_ip = N/s | N/m (N 1..SR_CONFIG_NEW_CONNECTIONS_MAX), or 0 for
+ * no limit. */
+static void
+set_rate(struct loader *ld, const struct keyword *kw, const char *key, const char *value)
+{
+    struct sr_listener_config *l = &ld->cfg->listeners[ld->sec_index];
+    char label[LABEL_MAX];
+    uint64_t v;
+    size_t n = parse_digits(value, &v);
+
+    (void)kw;
+    if (n > 0 && v == 0 && value[n] == '\0') {
+        l->max_new_conns = 0;
+        return;
+    }
+    if (n == 0 || (strcmp(value + n, "/s") != 0 && strcmp(value + n, "/m") != 0)) {
+        report(ld, ld->line,
+               "%s: %s: bad rate '%s' (want a count per second or per minute, as in 50/s or "
+               "600/m; 0 means no limit)",
+               section_label(ld, label, sizeof(label)), key, value);
+        return;
+    }
+    if (v == 0 || v > SR_CONFIG_NEW_CONNECTIONS_MAX) {
+        report(ld, ld->line, "%s: %s: bad rate '%s' (the count must be 1..%u)",
+               section_label(ld, label, sizeof(label)), key, value, SR_CONFIG_NEW_CONNECTIONS_MAX);
+        return;
+    }
+    l->max_new_conns = (uint32_t)v;
+    l->max_new_conns_period_ms = value[n + 1] == 's' ? 1000 : 60000;
+}
+
+/* rate_limit_entries: how many buckets max_new_connections_per_ip keeps. */
+static void
+set_rate_entries(struct loader *ld, const struct keyword *kw, const char *key, const char *value)
+{
+    char label[LABEL_MAX];
+    uint64_t v;
+    size_t n = parse_digits(value, &v);
+
+    (void)kw;
+    if (n == 0 || value[n] != '\0' || v < SR_CONFIG_RATE_LIMIT_ENTRIES_MIN ||
+        v > SR_CONFIG_RATE_LIMIT_ENTRIES_MAX) {
+        report(ld, ld->line, "%s: %s: bad count '%s' (want %u..%u)",
+               section_label(ld, label, sizeof(label)), key, value,
+               SR_CONFIG_RATE_LIMIT_ENTRIES_MIN, SR_CONFIG_RATE_LIMIT_ENTRIES_MAX);
+        return;
+    }
+    ld->cfg->rate_limit_entries = (uint32_t)v;
+}
+
 static bool
 is_empty(struct loader *ld, const char *key, const char *value)
 {
@@ -545,6 +595,7 @@ static const struct keyword keywords[] = {
     {SEC_SNIROUTE, "max_quic_flows_per_ip", set_count,
      offsetof(struct sr_config, max_quic_flows_per_ip), false},
     {SEC_SNIROUTE, "quic_hold_bytes", set_size, offsetof(struct sr_config, quic_hold_bytes), false},
+    {SEC_SNIROUTE, "rate_limit_entries", set_rate_entries, 0, false},
     {SEC_LISTENER, "listen", set_listen, 0, true},
     {SEC_LISTENER, "routes", set_listener_routes, 0, false},
     {SEC_LISTENER, "no_sni", set_no_sni, 0, false},
@@ -556,6 +607,7 @@ static const struct keyword keywords[] = {
     {SEC_LISTENER, "fallback_timeout", set_duration,
      offsetof(struct sr_listener_config, fallback_timeout_ms), false},
     {SEC_LISTENER, "trusted_proxies", set_trusted_proxies, 0, true},
+    {SEC_LISTENER, "max_new_connections_per_ip", set_rate, 0, false},
     {SEC_UPSTREAM, "server", set_server, 0, true},
     {SEC_UPSTREAM, "balance", set_balance, 0, false},
     {SEC_UPSTREAM, "proxy_protocol", set_proxy_protocol, 0, false},

@@ -462,6 +462,7 @@ load(struct sr_config *cfg, FILE *fp, int open_errno, const char *name, sr_confi
     cfg->max_quic_flows = SR_CONFIG_MAX_QUIC_FLOWS;
     cfg->max_quic_flows_per_ip = SR_CONFIG_MAX_QUIC_FLOWS_PER_IP;
     cfg->quic_hold_bytes = SR_CONFIG_QUIC_HOLD_BYTES;
+    cfg->rate_limit_entries = SR_CONFIG_RATE_LIMIT_ENTRIES;
     cfg->workers = 1;
 
     memset(&ld, 0, sizeof(ld));

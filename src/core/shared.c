@@ -149,7 +149,7 @@ sr_shared_init(struct sr_shared *shared, size_t n_workers)
     shared->quic_fd_budget = quic_fd_budget();
     shared->alogs = calloc(n_workers, sizeof(*shared->alogs));
     if (shared->alogs == NULL || shards_init(&shared->per_ip) != 0 ||
-        shards_init(&shared->quic_per_ip) != 0 ||
+        shards_init(&shared->quic_per_ip) != 0 || sr_ratelimit_init(&shared->rate) != 0 ||
         sr_metrics_names_init(&shared->listener_names, SR_METRICS_LISTENERS_MAX) != 0 ||
         sr_metrics_names_init(&shared->upstream_names, SR_METRICS_UPSTREAMS_MAX) != 0) {
         return UV_ENOMEM;
@@ -164,6 +164,7 @@ sr_shared_fini(struct sr_shared *shared)
 
     shards_fini(&shared->per_ip);
     shards_fini(&shared->quic_per_ip);
+    sr_ratelimit_fini(&shared->rate);
     for (i = 0; i < SR_LISTENER_CHUNKS; i++) {
         free(shared->lchunks[i]);
     }
@@ -237,7 +238,8 @@ void
 sr_shared_lock_counts(const struct sr_shared *shared, uint64_t *process, uint64_t *shard)
 {
     *process = atomic_load_explicit(&shared->n_process_locks, memory_order_relaxed);
-    *shard = shards_n_locks(&shared->per_ip) + shards_n_locks(&shared->quic_per_ip);
+    *shard = shards_n_locks(&shared->per_ip) + shards_n_locks(&shared->quic_per_ip) +
+             sr_ratelimit_locks(&shared->rate);
 }
 
 void
@@ -403,6 +405,32 @@ sr_shared_release(struct sr_shared *shared, struct sr_admission *adm)
         adm->has_ipkey = false;
     }
     adm->is_counted = false;
+}
+
+/* --- New connections per address ------------------------------------------------------ */
+
+bool
+sr_shared_admit_rate(struct sr_shared *shared, const struct sr_config *cfg,
+                     const struct sr_listener_config *lcfg, uint32_t lslot,
+                     const struct sockaddr *client, bool is_quic)
+{
+    struct sr_rate rate = {lcfg->max_new_conns, lcfg->max_new_conns_period_ms};
+    struct sr_ratekey key;
+    uint64_t now = uv_hrtime();
+    uint64_t d[3];
+
+    if (rate.n == 0 || sr_ratekey_from_sockaddr(&key, lslot, client) != 0 ||
+        sr_ratelimit_take(&shared->rate, &key, now, rate, cfg->rate_limit_entries)) {
+        return true;
+    }
+    /* Like the other refusals: at most one line a second, however many. */
+    sr_notice_rate_count(&shared->rate_refusals, is_quic ? 1 : 0, 1);
+    if (sr_notice_rate_due(&shared->rate_refusals, now / 1000000, 1000, d)) {
+        sr_log_notice("refused over max_new_connections_per_ip since the last notice: %llu "
+                      "connection(s), %llu QUIC flow(s)",
+                      (unsigned long long)d[0], (unsigned long long)d[1]);
+    }
+    return false;
 }
 
 /* --- QUIC flows ------------------------------------------------------------------------ */

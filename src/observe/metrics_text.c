@@ -28,6 +28,7 @@ static const char *const limit_names[SR_METRICS_N_LIMITS] = {
     [SR_METRICS_LIMIT_GLOBAL] = "max_connections",
     [SR_METRICS_LIMIT_LISTENER] = "listener_max_connections",
     [SR_METRICS_LIMIT_PER_IP] = "max_connections_per_ip",
+    [SR_METRICS_LIMIT_RATE] = "max_new_connections_per_ip",
 };
 
 static const char *const quic_status_names[SR_METRICS_N_QUIC_STATUS] = {
@@ -354,8 +355,19 @@ format_process(struct wbuf *w, const struct sr_metrics_info *info)
 
     family(w, "sniroute_shard_lock_acquisitions_total", "counter",
            "Acquisitions of the per-address table shards' locks (one of 64 per address, for "
-           "max_connections_per_ip and max_quic_flows_per_ip): about two per connection.");
+           "max_connections_per_ip and max_quic_flows_per_ip): about two per connection; "
+           "one more with max_new_connections_per_ip.");
     sample(w, "sniroute_shard_lock_acquisitions_total", "", NULL, 0, info->shard_locks);
+
+    family(w, "sniroute_rate_limit_entries", "gauge",
+           "Token buckets of max_new_connections_per_ip kept now (one per client address or "
+           "IPv6 /64 and listener), at most rate_limit_entries.");
+    sample(w, "sniroute_rate_limit_entries", "", NULL, 0, info->rate_entries);
+
+    family(w, "sniroute_rate_limit_evictions_total", "counter",
+           "Token buckets dropped to make room for another address (least recently seen "
+           "first); a dropped address starts again with a full bucket.");
+    sample(w, "sniroute_rate_limit_evictions_total", "", NULL, 0, info->rate_evictions);
 }
 
 /* One family over listener rows. <column> is the first counter of the row; with <names> the

@@ -205,6 +205,16 @@ proxy_header_read(struct sr_conn *conn, const uint8_t *bytes, struct sr_intake_r
                                                 : sizeof(struct sockaddr_in));
             setup->has_source_key =
                 sr_ipkey_from_sockaddr(&setup->source_key, (const struct sockaddr *)&pp.src) == 0;
+            /* max_new_connections_per_ip: the client named, not the load balancer. */
+            if (!sr_shared_admit_rate(
+                    conn->set->shared, &conn->gen->cfg, conn->lcfg,
+                    conn->gen->listener_slots[conn->lcfg - conn->gen->cfg.listeners],
+                    (const struct sockaddr *)&pp.src, false)) {
+                sr_metrics_limit_rejected(conn->set->metrics, conn->lid, SR_METRICS_LIMIT_RATE);
+                conn->is_quiet = true;
+                *r = intake_close("max_new_connections_per_ip");
+                return false;
+            }
             limit = sr_shared_admit_client(conn->set->shared, &conn->adm, &conn->gen->cfg,
                                            (const struct sockaddr *)&pp.src, &over);
             if (limit != NULL) {

@@ -18,6 +18,7 @@
 #include "sniroute/config/pool.h"
 #include "sniroute/core/generation.h"
 #include "sniroute/core/ipcount.h"
+#include "sniroute/core/shared.h"
 #include "sniroute/observe/metrics.h"
 #include "sniroute/proxy/quiclife.h"
 #include "sniroute/proxy/quicrelay.h"
@@ -286,6 +287,14 @@ sr__quic_flow_start(struct sr_quic *q, struct sr_quic_sock *s, const struct sr_f
         sr_quic_feed(&q->crypto, &q->initial, d, len, &res); /* for the reason */
         sr_metrics_quic_initial(q->host.metrics, res.status, res.reason);
         sr__quic_dropped(q, s->lid, drop_of(res.status));
+        return;
+    }
+    /* max_new_connections_per_ip: a token per new flow. A refused one is not remembered:
+     * its retransmit asks for a token again, and gets one once the bucket has refilled. */
+    if (!sr_shared_admit_rate(q->host.shared, &q->gen->cfg, s->lcfg,
+                              q->gen->listener_slots[s->lcfg - q->gen->cfg.listeners], &peer->sa,
+                              true)) {
+        sr__quic_dropped(q, s->lid, SR_METRICS_QDROP_RATE);
         return;
     }
     memset(&probe, 0, sizeof(probe));

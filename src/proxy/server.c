@@ -46,6 +46,8 @@ sr_servers_metrics(struct sr_server *const *servers, size_t n, uint64_t generati
     info.reloads_ok = reloads_ok;
     info.reloads_failed = reloads_failed;
     sr_shared_lock_counts(servers[0]->shared, &info.process_locks, &info.shard_locks);
+    info.rate_entries = sr_ratelimit_entries(&servers[0]->shared->rate);
+    info.rate_evictions = sr_ratelimit_evictions(&servers[0]->shared->rate);
     info.listeners = &servers[0]->shared->listener_names;
     info.upstreams = &servers[0]->shared->upstream_names;
     return sr_metrics_format(out, len, workers, i, &info);
@@ -238,6 +240,27 @@ listener_stuck(struct sr_listener *listener, int err)
     }
 }
 
+/* max_new_connections_per_ip, at accept: before a byte is read or anything is allocated for
+ * the connection. Behind proxy_protocol = accept the peer is the load balancer, whose
+ * address is not limited: the client is, once its PROXY header names it (intake.c). True
+ * if the connection may go on; false: counted, summarized in a notice, to be closed. */
+static bool
+listener_rate_admit(struct sr_listener *listener, const struct sockaddr *peer)
+{
+    struct sr_server *server = listener->server;
+    const struct sr_listener_config *lcfg = listener->cfg;
+    size_t i = (size_t)(lcfg - server->gen->cfg.listeners);
+
+    if (lcfg->max_new_conns == 0 || lcfg->is_proxy_accepted ||
+        sr_shared_admit_rate(server->shared, &server->gen->cfg, lcfg,
+                             server->gen->listener_slots[i], peer, false)) {
+        return true;
+    }
+    sr_metrics_limit_rejected(&server->metrics, server->gen->listener_ids[i],
+                              SR_METRICS_LIMIT_RATE);
+    return false;
+}
+
 static void
 on_listener_ready(struct sr_watch *watch, uint32_t events)
 {
@@ -265,6 +288,12 @@ on_listener_ready(struct sr_watch *watch, uint32_t events)
         }
         if (peer_len > sizeof(peer)) {
             memset(&peer, 0, sizeof(peer));
+        }
+        if (!listener_rate_admit(listener, (const struct sockaddr *)&peer)) {
+            /* Over the rate: closed unread, like a refusal over the other limits (no
+             * alert: nothing says yet that the client speaks TLS). */
+            close(fd);
+            continue;
         }
         if (sr_conn_accept(&listener->server->conns, listener->server->gen, listener->cfg, fd,
                            (const struct sockaddr *)&peer) != 0) {

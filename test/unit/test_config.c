@@ -303,6 +303,25 @@ static const struct config_case cases[] = {
       "means no limit)",
       "FILE:7: listener 'a': max_connections: bad count '5k' (want 0..10000000; 0 means no "
       "limit)"}},
+    {"max_new_connections_per_ip: bad rates",
+     "[sniroute]\nrate_limit_entries = 63\n"
+     "[listener a]\nlisten = 127.0.0.1:8443\nroutes = m\nmax_new_connections_per_ip = 50\n"
+     "[listener b]\nlisten = 127.0.0.1:8444\nroutes = m\nmax_new_connections_per_ip = 5/h\n"
+     "[listener c]\nlisten = 127.0.0.1:8445\nroutes = m\nmax_new_connections_per_ip = 0/s\n"
+     "[listener d]\nlisten = 127.0.0.1:8446\nroutes = m\n"
+     "max_new_connections_per_ip = 1000001/s\nmax_new_connections_per_ip = 1/s\n"
+     "[routes m]\ndefault = b:1\n",
+     0,
+     {"FILE:2: sniroute: rate_limit_entries: bad count '63' (want 64..16777216)",
+      "FILE:6: listener 'a': max_new_connections_per_ip: bad rate '50' (want a count per second "
+      "or per minute, as in 50/s or 600/m; 0 means no limit)",
+      "FILE:10: listener 'b': max_new_connections_per_ip: bad rate '5/h' (want a count per "
+      "second or per minute, as in 50/s or 600/m; 0 means no limit)",
+      "FILE:14: listener 'c': max_new_connections_per_ip: bad rate '0/s' (the count must be "
+      "1..1000000)",
+      "FILE:18: listener 'd': max_new_connections_per_ip: bad rate '1000001/s' (the count must "
+      "be 1..1000000)",
+      "FILE:19: listener 'd': duplicate key 'max_new_connections_per_ip' (first at FILE:18)"}},
     {"more bad sizes",
      "[sniroute]\nmax_hello_size = 257k\n" GOOD_TAIL,
      0,
@@ -618,6 +637,33 @@ test_limits(void)
     ASSERT_EQ(cfg.max_connections, 20000);
     ASSERT_EQ(cfg.max_connections_per_ip, 0);
     ASSERT_EQ(cfg.listeners[0].max_connections, 300);
+    ASSERT_EQ(cfg.listeners[0].max_new_conns, 0); /* no rate limit unless asked */
+    ASSERT_EQ(cfg.rate_limit_entries, SR_CONFIG_RATE_LIMIT_ENTRIES);
+    sr_config_fini(&cfg);
+}
+
+static void
+test_rate_limit(void)
+{
+    static const char text[] =
+        "[sniroute]\nrate_limit_entries = 1000\n"
+        "[listener a]\nlisten = 127.0.0.1:8443\nroutes = m\nmax_new_connections_per_ip = 50/s\n"
+        "[listener b]\nlisten = 127.0.0.1:8444\nroutes = m\nmax_new_connections_per_ip = 600/m\n"
+        "[listener c]\nlisten = 127.0.0.1:8444\nroutes = m\nprotocol = quic\n"
+        "max_new_connections_per_ip = 1000000/s\n"
+        "[listener d]\nlisten = 127.0.0.1:8445\nroutes = m\nmax_new_connections_per_ip = 0\n"
+        "[routes m]\ndefault = b:1\n";
+    const char *none[] = {NULL};
+    struct sr_config cfg;
+
+    check_text("rate limit", text, strlen(text), none, &cfg);
+    ASSERT_EQ(cfg.rate_limit_entries, 1000);
+    ASSERT_EQ(cfg.listeners[0].max_new_conns, 50);
+    ASSERT_EQ(cfg.listeners[0].max_new_conns_period_ms, 1000);
+    ASSERT_EQ(cfg.listeners[1].max_new_conns, 600);
+    ASSERT_EQ(cfg.listeners[1].max_new_conns_period_ms, 60000);
+    ASSERT_EQ(cfg.listeners[2].max_new_conns, 1000000); /* QUIC: per new flow */
+    ASSERT_EQ(cfg.listeners[3].max_new_conns, 0);
     sr_config_fini(&cfg);
 }
 
@@ -1163,6 +1209,7 @@ main(void)
     test_block_boundary();
     test_defaults_and_fields();
     test_limits();
+    test_rate_limit();
     test_pools();
     test_alpn_routes();
     test_missing_file();

@@ -57,6 +57,8 @@ fixture_init(struct fixture *f, const char *listener, const char *upstream)
     f->info.config_generation = 1;
     f->info.process_locks = 3; /* two reloads and a drain, say */
     f->info.shard_locks = 8;
+    f->info.rate_entries = 3;
+    f->info.rate_evictions = 2;
     f->info.listeners = &f->listeners;
     f->info.upstreams = &f->upstreams;
 }

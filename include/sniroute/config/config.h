@@ -39,6 +39,16 @@
 /* workers = N: at most this many. */
 #define SR_CONFIG_WORKERS_MAX 64u
 
+/* max_new_connections_per_ip = N/s | N/m: N at most this (a million new connections a
+ * second from one address is no limit), and the [sniroute] rate_limit_entries bound on the
+ * table of buckets: the default holds every address active within a refill period for
+ * most sites (about 56 bytes an entry: 3.5 MiB), the range keeps it from one shard's
+ * worth up to 1 GiB. */
+#define SR_CONFIG_NEW_CONNECTIONS_MAX    1000000u
+#define SR_CONFIG_RATE_LIMIT_ENTRIES     65536u
+#define SR_CONFIG_RATE_LIMIT_ENTRIES_MIN 64u
+#define SR_CONFIG_RATE_LIMIT_ENTRIES_MAX 16777216u
+
 /* health_check intervals below this would be a load test of the upstream. */
 #define SR_CONFIG_HEALTH_CHECK_MIN_MS 100u
 
@@ -175,6 +185,11 @@ struct sr_listener_config {
      * QUIC Initial packets, and relayed as datagrams to the route's HOST:PORT over UDP. */
     bool is_quic;
     uint64_t fallback_timeout_ms; /* 0: none */
+    /* max_new_connections_per_ip = N/s | N/m: new connections (QUIC: new flows) from one
+     * client address (IPv6: one /64) through this listener, a token bucket of N refilled
+     * over the period; 0: no limit. */
+    uint32_t max_new_conns;
+    uint32_t max_new_conns_period_ms; /* 1000 or 60000 */
 };
 
 struct sr_config {
@@ -190,6 +205,7 @@ struct sr_config {
     uint32_t max_quic_flows;        /* flows of the process in all; 0: no limit */
     uint32_t max_quic_flows_per_ip; /* flows from one client address; 0: no limit */
     size_t quic_hold_bytes;         /* datagrams held per flow until its ClientHello is complete */
+    uint32_t rate_limit_entries;    /* buckets of max_new_connections_per_ip kept, at most */
     char *access_log; /* "stdout" (the default), "stderr", "off" or a file path; owned */
     bool is_watched;  /* watch = yes: reload when the file changes */
     uint32_t workers; /* loops, one thread each; 0: auto (one per CPU); default 1 */

@@ -18,6 +18,7 @@
 
 #include "sniroute/config/config.h"
 #include "sniroute/core/ipcount.h"
+#include "sniroute/core/ratelimit.h"
 #include "sniroute/observe/accesslog.h"
 #include "sniroute/observe/metrics.h"
 
@@ -120,6 +121,11 @@ struct sr_shared {
     size_t quic_fd_budget;
     struct sr_ip_shards quic_per_ip;
     struct sr_notice_rate quic_refusals; /* over max_quic_flows, per IP, the budget */
+    /* max_new_connections_per_ip: every listener's token buckets, process state (kept
+     * across reloads, not across a binary upgrade), and the refusals for a notice: [0] TCP
+     * connections, [1] QUIC flows. */
+    struct sr_ratelimit rate;
+    struct sr_notice_rate rate_refusals;
 };
 
 /* Where one connection is counted in the limits: filled by sr_shared_admit (or
@@ -185,8 +191,20 @@ bool sr_shared_admit_flow(struct sr_shared *shared, const struct sr_config *cfg,
 void sr_shared_release_flow(struct sr_shared *shared, const struct sr_ipkey *ipkey,
                             bool has_ipkey);
 
+/* max_new_connections_per_ip of listener <lcfg> of <cfg>, counted in slot <lslot>, for a
+ * new connection (a new QUIC flow if <is_quic>) from <client>: true if it may begin (a
+ * token taken from the bucket of that client and listener, under its shard's lock only);
+ * false if the bucket is empty: the caller closes the connection (drops the datagram) at
+ * once and counts it in its metrics; the refusal is summarized in a notice at most once a
+ * second, for all workers. A listener without the limit, or a client of another family:
+ * true, no lock taken. */
+bool sr_shared_admit_rate(struct sr_shared *shared, const struct sr_config *cfg,
+                          const struct sr_listener_config *lcfg, uint32_t lslot,
+                          const struct sockaddr *client, bool is_quic);
+
 /* Lock acquisitions so far: of locks every worker may take (<*process>), and of the
- * per-address shards (<*shard>), TCP and QUIC. Any thread. */
+ * per-address shards (<*shard>), TCP and QUIC, max_new_connections_per_ip's included. Any
+ * thread. */
 void sr_shared_lock_counts(const struct sr_shared *shared, uint64_t *process, uint64_t *shard);
 
 /* Take and give back <lock>, a lock every worker may take, counted in n_process_locks. */

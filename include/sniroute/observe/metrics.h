@@ -46,6 +46,8 @@ enum sr_metrics_outcome {
     SR_METRICS_OUTCOME_HOST_CHANGED,
     SR_METRICS_OUTCOME_OVER_IP_LIMIT, /* behind a load balancer: refused once the PROXY
                                          header named a client over max_connections_per_ip */
+    SR_METRICS_OUTCOME_OVER_RATE, /* behind a load balancer: refused once the PROXY header
+                                     named a client over max_new_connections_per_ip */
     SR_METRICS_OUTCOME_DRAINED,
     SR_METRICS_OUTCOME_HANDED_OVER, /* to the new process of a binary upgrade (metrics only) */
     SR_METRICS_OUTCOME_ERROR,
@@ -90,6 +92,7 @@ enum sr_metrics_limit {
     SR_METRICS_LIMIT_GLOBAL = 0, /* [sniroute] max_connections */
     SR_METRICS_LIMIT_LISTENER,   /* [listener] max_connections */
     SR_METRICS_LIMIT_PER_IP,     /* max_connections_per_ip */
+    SR_METRICS_LIMIT_RATE,       /* [listener] max_new_connections_per_ip */
     SR_METRICS_N_LIMITS
 };
 
@@ -107,6 +110,7 @@ enum sr_metrics_quic_drop {
     SR_METRICS_QDROP_HOLD,             /* an unrouted flow's held datagrams are at their limit */
     SR_METRICS_QDROP_DRAINING,         /* a new flow while the process drains */
     SR_METRICS_QDROP_SEND_FAILED,      /* the send failed (a full socket buffer, no route) */
+    SR_METRICS_QDROP_RATE,             /* a new flow over max_new_connections_per_ip */
     SR_METRICS_N_QUIC_DROPS
 };
 
@@ -189,6 +193,9 @@ struct sr_metrics_info {
      * and of the shards of the per-address tables. */
     uint64_t process_locks;
     uint64_t shard_locks;
+    /* max_new_connections_per_ip: buckets in the table now, and dropped for room so far. */
+    uint64_t rate_entries;
+    uint64_t rate_evictions;
     const struct sr_metrics_names *listeners;
     const struct sr_metrics_names *upstreams;
 };
