@@ -42,6 +42,9 @@ TARGETS = [
     ("direct", 9000, "direct"),
     ("ceiling relay", 8447, "relay"),
     ("sniroute", 8443, "sniroute"),
+    # The same with max_new_connections_per_ip set too high to refuse (every connection
+    # takes a token under its address's shard lock): the accept path's cost of the limit.
+    ("sniroute limits", 8453, "sniroute_limits"),
     ("haproxy", 8444, "haproxy"),
     ("nginx", 8445, "nginx"),
     ("sniproxy", 8446, "sniproxy"),
@@ -182,10 +185,11 @@ def rss_kib(pid):
 
 # --- configs -----------------------------------------------------------------------------
 
-def conf_sniroute(port, names, path):
+def conf_sniroute(port, names, path, listener_extra=""):
     with open(path, "w") as f:
         f.write("[sniroute]\naccess_log = off\nidle_timeout = 1h\nhello_timeout = 30s\n\n")
-        f.write("[listener bench]\nlisten = 127.0.0.1:%d\nroutes = main\n\n[routes main]\n" % port)
+        f.write("[listener bench]\nlisten = 127.0.0.1:%d\nroutes = main\n%s\n[routes main]\n"
+                % (port, listener_extra))
         for n in names:
             f.write("%s = %s\n" % (n, BACKEND))
 
@@ -196,9 +200,10 @@ def start_proxy(kind, port, name):
     os.makedirs(d, exist_ok=True)
     if kind == "relay":
         return start([os.path.join(BUILD, "bench_relay"), "127.0.0.1:%d" % port, BACKEND], name)
-    if kind in ("sniroute", "baseline"):
+    if kind in ("sniroute", "baseline", "sniroute_limits"):
         cfg = os.path.join(d, "sniroute.ini")
-        conf_sniroute(port, names, cfg)
+        conf_sniroute(port, names, cfg, "max_new_connections_per_ip = 1000000/s\n"
+                      if kind == "sniroute_limits" else "")
         binary = BASELINE[0] if kind == "baseline" else os.path.join(BUILD, "sniroute")
         return start([binary, "-c", cfg], name)
     if kind in ("haproxy", "haproxy2"):

@@ -466,7 +466,8 @@ def v6_body(binary, tmp):
         check(entries <= 1024, "%d buckets kept, over rate_limit_entries = 1024" % entries)
         check(evicted >= 100000 + 2 - 1024, "only %d evictions for 100,002 addresses" % evicted)
         check(rejected == 3, "%d refused, want 3 (none of the 100,000 new /64s)" % rejected)
-        limit_kib = 64 * 1024 if harness.binary_has_asan(binary) else 3 * 1024
+        # ASan keeps freed memory in quarantine (up to 256 MiB): only the metric means much there.
+        limit_kib = 256 * 1024 if harness.binary_has_asan(binary) else 3 * 1024
         check(rss[1] - rss[0] < limit_kib, "RSS grew %d KiB from 10,000 to 100,000 addresses"
               % (rss[1] - rss[0]))
         finish(d)
