@@ -48,6 +48,7 @@ sr_servers_metrics(struct sr_server *const *servers, size_t n, uint64_t generati
     sr_shared_lock_counts(servers[0]->shared, &info.process_locks, &info.shard_locks);
     info.listeners = &servers[0]->shared->listener_names;
     info.upstreams = &servers[0]->shared->upstream_names;
+    info.rules = &servers[0]->shared->rule_names;
     return sr_metrics_format(out, len, workers, i, &info);
 }
 

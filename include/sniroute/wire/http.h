@@ -188,8 +188,8 @@ const char *sr_http_status_str(enum sr_http_status s);
 /* A short static English phrase for <r>, e.g. "two Host headers". */
 const char *sr_http_reason_str(enum sr_http_reason r);
 
-/* Write a complete HTTP/1.1 response for <code> (400 Bad Request or 421 Misdirected
- * Request) with Content-Type: text/plain, Content-Length, Connection: close and a one-line
+/* Write a complete HTTP/1.1 response for <code> (400 Bad Request, 403 Forbidden or 421
+ * Misdirected Request) with Content-Type: text/plain, Content-Length, Connection: close and a one-line
  * body, to <out>, NUL-terminated. Returns its length without the NUL, or 0 if <code> is not
  * one of those or <cap> cannot hold the response and the NUL. SR_HTTP_RESPONSE_MAX always
  * suffices. */
