@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* `sniroute explain [-c FILE] [--listener NAME] [--from ADDRESS] NAME [ALPN]`: load the config (nothing is
- * bound, nothing resolved) and print what sr_explain_format() says about NAME. */
+/* `sniroute explain [-c FILE] [--listener NAME] [--from ADDRESS] NAME [ALPN]`: load the config
+ * (nothing is bound, nothing resolved) and print what sr_explain_format() says about NAME. */
 #include "sniroute/cmd/explaincmd.h"
 
 #include <stdio.h>
@@ -80,10 +80,10 @@ sr_explain_run(int argc, char **argv, const char *default_path, FILE *out, FILE 
         return 2;
     }
     sr_explain_format(&cfg, path, &q, text, len + 1, &result);
-    fputs(text,
-          result == SR_EXPLAIN_ROUTED || result == SR_EXPLAIN_NO_ROUTE || result == SR_EXPLAIN_DENIED
-              ? out
-              : err);
+    fputs(text, result == SR_EXPLAIN_ROUTED || result == SR_EXPLAIN_NO_ROUTE ||
+                        result == SR_EXPLAIN_DENIED
+                    ? out
+                    : err);
     free(text);
     sr_config_fini(&cfg);
     return sr_explain_exit_status(result);

@@ -475,11 +475,11 @@ on_admin_explain(void *ctx, const char *query, size_t query_len, char **out, siz
         return -1;
     }
     *len = sr_explain_format(&d->gen->cfg, d->path, &q, *out, n + 1, &result);
-    return result == SR_EXPLAIN_NO_LISTENER                                 ? 404
+    return result == SR_EXPLAIN_NO_LISTENER ? 404
            : result == SR_EXPLAIN_BAD_NAME || result == SR_EXPLAIN_BAD_ALPN ||
                    result == SR_EXPLAIN_BAD_FROM
                ? 400
-                                                                            : 200;
+               : 200;
 }
 
 static const char *

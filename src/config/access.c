@@ -53,7 +53,9 @@ rule_words(const struct sr_cidr *c, uint64_t net[2], uint64_t mask[2])
     for (i = 0; i < 16; i++) {
         unsigned bit = (unsigned)i * 8;
 
-        m[i] = prefix >= bit + 8 ? 0xff : prefix <= bit ? 0 : (uint8_t)(0xff << (8 - (prefix - bit)));
+        m[i] = prefix >= bit + 8 ? 0xff
+               : prefix <= bit   ? 0
+                                 : (uint8_t)(0xff << (8 - (prefix - bit)));
         n[i] &= m[i];
     }
     memcpy(net, n, 16);

@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /* The config loader's keyword table: each key of [sniroute], [listener NAME] and [upstream
  * NAME] with the setter that checks and stores its value (durations, sizes, counts, accounts,
- * addresses, PROXY protocol, CIDRs, allow and deny rules), and the handler that dispatches every key through the
- * table and refuses unknown and repeated ones. Not here: [routes] keys and route targets
- * (config_routes.c), checks that need the whole file (config_check.c). */
+ * addresses, PROXY protocol, CIDRs, allow and deny rules), and the handler that dispatches every
+ * key through the table and refuses unknown and repeated ones. Not here: [routes] keys and route
+ * targets (config_routes.c), checks that need the whole file (config_check.c). */
 #include "sniroute/config/config.h"
 
 #include <stdbool.h>
@@ -494,8 +494,8 @@ set_access(struct loader *ld, const struct keyword *kw, const char *key, const c
     bool is_listener = kw->section == SEC_LISTENER;
     struct sr_access_list *acl = is_listener ? &ld->cfg->listeners[ld->sec_index].access
                                              : &ld->cfg->pools[ld->sec_index].access;
-    const char *name = is_listener ? ld->cfg->listeners[ld->sec_index].name
-                                   : ld->cfg->pools[ld->sec_index].name;
+    const char *name =
+        is_listener ? ld->cfg->listeners[ld->sec_index].name : ld->cfg->pools[ld->sec_index].name;
     enum sr_access_kind kind = key[0] == 'a' ? SR_ACCESS_ALLOW : SR_ACCESS_DENY;
     char label[LABEL_MAX];
     const char *p = value;

@@ -309,8 +309,8 @@ explain_access(struct out *o, const struct sr_config *cfg, const struct sr_liste
 
 static bool
 explain_listener(struct out *o, const struct sr_config *cfg, const struct sr_listener_config *l,
-                 const char *name, size_t len, const struct protos *p,
-                 const struct sockaddr *from, bool *is_denied)
+                 const char *name, size_t len, const struct protos *p, const struct sockaddr *from,
+                 bool *is_denied)
 {
     const struct sr_routes *r = &cfg->routes[l->routes];
     const struct sr_alpn_routes *a;
@@ -550,11 +550,11 @@ sr_explain_format(const struct sr_config *cfg, const char *path, const struct sr
         bool is_denied = false;
 
         n_shown++;
-        n_routed += explain_listener(&o, cfg, l, norm, norm_len, &p,
-                                     q->from != NULL ? (const struct sockaddr *)&from : NULL,
-                                     &is_denied)
-                        ? 1
-                        : 0;
+        n_routed +=
+            explain_listener(&o, cfg, l, norm, norm_len, &p,
+                             q->from != NULL ? (const struct sockaddr *)&from : NULL, &is_denied)
+                ? 1
+                : 0;
         n_denied += is_denied ? 1 : 0;
     }
     *result = n_routed != n_shown ? SR_EXPLAIN_NO_ROUTE

@@ -401,12 +401,12 @@ lint_access_list(struct lint *lt, const struct sr_access_list *acl, const char *
             }
             sr_cidr_format(&o->cidr, other, sizeof(other));
             if (is_same) {
-                add(lt, SR_LINT_WARNING, r->line, "%s: %s %s is listed twice (first at %s)",
-                    what, kind, range, other_place(lt, r->line, o->line, place, sizeof(place)));
+                add(lt, SR_LINT_WARNING, r->line, "%s: %s %s is listed twice (first at %s)", what,
+                    kind, range, other_place(lt, r->line, o->line, place, sizeof(place)));
             } else {
                 add(lt, SR_LINT_WARNING, r->line,
-                    "%s: %s %s changes nothing: it lies inside %s %s (%s) (hint: remove it)",
-                    what, kind, range, kind, other,
+                    "%s: %s %s changes nothing: it lies inside %s %s (%s) (hint: remove it)", what,
+                    kind, range, kind, other,
                     other_place(lt, r->line, o->line, place, sizeof(place)));
             }
             is_reported = true;

@@ -64,10 +64,9 @@ sr_log_format_access(char *out, size_t cap, const struct sr_access_record *rec)
                  (unsigned long long)rec->bytes_out, dgrams, (unsigned long long)rec->duration_ms,
                  or_dash(rec->outcome), rec->has_ech ? " ech=1" : "",
                  rec->alpn_route != NULL ? " alpn=" : "",
-                 rec->alpn_route != NULL ? rec->alpn_route : "",
-                 rec->rule != NULL ? " rule=" : "", rec->rule != NULL ? rec->rule : "",
-                 rec->detail != NULL ? " detail=\"" : "", rec->detail != NULL ? rec->detail : "",
-                 rec->detail != NULL ? "\"" : "");
+                 rec->alpn_route != NULL ? rec->alpn_route : "", rec->rule != NULL ? " rule=" : "",
+                 rec->rule != NULL ? rec->rule : "", rec->detail != NULL ? " detail=\"" : "",
+                 rec->detail != NULL ? rec->detail : "", rec->detail != NULL ? "\"" : "");
     if (n < 0) {
         return 0;
     }

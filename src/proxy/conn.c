@@ -678,8 +678,7 @@ sr_conn_accept(struct sr_conn_set *set, struct sr_generation *gen,
     }
     sr_metrics_conn_accepted(set->metrics, conn->lid);
     conn->is_counted = true;
-    if (!conn->lcfg->is_proxy_accepted && conn->lcfg->access.n > 0 &&
-        conn_admit_access(conn)) {
+    if (!conn->lcfg->is_proxy_accepted && conn->lcfg->access.n > 0 && conn_admit_access(conn)) {
         return 0; /* refused by the listener's allow/deny rules, before any byte is read */
     }
     if (conn->lcfg->is_proxy_accepted) {

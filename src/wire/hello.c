@@ -721,8 +721,7 @@ sr_hello_reason_str(enum sr_hello_reason r)
 }
 
 void
-sr_hello_alert_record(uint8_t out[SR_HELLO_ALERT_LEN], uint16_t record_version,
-                      uint8_t description)
+sr_hello_alert_record(uint8_t out[SR_HELLO_ALERT_LEN], uint16_t record_version, uint8_t description)
 {
     sr_hello_alert(out, description);
     out[1] = (uint8_t)(record_version >> 8);

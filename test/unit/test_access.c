@@ -249,8 +249,7 @@ test_decide(const struct sr_config *cfg)
             .from = c->client != NULL ? addr_of(c->client, &ss) : NULL,
         };
 
-        for (j = 0; j < cfg->n_listeners && strcmp(cfg->listeners[j].name, c->listener) != 0;
-             j++) {
+        for (j = 0; j < cfg->n_listeners && strcmp(cfg->listeners[j].name, c->listener) != 0; j++) {
         }
         ASSERT_LT(j, cfg->n_listeners);
         fprintf(stderr, "  decide %s %s from %s\n", c->listener, c->name,
@@ -337,8 +336,8 @@ test_bound(void)
 
     len = (size_t)snprintf(text, sizeof(text), "[listener a]\nlisten = 127.0.0.1:0\nroutes = r\n");
     for (i = 0; i <= SR_ACCESS_RULES_MAX; i++) {
-        len += (size_t)snprintf(text + len, sizeof(text) - len, "deny = 10.%zu.%zu.0/24\n",
-                                i / 256, i % 256);
+        len += (size_t)snprintf(text + len, sizeof(text) - len, "deny = 10.%zu.%zu.0/24\n", i / 256,
+                                i % 256);
     }
     len += (size_t)snprintf(text + len, sizeof(text) - len, "[routes r]\ndefault = 127.0.0.1:1\n");
     f = fmemopen(text, len, "r");

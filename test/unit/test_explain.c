@@ -63,7 +63,8 @@ explain(const struct sr_config *cfg, const char *name, const char *alpn, const c
 {
     struct sr_explain_query q = {name,     strlen(name),
                                  alpn,     alpn ? strlen(alpn) : 0,
-                                 listener, listener ? strlen(listener) : 0, NULL, 0};
+                                 listener, listener ? strlen(listener) : 0,
+                                 NULL,     0};
     enum sr_explain_result result;
     size_t len = sr_explain_format(cfg, "t.ini", &q, out, sizeof(out), &result);
 
@@ -335,21 +336,21 @@ test_query(void)
 static void
 test_from(void)
 {
-    static const char conf_from[] = "[listener https]\n"            /* 1 */
-                                    "listen = 127.0.0.1:0\n"        /* 2 */
-                                    "routes = main\n"               /* 3 */
-                                    "deny = 203.0.113.0/24\n"       /* 4 */
-                                    "[listener web]\n"              /* 5 */
-                                    "listen = 127.0.0.1:0\n"        /* 6 */
-                                    "routes = main\n"               /* 7 */
-                                    "protocol = http\n"             /* 8 */
-                                    "[routes main]\n"               /* 9 */
+    static const char conf_from[] = "[listener https]\n"              /* 1 */
+                                    "listen = 127.0.0.1:0\n"          /* 2 */
+                                    "routes = main\n"                 /* 3 */
+                                    "deny = 203.0.113.0/24\n"         /* 4 */
+                                    "[listener web]\n"                /* 5 */
+                                    "listen = 127.0.0.1:0\n"          /* 6 */
+                                    "routes = main\n"                 /* 7 */
+                                    "protocol = http\n"               /* 8 */
+                                    "[routes main]\n"                 /* 9 */
                                     "staging.example.com = staging\n" /* 10 */
-                                    "default = 127.0.0.1:9009\n"    /* 11 */
-                                    "[upstream staging]\n"          /* 12 */
-                                    "server = 127.0.0.1:9001\n"     /* 13 */
-                                    "allow = 192.0.2.0/24\n"        /* 14 */
-                                    "deny = 192.0.2.66\n";          /* 15 */
+                                    "default = 127.0.0.1:9009\n"      /* 11 */
+                                    "[upstream staging]\n"            /* 12 */
+                                    "server = 127.0.0.1:9001\n"       /* 13 */
+                                    "allow = 192.0.2.0/24\n"          /* 14 */
+                                    "deny = 192.0.2.66\n";            /* 15 */
     struct sr_config cfg;
     struct sr_explain_query q;
     enum sr_explain_result result;
@@ -394,8 +395,9 @@ test_from(void)
     q.listener_len = 5;
     sr_explain_format(&cfg, "t.ini", &q, out, sizeof(out), &result);
     ASSERT_EQ(result, SR_EXPLAIN_DENIED);
-    ASSERT(strstr(out, "  client rules of the listener: refused by deny 203.0.113.0/24 (t.ini:4)\n") !=
-           NULL);
+    ASSERT(
+        strstr(out, "  client rules of the listener: refused by deny 203.0.113.0/24 (t.ini:4)\n") !=
+        NULL);
     ASSERT(strstr(out, "rule=listener:https:deny:203.0.113.0/24") != NULL);
 
     /* Without --from nothing is said of access; a bad address is refused. */
@@ -414,9 +416,9 @@ test_from(void)
         char storage[64];
         const char *why = NULL;
 
-        ASSERT_EQ(sr_explain_parse_query("name=a&from=%3A%3A1", 19, storage, sizeof(storage), &q,
-                                         &why),
-                  0);
+        ASSERT_EQ(
+            sr_explain_parse_query("name=a&from=%3A%3A1", 19, storage, sizeof(storage), &q, &why),
+            0);
         check_view(q.from, q.from_len, "::1");
     }
 }

@@ -46,7 +46,7 @@ enum sr_metrics_outcome {
     SR_METRICS_OUTCOME_HOST_CHANGED,
     SR_METRICS_OUTCOME_OVER_IP_LIMIT, /* behind a load balancer: refused once the PROXY
                                          header named a client over max_connections_per_ip */
-    SR_METRICS_OUTCOME_DENIED, /* refused by an allow or deny rule (issue 15) */
+    SR_METRICS_OUTCOME_DENIED,        /* refused by an allow or deny rule (issue 15) */
     SR_METRICS_OUTCOME_DRAINED,
     SR_METRICS_OUTCOME_HANDED_OVER, /* to the new process of a binary upgrade (metrics only) */
     SR_METRICS_OUTCOME_ERROR,

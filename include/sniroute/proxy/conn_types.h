@@ -195,7 +195,7 @@ struct sr_conn {
      * metric id; NULL otherwise. */
     const char *denied_by;
     uint32_t denied_id;
-    char *sni;              /* the normalized name for the log line (heap), or NULL for none */
+    char *sni; /* the normalized name for the log line (heap), or NULL for none */
     /* protocol = http: the request-boundary tracker and its output, from routing on. */
     struct sr_http_track *http_track;
     struct sr_bytes http_out;
