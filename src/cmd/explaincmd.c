@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* `sniroute explain [-c FILE] [--listener NAME] NAME [ALPN]`: load the config (nothing is
- * bound, nothing resolved) and print what sr_explain_format() says about NAME. */
+/* `sniroute explain [-c FILE] [--listener NAME] [--from ADDRESS] NAME [ALPN]`: load the config
+ * (nothing is bound, nothing resolved) and print what sr_explain_format() says about NAME. */
 #include "sniroute/cmd/explaincmd.h"
 
 #include <stdio.h>
@@ -19,7 +19,8 @@ on_config_error(void *ctx, const char *msg)
 static int
 usage(FILE *err)
 {
-    fprintf(err, "usage: sniroute explain [-c FILE] [--listener NAME] NAME [ALPN[,ALPN...]]\n");
+    fprintf(err, "usage: sniroute explain [-c FILE] [--listener NAME] [--from ADDRESS] NAME "
+                 "[ALPN[,ALPN...]]\n");
     return 2;
 }
 
@@ -44,6 +45,9 @@ sr_explain_run(int argc, char **argv, const char *default_path, FILE *out, FILE 
         } else if (strcmp(argv[i], "--listener") == 0 && i + 1 < argc) {
             q.listener = argv[++i];
             q.listener_len = strlen(q.listener);
+        } else if (strcmp(argv[i], "--from") == 0 && i + 1 < argc) {
+            q.from = argv[++i];
+            q.from_len = strlen(q.from);
         } else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
             usage(out);
             return 0;
@@ -76,7 +80,10 @@ sr_explain_run(int argc, char **argv, const char *default_path, FILE *out, FILE 
         return 2;
     }
     sr_explain_format(&cfg, path, &q, text, len + 1, &result);
-    fputs(text, result == SR_EXPLAIN_ROUTED || result == SR_EXPLAIN_NO_ROUTE ? out : err);
+    fputs(text, result == SR_EXPLAIN_ROUTED || result == SR_EXPLAIN_NO_ROUTE ||
+                        result == SR_EXPLAIN_DENIED
+                    ? out
+                    : err);
     free(text);
     sr_config_fini(&cfg);
     return sr_explain_exit_status(result);

@@ -39,7 +39,8 @@ usage(FILE *out)
             "       sniroute -t [--strict] [-c FILE]\n"
             "                                 check the config and exit: 0 if valid, 1 if not;\n"
             "                                 lint warnings too (--strict: they make it invalid)\n"
-            "       sniroute explain [-c FILE] [--listener NAME] NAME [ALPN[,ALPN...]]\n"
+            "       sniroute explain [-c FILE] [--listener NAME] [--from ADDRESS] NAME "
+            "[ALPN[,ALPN...]]\n"
             "                                 where NAME would be routed, and why: exit 0 if\n"
             "                                 routed, 1 if not, 2 on a usage or config error\n"
             "       sniroute peek [FILE]      show what a raw ClientHello (FILE or stdin) says\n"
@@ -448,7 +449,7 @@ on_admin_metrics(void *ctx, char **out, size_t *len)
                               len);
 }
 
-/* /explain?name=NAME[&alpn=LIST][&listener=L]: answered from the newest generation. The
+/* /explain?name=NAME[&alpn=LIST][&listener=L][&from=ADDR]: answered from the newest generation. The
  * admin runs on this loop thread, and reload() swaps d->gen on it too: no lock needed. */
 static int
 on_admin_explain(void *ctx, const char *query, size_t query_len, char **out, size_t *len)
@@ -474,9 +475,11 @@ on_admin_explain(void *ctx, const char *query, size_t query_len, char **out, siz
         return -1;
     }
     *len = sr_explain_format(&d->gen->cfg, d->path, &q, *out, n + 1, &result);
-    return result == SR_EXPLAIN_NO_LISTENER                                 ? 404
-           : result == SR_EXPLAIN_BAD_NAME || result == SR_EXPLAIN_BAD_ALPN ? 400
-                                                                            : 200;
+    return result == SR_EXPLAIN_NO_LISTENER ? 404
+           : result == SR_EXPLAIN_BAD_NAME || result == SR_EXPLAIN_BAD_ALPN ||
+                   result == SR_EXPLAIN_BAD_FROM
+               ? 400
+               : 200;
 }
 
 static const char *

@@ -238,6 +238,7 @@ sr_config_fini(struct sr_config *cfg)
     for (i = 0; i < cfg->n_listeners; i++) {
         free(cfg->listeners[i].listen);
         free(cfg->listeners[i].trusted_proxies.items);
+        sr_access_fini(&cfg->listeners[i].access);
     }
     free(cfg->listeners);
     for (i = 0; i < cfg->n_routes; i++) {
@@ -253,6 +254,7 @@ sr_config_fini(struct sr_config *cfg)
     free(cfg->upstreams);
     for (i = 0; i < cfg->n_pools; i++) {
         free(cfg->pools[i].servers);
+        sr_access_fini(&cfg->pools[i].access);
     }
     free(cfg->pools);
     for (i = 0; i < cfg->n_files; i++) {

@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /* The config loader's keyword table: each key of [sniroute], [listener NAME] and [upstream
  * NAME] with the setter that checks and stores its value (durations, sizes, counts, accounts,
- * addresses, PROXY protocol, CIDRs), and the handler that dispatches every key through the
- * table and refuses unknown and repeated ones. Not here: [routes] keys and route targets
- * (config_routes.c), checks that need the whole file (config_check.c). */
+ * addresses, PROXY protocol, CIDRs, allow and deny rules), and the handler that dispatches every
+ * key through the table and refuses unknown and repeated ones. Not here: [routes] keys and route
+ * targets (config_routes.c), checks that need the whole file (config_check.c). */
 #include "sniroute/config/config.h"
 
 #include <stdbool.h>
@@ -536,6 +536,59 @@ set_trusted_proxies(struct loader *ld, const struct keyword *kw, const char *key
     }
 }
 
+/* allow = CIDR and deny = CIDR (access.h) in [listener] and [upstream]: one or more ranges
+ * separated by spaces or commas, a bare address being one host; the keys may repeat. */
+static void
+set_access(struct loader *ld, const struct keyword *kw, const char *key, const char *value)
+{
+    bool is_listener = kw->section == SEC_LISTENER;
+    struct sr_access_list *acl = is_listener ? &ld->cfg->listeners[ld->sec_index].access
+                                             : &ld->cfg->pools[ld->sec_index].access;
+    const char *name =
+        is_listener ? ld->cfg->listeners[ld->sec_index].name : ld->cfg->pools[ld->sec_index].name;
+    enum sr_access_kind kind = key[0] == 'a' ? SR_ACCESS_ALLOW : SR_ACCESS_DENY;
+    char label[LABEL_MAX];
+    const char *p = value;
+
+    section_label(ld, label, sizeof(label));
+    if (is_empty(ld, key, value)) {
+        return;
+    }
+    while (*p != '\0') {
+        size_t len = strcspn(p, " ,\t");
+        enum sr_cidr_error err;
+        enum sr_access_error aerr;
+        struct sr_cidr cidr;
+        char shown[SR_CIDR_TEXT_MAX + 1];
+
+        if (len == 0) {
+            p++;
+            continue;
+        }
+        err = sr_cidr_parse(p, len, &cidr);
+        if (err == SR_CIDR_HOST_BITS && sr_cidr_format(&cidr, shown, sizeof(shown)) > 0) {
+            report(ld, ld->line, "%s: %s: '%.*s': %s (did you mean %s?)", label, key, (int)len, p,
+                   sr_cidr_error_str(err), shown);
+        } else if (err != SR_CIDR_OK) {
+            report(ld, ld->line, "%s: %s: '%.*s': %s", label, key, (int)len, p,
+                   sr_cidr_error_str(err));
+        } else {
+            aerr = sr_access_add(acl, kind, &cidr, ld->line, is_listener ? "listener" : "upstream",
+                                 name);
+            if (aerr == SR_ACCESS_FULL) {
+                report(ld, ld->line, "%s: %s: more than %d allow and deny ranges in one section",
+                       label, key, SR_ACCESS_RULES_MAX);
+                return;
+            }
+            if (aerr != SR_ACCESS_OK) {
+                report_oom(ld);
+                return;
+            }
+        }
+        p += len;
+    }
+}
+
 /* protocol = tls | http | quic. */
 static void
 set_protocol(struct loader *ld, const struct keyword *kw, const char *key, const char *value)
@@ -608,11 +661,15 @@ static const struct keyword keywords[] = {
      offsetof(struct sr_listener_config, fallback_timeout_ms), false},
     {SEC_LISTENER, "trusted_proxies", set_trusted_proxies, 0, true},
     {SEC_LISTENER, "max_new_connections_per_ip", set_rate, 0, false},
+    {SEC_LISTENER, "allow", set_access, 0, true},
+    {SEC_LISTENER, "deny", set_access, 0, true},
     {SEC_UPSTREAM, "server", set_server, 0, true},
     {SEC_UPSTREAM, "balance", set_balance, 0, false},
     {SEC_UPSTREAM, "proxy_protocol", set_proxy_protocol, 0, false},
     {SEC_UPSTREAM, "health_check", set_duration, offsetof(struct sr_pool_config, health_check_ms),
      false},
+    {SEC_UPSTREAM, "allow", set_access, 0, true},
+    {SEC_UPSTREAM, "deny", set_access, 0, true},
     {SEC_ROUTES, "include", sr__config_set_include, 0, true},
     {SEC_ROUTES, NULL, sr__config_set_route, 0, true},
 };

@@ -74,6 +74,24 @@ refuse(struct sr_decision *out, enum sr_refusal why)
     out->refusal = why;
 }
 
+/* The target's [upstream] rules, when it is one and the client is known. */
+static void
+check_upstream(const struct sr_config *cfg, const struct sr_first_bytes *in,
+               struct sr_decision *out)
+{
+    const struct sr_upstream *u = &cfg->upstreams[out->target];
+
+    if (in->from == NULL || u->pool == 0) {
+        return;
+    }
+    out->upstream_checked = true;
+    if (!sr_access_check(&cfg->pools[u->pool - 1].access, in->from, &out->upstream_access)) {
+        refuse(out, SR_REFUSAL_DENIED);
+        out->denied_by = out->upstream_access.label;
+        out->denied_id = out->upstream_access.label_id;
+    }
+}
+
 void
 sr_decide(const struct sr_config *cfg, const struct sr_listener_config *l,
           const struct sr_first_bytes *in, struct sr_decision *out)
@@ -88,7 +106,20 @@ sr_decide(const struct sr_config *cfg, const struct sr_listener_config *l,
     out->alpn = NULL;
     out->name[0] = '\0';
     out->name_len = 0;
+    memset(&out->listener_access, 0, sizeof(out->listener_access));
+    memset(&out->upstream_access, 0, sizeof(out->upstream_access));
+    out->listener_access.is_allowed = true;
+    out->upstream_access.is_allowed = true;
+    out->upstream_checked = false;
+    out->denied_by = NULL;
+    out->denied_id = 0;
 
+    if (in->from != NULL && !sr_access_check(&l->access, in->from, &out->listener_access)) {
+        refuse(out, SR_REFUSAL_DENIED);
+        out->denied_by = out->listener_access.label;
+        out->denied_id = out->listener_access.label_id;
+        return;
+    }
     if (in->said == SR_SAID_OTHER) {
         if (l->fallback == 0) {
             refuse(out, SR_REFUSAL_NOT_PROTOCOL);
@@ -96,6 +127,7 @@ sr_decide(const struct sr_config *cfg, const struct sr_listener_config *l,
         }
         out->verdict = SR_VERDICT_FALLBACK;
         out->target = (uint32_t)(l->fallback - 1);
+        check_upstream(cfg, in, out);
         return;
     }
     if (in->said == SR_SAID_NAME) {
@@ -127,6 +159,7 @@ sr_decide(const struct sr_config *cfg, const struct sr_listener_config *l,
         return;
     }
     out->target = out->hit.value;
+    check_upstream(cfg, in, out);
 }
 
 const char *
@@ -143,6 +176,8 @@ sr_refusal_outcome(enum sr_refusal r, bool is_http)
         return "malformed";
     case SR_REFUSAL_NOT_PROTOCOL:
         return is_http ? "not_http" : "not_tls";
+    case SR_REFUSAL_DENIED:
+        return "denied";
     }
     return "?";
 }

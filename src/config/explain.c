@@ -5,6 +5,8 @@
  * line it came from (the config's side table of lines). Formatting only: nothing here can change a route. */
 #include "sniroute/config/explain.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -246,9 +248,69 @@ not_protocol_answer(const struct sr_listener_config *l)
     return l->is_quic ? "dropped" : "a close";
 }
 
+/* What one list's check said of the client: the rest of a line. */
+static void
+put_access(struct out *o, const struct sr_access_list *acl, const struct sr_access_result *r)
+{
+    char range[SR_CIDR_TEXT_MAX + 1];
+
+    if (acl->n == 0) {
+        put(o, "no allow or deny lines: every client\n");
+        return;
+    }
+    if (r->rule != NULL) {
+        if (sr_cidr_format(&r->rule->cidr, range, sizeof(range)) == 0) {
+            range[0] = '\0';
+        }
+        put(o, "%s by %s %s (", r->is_allowed ? "allowed" : "refused",
+            sr_access_kind_name((enum sr_access_kind)r->rule->kind), range);
+        put_line(o, r->rule->line);
+        put(o, ")%s\n", r->is_allowed && acl->n_deny > 0 ? ", no deny line matches" : "");
+        return;
+    }
+    if (r->is_allowed) {
+        put(o, "allowed: no deny line matches, and there is no allow line\n");
+        return;
+    }
+    put(o, "refused: no allow line matches (%zu allow line(s), first at ", acl->n - acl->n_deny);
+    put_line(o, acl->rules[acl->n_deny].line);
+    put(o, ")\n");
+}
+
+/* With a client address: what the listener's and the routed upstream's rules say of it.
+ * Returns true if the client is refused. */
+static bool
+explain_access(struct out *o, const struct sr_config *cfg, const struct sr_listener_config *l,
+               const struct sr_first_bytes *said)
+{
+    struct sr_decision d;
+    const struct sr_upstream *u;
+
+    sr_decide(cfg, l, said, &d);
+    put(o, "  client rules of the listener: ");
+    put_access(o, &l->access, &d.listener_access);
+    if (d.upstream_checked) {
+        u = &cfg->upstreams[d.target];
+        put(o, "  client rules of upstream '%s' (", cfg->pools[u->pool - 1].name);
+        put_line(o, cfg->pools[u->pool - 1].line);
+        put(o, "): ");
+        put_access(o, &cfg->pools[u->pool - 1].access, &d.upstream_access);
+    }
+    if (d.refusal != SR_REFUSAL_DENIED) {
+        put(o, "  access: allowed\n");
+        return false;
+    }
+    put(o, "  access: denied, rule=%s: %s\n", d.denied_by,
+        l->is_http   ? "403 Forbidden, then a close"
+        : l->is_quic ? "its datagrams are dropped (nothing sent back)"
+                     : "a TLS access_denied alert, then a close");
+    return true;
+}
+
 static bool
 explain_listener(struct out *o, const struct sr_config *cfg, const struct sr_listener_config *l,
-                 const char *name, size_t len, const struct protos *p)
+                 const char *name, size_t len, const struct protos *p, const struct sockaddr *from,
+                 bool *is_denied)
 {
     const struct sr_routes *r = &cfg->routes[l->routes];
     const struct sr_alpn_routes *a;
@@ -317,6 +379,18 @@ explain_listener(struct out *o, const struct sr_config *cfg, const struct sr_lis
         put_upstream(o, cfg, hit.value);
         put(o, "%s\n  result: routed\n", l->is_quic ? " (over UDP)" : "");
     }
+    if (from != NULL) {
+        struct sr_first_bytes said = {
+            .said = SR_SAID_NAME,
+            .name = (const uint8_t *)name,
+            .name_len = len,
+            .alpn = w.bytes,
+            .alpn_len = w.len,
+            .from = from,
+        };
+
+        *is_denied = explain_access(o, cfg, l, &said);
+    }
     if (p->n > 0 && l->is_http) {
         put(o, "  alpn: not used (protocol = http routes by Host)\n");
     } else if (uses_alpn && a == NULL) {
@@ -383,6 +457,9 @@ sr_explain_format(const struct sr_config *cfg, const char *path, const struct sr
     enum sr_name_error err;
     size_t n_shown = 0;
     size_t n_routed = 0;
+    size_t n_denied = 0;
+    struct sockaddr_storage from;
+    char from_text[INET6_ADDRSTRLEN + 1];
     size_t i;
 
     if (cap > 0) {
@@ -403,6 +480,27 @@ sr_explain_format(const struct sr_config *cfg, const char *path, const struct sr
             "characters, at most %d\n",
             SR_EXPLAIN_ALPN_MAX);
         return o.len;
+    }
+    memset(&from, 0, sizeof(from));
+    if (q->from != NULL) {
+        struct sockaddr_in *in4 = (struct sockaddr_in *)&from;
+        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&from;
+
+        if (q->from_len >= sizeof(from_text) || memchr(q->from, '\0', q->from_len) != NULL) {
+            from_text[0] = '\0';
+        } else {
+            memcpy(from_text, q->from, q->from_len);
+            from_text[q->from_len] = '\0';
+        }
+        if (from_text[0] != '\0' && inet_pton(AF_INET, from_text, &in4->sin_addr) == 1) {
+            in4->sin_family = AF_INET;
+        } else if (from_text[0] != '\0' && inet_pton(AF_INET6, from_text, &in6->sin6_addr) == 1) {
+            in6->sin6_family = AF_INET6;
+        } else {
+            *result = SR_EXPLAIN_BAD_FROM;
+            put(&o, "bad client address: want an IPv4 or IPv6 literal without a port\n");
+            return o.len;
+        }
     }
     for (i = 0; i < cfg->n_listeners && q->listener != NULL; i++) {
         if (strlen(cfg->listeners[i].name) == q->listener_len &&
@@ -432,6 +530,9 @@ sr_explain_format(const struct sr_config *cfg, const char *path, const struct sr
             has_upper ? "lower-cased" : "", has_upper && has_dot ? ", " : "",
             has_dot ? "trailing dot dropped" : "");
     }
+    if (q->from != NULL) {
+        put(&o, "client: %s\n", from_text);
+    }
     put(&o, "alpn offered: ");
     if (p.n == 0) {
         put(&o, "none\n");
@@ -446,10 +547,19 @@ sr_explain_format(const struct sr_config *cfg, const char *path, const struct sr
                                     memcmp(l->name, q->listener, q->listener_len) != 0)) {
             continue;
         }
+        bool is_denied = false;
+
         n_shown++;
-        n_routed += explain_listener(&o, cfg, l, norm, norm_len, &p) ? 1 : 0;
+        n_routed +=
+            explain_listener(&o, cfg, l, norm, norm_len, &p,
+                             q->from != NULL ? (const struct sockaddr *)&from : NULL, &is_denied)
+                ? 1
+                : 0;
+        n_denied += is_denied ? 1 : 0;
     }
-    *result = n_routed == n_shown ? SR_EXPLAIN_ROUTED : SR_EXPLAIN_NO_ROUTE;
+    *result = n_routed != n_shown ? SR_EXPLAIN_NO_ROUTE
+              : n_denied > 0      ? SR_EXPLAIN_DENIED
+                                  : SR_EXPLAIN_ROUTED;
     return o.len;
 }
 
@@ -486,8 +596,11 @@ sr_explain_parse_query(const char *query, size_t len, char *storage, size_t cap,
         } else if (eq - i == 8 && memcmp(query + i, "listener", 8) == 0) {
             field = &q->listener;
             field_len = &q->listener_len;
+        } else if (eq - i == 4 && memcmp(query + i, "from", 4) == 0) {
+            field = &q->from;
+            field_len = &q->from_len;
         } else {
-            *why = "unknown parameter (want name, alpn, listener)";
+            *why = "unknown parameter (want name, alpn, listener, from)";
             return -1;
         }
         if (*field != NULL) {
@@ -532,6 +645,7 @@ sr_explain_exit_status(enum sr_explain_result result)
     case SR_EXPLAIN_ROUTED:
         return 0;
     case SR_EXPLAIN_NO_ROUTE:
+    case SR_EXPLAIN_DENIED:
         return 1;
     default:
         return 2;

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sniroute/config/access.h"
 #include "sniroute/config/addr.h"
 #include "sniroute/config/route.h"
 
@@ -354,6 +355,98 @@ lint_pools(struct lint *lt)
     free(is_used);
 }
 
+/* Allow and deny lines (access.h) that can never take effect or repeat another: O(n^2) in
+ * a section's ranges, at most SR_ACCESS_RULES_MAX of them. <what> names the section. */
+static void
+lint_access_list(struct lint *lt, const struct sr_access_list *acl, const char *what)
+{
+    char range[SR_CIDR_TEXT_MAX + 1];
+    char other[SR_CIDR_TEXT_MAX + 1];
+    char place[4200];
+    size_t i;
+    size_t j;
+
+    for (i = 0; i < acl->n; i++) {
+        const struct sr_access_rule *r = &acl->rules[i];
+        const char *kind = sr_access_kind_name((enum sr_access_kind)r->kind);
+        size_t lo = r->kind == SR_ACCESS_DENY ? 0 : acl->n_deny;
+        size_t hi = r->kind == SR_ACCESS_DENY ? acl->n_deny : acl->n;
+        bool is_reported = false;
+
+        sr_cidr_format(&r->cidr, range, sizeof(range));
+        /* An allow inside a deny: the deny always wins. */
+        for (j = 0; j < acl->n_deny && r->kind == SR_ACCESS_ALLOW; j++) {
+            if (sr_access_rule_within(r, &acl->rules[j])) {
+                sr_cidr_format(&acl->rules[j].cidr, other, sizeof(other));
+                add(lt, SR_LINT_WARNING, r->line,
+                    "%s: allow %s never takes effect: deny %s (%s) refuses every address in "
+                    "it, and deny beats allow whatever the order (hint: remove one of them)",
+                    what, range, other,
+                    other_place(lt, r->line, acl->rules[j].line, place, sizeof(place)));
+                is_reported = true;
+                break;
+            }
+        }
+        /* The same range twice, or inside a broader one of the same kind. */
+        for (j = lo; j < hi && !is_reported; j++) {
+            const struct sr_access_rule *o = &acl->rules[j];
+            bool is_same;
+
+            if (j == i || !sr_access_rule_within(r, o)) {
+                continue;
+            }
+            is_same = sr_access_rule_within(o, r);
+            if (is_same && j > i) {
+                continue; /* the later of two equal ranges is the one reported */
+            }
+            sr_cidr_format(&o->cidr, other, sizeof(other));
+            if (is_same) {
+                add(lt, SR_LINT_WARNING, r->line, "%s: %s %s is listed twice (first at %s)", what,
+                    kind, range, other_place(lt, r->line, o->line, place, sizeof(place)));
+            } else {
+                add(lt, SR_LINT_WARNING, r->line,
+                    "%s: %s %s changes nothing: it lies inside %s %s (%s) (hint: remove it)", what,
+                    kind, range, kind, other,
+                    other_place(lt, r->line, o->line, place, sizeof(place)));
+            }
+            is_reported = true;
+        }
+        /* A deny beside allow lines that admit none of its addresses: those are refused
+         * anyway. */
+        if (!is_reported && r->kind == SR_ACCESS_DENY && acl->n > acl->n_deny) {
+            for (j = acl->n_deny; j < acl->n; j++) {
+                if (sr_access_rules_overlap(r, &acl->rules[j])) {
+                    break;
+                }
+            }
+            if (j == acl->n) {
+                add(lt, SR_LINT_WARNING, r->line,
+                    "%s: deny %s changes nothing: no allow line admits any address in it, and "
+                    "a section with allow lines refuses every address it does not allow (hint: "
+                    "remove it)",
+                    what, range);
+            }
+        }
+    }
+}
+
+static void
+lint_access(struct lint *lt)
+{
+    const struct sr_config *cfg = lt->cfg;
+    char what[SR_CONFIG_NAME_MAX + 16];
+    size_t i;
+
+    for (i = 0; i < cfg->n_listeners; i++) {
+        snprintf(what, sizeof(what), "listener '%s'", cfg->listeners[i].name);
+        lint_access_list(lt, &cfg->listeners[i].access, what);
+    }
+    for (i = 0; i < cfg->n_pools; i++) {
+        snprintf(what, sizeof(what), "upstream '%s'", cfg->pools[i].name);
+        lint_access_list(lt, &cfg->pools[i].access, what);
+    }
+}
+
 /* A host name to resolve, and the first line that needs it. */
 struct host {
     const char *name;
@@ -474,6 +567,7 @@ sr_lint_run(const struct sr_config *cfg, const char *path, const struct sr_lint_
     lint_routes(&lt);
     lint_includes(&lt);
     lint_pools(&lt);
+    lint_access(&lt);
     if (opt != NULL && opt->resolve != NULL) {
         lint_hosts(&lt, opt);
     }

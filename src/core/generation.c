@@ -55,6 +55,21 @@ sr_generation_unref(struct sr_generation *gen)
     free(gen);
 }
 
+/* Give <acl>'s refusing labels (deny rules, and "not_allowed" when it has allow lines) their
+ * ids in the denial metric. Allow rules refuse nothing: they get none. */
+static void
+prepare_access(struct sr_access_list *acl, struct sr_shared *shared)
+{
+    size_t i;
+
+    for (i = 0; i < acl->n_deny; i++) {
+        acl->rules[i].label_id = sr_metrics_names_intern(&shared->rule_names, acl->rules[i].label);
+    }
+    if (acl->not_allowed != NULL) {
+        acl->not_allowed_id = sr_metrics_names_intern(&shared->rule_names, acl->not_allowed);
+    }
+}
+
 int
 sr_generation_prepare(struct sr_generation *gen, struct sr_shared *shared)
 {
@@ -80,6 +95,12 @@ sr_generation_prepare(struct sr_generation *gen, struct sr_shared *shared)
             sr_addr_format(&cfg->upstreams[i].addr, text, sizeof(text));
         }
         gen->upstream_ids[i] = sr_metrics_names_intern(&shared->upstream_names, text);
+    }
+    for (i = 0; i < cfg->n_listeners; i++) {
+        prepare_access(&gen->cfg.listeners[i].access, shared);
+    }
+    for (i = 0; i < cfg->n_pools; i++) {
+        prepare_access(&gen->cfg.pools[i].access, shared);
     }
     gen->pools = calloc(cfg->n_pools * shared->n_workers + 1, sizeof(*gen->pools));
     if (gen->pools == NULL) {

@@ -151,7 +151,8 @@ sr_shared_init(struct sr_shared *shared, size_t n_workers)
     if (shared->alogs == NULL || shards_init(&shared->per_ip) != 0 ||
         shards_init(&shared->quic_per_ip) != 0 || sr_ratelimit_init(&shared->rate) != 0 ||
         sr_metrics_names_init(&shared->listener_names, SR_METRICS_LISTENERS_MAX) != 0 ||
-        sr_metrics_names_init(&shared->upstream_names, SR_METRICS_UPSTREAMS_MAX) != 0) {
+        sr_metrics_names_init(&shared->upstream_names, SR_METRICS_UPSTREAMS_MAX) != 0 ||
+        sr_metrics_names_init(&shared->rule_names, SR_METRICS_RULES_MAX) != 0) {
         return UV_ENOMEM;
     }
     return 0;
@@ -176,6 +177,7 @@ sr_shared_fini(struct sr_shared *shared)
     }
     sr_metrics_names_fini(&shared->listener_names);
     sr_metrics_names_fini(&shared->upstream_names);
+    sr_metrics_names_fini(&shared->rule_names);
     memset(shared, 0, sizeof(*shared));
 }
 

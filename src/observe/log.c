@@ -58,15 +58,15 @@ sr_log_format_access(char *out, size_t cap, const struct sr_access_record *rec)
     }
     n = snprintf(out, cap,
                  "%s listener=%s client=%s sni=%s route=%s upstream=%s bytes_in=%llu "
-                 "bytes_out=%llu%s duration_ms=%llu outcome=%s%s%s%s%s%s%s\n",
+                 "bytes_out=%llu%s duration_ms=%llu outcome=%s%s%s%s%s%s%s%s%s\n",
                  when, or_dash(rec->listener), or_dash(rec->client), or_dash(rec->sni),
                  or_dash(rec->route), or_dash(rec->upstream), (unsigned long long)rec->bytes_in,
                  (unsigned long long)rec->bytes_out, dgrams, (unsigned long long)rec->duration_ms,
                  or_dash(rec->outcome), rec->has_ech ? " ech=1" : "",
                  rec->alpn_route != NULL ? " alpn=" : "",
-                 rec->alpn_route != NULL ? rec->alpn_route : "",
-                 rec->detail != NULL ? " detail=\"" : "", rec->detail != NULL ? rec->detail : "",
-                 rec->detail != NULL ? "\"" : "");
+                 rec->alpn_route != NULL ? rec->alpn_route : "", rec->rule != NULL ? " rule=" : "",
+                 rec->rule != NULL ? rec->rule : "", rec->detail != NULL ? " detail=\"" : "",
+                 rec->detail != NULL ? rec->detail : "", rec->detail != NULL ? "\"" : "");
     if (n < 0) {
         return 0;
     }
@@ -200,7 +200,9 @@ json_number(struct json_out *j, uint64_t v)
     json_put(j, text, n > 0 ? (size_t)n : 0);
 }
 
-#define SR_JSON_N_STRINGS 8 /* the strings that may be cut (alpn included); time never is */
+/* The strings that may be cut (alpn counted whether there or not; rule only when there);
+ * time never is. */
+#define SR_JSON_N_STRINGS 8
 
 /* The whole object with each string cut to <budget>; returns its full length. */
 static size_t
@@ -246,6 +248,10 @@ json_access(struct json_out *j, const struct sr_access_record *rec, size_t budge
         json_put(j, ",\"alpn\":", 8);
         json_string(j, rec->alpn_route, budget);
     }
+    if (rec->rule != NULL) {
+        json_put(j, ",\"rule\":", 8);
+        json_string(j, rec->rule, budget);
+    }
     json_put(j, "}\n", 2);
     return j->len;
 }
@@ -271,7 +277,7 @@ sr_log_format_access_json(char *out, size_t cap, const struct sr_access_record *
         out[0] = '\0';
         return 0;
     }
-    json_access(&j, rec, (j.cap - fixed) / SR_JSON_N_STRINGS);
+    json_access(&j, rec, (j.cap - fixed) / (SR_JSON_N_STRINGS + (rec->rule != NULL ? 1 : 0)));
     out[j.len] = '\0';
     return j.len;
 }

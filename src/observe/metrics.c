@@ -30,6 +30,7 @@ const char *const sr__metrics_outcome_names[SR_METRICS_N_OUTCOMES] = {
     [SR_METRICS_OUTCOME_HOST_CHANGED] = "host_changed",
     [SR_METRICS_OUTCOME_OVER_IP_LIMIT] = "max_connections_per_ip",
     [SR_METRICS_OUTCOME_OVER_RATE] = "max_new_connections_per_ip",
+    [SR_METRICS_OUTCOME_DENIED] = "denied",
     [SR_METRICS_OUTCOME_DRAINED] = "drained",
     [SR_METRICS_OUTCOME_HANDED_OVER] = "handed_over",
     [SR_METRICS_OUTCOME_ERROR] = "error",

@@ -223,6 +223,7 @@ struct snapshot {
     uint64_t hello[SR_METRICS_N_HELLO][SR_METRICS_N_HELLO_REASONS + 1];
     uint64_t hello_ech;
     uint64_t quic_initial[SR_METRICS_N_QUIC_STATUS][SR_METRICS_N_QUIC_REASONS + 1];
+    uint64_t denied[SR_METRICS_RULES_MAX + 1];
 };
 
 static uint64_t
@@ -282,6 +283,9 @@ snapshot_add(struct snapshot *s, const struct sr_metrics *m, const struct sr_met
         }
     }
     s->hello_ech += load(&m->hello_ech);
+    for (k = 0; k <= SR_METRICS_RULES_MAX; k++) {
+        s->denied[target_row(k, SR_METRICS_RULES_MAX + 1, info->rules)] += load(&m->denied[k]);
+    }
     for (h = 0; h < SR_METRICS_N_QUIC_STATUS; h++) {
         for (k = 0; k <= SR_METRICS_N_QUIC_REASONS; k++) {
             s->quic_initial[h][k] += load(&m->quic_initial[h][k]);
@@ -683,6 +687,30 @@ format_upstreams(struct wbuf *w, const struct snapshot *s, const struct sr_metri
     }
 }
 
+/* Refusals by access rule: every rule label the daemon has seen (a deny that never
+ * matched shows 0, so a dashboard can tell "no hits" from "no such rule"). */
+static void
+format_denied(struct wbuf *w, const struct snapshot *s, const struct sr_metrics_info *info)
+{
+    static const char name[] = "sniroute_denied_total";
+    size_t n_named = info->rules != NULL ? info->rules->n : 0;
+    struct label l;
+    size_t row;
+
+    family(w, name, "counter",
+           "Connections, HTTP requests and QUIC flows refused by an allow or deny rule, by rule "
+           "(SECTION:NAME:deny:RANGE, or SECTION:NAME:not_allowed when no allow line matched).");
+    l.key = "rule";
+    for (row = 0; row < n_named && row < SR_METRICS_RULES_MAX; row++) {
+        l.value = info->rules->names[row];
+        sample(w, name, "", &l, 1, s->denied[row]);
+    }
+    if (s->denied[SR_METRICS_RULES_MAX] != 0) {
+        l.value = SR_METRICS_OTHER;
+        sample(w, name, "", &l, 1, s->denied[SR_METRICS_RULES_MAX]);
+    }
+}
+
 int
 sr_metrics_format(char **out, size_t *len, const struct sr_metrics *const *workers,
                   size_t n_workers, const struct sr_metrics_info *info)
@@ -719,6 +747,7 @@ sr_metrics_format(char **out, size_t *len, const struct sr_metrics *const *worke
     format_hello(&w, &s);
     format_quic(&w, &s, info);
     format_upstreams(&w, &s, info);
+    format_denied(&w, &s, info);
     if (w.failed) {
         free(w.base);
         goto done;

@@ -197,6 +197,7 @@ conn_log(struct sr_conn *conn)
     rec.detail = conn->detail;
     rec.has_ech = conn->has_ech;
     rec.alpn_route = conn->alpn_route;
+    rec.rule = conn->denied_by;
     len = conn->gen->cfg.log_format == SR_LOG_FORMAT_JSON
               ? sr_log_format_access_json(line, sizeof(line), &rec)
               : sr_log_format_access(line, sizeof(line), &rec);
@@ -277,10 +278,15 @@ sr_conn_on_deadline(struct sr_deadline *d)
     case SR_CONN_HELLO:
         quiet_ms = sr_conn_now(conn) - conn->start_ms;
         if (conn->setup->peek_len == 0 && conn->lcfg->fallback != 0 &&
-            conn->lcfg->fallback_timeout_ms != 0 && quiet_ms >= conn->lcfg->fallback_timeout_ms &&
-            sr_intake_fallback(conn, &target)) {
-            conn_connect(conn, target); /* the client waits for the server to speak first */
-            return;
+            conn->lcfg->fallback_timeout_ms != 0 && quiet_ms >= conn->lcfg->fallback_timeout_ms) {
+            if (sr_intake_fallback(conn, &target)) {
+                conn_connect(conn, target); /* the client waits for the server to speak first */
+                return;
+            }
+            if (conn->denied_by != NULL) {
+                sr_conn_close(conn, "denied"); /* the fallback's rules refuse this client */
+                return;
+            }
         }
         if (quiet_ms < conn->gen->cfg.hello_timeout_ms) {
             conn_deadline(conn, conn->gen->cfg.hello_timeout_ms - quiet_ms);
@@ -333,13 +339,14 @@ conn_linger(struct sr_conn *conn)
     }
 }
 
-/* Answer with a fatal TLS alert so the client learns why, instead of a bare reset. */
+/* Answer with a fatal TLS alert so the client learns why, instead of a bare reset; in a
+ * record of <record_version> (0: 0x0303). */
 static void
-conn_refuse(struct sr_conn *conn, uint8_t alert, const char *outcome)
+conn_refuse(struct sr_conn *conn, uint8_t alert, uint16_t record_version, const char *outcome)
 {
     uint8_t bytes[SR_HELLO_ALERT_LEN];
 
-    sr_hello_alert(bytes, alert);
+    sr_hello_alert_record(bytes, record_version != 0 ? record_version : 0x0303, alert);
     conn_refuse_with(conn, bytes, sizeof(bytes), outcome);
 }
 
@@ -414,6 +421,10 @@ http_refused_outcome(struct sr_conn *conn)
         break;
     }
     conn->outcome = conn->http_refused == SR_TRACK_STOP ? "host_changed" : "malformed";
+    if (conn->http_refused == SR_TRACK_STOP && conn->denied_by != NULL) {
+        conn->detail = "a later request's upstream refuses this client";
+        conn->outcome = "denied";
+    }
 }
 
 /* A refused request's turn has come (relay.h, SR_RELAY_HTTP_REFUSED): close the backend,
@@ -441,7 +452,7 @@ conn_intake(struct sr_conn *conn, struct sr_intake_result r)
         conn_connect(conn, r.target);
         return;
     case SR_INTAKE_REFUSE_TLS:
-        conn_refuse(conn, r.alert, r.outcome);
+        conn_refuse(conn, r.alert, r.record_version, r.outcome);
         return;
     case SR_INTAKE_REFUSE_HTTP:
         conn_refuse_http(conn, r.http_code, r.outcome);
@@ -587,6 +598,30 @@ on_backend_event(struct sr_watch *watch, uint32_t events)
 
 /* --- Accepting -------------------------------------------------------------------------- */
 
+/* The listener's allow and deny rules on the TCP peer, before any byte is read (behind
+ * proxy_protocol = accept they wait for the address the header names: intake.c). Returns
+ * true when the client is refused: a TLS listener answers with an access_denied alert (no
+ * client record seen yet: version 0x0303, as RFC 8446 5.1 has servers write), an HTTP one
+ * with a 403, a lingering close after either. */
+static bool
+conn_admit_access(struct sr_conn *conn)
+{
+    struct sr_access_result access;
+
+    if (sr_access_check(&conn->lcfg->access, &conn->client_addr.sa, &access)) {
+        return false;
+    }
+    conn->denied_by = access.label;
+    conn->denied_id = access.label_id;
+    sr_metrics_denied(conn->set->metrics, access.label_id);
+    if (conn->lcfg->is_http) {
+        conn_refuse_http(conn, 403, "denied");
+    } else {
+        conn_refuse(conn, SR_TLS_ALERT_ACCESS_DENIED, 0, "denied");
+    }
+    return true;
+}
+
 int
 sr_conn_accept(struct sr_conn_set *set, struct sr_generation *gen,
                const struct sr_listener_config *lcfg, int fd, const struct sockaddr *peer)
@@ -643,6 +678,9 @@ sr_conn_accept(struct sr_conn_set *set, struct sr_generation *gen,
     }
     sr_metrics_conn_accepted(set->metrics, conn->lid);
     conn->is_counted = true;
+    if (!conn->lcfg->is_proxy_accepted && conn->lcfg->access.n > 0 && conn_admit_access(conn)) {
+        return 0; /* refused by the listener's allow/deny rules, before any byte is read */
+    }
     if (conn->lcfg->is_proxy_accepted) {
         /* Only the load balancers in front may say who the client is; from anyone else a
          * PROXY header would be a spoofed address. */

@@ -53,6 +53,24 @@ intake_refuse_http(uint16_t code, const char *outcome)
         .step = SR_INTAKE_REFUSE_HTTP, .outcome = outcome, .http_code = code};
 }
 
+/* Refused by an access rule: the rule goes to the log line and the metric; a TLS client
+ * gets access_denied in a record of <record_version> (0: 0x0303), an HTTP one a 403. */
+static struct sr_intake_result
+intake_denied(struct sr_conn *conn, const char *label, uint32_t id, uint16_t record_version)
+{
+    struct sr_intake_result r;
+
+    conn->denied_by = label;
+    conn->denied_id = id;
+    sr_metrics_denied(conn->set->metrics, id);
+    if (conn->lcfg->is_http) {
+        return intake_refuse_http(403, "denied");
+    }
+    r = intake_refuse_tls(SR_TLS_ALERT_ACCESS_DENIED, "denied");
+    r.record_version = record_version;
+    return r;
+}
+
 static struct sr_intake_result
 intake_http_refused(void)
 {
@@ -118,10 +136,17 @@ sr_intake_keep(struct sr_conn *conn)
 bool
 sr_intake_fallback(struct sr_conn *conn, size_t *target)
 {
-    struct sr_first_bytes said = {.said = SR_SAID_OTHER};
+    struct sr_first_bytes said = {.said = SR_SAID_OTHER, .from = &conn->client_addr.sa};
     struct sr_decision d;
 
     sr_decide(&conn->gen->cfg, conn->lcfg, &said, &d);
+    if (d.refusal == SR_REFUSAL_DENIED) {
+        /* The fallback's [upstream] refuses this client: no bytes go there. */
+        conn->denied_by = d.denied_by;
+        conn->denied_id = d.denied_id;
+        sr_metrics_denied(conn->set->metrics, d.denied_id);
+        return false;
+    }
     if (d.verdict != SR_VERDICT_FALLBACK) {
         return false;
     }
@@ -142,6 +167,7 @@ intake_route(struct sr_conn *conn, const struct sr_hello_result *res)
         .alpn = res->alpn.ptr,
         .alpn_len = res->alpn.len,
         .has_ech = res->has_ech,
+        .from = &conn->client_addr.sa,
     };
     struct sr_decision d;
 
@@ -164,6 +190,9 @@ intake_route(struct sr_conn *conn, const struct sr_hello_result *res)
     }
     conn->route = (uint8_t)d.hit.kind;
     sr_metrics_route(conn->set->metrics, conn->lid, d.hit.kind);
+    if (d.refusal == SR_REFUSAL_DENIED) {
+        return intake_denied(conn, d.denied_by, d.denied_id, res->record_version);
+    }
     if (d.verdict != SR_VERDICT_ROUTE) {
         return intake_refuse_tls(SR_TLS_ALERT_UNRECOGNIZED_NAME,
                                  sr_refusal_outcome(d.refusal, false));
@@ -183,6 +212,7 @@ proxy_header_read(struct sr_conn *conn, const uint8_t *bytes, struct sr_intake_r
 {
     struct sr_conn_setup *setup = conn->setup;
     struct sr_proxyproto_result pp;
+    struct sr_access_result access;
     enum sr_metrics_limit over;
     const char *limit;
 
@@ -224,6 +254,12 @@ proxy_header_read(struct sr_conn *conn, const uint8_t *bytes, struct sr_intake_r
                 return false;
             }
         }
+        /* The listener's rules, on the client the header names (with a LOCAL header or an
+         * UNSPEC family, the TCP peer: the load balancer itself). */
+        if (!sr_access_check(&conn->lcfg->access, &conn->client_addr.sa, &access)) {
+            *r = intake_denied(conn, access.label, access.label_id, 0);
+            return false;
+        }
         return true;
     case SR_PROXYPROTO_NOT_PROXY:
     case SR_PROXYPROTO_INVALID:
@@ -245,6 +281,7 @@ http_decide(const struct sr_conn *conn, const struct sr_http_head *head, struct 
         .said = head->is_ip_literal ? SR_SAID_NO_NAME : SR_SAID_NAME,
         .name = head->host.ptr,
         .name_len = head->host.len,
+        .from = &conn->client_addr.sa,
     };
 
     sr_decide(&conn->gen->cfg, conn->lcfg, &said, d);
@@ -252,7 +289,8 @@ http_decide(const struct sr_conn *conn, const struct sr_http_head *head, struct 
 
 /* The tracker's question for every request head on the connection, the first included:
  * may it go to the backend the first request chose? Only if the map gives its host that
- * same backend; otherwise the connection ends (the client opens a new one). */
+ * same backend and that backend's rules admit the client; otherwise the connection ends
+ * after the responses owed (the client opens a new one, or gets a 403). */
 static int
 on_http_head(void *ctx, const struct sr_http_head *head)
 {
@@ -260,6 +298,12 @@ on_http_head(void *ctx, const struct sr_http_head *head)
     struct sr_decision d;
 
     http_decide(conn, head, &d);
+    if (d.refusal == SR_REFUSAL_DENIED) {
+        conn->denied_by = d.denied_by; /* 403 instead of 421 (sr_relay_http_refuse) */
+        conn->denied_id = d.denied_id;
+        sr_metrics_denied(conn->set->metrics, d.denied_id);
+        return 1;
+    }
     if (d.verdict != SR_VERDICT_ROUTE || d.target != conn->http_target) {
         return 1;
     }
@@ -292,6 +336,9 @@ http_read(struct sr_conn *conn, const uint8_t *bytes)
         if (sr_intake_fallback(conn, &target)) {
             return intake_connect(target);
         }
+        if (conn->denied_by != NULL) {
+            return intake_close("denied"); /* not HTTP: no answer in HTTP */
+        }
         conn->detail = sr_http_reason_str(head.reason);
         return intake_refuse_http(400, sr_refusal_outcome(SR_REFUSAL_NOT_PROTOCOL, true));
     case SR_HTTP_BAD:
@@ -304,6 +351,9 @@ http_read(struct sr_conn *conn, const uint8_t *bytes)
     memcpy(setup->sni, d.name, d.name_len + 1);
     conn->route = (uint8_t)d.hit.kind;
     sr_metrics_route(conn->set->metrics, conn->lid, d.hit.kind);
+    if (d.refusal == SR_REFUSAL_DENIED) {
+        return intake_denied(conn, d.denied_by, d.denied_id, 0);
+    }
     if (d.verdict != SR_VERDICT_ROUTE) {
         return intake_refuse_http(421, sr_refusal_outcome(d.refusal, true));
     }
@@ -427,6 +477,9 @@ sr_intake_read(struct sr_conn *conn)
         hello_metric(conn, SR_METRICS_HELLO_NOT_TLS, res.reason);
         if (sr_intake_fallback(conn, &target)) {
             return intake_connect(target);
+        }
+        if (conn->denied_by != NULL) {
+            return intake_close("denied");
         }
         conn->detail = sr_hello_reason_str(res.reason);
         return intake_close(sr_refusal_outcome(SR_REFUSAL_NOT_PROTOCOL, false));

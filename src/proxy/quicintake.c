@@ -188,6 +188,7 @@ flow_route(struct sr_quic_flow *f, const struct sr_quic_result *res, const uint8
         .alpn = res->hello.alpn.ptr,
         .alpn_len = res->hello.alpn.len,
         .has_ech = res->hello.has_ech,
+        .from = &f->client.sa,
     };
     struct sr_decision d;
 
@@ -203,6 +204,10 @@ flow_route(struct sr_quic_flow *f, const struct sr_quic_result *res, const uint8
     f->route = (uint8_t)d.hit.kind;
     if (d.refusal != SR_REFUSAL_NO_SNI && d.refusal != SR_REFUSAL_BAD_NAME) {
         sr_metrics_route(q->host.metrics, f->lid, d.hit.kind);
+    }
+    if (d.refusal == SR_REFUSAL_DENIED) {
+        f->denied_by = d.denied_by; /* the upstream's rules refuse this client */
+        sr_metrics_denied(q->host.metrics, d.denied_id);
     }
     if (d.verdict != SR_VERDICT_ROUTE) {
         /* Nothing is sent back: no alert, no datagram of ours to an unverified address. */
@@ -266,6 +271,40 @@ sr__quic_flow_hello_datagram(struct sr_quic_flow *f, const uint8_t *d, size_t le
     sr__quic_dropped(q, f->lid, drop_of(res.status));
 }
 
+/* The listener's allow and deny rules on a new client, before anything is decrypted or
+ * counted against the limits. Refused: one log line and the metrics, then the flow stays
+ * as refused a while (its retransmits cost a lookup); with the table of refused flows full
+ * (a flood from many addresses) the datagram is only dropped and counted. Returns true if
+ * the client is refused. */
+static bool
+flow_start_denied(struct sr_quic *q, struct sr_quic_sock *s, const struct sr_flowkey *key,
+                  const union sr_udp_peer *peer, const struct sr_udp_local *local)
+{
+    struct sr_access_result access;
+    struct sr_quic_flow *f;
+
+    if (s->lcfg->access.n == 0 || sr_access_check(&s->lcfg->access, &peer->sa, &access)) {
+        return false;
+    }
+    sr_metrics_denied(q->host.metrics, access.label_id);
+    sr__quic_dropped(q, s->lid, SR_METRICS_QDROP_REFUSED);
+    if (q->n_refused >= SR_QUIC_REFUSED_MAX) {
+        return true;
+    }
+    f = sr__quic_flow_new(q, s, key, peer, local);
+    if (f == NULL) {
+        return true;
+    }
+    f->gen = sr_generation_ref(q->gen);
+    f->lcfg = s->lcfg;
+    f->is_started = true;
+    f->denied_by = access.label;
+    q->n_flows++;
+    sr_metrics_quic_started(q->host.metrics, f->lid);
+    sr__quic_flow_end(f, "denied");
+    return true;
+}
+
 void
 sr__quic_flow_start(struct sr_quic *q, struct sr_quic_sock *s, const struct sr_flowkey *key,
                     const union sr_udp_peer *peer, const struct sr_udp_local *local,
@@ -287,6 +326,9 @@ sr__quic_flow_start(struct sr_quic *q, struct sr_quic_sock *s, const struct sr_f
         sr_quic_feed(&q->crypto, &q->initial, d, len, &res); /* for the reason */
         sr_metrics_quic_initial(q->host.metrics, res.status, res.reason);
         sr__quic_dropped(q, s->lid, drop_of(res.status));
+        return;
+    }
+    if (flow_start_denied(q, s, key, peer, local)) {
         return;
     }
     /* max_new_connections_per_ip: a token per new flow. A refused one is not remembered:

@@ -248,6 +248,7 @@ flow_log(struct sr_quic_flow *f)
     rec.detail = f->detail;
     rec.has_ech = f->has_ech;
     rec.alpn_route = f->alpn_route;
+    rec.rule = f->denied_by;
     len = f->gen->cfg.log_format == SR_LOG_FORMAT_JSON
               ? sr_log_format_access_json(line, sizeof(line), &rec)
               : sr_log_format_access(line, sizeof(line), &rec);

@@ -199,6 +199,9 @@ sr_relay_http_refuse(struct sr_conn *conn, enum sr_track_result r)
     }
     conn->http_refused = (uint8_t)r;
     conn->http_refusal = (uint16_t)http_refusal_code(r);
+    if (r == SR_TRACK_STOP && conn->denied_by != NULL) {
+        conn->http_refusal = 403; /* the head's upstream refuses this client (issue 15) */
+    }
     conn->http_stop = SR_HTTP_STOP_DRAINING;
     return true;
 }

@@ -50,6 +50,7 @@ sr_servers_metrics(struct sr_server *const *servers, size_t n, uint64_t generati
     info.rate_evictions = sr_ratelimit_evictions(&servers[0]->shared->rate);
     info.listeners = &servers[0]->shared->listener_names;
     info.upstreams = &servers[0]->shared->upstream_names;
+    info.rules = &servers[0]->shared->rule_names;
     return sr_metrics_format(out, len, workers, i, &info);
 }
 

@@ -721,6 +721,14 @@ sr_hello_reason_str(enum sr_hello_reason r)
 }
 
 void
+sr_hello_alert_record(uint8_t out[SR_HELLO_ALERT_LEN], uint16_t record_version, uint8_t description)
+{
+    sr_hello_alert(out, description);
+    out[1] = (uint8_t)(record_version >> 8);
+    out[2] = (uint8_t)(record_version & 0xff);
+}
+
+void
 sr_hello_alert(uint8_t out[SR_HELLO_ALERT_LEN], uint8_t description)
 {
     out[0] = 21;   /* content type: alert */

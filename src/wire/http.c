@@ -872,6 +872,10 @@ sr_http_error_response(char *out, size_t cap, int code)
         status = "400 Bad Request";
         body = "bad request\n";
         break;
+    case 403:
+        status = "403 Forbidden";
+        body = "access denied\n";
+        break;
     case 421:
         status = "421 Misdirected Request";
         body = "no route for this host\n";

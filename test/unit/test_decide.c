@@ -189,7 +189,7 @@ test_broken_alpn(const struct sr_config *cfg)
     static const uint8_t past[] = {5, 'h', '2'};
     static const uint8_t zero[] = {0, 2, 'h', '2'};
     struct sr_first_bytes in = {SR_SAID_NAME, (const uint8_t *)"a.example.com", 13, past,
-                                sizeof(past), false};
+                                sizeof(past), false, NULL};
     struct sr_decision d;
 
     sr_decide(cfg, listener(cfg, "tls"), &in, &d);

@@ -63,7 +63,8 @@ explain(const struct sr_config *cfg, const char *name, const char *alpn, const c
 {
     struct sr_explain_query q = {name,     strlen(name),
                                  alpn,     alpn ? strlen(alpn) : 0,
-                                 listener, listener ? strlen(listener) : 0};
+                                 listener, listener ? strlen(listener) : 0,
+                                 NULL,     0};
     enum sr_explain_result result;
     size_t len = sr_explain_format(cfg, "t.ini", &q, out, sizeof(out), &result);
 
@@ -253,7 +254,7 @@ static void
 test_buffer(void)
 {
     struct sr_config cfg;
-    struct sr_explain_query q = {"example.com", 11, NULL, 0, "https", 5};
+    struct sr_explain_query q = {"example.com", 11, NULL, 0, "https", 5, NULL, 0};
     enum sr_explain_result result;
     char small[20];
     size_t full;
@@ -285,7 +286,7 @@ static const struct query_case query_cases[] = {
     {"", -1, NULL, NULL, NULL, "missing name=NAME"},
     {"alpn=h2", -1, NULL, NULL, NULL, "missing name=NAME"},
     {"name=a&name=b", -1, NULL, NULL, NULL, "parameter given twice"},
-    {"host=a", -1, NULL, NULL, NULL, "unknown parameter (want name, alpn, listener)"},
+    {"host=a", -1, NULL, NULL, NULL, "unknown parameter (want name, alpn, listener, from)"},
     {"name=a%2", -1, NULL, NULL, NULL, "bad percent-encoding"},
     {"name=a%zz", -1, NULL, NULL, NULL, "bad percent-encoding"},
 };
@@ -331,6 +332,97 @@ test_query(void)
     ASSERT_STR_EQ(why, "query too long");
 }
 
+/* explain --from: what the listener's and the routed upstream's rules say of one client. */
+static void
+test_from(void)
+{
+    static const char conf_from[] = "[listener https]\n"              /* 1 */
+                                    "listen = 127.0.0.1:0\n"          /* 2 */
+                                    "routes = main\n"                 /* 3 */
+                                    "deny = 203.0.113.0/24\n"         /* 4 */
+                                    "[listener web]\n"                /* 5 */
+                                    "listen = 127.0.0.1:0\n"          /* 6 */
+                                    "routes = main\n"                 /* 7 */
+                                    "protocol = http\n"               /* 8 */
+                                    "[routes main]\n"                 /* 9 */
+                                    "staging.example.com = staging\n" /* 10 */
+                                    "default = 127.0.0.1:9009\n"      /* 11 */
+                                    "[upstream staging]\n"            /* 12 */
+                                    "server = 127.0.0.1:9001\n"       /* 13 */
+                                    "allow = 192.0.2.0/24\n"          /* 14 */
+                                    "deny = 192.0.2.66\n";            /* 15 */
+    struct sr_config cfg;
+    struct sr_explain_query q;
+    enum sr_explain_result result;
+
+    load(&cfg, conf_from);
+    memset(&q, 0, sizeof(q));
+    q.name = "staging.example.com";
+    q.name_len = strlen(q.name);
+    q.from = "192.0.2.1";
+    q.from_len = strlen(q.from);
+    sr_explain_format(&cfg, "t.ini", &q, out, sizeof(out), &result);
+    ASSERT_EQ(result, SR_EXPLAIN_ROUTED);
+    ASSERT(strstr(out, "client: 192.0.2.1\n") != NULL);
+    ASSERT(strstr(out, "  client rules of the listener: allowed: no deny line matches, and there "
+                       "is no allow line\n") != NULL);
+    ASSERT(strstr(out, "  client rules of upstream 'staging' (t.ini:12): allowed by allow "
+                       "192.0.2.0/24 (t.ini:14), no deny line matches\n") != NULL);
+    ASSERT(strstr(out, "  access: allowed\n") != NULL);
+
+    q.from = "192.0.2.66";
+    q.from_len = strlen(q.from);
+    sr_explain_format(&cfg, "t.ini", &q, out, sizeof(out), &result);
+    ASSERT_EQ(result, SR_EXPLAIN_DENIED);
+    ASSERT_EQ(sr_explain_exit_status(result), 1);
+    ASSERT(strstr(out, "refused by deny 192.0.2.66/32 (t.ini:15)\n") != NULL);
+    ASSERT(strstr(out, "  access: denied, rule=upstream:staging:deny:192.0.2.66/32: a TLS "
+                       "access_denied alert, then a close\n") != NULL);
+    ASSERT(strstr(out, "  access: denied, rule=upstream:staging:deny:192.0.2.66/32: 403 "
+                       "Forbidden, then a close\n") != NULL);
+
+    q.from = "::ffff:198.51.100.1";
+    q.from_len = strlen(q.from);
+    sr_explain_format(&cfg, "t.ini", &q, out, sizeof(out), &result);
+    ASSERT_EQ(result, SR_EXPLAIN_DENIED);
+    ASSERT(strstr(out, "refused: no allow line matches (1 allow line(s), first at t.ini:14)\n") !=
+           NULL);
+    ASSERT(strstr(out, "rule=upstream:staging:not_allowed") != NULL);
+
+    q.from = "203.0.113.9";
+    q.from_len = strlen(q.from);
+    q.listener = "https";
+    q.listener_len = 5;
+    sr_explain_format(&cfg, "t.ini", &q, out, sizeof(out), &result);
+    ASSERT_EQ(result, SR_EXPLAIN_DENIED);
+    ASSERT(
+        strstr(out, "  client rules of the listener: refused by deny 203.0.113.0/24 (t.ini:4)\n") !=
+        NULL);
+    ASSERT(strstr(out, "rule=listener:https:deny:203.0.113.0/24") != NULL);
+
+    /* Without --from nothing is said of access; a bad address is refused. */
+    q.from = NULL;
+    q.from_len = 0;
+    sr_explain_format(&cfg, "t.ini", &q, out, sizeof(out), &result);
+    ASSERT_EQ(result, SR_EXPLAIN_ROUTED);
+    ASSERT(strstr(out, "access:") == NULL);
+    q.from = "192.0.2.1:443";
+    q.from_len = strlen(q.from);
+    sr_explain_format(&cfg, "t.ini", &q, out, sizeof(out), &result);
+    ASSERT_EQ(result, SR_EXPLAIN_BAD_FROM);
+    ASSERT_EQ(sr_explain_exit_status(result), 2);
+    sr_config_fini(&cfg);
+    {
+        char storage[64];
+        const char *why = NULL;
+
+        ASSERT_EQ(
+            sr_explain_parse_query("name=a&from=%3A%3A1", 19, storage, sizeof(storage), &q, &why),
+            0);
+        check_view(q.from, q.from_len, "::1");
+    }
+}
+
 int
 main(void)
 {
@@ -341,5 +433,6 @@ main(void)
     test_quic();
     test_buffer();
     test_query();
+    test_from();
     return 0;
 }

@@ -108,6 +108,32 @@ static const struct lint_case cases[] = {
       "resolve_failed)",
       "t.ini:9: warning: upstream 'pool': server host 'y.bad' does not resolve here: no such "
       "name (hint: it is resolved at each connect; until it resolves, the pool skips it)"}},
+    /* Access rules (issue 15). Lines: listener a at 1-3, allow/deny from 4 on. */
+    {"access: clean: a deny inside an allow, two disjoint allows, an unused upstream's allow",
+     "[listener a]\nlisten = 127.0.0.1:0\nroutes = m\nallow = 10.0.0.0/8 192.0.2.0/24\n"
+     "deny = 10.9.0.0/16\n[routes m]\ndefault = 127.0.0.1:1\n[upstream u]\n"
+     "server = 127.0.0.1:2\nallow = ::1\n",
+     {"t.ini:8: warning: upstream 'u' is named by no route and no fallback (hint: use it as a "
+      "route target, 'NAME = u', or remove it)"}},
+    {"access: an allow inside a deny, a duplicate, a range inside a broader one",
+     "[listener a]\nlisten = 127.0.0.1:0\nroutes = m\ndeny = 203.0.113.0/24\n"
+     "allow = 203.0.113.128/25\ndeny = 198.51.100.0/24, 198.51.100.7\n"
+     "deny = 203.0.113.0/24\nallow = 0.0.0.0/0\n[routes m]\ndefault = 127.0.0.1:1\n",
+     {"t.ini:5: warning: listener 'a': allow 203.0.113.128/25 never takes effect: deny "
+      "203.0.113.0/24 (line 4) refuses every address in it, and deny beats allow whatever the "
+      "order (hint: remove one of them)",
+      "t.ini:6: warning: listener 'a': deny 198.51.100.7/32 changes nothing: it lies inside "
+      "deny 198.51.100.0/24 (line 6) (hint: remove it)",
+      "t.ini:7: warning: listener 'a': deny 203.0.113.0/24 is listed twice (first at line 4)"}},
+    {"access: a deny outside every allow; v4-mapped and plain IPv4 are one space",
+     "[listener a]\nlisten = 127.0.0.1:0\nroutes = m\n[routes m]\ndefault = u\n"
+     "[upstream u]\nserver = 127.0.0.1:2\nallow = 192.0.2.0/24\ndeny = 10.0.0.1\n"
+     "deny = 192.0.2.7\nallow = ::ffff:192.0.2.0/120\n",
+     {"t.ini:9: warning: upstream 'u': deny 10.0.0.1/32 changes nothing: no allow line admits "
+      "any address in it, and a section with allow lines refuses every address it does not "
+      "allow (hint: remove it)",
+      "t.ini:11: warning: upstream 'u': allow ::ffff:192.0.2.0/120 is listed twice (first at "
+      "line 8)"}},
 };
 
 struct collected {

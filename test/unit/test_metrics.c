@@ -40,6 +40,7 @@ struct fixture {
     struct sr_metrics m;
     struct sr_metrics_names listeners;
     struct sr_metrics_names upstreams;
+    struct sr_metrics_names rules;
     struct sr_metrics_info info;
 };
 
@@ -52,6 +53,9 @@ fixture_init(struct fixture *f, const char *listener, const char *upstream)
     ASSERT_EQ(sr_metrics_names_init(&f->upstreams, 1), 0);
     ASSERT_EQ(sr_metrics_names_intern(&f->listeners, listener), 0);
     ASSERT_EQ(sr_metrics_names_intern(&f->upstreams, upstream), 0);
+    ASSERT_EQ(sr_metrics_names_init(&f->rules, 2), 0);
+    ASSERT_EQ(sr_metrics_names_intern(&f->rules, "listener:https:deny:203.0.113.0/24"), 0);
+    ASSERT_EQ(sr_metrics_names_intern(&f->rules, "upstream:staging:not_allowed"), 1);
     f->info.version = "0.1.0";
     f->info.start_time_ms = 1795345200123; /* 2026-11-22T11:00:00.123Z */
     f->info.config_generation = 1;
@@ -61,6 +65,7 @@ fixture_init(struct fixture *f, const char *listener, const char *upstream)
     f->info.rate_evictions = 2;
     f->info.listeners = &f->listeners;
     f->info.upstreams = &f->upstreams;
+    f->info.rules = &f->rules;
 }
 
 static void
@@ -69,6 +74,7 @@ fixture_fini(struct fixture *f)
     sr_metrics_fini(&f->m);
     sr_metrics_names_fini(&f->listeners);
     sr_metrics_names_fini(&f->upstreams);
+    sr_metrics_names_fini(&f->rules);
 }
 
 static char *
@@ -117,6 +123,11 @@ test_exact_exposition(void)
     sr_metrics_quic_initial(&f.m, SR_QUIC_FOUND, SR_QUIC_REASON_NONE);
     sr_metrics_quic_initial(&f.m, SR_QUIC_NOT_QUIC, SR_QUIC_REASON_SHORT_HEADER);
     sr_metrics_quic_initial(&f.m, SR_QUIC_MALFORMED, SR_QUIC_REASON_DECRYPT);
+    /* Access rules: two refusals by the first rule, none by the second (still shown), one by
+     * an id no name claims ("_other"). */
+    sr_metrics_denied(&f.m, 0);
+    sr_metrics_denied(&f.m, 0);
+    sr_metrics_denied(&f.m, 7);
 
     out = format_one(&f, &len);
     expected = read_fixture("small.prom", &expected_len);

@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "sniroute/config/access.h"
 #include "sniroute/config/addr.h"
 #include "sniroute/config/cidr.h"
 #include "sniroute/config/pool.h"
@@ -89,6 +90,9 @@ struct sr_pool_config {
     enum sr_pool_balance balance;
     enum sr_proxy_protocol proxy_protocol;
     uint64_t health_check_ms; /* active TCP check interval; 0: none */
+    /* allow = CIDR, deny = CIDR: which clients may reach this upstream, checked once a
+     * connection, request head or QUIC flow is routed (or sent as fallback) here. */
+    struct sr_access_list access;
 };
 
 /* One distinct upstream address. Route values index sr_config.upstreams; the same text
@@ -190,6 +194,9 @@ struct sr_listener_config {
      * over the period; 0: no limit. */
     uint32_t max_new_conns;
     uint32_t max_new_conns_period_ms; /* 1000 or 60000 */
+    /* allow = CIDR, deny = CIDR: which clients may use this listener, checked at accept
+     * (behind proxy_protocol = accept: on the address the PROXY header names). */
+    struct sr_access_list access;
 };
 
 struct sr_config {

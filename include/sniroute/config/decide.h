@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "sniroute/config/access.h"
 #include "sniroute/config/config.h"
 #include "sniroute/wire/name.h"
 #include "sniroute/config/route.h"
@@ -38,6 +39,10 @@ struct sr_first_bytes {
      * passthrough front routes by (the backend holds the ECH keys). Carried for the log
      * and for policies; it does not change the decision. */
     bool has_ech;
+    /* The client's address (the TCP peer, or who a PROXY header named), for the access
+     * rules (access.h) of the listener and of the upstream the route names; NULL: not
+     * checked (explain without --from). Read only during the call. */
+    const struct sockaddr *from;
 };
 
 enum sr_verdict {
@@ -55,6 +60,8 @@ enum sr_refusal {
     SR_REFUSAL_BAD_NAME,     /* a TLS server_name that does not normalize (never a name the
                                 hello parser accepted) */
     SR_REFUSAL_NOT_PROTOCOL, /* not TLS / not HTTP and no fallback */
+    SR_REFUSAL_DENIED,       /* an access rule refuses the client (TLS: access_denied alert;
+                                HTTP: 403; QUIC: dropped); <denied_by> says which */
 };
 
 struct sr_decision {
@@ -69,6 +76,15 @@ struct sr_decision {
     /* The normalized name looked up ("" when none), for the log. */
     char name[SR_NAME_MAX + 1];
     size_t name_len;
+    /* With <in->from>: what the listener's rules and (once a target is known, and it is an
+     * [upstream] section) that upstream's rules said; <upstream_checked> false when no
+     * upstream's rules were asked. DENIED: <denied_by> is the refusing rule's label (in
+     * <cfg>, e.g. "upstream:staging:not_allowed"), NULL otherwise. */
+    struct sr_access_result listener_access;
+    struct sr_access_result upstream_access;
+    bool upstream_checked;
+    const char *denied_by;
+    uint32_t denied_id; /* DENIED: <denied_by>'s label_id (access.h), for the metric */
 };
 
 /* Decide for a connection on listener <l> of <cfg> (a config that loaded without
@@ -82,12 +98,16 @@ struct sr_decision {
  * - HTTP listeners (protocol = http): the Host is looked up in the plain table; an IP
  *   literal or a Host that does not normalize gets the default; ALPN is not used.
  * - Nothing found: refused (NO_ROUTE).
+ * - With a client address (<in->from>): before all of the above, the listener's allow and
+ *   deny rules (access.h); a refusal there is DENIED. Then, once a target is known (a route
+ *   or the fallback) and it is an [upstream] section, that section's rules: DENIED too, the
+ *   target still set (for the log). The two checks are the access rules' whole effect.
  * Views in <*out> point into <cfg>, which must outlive them. */
 void sr_decide(const struct sr_config *cfg, const struct sr_listener_config *l,
                const struct sr_first_bytes *in, struct sr_decision *out);
 
-/* The access log's outcome word for <r>: "no_route", "no_sni", "malformed", and for
- * NOT_PROTOCOL "not_tls" or "not_http" by the listener's protocol (<is_http>). */
+/* The access log's outcome word for <r>: "no_route", "no_sni", "malformed", "denied", and
+ * for NOT_PROTOCOL "not_tls" or "not_http" by the listener's protocol (<is_http>). */
 const char *sr_refusal_outcome(enum sr_refusal r, bool is_http);
 
 #endif

@@ -21,6 +21,9 @@ enum sr_explain_result {
     SR_EXPLAIN_BAD_NAME,    /* the name is not a valid host name; the text says why */
     SR_EXPLAIN_BAD_ALPN,    /* an ALPN protocol is empty, too long or not printable */
     SR_EXPLAIN_NO_LISTENER, /* the listener asked for does not exist */
+    SR_EXPLAIN_BAD_FROM,    /* the client address (--from) is not an IPv4 or IPv6 literal */
+    SR_EXPLAIN_DENIED,      /* routed, but an access rule refuses the client (--from) at one
+                               listener at least */
 };
 
 /* What to explain. Views: pointer and length, not NUL-terminated. */
@@ -31,6 +34,10 @@ struct sr_explain_query {
     size_t alpn_len;
     const char *listener; /* one listener's name; NULL: every listener */
     size_t listener_len;
+    /* The client's address (an IPv4 or IPv6 literal, no port): say whether the listener's
+     * and the upstream's allow and deny rules let it through. NULL: rules not checked. */
+    const char *from;
+    size_t from_len;
 };
 
 /* Explain <q> against <cfg> (a config that loaded without problems) into <buf> of <cap>
@@ -43,14 +50,15 @@ size_t sr_explain_format(const struct sr_config *cfg, const char *path,
                          enum sr_explain_result *result);
 
 /* Parse an /explain query string (<query>/<len>, what follows '?', may be empty):
- * name=NAME (required), alpn=LIST and listener=NAME (optional), '&'-separated,
+ * name=NAME (required), alpn=LIST, listener=NAME and from=ADDRESS (optional), '&'-separated,
  * percent-decoded ('+' stays '+') into <storage> of <cap> bytes, which <q>'s views then
  * point into. Unknown keys are refused, so a typo does not silently explain something
  * else. Returns 0, or -1 with a static English reason in <*why>. */
 int sr_explain_parse_query(const char *query, size_t len, char *storage, size_t cap,
                            struct sr_explain_query *q, const char **why);
 
-/* Exit status of `sniroute explain` for <result>: 0 routed, 1 no route, 2 anything else. */
+/* Exit status of `sniroute explain` for <result>: 0 routed, 1 no route or denied, 2
+ * anything else. */
 int sr_explain_exit_status(enum sr_explain_result result);
 
 #endif

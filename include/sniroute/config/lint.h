@@ -14,6 +14,10 @@
  *   else routes it (no exact entry, no wider wildcard, no default).
  * - a [routes] section no listener uses; an [upstream] no route or fallback names.
  * - an upstream host name that does not resolve (only with a resolver, see below).
+ * - allow and deny lines (access.h) that never take effect: an allow inside a deny of the
+ *   same section (deny always wins), a range listed twice, a range inside a broader one of
+ *   the same kind, a deny beside allow lines none of which admits any of its addresses.
+ *   Rules on an upstream no route names are no finding of their own.
  *
  * Duplicates after case folding or trailing-dot removal are load errors (config_routes.c), not
  * lint. Cost: O(n log n) in the number of routes; host names are resolved only when there

@@ -104,6 +104,7 @@ struct sr_shared {
     _Atomic uint64_t n_process_locks;
     struct sr_metrics_names listener_names;
     struct sr_metrics_names upstream_names;
+    struct sr_metrics_names rule_names; /* access rule labels (issue 15), for the denials */
     uint64_t start_time_ms;
     /* Binary upgrade: sockets handed over by the old process, taken before binding
      * (owned by main; NULL when not an upgrade). */

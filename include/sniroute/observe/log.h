@@ -26,6 +26,9 @@ struct sr_access_record {
     const char *detail;    /* optional: a parser reason or a libuv error name */
     bool has_ech;          /* the hello carried Encrypted Client Hello: "ech=1" */
     const char *alpn_route; /* the ALPN condition of the route taken, or NULL: "alpn=..." */
+    /* The access rule that refused the client (outcome "denied"), or NULL: "rule=..." after
+     * alpn, e.g. "rule=listener:https:deny:203.0.113.0/24" (access.h's labels). */
+    const char *rule;
     /* A QUIC flow: datagrams each way, "dgrams_in=N dgrams_out=M" after bytes_out. */
     bool has_dgrams;
     uint64_t dgrams_in;  /* client to upstream */
@@ -39,7 +42,8 @@ sr_log_format_access(char *out, size_t cap, const struct sr_access_record *rec);
 
 /* Format <rec> as one JSON object (RFC 8259) and a newline into <out> of <cap> bytes, with the
  * keys of the text line in the same order: time, listener, client, sni, route, upstream,
- * bytes_in, bytes_out, (for a QUIC flow) dgrams_in, dgrams_out, duration_ms, outcome, detail. Every key is always there; a missing
+ * bytes_in, bytes_out, (for a QUIC flow) dgrams_in, dgrams_out, duration_ms, outcome, detail
+ * (then "ech", "alpn" and "rule" only when set). Every key is always there; a missing
  * string (NULL or "") is null, never "-"; numbers are JSON integers. Strings are escaped per
  * RFC 8259 section 7: '"', '\\' and control bytes (as \n, \t... or \u00XX); a byte that is
  * not part of valid UTF-8 becomes \ufffd, so the line is valid JSON whatever the input.

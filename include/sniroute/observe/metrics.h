@@ -48,6 +48,7 @@ enum sr_metrics_outcome {
                                          header named a client over max_connections_per_ip */
     SR_METRICS_OUTCOME_OVER_RATE, /* behind a load balancer: refused once the PROXY header
                                      named a client over max_new_connections_per_ip */
+    SR_METRICS_OUTCOME_DENIED,        /* refused by an allow or deny rule (issue 15) */
     SR_METRICS_OUTCOME_DRAINED,
     SR_METRICS_OUTCOME_HANDED_OVER, /* to the new process of a binary upgrade (metrics only) */
     SR_METRICS_OUTCOME_ERROR,
@@ -126,6 +127,11 @@ enum sr_metrics_quic_drop {
     500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000, 1000000, 2500000, 5000000
 #define SR_METRICS_N_LATENCY_BUCKETS 14 /* the bounds above plus +Inf */
 
+/* Access rules (issue 15): distinct rule labels ("listener:https:deny:203.0.113.0/24") the
+ * denial counter has rows for, over the life of the process; any further label counts under
+ * "_other". 8 KiB a worker. */
+#define SR_METRICS_RULES_MAX 1024
+
 /* The counters of one listener id, in one row. */
 enum {
     SR__ML_ACCEPTED = 0,
@@ -168,6 +174,9 @@ struct sr_metrics {
     _Atomic uint64_t hello_ech; /* complete hellos that carried Encrypted Client Hello */
     /* QUIC: what the Initial reader said of each datagram it read, by status and reason. */
     _Atomic uint64_t quic_initial[SR_METRICS_N_QUIC_STATUS][SR_METRICS_N_QUIC_REASONS + 1];
+    /* Connections, request heads and QUIC flows refused by an access rule, by rule id
+     * (names: sr_metrics_info.rules); the last row is "_other". */
+    _Atomic uint64_t denied[SR_METRICS_RULES_MAX + 1];
 };
 
 /* Names for ids: listener section names, upstream addresses as configured. Append-only, so
@@ -198,6 +207,7 @@ struct sr_metrics_info {
     uint64_t rate_evictions;
     const struct sr_metrics_names *listeners;
     const struct sr_metrics_names *upstreams;
+    const struct sr_metrics_names *rules; /* access rule labels; NULL: none */
 };
 
 /* Set up <m> with rows for listener ids below <n_listener_ids> and upstream ids below
@@ -408,6 +418,14 @@ sr_metrics_bytes(struct sr_metrics *m, uint32_t listener, uint32_t upstream, uin
         sr__metrics_add(&urow[SR__MU_BYTES_IN], in);
         sr__metrics_add(&urow[SR__MU_BYTES_OUT], out);
     }
+}
+
+/* A connection, request head or QUIC flow was refused by the access rule with id <rule>
+ * (sr_metrics_names of the rule labels). */
+static inline void
+sr_metrics_denied(struct sr_metrics *m, uint32_t rule)
+{
+    sr__metrics_add(&m->denied[rule < SR_METRICS_RULES_MAX ? rule : SR_METRICS_RULES_MAX], 1);
 }
 
 /* --- QUIC flows (issue 13) ------------------------------------------------------------- */

@@ -191,7 +191,11 @@ struct sr_conn {
     bool is_counted;      /* accept was counted in the metrics */
 
     const char *alpn_route; /* the ALPN condition of the route taken (config text), or NULL */
-    char *sni;              /* the normalized name for the log line (heap), or NULL for none */
+    /* Refused by an access rule (outcome "denied"): the rule's label (config text) and its
+     * metric id; NULL otherwise. */
+    const char *denied_by;
+    uint32_t denied_id;
+    char *sni; /* the normalized name for the log line (heap), or NULL for none */
     /* protocol = http: the request-boundary tracker and its output, from routing on. */
     struct sr_http_track *http_track;
     struct sr_bytes http_out;

@@ -25,10 +25,11 @@ enum sr_intake_step {
 
 struct sr_intake_result {
     enum sr_intake_step step;
-    const char *outcome; /* REFUSE_TLS, REFUSE_HTTP, CLOSE */
-    size_t target;       /* CONNECT: index into the generation's upstreams */
-    uint8_t alert;       /* REFUSE_TLS: SR_TLS_ALERT_* */
-    uint16_t http_code;  /* REFUSE_HTTP: 400 or 421 */
+    const char *outcome;     /* REFUSE_TLS, REFUSE_HTTP, CLOSE */
+    size_t target;           /* CONNECT: index into the generation's upstreams */
+    uint8_t alert;           /* REFUSE_TLS: SR_TLS_ALERT_* */
+    uint16_t http_code;      /* REFUSE_HTTP: 400, 403 or 421 */
+    uint16_t record_version; /* REFUSE_TLS: the alert record's version; 0: 0x0303 */
 };
 
 /* The first deadline of a new connection, in ms from now: hello_timeout, or

@@ -118,6 +118,7 @@ struct sr_quic_flow {
     struct sr_quic_flow_setup *setup; /* until relaying */
     char *sni;                        /* normalized, for the log (heap); NULL: none */
     const char *alpn_route;           /* the ALPN condition of the route (config text), or NULL */
+    const char *denied_by;            /* the access rule that refused it (config text), or NULL */
     const char *outcome;
     const char *detail;
     union sr_udp_peer client;

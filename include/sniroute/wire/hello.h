@@ -134,6 +134,7 @@ const char *sr_hello_reason_str(enum sr_hello_reason r);
 
 /* TLS alert descriptions we send (RFC 8446 6.2). */
 #define SR_TLS_ALERT_HANDSHAKE_FAILURE 40
+#define SR_TLS_ALERT_ACCESS_DENIED     49
 #define SR_TLS_ALERT_DECODE_ERROR      50
 #define SR_TLS_ALERT_INTERNAL_ERROR    80
 #define SR_TLS_ALERT_UNRECOGNIZED_NAME 112
@@ -143,5 +144,11 @@ const char *sr_hello_reason_str(enum sr_hello_reason r);
 /* Write a fatal alert record carrying <description> (record version 0x0303) to <out>. It is
  * plaintext, which is right: no keys exist before the ServerHello. */
 void sr_hello_alert(uint8_t out[SR_HELLO_ALERT_LEN], uint8_t description);
+
+/* The same with the record version <record_version> (the client's, from its first record,
+ * so that a client that checks the record version of the server's first record, as a
+ * TLS 1.0 stack may, reads the alert). */
+void sr_hello_alert_record(uint8_t out[SR_HELLO_ALERT_LEN], uint16_t record_version,
+                           uint8_t description);
 
 #endif

@@ -188,10 +188,10 @@ const char *sr_http_status_str(enum sr_http_status s);
 /* A short static English phrase for <r>, e.g. "two Host headers". */
 const char *sr_http_reason_str(enum sr_http_reason r);
 
-/* Write a complete HTTP/1.1 response for <code> (400 Bad Request or 421 Misdirected
- * Request) with Content-Type: text/plain, Content-Length, Connection: close and a one-line
- * body, to <out>, NUL-terminated. Returns its length without the NUL, or 0 if <code> is not
- * one of those or <cap> cannot hold the response and the NUL. SR_HTTP_RESPONSE_MAX always
+/* Write a complete HTTP/1.1 response for <code> (400 Bad Request, 403 Forbidden or 421
+ * Misdirected Request) with Content-Type: text/plain, Content-Length, Connection: close and a
+ * one-line body, to <out>, NUL-terminated. Returns its length without the NUL, or 0 if <code> is
+ * not one of those or <cap> cannot hold the response and the NUL. SR_HTTP_RESPONSE_MAX always
  * suffices. */
 #define SR_HTTP_RESPONSE_MAX 160
 size_t sr_http_error_response(char *out, size_t cap, int code);
