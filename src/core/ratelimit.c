@@ -11,6 +11,8 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "sniroute/core/ipcount.h"
+
 /* One token in credit: the nanoseconds of a minute, so that N/m adds N per ns and N/s 60 N.
  * With N at most SR_RATE_N_MAX a full bucket (N tokens) stays far below 2^64. */
 #define SR_RATE_UNIT  60000000000ull
@@ -313,18 +315,6 @@ sr_ratelimit_fini(struct sr_ratelimit *rl)
     rl->is_ready = false;
 }
 
-static uint64_t
-mix64(uint64_t h)
-{
-    /* MurmurHash3's finalizer: every input bit reaches every output bit. */
-    h ^= h >> 33;
-    h *= 0xff51afd7ed558ccdull;
-    h ^= h >> 33;
-    h *= 0xc4ceb9fe1a85ec53ull;
-    h ^= h >> 33;
-    return h;
-}
-
 /* Single writer (the lock holder): a plain add, whole for a scrape. */
 static void
 bump(_Atomic uint64_t *n, uint64_t by)
@@ -338,7 +328,7 @@ sr_ratelimit_take(struct sr_ratelimit *rl, const struct sr_ratekey *key, uint64_
                   struct sr_rate rate, size_t max_entries)
 {
     struct sr_rate_shard *shard;
-    uint64_t a, b, h;
+    uint64_t h;
     uint64_t evicted;
     size_t per_shard = (max_entries + SR_RATE_SHARDS - 1) / SR_RATE_SHARDS;
     bool is_taken;
@@ -346,10 +336,8 @@ sr_ratelimit_take(struct sr_ratelimit *rl, const struct sr_ratekey *key, uint64_
     if (rate.n == 0) {
         return true;
     }
-    memcpy(&a, key->bytes, 8);
-    memcpy(&b, key->bytes + 8, 8);
     /* The top 6 bits pick the shard, the low bits the chain inside it. */
-    h = mix64(mix64(mix64(a ^ rl->key[0]) ^ b ^ rl->key[1]) ^ key->lslot);
+    h = sr_mix64(sr_ipkey_hash(key->bytes, rl->key) ^ key->lslot);
     _Static_assert(SR_RATE_SHARDS == 64, "the shift below takes 6 bits");
     shard = &rl->shard[h >> 58];
     if (per_shard > UINT32_MAX) {

@@ -63,29 +63,14 @@ shards_fini(struct sr_ip_shards *s)
     }
 }
 
-static uint64_t
-mix64(uint64_t h)
-{
-    /* MurmurHash3's finalizer: every input bit reaches every output bit. */
-    h ^= h >> 33;
-    h *= 0xff51afd7ed558ccdull;
-    h ^= h >> 33;
-    h *= 0xc4ceb9fe1a85ec53ull;
-    h ^= h >> 33;
-    return h;
-}
-
 /* The shard of <key>, locked. Its top bits pick it, from a hash unrelated to the one the
  * table inside uses (ipcount.c), so a shard's addresses still spread over its slots. */
 static struct sr_ip_shard *
 shard_lock(struct sr_ip_shards *s, const struct sr_ipkey *key)
 {
-    uint64_t a, b;
     struct sr_ip_shard *shard;
 
-    memcpy(&a, key->bytes, 8);
-    memcpy(&b, key->bytes + 8, 8);
-    shard = &s->shard[mix64(mix64(a ^ s->key[0]) ^ b ^ s->key[1]) >> 58];
+    shard = &s->shard[sr_ipkey_hash(key->bytes, s->key) >> 58];
     _Static_assert(SR_IP_SHARDS == 64, "the shift above takes 6 bits");
     uv_mutex_lock(&shard->lock);
     /* One writer at a time (the lock holder): a plain add, readable by a scrape. */
