@@ -21,6 +21,7 @@
 
 struct sockaddr;
 struct sr_inherited;
+struct sr_sockmap;
 
 /* workers = N: at most this many loops, one thread each. */
 #define SR_WORKERS_MAX 64
@@ -61,6 +62,9 @@ struct sr_shared {
     struct sr_metrics_names listener_names;
     struct sr_metrics_names upstream_names;
     uint64_t start_time_ms;
+    /* The kernel relay's BPF program and maps (sockmap.h), loaded by main before the
+     * workers start; NULL: every connection relays in its worker (splice). */
+    struct sr_sockmap *sockmap;
     /* Binary upgrade: sockets handed over by the old process, taken before binding
      * (owned by main; NULL when not an upgrade). */
     struct sr_inherited *inherited;
