@@ -51,26 +51,23 @@ struct sr_sockmap {
     _Atomic uint64_t n_joined;
 };
 
-/* libbpf prints its own warnings to stderr by default: keep them (they say why a load
- * failed) only while loading, in the caller's buffer. */
-static char *load_why;
-static size_t load_why_cap;
+/* libbpf prints its own warnings to stderr by default: keep its first one that names a
+ * cause (they say why a load failed) while loading, to add to the caller's reason. The
+ * load runs once, in main, before any worker starts. */
+static char libbpf_said[160];
 
 static int
 on_libbpf_print(enum libbpf_print_level level, const char *fmt, va_list ap)
 {
     size_t len;
 
-    if (level == LIBBPF_DEBUG || load_why == NULL || load_why_cap == 0) {
-        return 0;
+    if (level == LIBBPF_DEBUG || libbpf_said[0] != '\0' || strstr(fmt, "MEMLOCK") != NULL) {
+        return 0; /* the memlock warning comes first and says nothing on a memcg kernel */
     }
-    len = strlen(load_why);
-    if (len + 1 < load_why_cap && len == 0) {
-        vsnprintf(load_why, load_why_cap, fmt, ap);
-        len = strlen(load_why);
-        while (len > 0 && (load_why[len - 1] == '\n' || load_why[len - 1] == ' ')) {
-            load_why[--len] = '\0';
-        }
+    vsnprintf(libbpf_said, sizeof(libbpf_said), fmt, ap);
+    len = strlen(libbpf_said);
+    while (len > 0 && (libbpf_said[len - 1] == '\n' || libbpf_said[len - 1] == ' ')) {
+        libbpf_said[--len] = '\0';
     }
     return 0;
 }
@@ -78,7 +75,9 @@ on_libbpf_print(enum libbpf_print_level level, const char *fmt, va_list ap)
 static void
 why_set(char *why, size_t cap, const char *what, int err)
 {
-    if (why[0] == '\0') {
+    if (libbpf_said[0] != '\0') {
+        snprintf(why, cap, "%s: %s (%s)", what, strerror(err), libbpf_said);
+    } else {
         snprintf(why, cap, "%s: %s", what, strerror(err));
     }
 }
@@ -100,8 +99,7 @@ sr_sockmap_new(size_t max_pairs, char *why, size_t why_cap)
         snprintf(why, why_cap, "out of memory");
         return NULL;
     }
-    load_why = why;
-    load_why_cap = why_cap;
+    libbpf_said[0] = '\0';
     libbpf_set_print(on_libbpf_print);
     sm->obj = bpf_object__open_mem(sr_sockmap_obj, sr_sockmap_obj_len, &opts);
     if (sm->obj == NULL) {
@@ -140,16 +138,11 @@ sr_sockmap_new(size_t max_pairs, char *why, size_t why_cap)
         why_set(why, why_cap, "attaching the verdict program", errno);
         goto fail;
     }
-    load_why = NULL;
     libbpf_set_print(NULL);
     return sm;
 
 fail:
-    load_why = NULL;
     libbpf_set_print(NULL);
-    if (why[0] == '\0') {
-        snprintf(why, why_cap, "libbpf failed");
-    }
     bpf_object__close(sm->obj);
     free(sm);
     return NULL;
@@ -260,6 +253,21 @@ sr_sockmap_unhook(struct sr_sockmap *sm, const struct sr_sockmap_pair *pair)
     for (i = 0; i < 2; i++) {
         (void)bpf_map_delete_elem(sm->rx_fd, &pair->cookie[i]);
     }
+}
+
+int
+sr_sockmap_rehook(struct sr_sockmap *sm, int fd_a, int fd_b, const struct sr_sockmap_pair *pair)
+{
+    uint64_t fd64;
+    int i;
+
+    for (i = 0; i < 2; i++) {
+        fd64 = (uint64_t)(i == 0 ? fd_a : fd_b);
+        if (bpf_map_update_elem(sm->rx_fd, &pair->cookie[i], &fd64, BPF_ANY) != 0) {
+            return -errno;
+        }
+    }
+    return 0;
 }
 
 void

@@ -33,7 +33,7 @@ struct sr_krelay {
     struct sr_sockmap_pair pair;
     uint64_t sent_base[2]; /* what had gone into socket i's send queue at the join */
     uint64_t recheck_ms;   /* next wait for a FIN still held back; 0: none */
-    bool is_leaving;       /* out of the program's map: bytes wait in the sockets */
+    bool is_unhooked;      /* out of the program's map: bytes wait in the sockets */
 };
 
 /* Watched on a joined socket: its FIN (once: edge-triggered) and errors (always). */
@@ -108,7 +108,7 @@ is_passed_on(struct sr_conn *conn, int i)
     uint64_t sent;
     int inq = 0;
 
-    if (!kr->is_leaving) {
+    if (!kr->is_unhooked) {
         if (ioctl(side_fd(conn, i), SIOCINQ, &inq) != 0 || inq != 0) {
             (void)sr_sockmap_kick(side_fd(conn, i));
             return false;
@@ -119,6 +119,19 @@ is_passed_on(struct sr_conn *conn, int i)
         return false;
     }
     return sent - kr->sent_base[1 - i] == count.bytes;
+}
+
+/* Look again soon (a FIN or a leave waits for the kernel), backing off. */
+static void
+recheck(struct sr_conn *conn)
+{
+    struct sr_krelay *kr = conn->krelay;
+
+    kr->recheck_ms = kr->recheck_ms == 0 ? SR_KRELAY_RECHECK_MIN_MS : kr->recheck_ms * 2;
+    if (kr->recheck_ms > SR_KRELAY_RECHECK_MAX_MS) {
+        kr->recheck_ms = SR_KRELAY_RECHECK_MAX_MS;
+    }
+    sr_resources_deadline_set(conn->set->res, &conn->deadline, sr_conn_now(conn) + kr->recheck_ms);
 }
 
 static enum sr_krelay_result
@@ -157,15 +170,10 @@ krelay_finish(struct sr_conn *conn)
     if (conn->up.is_shut && conn->down.is_shut) {
         return SR_KRELAY_DONE;
     }
-    if (!is_waiting) {
-        kr->recheck_ms = 0;
+    if (is_waiting || kr->is_unhooked) {
+        recheck(conn);
     } else {
-        kr->recheck_ms = kr->recheck_ms == 0 ? SR_KRELAY_RECHECK_MIN_MS : kr->recheck_ms * 2;
-        if (kr->recheck_ms > SR_KRELAY_RECHECK_MAX_MS) {
-            kr->recheck_ms = SR_KRELAY_RECHECK_MAX_MS;
-        }
-        sr_resources_deadline_set(conn->set->res, &conn->deadline,
-                                  sr_conn_now(conn) + kr->recheck_ms);
+        kr->recheck_ms = 0;
     }
     return SR_KRELAY_GOING;
 }
@@ -225,6 +233,14 @@ sr_krelay_tick(struct sr_conn *conn, uint64_t *recheck_ms)
             conn->last_active_ms = at_ms;
         }
     }
+    if (kr->is_unhooked) {
+        /* A leave that could neither finish nor go back: finish it once it can, and the
+         * worker relays the connection from then on. */
+        if (sr_krelay_leave(conn) == 0) {
+            *recheck_ms = 0;
+            return SR_KRELAY_GOING;
+        }
+    }
     res = kr->recheck_ms != 0 ? krelay_finish(conn) : SR_KRELAY_GOING;
     *recheck_ms = conn->krelay != NULL ? conn->krelay->recheck_ms : 0;
     return res;
@@ -234,19 +250,31 @@ int
 sr_krelay_leave(struct sr_conn *conn)
 {
     struct sr_reactor *reactor = &conn->set->res->reactor;
+    struct sr_sockmap *sm = krelay_map(conn);
     struct sr_krelay *kr = conn->krelay;
 
     if (kr == NULL) {
         return 0;
     }
-    if (!kr->is_leaving) {
-        sr_sockmap_unhook(krelay_map(conn), &kr->pair);
-        kr->is_leaving = true;
-    }
+    /* Quiet now? Then stop the program and look again: a byte may have come in between.
+     * Never wait out of the program's map: the other direction would stop with it, and a
+     * peer that waits for it to move before it reads would never let this one drain. */
     if (!is_passed_on(conn, 0) || !is_passed_on(conn, 1)) {
         return UV_EBUSY;
     }
-    sr_sockmap_leave(krelay_map(conn), conn->client.fd, conn->backend.fd, &kr->pair);
+    sr_sockmap_unhook(sm, &kr->pair);
+    kr->is_unhooked = true;
+    if (!is_passed_on(conn, 0) || !is_passed_on(conn, 1)) {
+        kr->is_unhooked = false;
+        if (sr_sockmap_rehook(sm, conn->client.fd, conn->backend.fd, &kr->pair) != 0 ||
+            sr_sockmap_kick(conn->client.fd) != 0 || sr_sockmap_kick(conn->backend.fd) != 0) {
+            /* Cannot go back in, cannot leave yet: the deadline's check finds the rest. */
+            kr->is_unhooked = true;
+            recheck(conn);
+        }
+        return UV_EBUSY;
+    }
+    sr_sockmap_leave(sm, conn->client.fd, conn->backend.fd, &kr->pair);
     sr_krelay_settle(conn);
     conn->up.wait = SR_FLOW_WAIT_SRC;
     conn->down.wait = SR_FLOW_WAIT_SRC;

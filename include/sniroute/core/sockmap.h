@@ -51,6 +51,12 @@ int sr_sockmap_kick(int fd);
  * their bytes (they wait in the sockets), while what it took still goes out to the peers. */
 void sr_sockmap_unhook(struct sr_sockmap *sm, const struct sr_sockmap_pair *pair);
 
+/* Put both sockets of <pair> back in the program's map after sr_sockmap_unhook (their
+ * counts go on). Bytes that came meanwhile wait for sr_sockmap_kick. Returns 0 or a
+ * negative UV_E* code. */
+int sr_sockmap_rehook(struct sr_sockmap *sm, int fd_a, int fd_b,
+                      const struct sr_sockmap_pair *pair);
+
 /* Take both sockets of <pair> out of the maps: their bytes stay in their own receive
  * queues again. Bytes the program already redirected and the kernel has not yet pushed
  * into the peer's send queue are dropped by this: the caller first makes sure there are

@@ -40,10 +40,11 @@ enum sr_krelay_result sr_krelay_event(struct sr_conn *conn, bool is_client, uint
  * what happened; <*recheck_ms> is when to look again (0: only at the idle timeout). */
 enum sr_krelay_result sr_krelay_tick(struct sr_conn *conn, uint64_t *recheck_ms);
 
-/* Leave the kernel path for a hand-over: the program stops taking bytes (they wait in the
- * sockets), and once every byte it took is in its peer's send queue the sockets leave the
- * maps, the counts go into the flows, and the connection is an idle worker relay watched
- * as one. Returns 0 then, or UV_EBUSY while bytes are still on their way (call again). */
+/* Leave the kernel path for a hand-over, if it is quiet: every byte the program took is
+ * in its peer's send queue, before and after the program stops taking bytes (which then
+ * wait in the sockets). The sockets leave the maps, the counts go into the flows, and the
+ * connection is an idle worker relay watched as one. Returns 0 then, or UV_EBUSY while
+ * bytes are on their way (the kernel relays on as before: call again later). */
 int sr_krelay_leave(struct sr_conn *conn);
 
 /* Add the program's counts to the flows' n_bytes and free the state (before the log line;
