@@ -124,8 +124,9 @@ flow_fill(struct sr_flow *flow, uint64_t opaque_len)
         flow->is_whole = errno == EWOULDBLOCK;
         return errno == EWOULDBLOCK ? UV_EAGAIN : SR_ERRNO(errno);
     }
-    /* A short read took everything there was (the pipe is empty when we fill it). */
-    flow->is_whole = flow->pipe_fds[0] >= 0 ? (size_t)n < max : n < SR_RELAY_BUF_SIZE;
+    /* A short recv took everything there was. A short splice may have stopped at a full
+     * pipe (it holds 16 pieces, not 64 KiB) in the middle of a segment: only EAGAIN says. */
+    flow->is_whole = flow->pipe_fds[0] < 0 && n < SR_RELAY_BUF_SIZE;
     if (n == SR_RELAY_BUF_SIZE && flow->pipe_fds[0] < 0) {
         flow->is_bulk = true;
     }

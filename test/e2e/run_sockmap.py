@@ -249,6 +249,41 @@ def case_bulk_both_ways(ctx):
         st.close()
 
 
+def case_hello_and_bulk_in_one_write(ctx):
+    """The client sends its hello and 32 MiB in one write, so the daemon's first read
+    ends inside a segment the kernel path must not send again: the backend gets exactly
+    what was sent (a segment read in part and then handed to the program whole would
+    arrive twice), and the connection still joins the kernel path."""
+    st = Setup(ctx, "onewrite")
+    try:
+        n = 32 * MIB
+        res = {}
+
+        def handler(conn, results):
+            res["b"] = read_to_eof(conn, len(hello) + n, 30)
+            send_stream(conn, n)
+            conn.shutdown(socket.SHUT_WR)
+
+        st.backend.handler = handler
+        before = st.joined()
+        hello = client_hello(NAME)
+        c = socket.create_connection(("127.0.0.1", st.d.port()), timeout=10)
+        c.sendall(hello + bytes(next(stream(MIB))))
+        send_stream(c, n - MIB)
+        c.shutdown(socket.SHUT_WR)
+        got = read_to_eof(c, n, 30)
+        c.close()
+        check(res.get("b") is not None and res["b"][:2] == (len(hello) + n, digest(n, hello)),
+              "backend got %s bytes (sent %d), sha %s" % (
+                  res.get("b", (None,))[0], len(hello) + n,
+                  "ok" if res.get("b", (0, ""))[1] == digest(n, hello) else "differs"))
+        check(got == (n, digest(n), "eof"), "client got %d bytes (%s)" % (got[0], got[2]))
+        check(st.joined() > before, "the connection never joined the kernel path")
+        return "%d MiB each way" % (n // MIB)
+    finally:
+        st.close()
+
+
 def case_after_dropping_root(ctx):
     """user = nobody: the program is loaded as root before the drop, and the workers still
     join connections afterwards (map updates need no capability)."""
@@ -444,7 +479,7 @@ def case_unprivileged_sockmap_refuses(ctx):
         backend.stop()
 
 
-CASES = [case_bulk_both_ways, case_after_dropping_root, case_half_close_client_first, case_half_close_backend_first,
+CASES = [case_bulk_both_ways, case_hello_and_bulk_in_one_write, case_after_dropping_root, case_half_close_client_first, case_half_close_backend_first,
          case_reset_client, case_reset_backend, case_idle_timeout, case_unprivileged_falls_back,
          case_unprivileged_sockmap_refuses]
 
