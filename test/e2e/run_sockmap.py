@@ -284,6 +284,106 @@ def case_hello_and_bulk_in_one_write(ctx):
         st.close()
 
 
+def sockstat_tcp_pages():
+    """The kernel's TCP memory in pages (/proc/net/sockstat, "TCP: ... mem N")."""
+    with open("/proc/net/sockstat") as f:
+        for line in f:
+            if line.startswith("TCP:"):
+                words = line.split()
+                return int(words[words.index("mem") + 1])
+    return None
+
+
+def mem_available_kib():
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1])
+    return None
+
+
+# A reader that stops may let the backend push this much into sniroute and the sockets on
+# the way (their buffers autotune to a few MiB each, plus what the program lets wait on a
+# peer) but not more: without backpressure the kernel takes 1 GiB in about 2 s.
+STALL_MAX = 64 * MIB
+
+
+def case_backpressure(ctx):
+    """The client reads nothing while the backend tries to send 1 GiB for 4 s: the backend
+    must be held back (at most STALL_MAX accepted, the kernel's available memory not down
+    by more than that), then, once the client reads, every byte arrives in order."""
+    st = Setup(ctx, "backpressure")
+    try:
+        n = 1 << 30
+        mark = st.d.mark()
+        c, b, sent_in, sent_out = joined_pair(st)
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        pushed = [0]
+        stop = threading.Event()
+
+        def sender():
+            b.setblocking(False)
+            gen = stream(n)
+            piece = memoryview(next(gen))
+            while pushed[0] < n and not stop.is_set():
+                try:
+                    k = b.send(piece)
+                except BlockingIOError:
+                    time.sleep(0.01)
+                    continue
+                pushed[0] += k
+                piece = piece[k:]
+                if not piece and pushed[0] < n:
+                    piece = memoryview(next(gen))
+
+        mem0, tcp0 = mem_available_kib(), sockstat_tcp_pages()
+        t = threading.Thread(target=sender, daemon=True)
+        t.start()
+        time.sleep(4)
+        stalled = pushed[0]
+        mem1, tcp1 = mem_available_kib(), sockstat_tcp_pages()
+        stop.set()
+        t.join(10)
+        check(stalled < STALL_MAX, "the backend pushed %d MiB in 4 s while the client read "
+              "nothing (no backpressure)" % (stalled // MIB))
+        used = (mem0 - mem1) * 1024
+        check(used < STALL_MAX * 2, "available memory fell by %d MiB while stalled"
+              % (used // MIB))
+        # Now read: everything pushed so far, then the rest of a 128 MiB stream.
+        total = 128 * MIB
+        b.setblocking(True)
+        start = pushed[0]  # the sender may have gone on a little after the sample
+        rest = threading.Thread(target=lambda: (send_rest(b, start, total),
+                                                b.shutdown(socket.SHUT_WR)), daemon=True)
+        rest.start()
+        got = read_to_eof(c, total, 30)
+        rest.join(30)
+        st._release.set()
+        check(got == (total, digest(total), "eof"), "after the stall the client got %d of %d "
+              "bytes (%s), sha %s" % (got[0], total, got[2],
+                                      "ok" if got[1] == digest(total) else "differs"))
+        c.shutdown(socket.SHUT_WR)
+        e = st.d.wait_log(lambda e: e.get("sni") == NAME, "the stalled connection", mark)
+        check(e["outcome"] == "ok" and int(e["bytes_out"]) == sent_out + total,
+              "outcome %s bytes_out %s" % (e["outcome"], e["bytes_out"]))
+        c.close()
+        b.close()
+        return ("stalled at %.1f MiB, MemAvailable -%.1f MiB, sockstat TCP mem %+d pages; "
+                "then %d MiB whole" % (stalled / MIB, used / MIB, tcp1 - tcp0, total // MIB))
+    finally:
+        st.close()
+
+
+def send_rest(s, start, total):
+    """The stream's bytes from <start> to <total>."""
+    pos = start
+    while pos < total:
+        off = pos % MIB
+        piece = BLOCK[off:off + min(MIB - off, total - pos)]
+        s.sendall(piece)
+        pos += len(piece)
+
+
 def case_after_dropping_root(ctx):
     """user = nobody: the program is loaded as root before the drop, and the workers still
     join connections afterwards (map updates need no capability)."""
@@ -388,10 +488,14 @@ def case_idle_timeout(ctx):
         moved = 0
         t_end = time.monotonic() + 4
         while time.monotonic() < t_end:
-            c.sendall(b"x" * 1000)
-            recv_exact(b, 1000)
-            b.sendall(b"y" * 1000)
-            recv_exact(c, 1000)
+            try:
+                c.sendall(b"x" * 1000)
+                recv_exact(b, 1000)
+                b.sendall(b"y" * 1000)
+                recv_exact(c, 1000)
+            except Fail as e:
+                raise Fail("after %d bytes each way: %s; log: %s"
+                           % (moved, e, [x["_raw"] for x in st.d.logs(mark)]))
             moved += 1000
             time.sleep(0.3)
         check(not st.d.logs(mark), "closed while bytes moved: %s" % st.d.logs(mark))
@@ -479,7 +583,8 @@ def case_unprivileged_sockmap_refuses(ctx):
         backend.stop()
 
 
-CASES = [case_bulk_both_ways, case_hello_and_bulk_in_one_write, case_after_dropping_root, case_half_close_client_first, case_half_close_backend_first,
+CASES = [case_bulk_both_ways, case_hello_and_bulk_in_one_write, case_backpressure,
+         case_after_dropping_root, case_half_close_client_first, case_half_close_backend_first,
          case_reset_client, case_reset_backend, case_idle_timeout, case_unprivileged_falls_back,
          case_unprivileged_sockmap_refuses]
 
