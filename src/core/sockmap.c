@@ -40,9 +40,6 @@ struct sockmap_side {
     uint64_t peer;
     uint64_t bytes;
     uint64_t last_ns;
-    uint64_t held;
-    uint32_t ws_base;
-    uint32_t flags;
 };
 
 struct sr_sockmap {
@@ -50,7 +47,6 @@ struct sr_sockmap {
     int rx_fd;   /* sockhash with the verdict program */
     int tx_fd;   /* sockhash of redirect targets */
     int side_fd; /* cookie -> struct sockmap_side */
-    int ctl_fd;  /* cookie -> held bytes moved on by user space */
     int prog_fd;
     _Atomic uint64_t n_joined;
 };
@@ -95,7 +91,6 @@ sr_sockmap_new(size_t max_pairs, char *why, size_t why_cap)
     struct bpf_map *rx;
     struct bpf_map *tx;
     struct bpf_map *side;
-    struct bpf_map *ctl;
     uint32_t n_socks = max_pairs > UINT32_MAX / 2 ? UINT32_MAX : (uint32_t)(max_pairs * 2);
     int err;
 
@@ -114,9 +109,8 @@ sr_sockmap_new(size_t max_pairs, char *why, size_t why_cap)
     rx = bpf_object__find_map_by_name(sm->obj, "sr_socks");
     tx = bpf_object__find_map_by_name(sm->obj, "sr_targets");
     side = bpf_object__find_map_by_name(sm->obj, "sr_sides");
-    ctl = bpf_object__find_map_by_name(sm->obj, "sr_ctl");
     prog = bpf_object__find_program_by_name(sm->obj, "sr_verdict");
-    if (rx == NULL || tx == NULL || side == NULL || ctl == NULL || prog == NULL) {
+    if (rx == NULL || tx == NULL || side == NULL || prog == NULL) {
         snprintf(why, why_cap, "the BPF object lacks a map or the program");
         goto fail;
     }
@@ -127,8 +121,7 @@ sr_sockmap_new(size_t max_pairs, char *why, size_t why_cap)
         goto fail;
     }
     if (bpf_map__set_max_entries(rx, n_socks) != 0 || bpf_map__set_max_entries(tx, n_socks) != 0 ||
-        bpf_map__set_max_entries(side, n_socks) != 0 ||
-        bpf_map__set_max_entries(ctl, n_socks) != 0) {
+        bpf_map__set_max_entries(side, n_socks) != 0) {
         snprintf(why, why_cap, "cannot size the maps");
         goto fail;
     }
@@ -140,7 +133,6 @@ sr_sockmap_new(size_t max_pairs, char *why, size_t why_cap)
     sm->rx_fd = bpf_map__fd(rx);
     sm->tx_fd = bpf_map__fd(tx);
     sm->side_fd = bpf_map__fd(side);
-    sm->ctl_fd = bpf_map__fd(ctl);
     sm->prog_fd = bpf_program__fd(prog);
     if (bpf_prog_attach(sm->prog_fd, sm->rx_fd, BPF_SK_SKB_VERDICT, 0) != 0) {
         why_set(why, why_cap, "attaching the verdict program", errno);
@@ -208,8 +200,7 @@ sr_sockmap_join(struct sr_sockmap *sm, int fd_a, int fd_b, struct sr_sockmap_pai
     for (i = 0; i < 2; i++) {
         memset(&side, 0, sizeof(side));
         side.peer = pair->cookie[1 - i];
-        if (bpf_map_update_elem(sm->side_fd, &pair->cookie[i], &side, BPF_NOEXIST) != 0 ||
-            bpf_map_update_elem(sm->ctl_fd, &pair->cookie[i], &side.held, BPF_ANY) != 0) {
+        if (bpf_map_update_elem(sm->side_fd, &pair->cookie[i], &side, BPF_NOEXIST) != 0) {
             rc = map_err(errno);
             goto undo;
         }
@@ -303,16 +294,6 @@ sr_sockmap_count(const struct sr_sockmap *sm, const struct sr_sockmap_pair *pair
     }
     out->bytes = side.bytes;
     out->last_ns = side.last_ns;
-    out->held = side.held;
-    return 0;
-}
-
-int
-sr_sockmap_moved(struct sr_sockmap *sm, const struct sr_sockmap_pair *pair, int i, uint64_t moved)
-{
-    if (bpf_map_update_elem(sm->ctl_fd, &pair->cookie[i], &moved, BPF_EXIST) != 0) {
-        return -errno;
-    }
     return 0;
 }
 
@@ -356,6 +337,5 @@ sr_sockmap_forget(struct sr_sockmap *sm, const struct sr_sockmap_pair *pair)
 
     for (i = 0; i < 2; i++) {
         (void)bpf_map_delete_elem(sm->side_fd, &pair->cookie[i]);
-        (void)bpf_map_delete_elem(sm->ctl_fd, &pair->cookie[i]);
     }
 }

@@ -6,14 +6,7 @@
  * the maps (which would drop such bytes), the peer's send queue must have grown by exactly
  * what the program counted. What went into a send queue is bytes acknowledged plus bytes
  * still in the queue (TCP_INFO's tcpi_bytes_acked plus SIOCOUTQ, read until stable), taken
- * relative to the join.
- *
- * Backpressure: once too much waits on a peer, the program holds a socket's bytes back in
- * the socket itself (see sockmap.bpf.c), and its EPOLLIN says so. The worker then moves
- * them as the worker's relay would (recv, send, a pool buffer while bytes are in it), but
- * only once everything the program redirected before them is in the peer's send queue,
- * and tells the program how many it moved; the program redirects again when that is all
- * it held. */
+ * relative to the join. */
 #include "sniroute/proxy/krelay.h"
 
 #include <errno.h>
@@ -35,31 +28,16 @@
 #define SR_KRELAY_RECHECK_MIN_MS 1
 #define SR_KRELAY_RECHECK_MAX_MS 250
 
-/* One socket's bytes that the program held back, on their way through the worker. */
-struct krelay_held {
-    char *buf;             /* a pool buffer while bytes are in it; NULL otherwise */
-    uint32_t len;          /* bytes in buf */
-    uint32_t off;          /* of which sent */
-    uint64_t moved;        /* held bytes now in the peer's send queue (told to the program) */
-    uint64_t clear_at;     /* the program's redirect count when its queue was last seen empty */
-    bool is_clear;         /* clear_at is set */
-};
-
 /* Socket 0 is the client's, 1 the backend's (the order of the pair's cookies). */
 struct sr_krelay {
     struct sr_sockmap_pair pair;
     uint64_t sent_base[2]; /* what had gone into socket i's send queue at the join */
-    uint64_t recheck_ms;   /* a look again is due after this; 0: none */
-    uint64_t backoff_ms;   /* the last wait, doubled while something keeps waiting */
-    struct krelay_held held[2];
-    bool is_unhooked; /* out of the program's map: bytes wait in the sockets */
+    uint64_t recheck_ms;   /* next wait for a FIN still held back; 0: none */
+    bool is_unhooked;      /* out of the program's map: bytes wait in the sockets */
 };
 
-/* Watched on a joined socket: bytes held back for the worker, its FIN (both once:
- * edge-triggered), errors (always); EPOLLOUT too while held bytes wait to be written to
- * it. Redirected bytes also wake the socket's waiters, but a poll finds nothing readable
- * then, so epoll reports nothing for them. */
-#define SR_KRELAY_EVENTS (EPOLLIN | EPOLLRDHUP | EPOLLET)
+/* Watched on a joined socket: its FIN (once: edge-triggered) and errors (always). */
+#define SR_KRELAY_EVENTS (EPOLLRDHUP | EPOLLET)
 
 static struct sr_sockmap *
 krelay_map(const struct sr_conn *conn)
@@ -137,28 +115,22 @@ is_passed_on(struct sr_conn *conn, int i)
         }
     }
     if (sr_sockmap_count(krelay_map(conn), &kr->pair, i, &count) != 0 ||
-        count.held != kr->held[i].moved || kr->held[i].len != 0 ||
         sr_sockmap_sent(side_fd(conn, 1 - i), &sent) != 0) {
         return false;
     }
-    return sent - kr->sent_base[1 - i] == count.bytes + kr->held[i].moved;
+    return sent - kr->sent_base[1 - i] == count.bytes;
 }
 
-/* Look again soon (a FIN, held bytes or a leave wait for the kernel), backing off while
- * they keep waiting; once per round (sr_krelay_tick starts a new one). */
+/* Look again soon (a FIN or a leave waits for the kernel), backing off. */
 static void
 recheck(struct sr_conn *conn)
 {
     struct sr_krelay *kr = conn->krelay;
 
-    if (kr->recheck_ms != 0) {
-        return;
+    kr->recheck_ms = kr->recheck_ms == 0 ? SR_KRELAY_RECHECK_MIN_MS : kr->recheck_ms * 2;
+    if (kr->recheck_ms > SR_KRELAY_RECHECK_MAX_MS) {
+        kr->recheck_ms = SR_KRELAY_RECHECK_MAX_MS;
     }
-    kr->backoff_ms = kr->backoff_ms == 0 ? SR_KRELAY_RECHECK_MIN_MS : kr->backoff_ms * 2;
-    if (kr->backoff_ms > SR_KRELAY_RECHECK_MAX_MS) {
-        kr->backoff_ms = SR_KRELAY_RECHECK_MAX_MS;
-    }
-    kr->recheck_ms = kr->backoff_ms;
     sr_resources_deadline_set(conn->set->res, &conn->deadline, sr_conn_now(conn) + kr->recheck_ms);
 }
 
@@ -167,103 +139,6 @@ krelay_fail(struct sr_conn *conn, int i, int err)
 {
     conn->detail = uv_err_name(err);
     return i == 0 ? SR_KRELAY_CLIENT_RESET : SR_KRELAY_BACKEND_RESET;
-}
-
-/* Watch the sockets for what the kernel path waits for: EPOLLOUT on a socket while held
- * bytes wait to be written to it. */
-static int
-krelay_watch(struct sr_conn *conn)
-{
-    struct sr_reactor *reactor = &conn->set->res->reactor;
-    struct sr_krelay *kr = conn->krelay;
-    uint32_t to_client = kr->held[1].len > kr->held[1].off ? EPOLLOUT : 0;
-    uint32_t to_backend = kr->held[0].len > kr->held[0].off ? EPOLLOUT : 0;
-    int rc = sr_watch_set(reactor, &conn->client, SR_KRELAY_EVENTS | to_client);
-
-    return rc == 0 ? sr_watch_set(reactor, &conn->backend, SR_KRELAY_EVENTS | to_backend) : rc;
-}
-
-/* Move the bytes the program held back in socket <i> to its peer: once everything it
- * redirected before them is in the peer's send queue, read them (they come first in the
- * socket) and send them on, until the socket has none left or the peer is full; then tell
- * the program how many are through. */
-static enum sr_krelay_result
-held_pump(struct sr_conn *conn, int i)
-{
-    struct sr_krelay *kr = conn->krelay;
-    struct krelay_held *h = &kr->held[i];
-    struct sr_sockmap_count count;
-    int src = side_fd(conn, i);
-    int dst = side_fd(conn, 1 - i);
-    uint64_t sent;
-    ssize_t n;
-    int round;
-
-    if (sr_sockmap_count(krelay_map(conn), &kr->pair, i, &count) != 0) {
-        return SR_KRELAY_GOING;
-    }
-    if (count.held == h->moved && h->len == 0) {
-        return SR_KRELAY_GOING; /* nothing held, or all of it through */
-    }
-    if (!h->is_clear || h->clear_at != count.bytes) {
-        /* Redirected since the queue was last seen empty: wait for it to empty. */
-        if (h->len != 0 || sr_sockmap_sent(dst, &sent) != 0 ||
-            sent - kr->sent_base[1 - i] != count.bytes + h->moved) {
-            recheck(conn);
-            return SR_KRELAY_GOING;
-        }
-        h->is_clear = true;
-        h->clear_at = count.bytes;
-    }
-    for (round = 0; round < 64; round++) {
-        if (h->off < h->len) {
-            do {
-                n = send(dst, h->buf + h->off, h->len - h->off, MSG_NOSIGNAL);
-            } while (n < 0 && errno == EINTR);
-            if (n < 0 && errno == EAGAIN) {
-                break; /* the peer is full: EPOLLOUT (krelay_watch) */
-            }
-            if (n < 0) {
-                return krelay_fail(conn, 1 - i, SR_ERRNO(errno));
-            }
-            h->off += (uint32_t)n;
-            if (h->off < h->len) {
-                continue;
-            }
-            h->moved += h->len;
-            h->len = 0;
-            h->off = 0;
-        }
-        if (h->buf == NULL) {
-            h->buf = sr_resources_buf_get(conn->set->res);
-            if (h->buf == NULL) {
-                conn->detail = uv_err_name(UV_ENOMEM);
-                return i == 0 ? SR_KRELAY_CLIENT_RESET : SR_KRELAY_BACKEND_RESET;
-            }
-        }
-        do {
-            n = recv(src, h->buf, SR_RELAY_BUF_SIZE, 0);
-        } while (n < 0 && errno == EINTR);
-        if (n > 0) {
-            h->len = (uint32_t)n;
-            continue;
-        }
-        if (n < 0 && errno != EAGAIN) {
-            return krelay_fail(conn, i, SR_ERRNO(errno));
-        }
-        break; /* none left (0: the FIN, which the RDHUP path handles) */
-    }
-    if (h->len == 0 && h->buf != NULL) {
-        sr_resources_buf_put(conn->set->res, h->buf);
-        h->buf = NULL;
-    }
-    if (h->len == 0 && sr_sockmap_moved(krelay_map(conn), &kr->pair, i, h->moved) != 0) {
-        recheck(conn);
-    }
-    if (krelay_watch(conn) != 0) {
-        conn->detail = "cannot watch a kernel-relayed connection";
-    }
-    return SR_KRELAY_GOING;
 }
 
 /* Pass on every FIN whose bytes are through. Returns DONE once both ways are, else GOING
@@ -297,6 +172,8 @@ krelay_finish(struct sr_conn *conn)
     }
     if (is_waiting || kr->is_unhooked) {
         recheck(conn);
+    } else {
+        kr->recheck_ms = 0;
     }
     return SR_KRELAY_GOING;
 }
@@ -313,20 +190,6 @@ sr_krelay_event(struct sr_conn *conn, bool is_client, uint32_t events)
 
         if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err != 0) {
             return krelay_fail(conn, i, SR_ERRNO(err));
-        }
-    }
-    if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP)) {
-        enum sr_krelay_result res = held_pump(conn, i); /* bytes held back in socket i */
-
-        if (res != SR_KRELAY_GOING) {
-            return res;
-        }
-    }
-    if (events & EPOLLOUT) {
-        enum sr_krelay_result res = held_pump(conn, 1 - i); /* room for socket i's peer's */
-
-        if (res != SR_KRELAY_GOING) {
-            return res;
         }
     }
     if (events & (EPOLLRDHUP | EPOLLHUP)) {
@@ -374,28 +237,13 @@ sr_krelay_tick(struct sr_conn *conn, uint64_t *recheck_ms)
     if (kr->is_unhooked) {
         /* A leave that could neither finish nor go back: finish it once it can, and the
          * worker relays the connection from then on. */
-        kr->recheck_ms = 0;
         if (sr_krelay_leave(conn) == 0) {
             *recheck_ms = 0;
             return SR_KRELAY_GOING;
         }
-        *recheck_ms = kr->recheck_ms;
-        return SR_KRELAY_GOING;
     }
-    res = SR_KRELAY_GOING;
-    if (kr->recheck_ms != 0) {
-        kr->recheck_ms = 0; /* a new round: set again by whatever still waits */
-        for (i = 0; i < 2 && res == SR_KRELAY_GOING; i++) {
-            res = held_pump(conn, i);
-        }
-        if (res == SR_KRELAY_GOING) {
-            res = krelay_finish(conn);
-        }
-        if (res == SR_KRELAY_GOING && kr->recheck_ms == 0) {
-            kr->backoff_ms = 0; /* nothing waits any more */
-        }
-    }
-    *recheck_ms = res == SR_KRELAY_GOING ? kr->recheck_ms : 0;
+    res = kr->recheck_ms != 0 ? krelay_finish(conn) : SR_KRELAY_GOING;
+    *recheck_ms = conn->krelay != NULL ? conn->krelay->recheck_ms : 0;
     return res;
 }
 
@@ -450,10 +298,7 @@ sr_krelay_settle(struct sr_conn *conn)
     }
     for (i = 0; i < 2; i++) {
         if (sr_sockmap_count(krelay_map(conn), &kr->pair, i, &count) == 0) {
-            side_flow(conn, i)->n_bytes += count.bytes + count.held;
-        }
-        if (kr->held[i].buf != NULL) {
-            sr_resources_buf_put(conn->set->res, kr->held[i].buf);
+            side_flow(conn, i)->n_bytes += count.bytes;
         }
     }
     sr_sockmap_forget(krelay_map(conn), &kr->pair);

@@ -2,9 +2,7 @@
 /* The kernel relay's BPF side: one sk_skb verdict program and its maps, loaded once per
  * process and shared by the workers (the bpf(2) calls below are safe from any thread).
  * A pair of connected TCP sockets joined here has each socket's received bytes sent out
- * through the other by the kernel, counted per socket; user space never sees them, except
- * bytes the program holds back while too many wait for the peer (struct
- * sr_sockmap_count's held: the kernel queues redirected bytes without backpressure). This
+ * through the other by the kernel, counted per socket; user space never sees them. This
  * module only loads, pairs, counts and unpairs: when to do so (and what a FIN, a reset or
  * an idle timeout means) is proxy/krelay.c's. Linux only; needs CAP_BPF and CAP_NET_ADMIN
  * (or CAP_SYS_ADMIN) at load. */
@@ -24,12 +22,7 @@ struct sr_sockmap_pair {
 /* What the program has done for one socket of a pair since it was joined. */
 struct sr_sockmap_count {
     uint64_t bytes;   /* received on this socket and sent on through its peer */
-    uint64_t last_ns; /* CLOCK_MONOTONIC of the last byte received (0: none yet) */
-    /* Received and held back in the socket's own queue, because too much of it waited to
-     * enter the peer's send queue: user space reads these (recv) and sends them on, then
-     * says how many with sr_sockmap_moved; the program holds every later byte back too
-     * until the two agree, then redirects again. */
-    uint64_t held;
+    uint64_t last_ns; /* CLOCK_MONOTONIC of the last such byte (0: none yet) */
 };
 
 /* Load the program and its maps, room for <max_pairs> pairs, and attach it. Returns the
@@ -79,11 +72,6 @@ int sr_sockmap_count(const struct sr_sockmap *sm, const struct sr_sockmap_pair *
  * came in between). Off by a constant (the SYN, for a connecting socket): compare two
  * readings. Returns 0, UV_EAGAIN (ACKs kept coming: try later) or a negative UV_E* code. */
 int sr_sockmap_sent(int fd, uint64_t *out);
-
-/* Of socket <i>'s held bytes, <moved> (a running total) are now in its peer's send queue.
- * Returns 0 or a negative UV_E* code. */
-int sr_sockmap_moved(struct sr_sockmap *sm, const struct sr_sockmap_pair *pair, int i,
-                     uint64_t moved);
 
 /* Drop <pair>'s counts (after the last sr_sockmap_count). */
 void sr_sockmap_forget(struct sr_sockmap *sm, const struct sr_sockmap_pair *pair);
