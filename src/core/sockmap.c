@@ -56,7 +56,7 @@ struct sr_sockmap {
  * load runs once, in main, before any worker starts. */
 static char libbpf_said[160];
 
-static int
+__attribute__((format(printf, 2, 0))) static int
 on_libbpf_print(enum libbpf_print_level level, const char *fmt, va_list ap)
 {
     size_t len;

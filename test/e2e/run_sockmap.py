@@ -149,9 +149,15 @@ class Setup:
         return promtext.value(metrics(self.aport), "sniroute_kernel_relayed_total")
 
     def close(self):
+        """Stop both; the daemon must exit 0 with no sanitizer report (ASan build)."""
+        status = None
         if self.d is not None:
-            self.d.stop()
+            status = self.d.stop()
         self.backend.stop()
+        if self.d is not None:
+            report = self.d.sanitizer_report()
+            check(report is None, "sanitizer: %s" % report)
+            check(status == 0, "the daemon exited with status %r" % status)
 
 
 def joined_pair(st, client_port=None):
