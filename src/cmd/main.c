@@ -648,8 +648,7 @@ kernel_relay_load(struct sr_shared *shared, const struct sr_config *cfg)
         sr_log_notice("kernel_relay = sockmap: cannot load the BPF program: %s", why);
         return 1;
     }
-    sr_log_notice("relay path: splice (kernel_relay = auto: cannot load the BPF program: %s)",
-                  why);
+    sr_log_notice("relay path: splice (kernel_relay = auto: cannot load the BPF program: %s)", why);
     return 0;
 }
 

@@ -161,8 +161,8 @@ krelay_finish(struct sr_conn *conn)
             continue;
         }
         flow->wait = SR_FLOW_DONE;
-        if (!side_flow(conn, 1 - i)->is_shut &&
-            shutdown(flow->dst_fd, SHUT_WR) != 0 && errno != ENOTCONN) {
+        if (!side_flow(conn, 1 - i)->is_shut && shutdown(flow->dst_fd, SHUT_WR) != 0 &&
+            errno != ENOTCONN) {
             return krelay_fail(conn, 1 - i, SR_ERRNO(errno));
         }
         flow->is_shut = true;

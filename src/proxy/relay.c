@@ -568,8 +568,7 @@ enum sr_relay_result
 sr_relay_tick(struct sr_conn *conn, uint64_t *recheck_ms)
 {
     *recheck_ms = 0;
-    return conn->krelay != NULL ? krelay_result(sr_krelay_tick(conn, recheck_ms))
-                                : SR_RELAY_GOING;
+    return conn->krelay != NULL ? krelay_result(sr_krelay_tick(conn, recheck_ms)) : SR_RELAY_GOING;
 }
 
 void

@@ -27,9 +27,9 @@ struct sr_krelay;
 
 /* Join <conn> (relaying, no HTTP tracking, nothing read and not yet written, both
  * directions waiting for their source, whose last read emptied it: struct sr_flow's
- * is_whole) to the kernel path if the process loaded it and the maps have room. Returns true when the kernel now
- * relays it (its sockets watched for a FIN or an error only); false: nothing changed, the
- * relay goes on in the worker. */
+ * is_whole) to the kernel path if the process loaded it and the maps have room. Returns true when
+ * the kernel now relays it (its sockets watched for a FIN or an error only); false: nothing
+ * changed, the relay goes on in the worker. */
 bool sr_krelay_start(struct sr_conn *conn);
 
 /* <events> on the client socket (<is_client>) or the backend's of a joined connection. */
