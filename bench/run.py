@@ -42,9 +42,15 @@ TARGETS = [
     ("direct", 9000, "direct"),
     ("ceiling relay", 8447, "relay"),
     ("sniroute", 8443, "sniroute"),
-    # The same with max_new_connections_per_ip set too high to refuse (every connection
-    # takes a token under its address's shard lock): the accept path's cost of the limit.
-    ("sniroute limits", 8453, "sniroute_limits"),
+    # workers = 2 beside workers = 1, HAProxy's nbthread 2 and nginx's two workers (issue 14).
+    ("sniroute 2 workers", 8456, "sniroute2"),
+    # The kernel relay (kernel_relay = sockmap, issue 14 part 2) beside the default splice
+    # path ("sniroute").
+    ("sniroute sockmap", 8453, "sockmap"),
+    # The same as "sniroute" with access rules (an allow, 16 denies that match nothing) and
+    # max_new_connections_per_ip set too high to refuse (every connection takes a token
+    # under its address's shard lock): the accept path's cost of issue 15's rules.
+    ("sniroute rules", 8455, "sniroute_rules"),
     ("haproxy", 8444, "haproxy"),
     ("nginx", 8445, "nginx"),
     ("sniproxy", 8446, "sniproxy"),
@@ -185,9 +191,14 @@ def rss_kib(pid):
 
 # --- configs -----------------------------------------------------------------------------
 
-def conf_sniroute(port, names, path, listener_extra=""):
+def conf_sniroute(port, names, path, kernel_relay=None, listener_extra="", workers=None):
     with open(path, "w") as f:
-        f.write("[sniroute]\naccess_log = off\nidle_timeout = 1h\nhello_timeout = 30s\n\n")
+        f.write("[sniroute]\naccess_log = off\nidle_timeout = 1h\nhello_timeout = 30s\n")
+        if kernel_relay is not None:
+            f.write("kernel_relay = %s\n" % kernel_relay)
+        if workers is not None:
+            f.write("workers = %d\n" % workers)
+        f.write("\n")
         f.write("[listener bench]\nlisten = 127.0.0.1:%d\nroutes = main\n%s\n[routes main]\n"
                 % (port, listener_extra))
         for n in names:
@@ -200,10 +211,15 @@ def start_proxy(kind, port, name):
     os.makedirs(d, exist_ok=True)
     if kind == "relay":
         return start([os.path.join(BUILD, "bench_relay"), "127.0.0.1:%d" % port, BACKEND], name)
-    if kind in ("sniroute", "baseline", "sniroute_limits"):
+    if kind in ("sniroute", "baseline", "sniroute_rules", "sockmap", "sniroute2"):
         cfg = os.path.join(d, "sniroute.ini")
-        conf_sniroute(port, names, cfg, "max_new_connections_per_ip = 1000000/s\n"
-                      if kind == "sniroute_limits" else "")
+        rules = ""
+        if kind == "sniroute_rules":
+            rules = ("allow = 127.0.0.0/8\n" +
+                     "".join("deny = 198.51.100.%d/32\n" % (i + 1) for i in range(16)) +
+                     "max_new_connections_per_ip = 1000000/s\n")
+        conf_sniroute(port, names, cfg, "sockmap" if kind == "sockmap" else None, rules,
+                      2 if kind == "sniroute2" else None)
         binary = BASELINE[0] if kind == "baseline" else os.path.join(BUILD, "sniroute")
         return start([binary, "-c", cfg], name)
     if kind in ("haproxy", "haproxy2"):
@@ -258,11 +274,35 @@ def loadgen(args, timeout):
     return json.loads(lines[-1])
 
 
+def kworker_cpu_s():
+    """utime + stime of the kernel's worker threads (kworker/*), seconds. The kernel relay
+    (sockmap) pushes redirected bytes into the peer socket from a workqueue, so its cost is
+    theirs, not the proxy's: the bulk table adds them to every target's CPU (a kworker
+    that exits during a run takes its time with it)."""
+    total = 0
+    for p in os.listdir("/proc"):
+        if not p.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % p) as f:
+                s = f.read()
+        except OSError:
+            continue
+        if not s[s.index("(") + 1:].startswith("kworker"):
+            continue
+        fields = s[s.rindex(")") + 2:].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / CLK_TCK
+
+
 def measured(target, pid, args, timeout):
-    """Run loadgen against <target>, with the proxy's CPU time over the run."""
+    """Run loadgen against <target>, with the proxy's CPU time over the run (and the
+    kernel workers')."""
     c0 = cpu_s(pid) if pid else 0.0
+    k0 = kworker_cpu_s()
     res = loadgen(args, timeout)
     res["proxy_cpu_s"] = (cpu_s(pid) - c0) if pid else None
+    res["kworker_cpu_s"] = kworker_cpu_s() - k0
     res["target"] = target
     return res
 
@@ -490,7 +530,7 @@ def inside(opts):
     #    of the harness itself).
     integ = {}
     for name, port, kind in targets:
-        if kind not in ("direct", "sniroute") and not opts.integrity_all:
+        if kind not in ("direct", "sniroute", "sockmap") and not opts.integrity_all:
             continue
         if kind in ("haproxy2", "nginx2"):
             continue
@@ -607,6 +647,8 @@ def report(summary, targets, idle, rate, bulk, integ, routes, raw, opts):
                  for r in b]
         row["cpu_ns_kib"] = med([r["proxy_cpu_s"] * 1e9 / (n / 1024) for r, n in moved
                                  if r["proxy_cpu_s"] is not None and n])
+        row["cpu_kw_ns_kib"] = med([(r["proxy_cpu_s"] + r.get("kworker_cpu_s", 0)) * 1e9 / (n / 1024)
+                                    for r, n in moved if r["proxy_cpu_s"] is not None and n])
         row["bulk_bad"] = sum(r["lost"] + r["reordered"] + r["mixed"] + r["corrupt"] + r["no_trailer"]
                               for r in b)
         row["bulk_lost"] = sum(r["lost"] for r in b)
@@ -672,20 +714,25 @@ def report(summary, targets, idle, rate, bulk, integ, routes, raw, opts):
               "checked at the far end (backend for upstream, load generator for downstream). Each stream "
               "ends with a client half-close: the backend reports what it received in a trailer, so a proxy "
               "that cuts the tail at half-close shows in the last column (its upstream figure is then "
-              "what was sent, unverified). CPU per KiB counts bytes in both directions.\n"
+              "what was sent, unverified). CPU per KiB counts bytes in both directions; *+ kworkers* "
+              "adds the kernel's worker threads' CPU over the run (where `sniroute sockmap`'s relaying "
+              "runs: the kernel pushes redirected bytes from a workqueue), for every target alike.\n"
               % (opts.streams, opts.seconds))
     md.append("| target | up Gbit/s | down Gbit/s | total Gbit/s | × direct | CPU ns/KiB | × HAProxy CPU/KiB | "
+              "CPU + kworkers ns/KiB | × HAProxy's | "
               "lost / reordered / mixed / corrupt | streams whose tail was cut at half-close |")
-    md.append("|---|---:|---:|---:|---:|---:|---:|---|---:|")
+    md.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|")
     hcpu = rows.get("haproxy", {}).get("cpu_ns_kib")
+    hkw = rows.get("haproxy", {}).get("cpu_kw_ns_kib")
     for name in names:
         r = rows[name]
         b = bulk.get(name, [])
-        md.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+        md.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
             name, fmt(r["up_gbps"], "%.2f") + (" (sent, unverified)" if r["up_unverified"] else ""),
             fmt(r["down_gbps"], "%.2f"), fmt(r["bulk_gbps"], "%.2f"),
             fmt(r["bulk_x_direct"], "%.2f"), fmt(r["cpu_ns_kib"], "%.0f"),
             fmt(ratio(r["cpu_ns_kib"], hcpu), "%.2f"),
+            fmt(r.get("cpu_kw_ns_kib"), "%.0f"), fmt(ratio(r.get("cpu_kw_ns_kib"), hkw), "%.2f"),
             " / ".join(str(sum(x[k] for x in b)) for k in ("lost", "reordered", "mixed", "corrupt")),
             "%d of %d" % (sum(x["no_trailer"] for x in b), sum(x["connections"] for x in b))))
     md.append("")

@@ -35,11 +35,13 @@ if [ -z "${SNIROUTE:-}" ]; then
     for cmd in cmake cc pkg-config openssl curl; do
         command -v "$cmd" >/dev/null 2>&1 || need=yes
     done
-    pkg-config --exists libuv inih libcrypto 2>/dev/null || need=yes
+    pkg-config --exists libuv inih libcrypto libbpf 2>/dev/null || need=yes
+    command -v clang >/dev/null 2>&1 || need=yes
     if [ -n "$need" ]; then
         echo "demo: installing build dependencies from Debian"
         as_root apt-get update
         as_root apt-get install -y build-essential cmake pkg-config libuv1-dev libinih-dev libssl-dev \
+            clang libbpf-dev \
             openssl curl python3
     fi
     cmake -S "$top" -B "$top/build" >/dev/null

@@ -26,6 +26,7 @@
 #include "sniroute/cmd/peek.h"
 #include "sniroute/proxy/server.h"
 #include "sniroute/cmd/selftest.h"
+#include "sniroute/core/sockmap.h"
 #include "sniroute/core/upgrade.h"
 #include "sniroute/proxy/worker.h"
 
@@ -681,6 +682,32 @@ worker_count(const struct sr_config *cfg, const struct sr_inherited *inherited)
     return n < 1 ? 1 : n > SR_WORKERS_MAX ? SR_WORKERS_MAX : n;
 }
 
+/* kernel_relay: load the BPF program once for every worker, or say why not and relay in
+ * the workers. Returns 0, or 1 when kernel_relay = sockmap could not be had. */
+static int
+kernel_relay_load(struct sr_shared *shared, const struct sr_config *cfg)
+{
+    size_t max_pairs = cfg->max_connections != 0 ? cfg->max_connections : 65536;
+    char why[256];
+
+    if (cfg->kernel_relay == SR_KERNEL_RELAY_OFF) {
+        sr_log_notice("relay path: splice (kernel_relay = off)");
+        return 0;
+    }
+    shared->sockmap = sr_sockmap_new(max_pairs, why, sizeof(why));
+    if (shared->sockmap != NULL) {
+        sr_log_notice("relay path: sockmap (BPF, room for %zu connections; splice beyond)",
+                      max_pairs);
+        return 0;
+    }
+    if (cfg->kernel_relay == SR_KERNEL_RELAY_SOCKMAP) {
+        sr_log_notice("kernel_relay = sockmap: cannot load the BPF program: %s", why);
+        return 1;
+    }
+    sr_log_notice("relay path: splice (kernel_relay = auto: cannot load the BPF program: %s)", why);
+    return 0;
+}
+
 /* <handoff> and <inherited>: this process is the new one of an upgrade (else -1, NULL). */
 static int
 run(const char *path, struct sr_generation *gen, const struct account *acc, char **argv,
@@ -716,6 +743,13 @@ run(const char *path, struct sr_generation *gen, const struct account *acc, char
         sr_log_notice("uv_loop_init: %s", uv_strerror(rc));
         sr_shared_fini(&d.shared);
         sr_generation_unref(gen);
+        return 1;
+    }
+    if (kernel_relay_load(&d.shared, &gen->cfg) != 0) {
+        uv_loop_close(&loop);
+        sr_shared_fini(&d.shared);
+        sr_generation_unref(gen);
+        close_access_log(log);
         return 1;
     }
     signal_watch(&loop, &d.sigterm, SIGTERM, &d);
@@ -791,6 +825,7 @@ run(const char *path, struct sr_generation *gen, const struct account *acc, char
         sr_log_notice("uv_loop_close: %s", uv_strerror(rc));
         status = 1;
     }
+    sr_sockmap_free(d.shared.sockmap);
     sr_shared_fini(&d.shared); /* the workers' batches were written as their servers stopped */
     sr_generation_unref(d.gen);
     return status;

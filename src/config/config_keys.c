@@ -301,6 +301,25 @@ set_watch(struct loader *ld, const struct keyword *kw, const char *key, const ch
            section_label(ld, label, sizeof(label)), key, value);
 }
 
+/* kernel_relay = off | auto | sockmap. */
+static void
+set_kernel_relay(struct loader *ld, const struct keyword *kw, const char *key, const char *value)
+{
+    char label[LABEL_MAX];
+
+    (void)kw;
+    if (strcmp(value, "off") == 0) {
+        ld->cfg->kernel_relay = SR_KERNEL_RELAY_OFF;
+    } else if (strcmp(value, "auto") == 0) {
+        ld->cfg->kernel_relay = SR_KERNEL_RELAY_AUTO;
+    } else if (strcmp(value, "sockmap") == 0) {
+        ld->cfg->kernel_relay = SR_KERNEL_RELAY_SOCKMAP;
+    } else {
+        report(ld, ld->line, "%s: %s: bad value '%s' (off, auto or sockmap)",
+               section_label(ld, label, sizeof(label)), key, value);
+    }
+}
+
 static void
 set_log_format(struct loader *ld, const struct keyword *kw, const char *key, const char *value)
 {
@@ -635,6 +654,7 @@ static const struct keyword keywords[] = {
     {SEC_SNIROUTE, "watch", set_watch, 0, false},
     {SEC_SNIROUTE, "workers", set_workers, 0, false},
     {SEC_SNIROUTE, "log_format", set_log_format, 0, false},
+    {SEC_SNIROUTE, "kernel_relay", set_kernel_relay, 0, false},
     {SEC_SNIROUTE, "admin", set_admin, 0, false},
     {SEC_SNIROUTE, "user", set_account, 0, false},
     {SEC_SNIROUTE, "group", set_account, 0, false},

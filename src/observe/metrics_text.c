@@ -372,6 +372,22 @@ format_process(struct wbuf *w, const struct sr_metrics_info *info)
            "Token buckets dropped to make room for another address (least recently seen "
            "first); a dropped address starts again with a full bucket.");
     sample(w, "sniroute_rate_limit_evictions_total", "", NULL, 0, info->rate_evictions);
+
+    if (info->relay_path != NULL) {
+        bool is_sockmap = strcmp(info->relay_path, "sockmap") == 0;
+
+        family(w, "sniroute_relay_path", "gauge",
+               "1 for the path established TCP connections relay by (kernel_relay): sockmap "
+               "(in the kernel, BPF) or splice (in the workers).");
+        l.key = "path";
+        l.value = "sockmap";
+        sample(w, "sniroute_relay_path", "", &l, 1, is_sockmap ? 1 : 0);
+        l.value = "splice";
+        sample(w, "sniroute_relay_path", "", &l, 1, is_sockmap ? 0 : 1);
+        family(w, "sniroute_kernel_relayed_total", "counter",
+               "TCP connections handed to the kernel path (sockmap) since start.");
+        sample(w, "sniroute_kernel_relayed_total", "", NULL, 0, info->n_kernel_relayed);
+    }
 }
 
 /* One family over listener rows. <column> is the first counter of the row; with <names> the

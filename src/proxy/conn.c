@@ -238,6 +238,7 @@ conn_close_ex(struct sr_conn *conn, const char *outcome, bool reset_client, bool
         uv_cancel((uv_req_t *)&conn->setup->resolve_req);
     }
     conn->state = SR_CONN_CLOSING;
+    sr_relay_settle(conn); /* a kernel-relayed connection's counts, for the line */
     conn_log(conn);
     if (conn->is_counted) {
         /* An adopted connection counts only what this process relayed: the old one
@@ -303,16 +304,26 @@ sr_conn_on_deadline(struct sr_deadline *d)
     case SR_CONN_REFUSING:
         sr_conn_close(conn, NULL);
         return;
-    case SR_CONN_RELAYING:
+    case SR_CONN_RELAYING: {
         /* Reads only note the time; the deadline moves here for what is left, so the hot
-         * path never touches the heap. */
+         * path never touches the heap. A kernel-relayed connection learns its time here. */
+        uint64_t recheck_ms;
+        enum sr_relay_result r = sr_relay_tick(conn, &recheck_ms);
+
+        if (r != SR_RELAY_GOING) {
+            conn_relayed(conn, r);
+            return;
+        }
         quiet_ms = sr_conn_now(conn) - conn->last_active_ms;
         if (quiet_ms >= idle_ms) {
             sr_conn_close(conn, "idle_timeout");
         } else {
-            conn_deadline(conn, idle_ms - quiet_ms);
+            conn_deadline(conn, recheck_ms != 0 && recheck_ms < idle_ms - quiet_ms
+                                    ? recheck_ms
+                                    : idle_ms - quiet_ms);
         }
         return;
+    }
     case SR_CONN_CLOSING:
         return;
     }

@@ -11,6 +11,7 @@
 #include <uv.h>
 
 #include "sniroute/proxy/connect.h"
+#include "sniroute/proxy/krelay.h"
 #include "sniroute/proxy/relay.h"
 
 /* A handed-over connection's texts fit the message (upgrade_msg.h): a listener name, a server
@@ -85,6 +86,15 @@ sr_handover_send(struct sr_conn *conn, int sock, bool *is_broken)
     uint32_t backend_events = conn->backend.events;
     int rc;
 
+    if (conn->krelay != NULL) {
+        /* Out of the kernel path first, once what it took is through (krelay.h); a
+         * half-closed connection finishes here, as in the worker's relay. */
+        if (conn->up.is_eof || conn->down.is_eof || sr_krelay_leave(conn) != 0) {
+            return UV_EBUSY;
+        }
+        client_events = conn->client.events;
+        backend_events = conn->backend.events;
+    }
     if (!is_idle_relay(conn)) {
         return UV_EBUSY;
     }

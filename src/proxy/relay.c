@@ -20,6 +20,7 @@
 
 #include "sniroute/core/reactor.h"
 #include "sniroute/core/resources.h"
+#include "sniroute/proxy/krelay.h"
 #include "sniroute/wire/httpresp.h"
 
 /* A pipe holds 64 KiB by default: one splice moves at most that much. */
@@ -59,6 +60,7 @@ flow_release(struct sr_conn *conn, struct sr_flow *flow)
 void
 sr_relay_release(struct sr_conn *conn)
 {
+    sr_krelay_settle(conn);
     flow_release(conn, &conn->up);
     flow_release(conn, &conn->down);
 }
@@ -119,8 +121,12 @@ flow_fill(struct sr_flow *flow, uint64_t opaque_len)
         }
     } while (n < 0 && errno == EINTR);
     if (n < 0) {
+        flow->is_whole = errno == EWOULDBLOCK;
         return errno == EWOULDBLOCK ? UV_EAGAIN : SR_ERRNO(errno);
     }
+    /* A short recv took everything there was. A short splice may have stopped at a full
+     * pipe (it holds 16 pieces, not 64 KiB) in the middle of a segment: only EAGAIN says. */
+    flow->is_whole = flow->pipe_fds[0] < 0 && n < SR_RELAY_BUF_SIZE;
     if (n == SR_RELAY_BUF_SIZE && flow->pipe_fds[0] < 0) {
         flow->is_bulk = true;
     }
@@ -404,6 +410,21 @@ flow_pump(struct sr_conn *conn, struct sr_flow *flow)
     return SR_RELAY_GOING;
 }
 
+static enum sr_relay_result
+krelay_result(enum sr_krelay_result r)
+{
+    switch (r) {
+    case SR_KRELAY_DONE:
+        return SR_RELAY_DONE;
+    case SR_KRELAY_CLIENT_RESET:
+        return SR_RELAY_CLIENT_RESET;
+    case SR_KRELAY_BACKEND_RESET:
+        return SR_RELAY_BACKEND_RESET;
+    default:
+        return SR_RELAY_GOING;
+    }
+}
+
 /* Watch each socket for what its two directions wait for. */
 static enum sr_relay_result
 relay_watch(struct sr_conn *conn)
@@ -463,6 +484,9 @@ sr_relay_event(struct sr_conn *conn, bool is_client, uint32_t events)
     bool is_error = (events & (EPOLLERR | EPOLLHUP)) != 0;
     enum sr_relay_result res;
 
+    if (conn->krelay != NULL) {
+        return krelay_result(sr_krelay_event(conn, is_client, events));
+    }
     if (is_error) {
         /* Bytes that arrived before an error (a reset, most often) are still readable:
          * let the pumps forward them and meet the error through their own reads and
@@ -493,7 +517,14 @@ sr_relay_event(struct sr_conn *conn, bool is_client, uint32_t events)
         }
     }
     res = http_kick(conn);
-    return res != SR_RELAY_GOING ? res : relay_watch(conn);
+    if (res != SR_RELAY_GOING) {
+        return res;
+    }
+    if (sr_krelay_start(conn)) {
+        /* A plain relay with nothing in flight: the kernel moves the bytes from now on. */
+        return SR_RELAY_GOING;
+    }
+    return relay_watch(conn);
 }
 
 static void
@@ -504,6 +535,7 @@ flow_init(struct sr_flow *flow, int src_fd, int dst_fd)
     flow->pipe_fds[0] = -1;
     flow->pipe_fds[1] = -1;
     flow->wait = SR_FLOW_WAIT_SRC;
+    flow->is_whole = true; /* the backend's: nothing read yet (the client's: see below) */
 }
 
 enum sr_relay_result
@@ -513,6 +545,8 @@ sr_relay_start(struct sr_conn *conn)
     flow_init(&conn->down, conn->backend.fd, conn->client.fd);
     conn->up.is_tracked = conn->http_track != NULL;
     conn->down.is_scanned = conn->http_track != NULL;
+    /* Intake may have read part of a segment: the kernel path waits for a read here. */
+    conn->up.is_whole = false;
 
     /* The first bytes were just sent: the backend has nothing to say yet, and the client
      * is watched for more as before (unless the tracker waits for the backend's answer,
@@ -526,6 +560,22 @@ sr_relay_start(struct sr_conn *conn)
         if (res != SR_RELAY_GOING) {
             return res;
         }
+    } else if (sr_krelay_start(conn)) {
+        /* A plain relay with nothing in flight: the kernel moves the bytes from now on. */
+        return SR_RELAY_GOING;
     }
     return relay_watch(conn);
+}
+
+enum sr_relay_result
+sr_relay_tick(struct sr_conn *conn, uint64_t *recheck_ms)
+{
+    *recheck_ms = 0;
+    return conn->krelay != NULL ? krelay_result(sr_krelay_tick(conn, recheck_ms)) : SR_RELAY_GOING;
+}
+
+void
+sr_relay_settle(struct sr_conn *conn)
+{
+    sr_krelay_settle(conn);
 }

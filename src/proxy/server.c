@@ -22,6 +22,7 @@
 #include "sniroute/proxy/quicflow.h"
 #include "sniroute/proxy/quicsock.h"
 #include "sniroute/observe/log.h"
+#include "sniroute/core/sockmap.h"
 #include "sniroute/core/upgrade.h"
 
 /* Room for a burst of connections the kernel has finished handshaking; the kernel caps it
@@ -51,6 +52,8 @@ sr_servers_metrics(struct sr_server *const *servers, size_t n, uint64_t generati
     info.listeners = &servers[0]->shared->listener_names;
     info.upstreams = &servers[0]->shared->upstream_names;
     info.rules = &servers[0]->shared->rule_names;
+    info.relay_path = servers[0]->shared->sockmap != NULL ? "sockmap" : "splice";
+    info.n_kernel_relayed = sr_sockmap_joined(servers[0]->shared->sockmap);
     return sr_metrics_format(out, len, workers, i, &info);
 }
 

@@ -89,9 +89,9 @@ def main():
         m = re.search(r"apt-get install (.*?)(?:&&|$)", arg) if op == "RUN" else None
         if m:
             installed += [w for w in m.group(1).split() if not w.startswith("-")]
-    # libssl3 for libcrypto: the QUIC Initial keys (HKDF, AES).
-    if installed != ["libuv1", "libinih1", "libssl3"]:
-        problems.append("runtime packages %s, want libuv1 libinih1 libssl3" % installed)
+    # libssl3 for libcrypto: the QUIC Initial keys (HKDF, AES); libbpf1: the kernel relay.
+    if installed != ["libuv1", "libinih1", "libssl3", "libbpf1"]:
+        problems.append("runtime packages %s, want libuv1 libinih1 libssl3 libbpf1" % installed)
     if shutil.which("apt-cache"):
         for pkg in installed:
             proc = subprocess.run(["apt-cache", "show", pkg], capture_output=True, text=True)

@@ -78,11 +78,18 @@ class GateBackend(harness._Acceptor):
 GATE_NAME = "gate.test"
 
 
+# --kernel-relay MODE: every daemon runs with kernel_relay = MODE (the streams then move
+# from the kernel path, through its leave, to the new process).
+KERNEL_RELAY = None
+
+
 def config(port, aport, capture, echo, workers=1, web_port=None, gate=None):
     text = ("[sniroute]\nhello_timeout = 5s\nconnect_timeout = 2s\ndrain_timeout = %ds\n"
             "workers = %d\nadmin = 127.0.0.1:%d\n"
-            "[listener https]\nlisten = 127.0.0.1:%d\nroutes = main\n"
-            % (DRAIN_S, workers, aport, port))
+            % (DRAIN_S, workers, aport))
+    if KERNEL_RELAY is not None:
+        text += "kernel_relay = %s\n" % KERNEL_RELAY
+    text += "[listener https]\nlisten = 127.0.0.1:%d\nroutes = main\n" % port
     if web_port is not None:
         text += "[listener web]\nlisten = 127.0.0.1:%d\nprotocol = http\nroutes = main\n" % web_port
     text += ("[routes main]\n%s = 127.0.0.1:%d\n%s = 127.0.0.1:%d\n"
@@ -270,6 +277,11 @@ def run_streams(ctx, name, workers, n_upgrades=3):
         n_adopted = adopted(aport, "https")
         check(n_adopted >= len(everyone), "newest pid %d: %s adopted, %d streams open"
               % (d.pid, n_adopted, len(everyone)))
+        if KERNEL_RELAY == "sockmap":
+            # The adopted streams joined the newest process's kernel path again.
+            joined = promtext.value(metrics(aport), "sniroute_kernel_relayed_total")
+            check(joined is not None and joined >= 1, "newest pid %d: %s connections "
+                  "kernel-relayed" % (d.pid, joined))
         time.sleep(0.3)
         stop.set()
         bursts.join(10)
@@ -642,5 +654,18 @@ CASES = [case_streams_follow_upgrades, case_streams_follow_upgrades_two_workers,
          case_adopt_checks_every_message]
 
 
+def extra_args(ap):
+    ap.add_argument("--kernel-relay", default=None,
+                    help="run every daemon with kernel_relay = this (off, auto, sockmap)")
+
+
+def make_ctx(binary, tmp, args):
+    global KERNEL_RELAY
+    KERNEL_RELAY = args.kernel_relay
+    ctx = type("Ctx", (), {})()
+    ctx.binary, ctx.tmp = binary, tmp
+    return ctx
+
+
 if __name__ == "__main__":
-    harness.run_suite(CASES)
+    harness.run_suite(CASES, make_ctx, extra_args)

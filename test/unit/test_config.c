@@ -230,6 +230,11 @@ static const struct config_case cases[] = {
      0,
      {"FILE:2: sniroute: workers: bad value '0' (auto, or 1..64)",
       "FILE:3: sniroute: duplicate key 'workers' (first at FILE:2)"}},
+    {"kernel_relay",
+     "[sniroute]\nkernel_relay = sideways\n[listener a]\nlisten = 127.0.0.1:1\n"
+     "routes = m\n[routes m]\ndefault = b:1\n",
+     0,
+     {"FILE:2: sniroute: kernel_relay: bad value 'sideways' (off, auto or sockmap)"}},
     {"workers need fixed ports",
      "[sniroute]\nworkers = auto\n[listener a]\nlisten = 127.0.0.1:0\nroutes = m\n"
      "[routes m]\ndefault = b:1\n",
@@ -825,6 +830,7 @@ test_fixture_full(void)
     ASSERT_EQ(cfg.drain_timeout_ms, 60 * 1000);
     ASSERT_EQ(cfg.max_hello_size, 32 * 1024);
     ASSERT_STR_EQ(cfg.access_log, "/var/log/sniroute/access.log");
+    ASSERT_EQ(cfg.kernel_relay, SR_KERNEL_RELAY_AUTO);
 
     ASSERT_EQ(cfg.n_listeners, 2);
     l = &cfg.listeners[0];

@@ -74,6 +74,13 @@ enum sr_log_format {
     SR_LOG_FORMAT_JSON,     /* one JSON object a line, for log pipelines */
 };
 
+/* kernel_relay: how established TCP connections move their bytes once routed. */
+enum sr_kernel_relay {
+    SR_KERNEL_RELAY_OFF = 0, /* in the worker: recv/send, then splice (the default) */
+    SR_KERNEL_RELAY_AUTO,    /* in the kernel (BPF sockmap) where it loads, else as off */
+    SR_KERNEL_RELAY_SOCKMAP, /* in the kernel, or refuse to start */
+};
+
 /* The PROXY protocol header sniroute sends to an upstream before the client's bytes. */
 enum sr_proxy_protocol {
     SR_PROXY_PROTOCOL_NONE = 0,
@@ -217,6 +224,7 @@ struct sr_config {
     bool is_watched;  /* watch = yes: reload when the file changes */
     uint32_t workers; /* loops, one thread each; 0: auto (one per CPU); default 1 */
     enum sr_log_format log_format;
+    enum sr_kernel_relay kernel_relay; /* read at start only: a reload keeps the first */
     bool has_admin;         /* admin = ADDR: serve /metrics, /healthz, /readyz there */
     struct sr_addr admin;   /* an IP literal; port 0 lets the kernel choose */
     char *user;       /* drop root to this user after binding; NULL: stay as started */

@@ -24,6 +24,7 @@
 
 struct sockaddr;
 struct sr_inherited;
+struct sr_sockmap;
 
 /* workers = N: at most this many loops, one thread each. */
 #define SR_WORKERS_MAX 64
@@ -106,6 +107,9 @@ struct sr_shared {
     struct sr_metrics_names upstream_names;
     struct sr_metrics_names rule_names; /* access rule labels (issue 15), for the denials */
     uint64_t start_time_ms;
+    /* The kernel relay's BPF program and maps (sockmap.h), loaded by main before the
+     * workers start; NULL: every connection relays in its worker (splice). */
+    struct sr_sockmap *sockmap;
     /* Binary upgrade: sockets handed over by the old process, taken before binding
      * (owned by main; NULL when not an upgrade). */
     struct sr_inherited *inherited;

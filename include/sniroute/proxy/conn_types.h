@@ -32,6 +32,7 @@
 struct sr_conn;
 struct sr_conn_set;
 struct sr_connect_result; /* connect.h */
+struct sr_krelay;         /* krelay.h */
 
 /* libuv's error codes are negated errno values on Unix (uv-errno.h). */
 #define SR_ERRNO(e) (-(e))
@@ -73,6 +74,10 @@ struct sr_flow {
     bool is_eof;      /* src sent FIN */
     bool is_shut;     /* dst's write side is shut down (FIN passed on) */
     bool is_bulk;     /* a read filled a whole buffer: splice from now on */
+    /* src's receive queue was left at a segment's boundary: never read here, or the last
+     * read emptied it. The kernel path (krelay.c) joins only then: it hands the program
+     * whole segments, and one we had read part of would go out again whole. */
+    bool is_whole;
     /* An HTTP listener's client-to-backend direction: read through the request-boundary
      * tracker, and sent from the connection's http_out. */
     bool is_tracked;
@@ -209,6 +214,7 @@ struct sr_conn {
     uint8_t http_refused; /* enum sr_track_result: why */
     uint16_t http_refusal;
     struct sr_conn_adopted *adopted; /* handed over by an old process; NULL otherwise */
+    struct sr_krelay *krelay;        /* relayed by the kernel (krelay.h); NULL otherwise */
     const struct sr_upstream *upstream;
     /* The address being connected to: the route's HOST:PORT, or a server of its pool. */
     const struct sr_addr *target;

@@ -36,6 +36,14 @@ enum sr_relay_result sr_relay_start(struct sr_conn *conn);
  * sockets allow, then watch them for what each direction waits for. */
 enum sr_relay_result sr_relay_event(struct sr_conn *conn, bool is_client, uint32_t events);
 
+/* The deadline of a relaying connection: a kernel-relayed one (krelay.h) notes the time of
+ * its last byte in conn->last_active_ms and may pass on a FIN that waited; <*recheck_ms>
+ * (0: none) is when to call again, sooner than the idle timeout. */
+enum sr_relay_result sr_relay_tick(struct sr_conn *conn, uint64_t *recheck_ms);
+
+/* Before the log line: a kernel-relayed connection's counts go into the flows' n_bytes. */
+void sr_relay_settle(struct sr_conn *conn);
+
 /* Give back the pipes and buffers <conn>'s directions hold (a pipe with bytes in it is
  * closed, not reused), and the tracker's output. Idempotent. */
 void sr_relay_release(struct sr_conn *conn);
