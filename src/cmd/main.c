@@ -749,7 +749,6 @@ run(const char *path, struct sr_generation *gen, const struct account *acc, char
         uv_loop_close(&loop);
         sr_shared_fini(&d.shared);
         sr_generation_unref(gen);
-        close_access_log(log);
         return 1;
     }
     signal_watch(&loop, &d.sigterm, SIGTERM, &d);
