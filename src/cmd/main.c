@@ -696,7 +696,9 @@ kernel_relay_load(struct sr_shared *shared, const struct sr_config *cfg)
     }
     shared->sockmap = sr_sockmap_new(max_pairs, why, sizeof(why));
     if (shared->sockmap != NULL) {
-        sr_log_notice("relay path: sockmap (BPF, room for %zu connections; splice beyond)",
+        sr_log_notice("relay path: sockmap (BPF, room for %zu connections; splice beyond); "
+                      "warning: the kernel applies no backpressure on this path, so a client "
+                      "that stops reading lets its backend fill kernel memory",
                       max_pairs);
         return 0;
     }
