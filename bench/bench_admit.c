@@ -207,7 +207,7 @@ main(int argc, char **argv)
         r.is_old = is_old;
         r.old_lock = &old_lock;
         r.old_log = is_old ? fopen(log_path, "a") : NULL;
-        r.old_per_ip = sr_ipcount_new();
+        r.old_per_ip = sr_ipcount_new((const uint64_t[2]){1, 2});
         r.old_n_locks = &old_n_locks;
         r.old_n_conns = &old_n_conns;
         sr_shared_lock_counts(&shared, &p0, &s0);

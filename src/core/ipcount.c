@@ -18,6 +18,7 @@ struct slot {
 };
 
 struct sr_ipcount {
+    uint64_t secret[2];
     struct slot *slots;
     size_t cap; /* a power of two */
     size_t n;
@@ -42,25 +43,21 @@ sr_ipkey_from_sockaddr(struct sr_ipkey *key, const struct sockaddr *sa)
 }
 
 static size_t
-key_hash(const struct sr_ipkey *key)
+key_hash(const struct sr_ipcount *t, const struct sr_ipkey *key)
 {
-    uint64_t h = 14695981039346656037ull; /* FNV-1a, 64-bit */
-    size_t i;
-
-    for (i = 0; i < sizeof(key->bytes); i++) {
-        h = (h ^ key->bytes[i]) * 1099511628211ull;
-    }
-    return (size_t)(h ^ (h >> 32));
+    return (size_t)sr_ipkey_hash(key->bytes, t->secret);
 }
 
 struct sr_ipcount *
-sr_ipcount_new(void)
+sr_ipcount_new(const uint64_t secret[2])
 {
     struct sr_ipcount *t = calloc(1, sizeof(*t));
 
     if (t == NULL) {
         return NULL;
     }
+    t->secret[0] = secret[0];
+    t->secret[1] = secret[1];
     t->slots = calloc(SR_IPCOUNT_MIN_CAP, sizeof(*t->slots));
     if (t->slots == NULL) {
         free(t);
@@ -84,7 +81,7 @@ static struct slot *
 find(const struct sr_ipcount *t, const struct sr_ipkey *key)
 {
     size_t mask = t->cap - 1;
-    size_t i = key_hash(key) & mask;
+    size_t i = key_hash(t, key) & mask;
 
     while (t->slots[i].count != 0 && memcmp(&t->slots[i].key, key, sizeof(*key)) != 0) {
         i = (i + 1) & mask;
@@ -151,7 +148,7 @@ sr_ipcount_remove(struct sr_ipcount *t, const struct sr_ipkey *key)
      * their home slot does not lie cyclically between the hole and themselves. */
     hole = (size_t)(s - t->slots);
     for (i = (hole + 1) & mask; t->slots[i].count != 0; i = (i + 1) & mask) {
-        size_t home = key_hash(&t->slots[i].key) & mask;
+        size_t home = key_hash(t, &t->slots[i].key) & mask;
 
         if (((i - home) & mask) >= ((i - hole) & mask)) {
             t->slots[hole] = t->slots[i];

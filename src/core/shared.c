@@ -41,7 +41,10 @@ shards_init(struct sr_ip_shards *s)
         s->key[1] = (uint64_t)(uintptr_t)s;
     }
     for (i = 0; i < SR_IP_SHARDS; i++) {
-        s->shard[i].counts = sr_ipcount_new();
+        /* Another function of the address inside a shard than the one that picked it. */
+        uint64_t inner[2] = {s->key[1] ^ 0x9e3779b97f4a7c15ull, s->key[0] + i};
+
+        s->shard[i].counts = sr_ipcount_new(inner);
         if (s->shard[i].counts == NULL || uv_mutex_init(&s->shard[i].lock) != 0) {
             sr_ipcount_free(s->shard[i].counts);
             s->shard[i].counts = NULL;

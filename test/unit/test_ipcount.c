@@ -55,7 +55,8 @@ static uint32_t model[N_KEYS];
 static void
 test_against_model(void)
 {
-    struct sr_ipcount *t = sr_ipcount_new();
+    static const uint64_t secret[2] = {0x0123456789abcdefull, 0xfedcba9876543210ull};
+    struct sr_ipcount *t = sr_ipcount_new(secret);
     uint32_t state = 12345;
     size_t live = 0;
     size_t step;

@@ -48,8 +48,10 @@ sr_ipkey_hash(const uint8_t bytes[16], const uint64_t secret[2])
  * Returns 0, or -1 for another family. */
 int sr_ipkey_from_sockaddr(struct sr_ipkey *key, const struct sockaddr *sa);
 
-/* An empty table, or NULL when out of memory. */
-struct sr_ipcount *sr_ipcount_new(void);
+/* An empty table whose slots are chosen by sr_ipkey_hash() under <secret> (draw it at
+ * random: with a known hash, a client holding many addresses, as an IPv6 prefix gives,
+ * could pile them into one probe sequence), or NULL when out of memory. */
+struct sr_ipcount *sr_ipcount_new(const uint64_t secret[2]);
 
 /* Free <t>; NULL is accepted. */
 void sr_ipcount_free(struct sr_ipcount *t);
