@@ -215,6 +215,11 @@ set_ctrl(struct msghdr *h, const struct sr_udp_local *local, uint16_t seg)
     struct cmsghdr *c;
     size_t len = 0;
 
+    if (local == NULL && seg == 0) {
+        h->msg_control = NULL; /* the common case: a connected socket, one datagram */
+        h->msg_controllen = 0;
+        return;
+    }
     h->msg_controllen = sizeof(union send_ctrl);
     memset(h->msg_control, 0, sizeof(union send_ctrl));
     c = CMSG_FIRSTHDR(h);
