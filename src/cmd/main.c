@@ -694,11 +694,9 @@ kernel_relay_load(struct sr_shared *shared, const struct sr_config *cfg)
         sr_log_notice("relay path: splice (kernel_relay = off)");
         return 0;
     }
-    shared->sockmap = sr_sockmap_new(max_pairs, why, sizeof(why));
+    shared->sockmap = sr_sockmap_new(max_pairs, shared->n_workers, why, sizeof(why));
     if (shared->sockmap != NULL) {
-        sr_log_notice("relay path: sockmap (BPF, room for %zu connections; splice beyond); "
-                      "warning: the kernel applies no backpressure on this path, so a client "
-                      "that stops reading lets its backend fill kernel memory",
+        sr_log_notice("relay path: sockmap (BPF, room for %zu connections; splice beyond)",
                       max_pairs);
         return 0;
     }

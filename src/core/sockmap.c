@@ -24,6 +24,7 @@
 #include <netinet/in.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <linux/sockios.h>
 #include <linux/tcp.h>
@@ -40,7 +41,23 @@ struct sockmap_side {
     uint64_t peer;
     uint64_t bytes;
     uint64_t last_ns;
+    uint64_t tag;
+    uint64_t report_ns;
+    uint32_t ring;
+    uint32_t ws_base;
+    uint32_t flags;
+    uint32_t unused;
 };
+
+/* A report in a ring: keep in step with struct sr_report in sockmap.bpf.c. */
+struct sockmap_report {
+    uint64_t tag;
+    uint64_t cookie;
+};
+
+/* Each ring's size: a report is 24 bytes with its header, a socket is reported at most once
+ * a millisecond, and its worker empties the ring at its next turn. */
+#define SR_RING_BYTES (64 * 1024)
 
 struct sr_sockmap {
     struct bpf_object *obj;
@@ -48,7 +65,17 @@ struct sr_sockmap {
     int tx_fd;   /* sockhash of redirect targets */
     int side_fd; /* cookie -> struct sockmap_side */
     int prog_fd;
+    size_t n_rings;
+    int *ring_fds; /* [n_rings]: each worker's ring buffer, also in sr_rings */
     _Atomic uint64_t n_joined;
+    _Atomic uint64_t n_paused;
+};
+
+struct sr_sockmap_reports {
+    struct ring_buffer *rb;
+    int fd;
+    sr_sockmap_report_fn fn;
+    void *ctx;
 };
 
 /* libbpf prints its own warnings to stderr by default: keep its first one that names a
@@ -82,8 +109,48 @@ why_set(char *why, size_t cap, const char *what, int err)
     }
 }
 
+/* One ring buffer per worker, in sr_rings: the program reports a socket to its own
+ * worker's ring, so no worker reads another's. */
+static int
+rings_create(struct sr_sockmap *sm, struct bpf_map *outer, char *why, size_t why_cap)
+{
+    int outer_fd = bpf_map__fd(outer);
+    uint32_t i;
+
+    sm->ring_fds = calloc(sm->n_rings, sizeof(*sm->ring_fds));
+    if (sm->ring_fds == NULL) {
+        snprintf(why, why_cap, "out of memory");
+        return -1;
+    }
+    for (i = 0; i < sm->n_rings; i++) {
+        sm->ring_fds[i] = -1;
+    }
+    for (i = 0; i < sm->n_rings; i++) {
+        sm->ring_fds[i] =
+            bpf_map_create(BPF_MAP_TYPE_RINGBUF, "sr_ring", 0, 0, SR_RING_BYTES, NULL);
+        if (sm->ring_fds[i] < 0 || bpf_map_update_elem(outer_fd, &i, &sm->ring_fds[i], 0) != 0) {
+            why_set(why, why_cap, "creating a ring buffer", errno);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static void
+rings_close(struct sr_sockmap *sm)
+{
+    size_t i;
+
+    for (i = 0; sm->ring_fds != NULL && i < sm->n_rings; i++) {
+        if (sm->ring_fds[i] >= 0) {
+            close(sm->ring_fds[i]);
+        }
+    }
+    free(sm->ring_fds);
+}
+
 struct sr_sockmap *
-sr_sockmap_new(size_t max_pairs, char *why, size_t why_cap)
+sr_sockmap_new(size_t max_pairs, size_t n_rings, char *why, size_t why_cap)
 {
     LIBBPF_OPTS(bpf_object_open_opts, opts, .object_name = "sniroute_sockmap");
     struct sr_sockmap *sm = calloc(1, sizeof(*sm));
@@ -91,6 +158,7 @@ sr_sockmap_new(size_t max_pairs, char *why, size_t why_cap)
     struct bpf_map *rx;
     struct bpf_map *tx;
     struct bpf_map *side;
+    struct bpf_map *rings;
     uint32_t n_socks = max_pairs > UINT32_MAX / 2 ? UINT32_MAX : (uint32_t)(max_pairs * 2);
     int err;
 
@@ -99,6 +167,7 @@ sr_sockmap_new(size_t max_pairs, char *why, size_t why_cap)
         snprintf(why, why_cap, "out of memory");
         return NULL;
     }
+    sm->n_rings = n_rings < 1 ? 1 : n_rings;
     libbpf_said[0] = '\0';
     libbpf_set_print(on_libbpf_print);
     sm->obj = bpf_object__open_mem(sr_sockmap_obj, sr_sockmap_obj_len, &opts);
@@ -109,8 +178,9 @@ sr_sockmap_new(size_t max_pairs, char *why, size_t why_cap)
     rx = bpf_object__find_map_by_name(sm->obj, "sr_socks");
     tx = bpf_object__find_map_by_name(sm->obj, "sr_targets");
     side = bpf_object__find_map_by_name(sm->obj, "sr_sides");
+    rings = bpf_object__find_map_by_name(sm->obj, "sr_rings");
     prog = bpf_object__find_program_by_name(sm->obj, "sr_verdict");
-    if (rx == NULL || tx == NULL || side == NULL || prog == NULL) {
+    if (rx == NULL || tx == NULL || side == NULL || rings == NULL || prog == NULL) {
         snprintf(why, why_cap, "the BPF object lacks a map or the program");
         goto fail;
     }
@@ -121,7 +191,8 @@ sr_sockmap_new(size_t max_pairs, char *why, size_t why_cap)
         goto fail;
     }
     if (bpf_map__set_max_entries(rx, n_socks) != 0 || bpf_map__set_max_entries(tx, n_socks) != 0 ||
-        bpf_map__set_max_entries(side, n_socks) != 0) {
+        bpf_map__set_max_entries(side, n_socks) != 0 ||
+        bpf_map__set_max_entries(rings, (uint32_t)sm->n_rings) != 0) {
         snprintf(why, why_cap, "cannot size the maps");
         goto fail;
     }
@@ -134,6 +205,9 @@ sr_sockmap_new(size_t max_pairs, char *why, size_t why_cap)
     sm->tx_fd = bpf_map__fd(tx);
     sm->side_fd = bpf_map__fd(side);
     sm->prog_fd = bpf_program__fd(prog);
+    if (rings_create(sm, rings, why, why_cap) != 0) {
+        goto fail;
+    }
     if (bpf_prog_attach(sm->prog_fd, sm->rx_fd, BPF_SK_SKB_VERDICT, 0) != 0) {
         why_set(why, why_cap, "attaching the verdict program", errno);
         goto fail;
@@ -143,6 +217,7 @@ sr_sockmap_new(size_t max_pairs, char *why, size_t why_cap)
 
 fail:
     libbpf_set_print(NULL);
+    rings_close(sm);
     bpf_object__close(sm->obj);
     free(sm);
     return NULL;
@@ -154,6 +229,12 @@ sr_sockmap_joined(const struct sr_sockmap *sm)
     return sm != NULL ? atomic_load_explicit(&sm->n_joined, memory_order_relaxed) : 0;
 }
 
+uint64_t
+sr_sockmap_paused(const struct sr_sockmap *sm)
+{
+    return sm != NULL ? atomic_load_explicit(&sm->n_paused, memory_order_relaxed) : 0;
+}
+
 void
 sr_sockmap_free(struct sr_sockmap *sm)
 {
@@ -161,6 +242,7 @@ sr_sockmap_free(struct sr_sockmap *sm)
         return;
     }
     (void)bpf_prog_detach2(sm->prog_fd, sm->rx_fd, BPF_SK_SKB_VERDICT);
+    rings_close(sm);
     bpf_object__close(sm->obj);
     free(sm);
 }
@@ -183,7 +265,8 @@ map_err(int e)
 }
 
 int
-sr_sockmap_join(struct sr_sockmap *sm, int fd_a, int fd_b, struct sr_sockmap_pair *pair)
+sr_sockmap_join(struct sr_sockmap *sm, int fd_a, int fd_b, uint64_t tag, size_t ring,
+                struct sr_sockmap_pair *pair)
 {
     struct sockmap_side side;
     uint64_t fd64;
@@ -200,6 +283,8 @@ sr_sockmap_join(struct sr_sockmap *sm, int fd_a, int fd_b, struct sr_sockmap_pai
     for (i = 0; i < 2; i++) {
         memset(&side, 0, sizeof(side));
         side.peer = pair->cookie[1 - i];
+        side.tag = tag;
+        side.ring = (uint32_t)(ring < sm->n_rings ? ring : 0);
         if (bpf_map_update_elem(sm->side_fd, &pair->cookie[i], &side, BPF_NOEXIST) != 0) {
             rc = map_err(errno);
             goto undo;
@@ -245,29 +330,137 @@ sr_sockmap_kick(int fd)
     return 0;
 }
 
-void
-sr_sockmap_unhook(struct sr_sockmap *sm, const struct sr_sockmap_pair *pair)
+/* Taking a socket out of sr_rx while the program runs for it loses bytes: the kernel
+ * clears the socket's program before it restores its data_ready callback, and a receive
+ * that is going through the queue meanwhile drops every later skb (sk_psock_verdict_recv
+ * with no program). The removal takes neither the socket's lock nor the callback lock the
+ * receive path could be held off by, so hold the program off first: a receive low-water
+ * mark of a quarter of the receive buffer keeps TCP from calling data_ready for the few
+ * bytes that can arrive before the removal (short of a nearly closed window or memory
+ * pressure), and reading TCP_INFO takes the socket's lock, so a receive already under
+ * way has finished when it returns. Then the removal, then the mark back at 1. */
+static int
+hold_off(int fd)
 {
-    int i;
+    struct tcp_info ti;
+    socklen_t len = sizeof(int);
+    int rcvbuf = 0;
+    int lowat;
 
-    for (i = 0; i < 2; i++) {
-        (void)bpf_map_delete_elem(sm->rx_fd, &pair->cookie[i]);
+    if (getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, &len) != 0) {
+        return -errno;
     }
+    lowat = rcvbuf / 4 > 1 ? rcvbuf / 4 : 1;
+    if (setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &lowat, sizeof(lowat)) != 0) {
+        return -errno;
+    }
+    len = sizeof(ti);
+    if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0) {
+        return -errno;
+    }
+    return 0;
+}
+
+/* Undo hold_off once the socket is out of sr_rx (its data_ready is TCP's own again). */
+static void
+let_go(int fd)
+{
+    int one = 1;
+
+    (void)setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &one, sizeof(one));
 }
 
 int
-sr_sockmap_rehook(struct sr_sockmap *sm, int fd_a, int fd_b, const struct sr_sockmap_pair *pair)
+sr_sockmap_pause(struct sr_sockmap *sm, const struct sr_sockmap_pair *pair, int i, int fd)
 {
-    uint64_t fd64;
+    int rc = hold_off(fd);
+
+    if (rc == 0 && bpf_map_delete_elem(sm->rx_fd, &pair->cookie[i]) != 0) {
+        rc = -errno;
+    }
+    let_go(fd);
+    if (rc == 0) {
+        atomic_fetch_add_explicit(&sm->n_paused, 1, memory_order_relaxed);
+    }
+    return rc;
+}
+
+int
+sr_sockmap_resume(struct sr_sockmap *sm, const struct sr_sockmap_pair *pair, int i, int fd)
+{
+    uint64_t fd64 = (uint64_t)fd;
+
+    if (bpf_map_update_elem(sm->rx_fd, &pair->cookie[i], &fd64, BPF_ANY) != 0) {
+        return -errno;
+    }
+    return sr_sockmap_kick(fd); /* the bytes that waited meanwhile go now */
+}
+
+static int
+on_ring_sample(void *ctx, void *data, size_t size)
+{
+    struct sr_sockmap_reports *r = ctx;
+    struct sockmap_report rep;
+
+    if (size >= sizeof(rep)) {
+        memcpy(&rep, data, sizeof(rep));
+        r->fn(r->ctx, rep.tag, rep.cookie);
+    }
+    return 0;
+}
+
+struct sr_sockmap_reports *
+sr_sockmap_reports_open(struct sr_sockmap *sm, size_t ring, sr_sockmap_report_fn fn, void *ctx)
+{
+    struct sr_sockmap_reports *r;
+
+    if (ring >= sm->n_rings || (r = calloc(1, sizeof(*r))) == NULL) {
+        return NULL;
+    }
+    r->fn = fn;
+    r->ctx = ctx;
+    r->fd = sm->ring_fds[ring];
+    r->rb = ring_buffer__new(r->fd, on_ring_sample, r, NULL);
+    if (r->rb == NULL) {
+        free(r);
+        return NULL;
+    }
+    return r;
+}
+
+int
+sr_sockmap_reports_fd(const struct sr_sockmap_reports *r)
+{
+    return r->fd;
+}
+
+void
+sr_sockmap_reports_read(struct sr_sockmap_reports *r)
+{
+    (void)ring_buffer__consume(r->rb);
+}
+
+void
+sr_sockmap_reports_free(struct sr_sockmap_reports *r)
+{
+    if (r != NULL) {
+        ring_buffer__free(r->rb);
+        free(r);
+    }
+}
+
+void
+sr_sockmap_unhook(struct sr_sockmap *sm, const struct sr_sockmap_pair *pair, int fd_a, int fd_b)
+{
     int i;
 
     for (i = 0; i < 2; i++) {
-        fd64 = (uint64_t)(i == 0 ? fd_a : fd_b);
-        if (bpf_map_update_elem(sm->rx_fd, &pair->cookie[i], &fd64, BPF_ANY) != 0) {
-            return -errno;
-        }
+        int fd = i == 0 ? fd_a : fd_b;
+
+        (void)hold_off(fd); /* see hold_off: without it a byte under way could be lost */
+        (void)bpf_map_delete_elem(sm->rx_fd, &pair->cookie[i]);
+        let_go(fd);
     }
-    return 0;
 }
 
 void
@@ -275,9 +468,7 @@ sr_sockmap_leave(struct sr_sockmap *sm, int fd_a, int fd_b, const struct sr_sock
 {
     int i;
 
-    (void)fd_a;
-    (void)fd_b;
-    sr_sockmap_unhook(sm, pair);
+    sr_sockmap_unhook(sm, pair, fd_a, fd_b);
     for (i = 0; i < 2; i++) {
         (void)bpf_map_delete_elem(sm->tx_fd, &pair->cookie[i]);
     }

@@ -387,6 +387,11 @@ format_process(struct wbuf *w, const struct sr_metrics_info *info)
         family(w, "sniroute_kernel_relayed_total", "counter",
                "TCP connections handed to the kernel path (sockmap) since start.");
         sample(w, "sniroute_kernel_relayed_total", "", NULL, 0, info->n_kernel_relayed);
+        family(w, "sniroute_kernel_relay_pauses_total", "counter",
+               "Kernel-relayed sockets paused because more than 4 MiB of their bytes waited "
+               "for a slow reader (backpressure: the bytes wait in the socket, the sender is "
+               "held back) since start.");
+        sample(w, "sniroute_kernel_relay_pauses_total", "", NULL, 0, info->n_kernel_paused);
     }
 }
 

@@ -25,6 +25,7 @@
 #include <uv.h>
 
 #include "sniroute/observe/log.h"
+#include "sniroute/proxy/krelay.h"
 #include "sniroute/proxy/connect.h"
 #include "sniroute/proxy/handover.h"
 #include "sniroute/proxy/intake.h"
@@ -60,11 +61,17 @@ sr_conn_set_init(struct sr_conn_set *set, struct sr_resources *res, struct sr_me
     uv_idle_init(res->loop, &set->reaper);
     set->reaper.data = set;
     uv_unref((uv_handle_t *)&set->reaper);
+    if (res->reactor.is_open && sr_krelay_worker_open(set) != 0) {
+        sr_log_notice("worker %zu: cannot read the kernel relay's reports: its connections "
+                      "relay through the worker",
+                      worker);
+    }
 }
 
 void
 sr_conn_set_close(struct sr_conn_set *set)
 {
+    sr_krelay_worker_close(set);
     uv_close((uv_handle_t *)&set->reaper, NULL);
 }
 
@@ -188,7 +195,8 @@ conn_log(struct sr_conn *conn)
     rec.listener = conn->lcfg->name;
     rec.client = client;
     rec.sni = sr_conn_sni(conn);
-    rec.route = conn->is_fallback ? "fallback" : sr_route_kind_name((enum sr_route_kind)conn->route);
+    rec.route =
+        conn->is_fallback ? "fallback" : sr_route_kind_name((enum sr_route_kind)conn->route);
     rec.upstream = upstream;
     rec.bytes_in = conn->up.n_bytes;
     rec.bytes_out = conn->down.n_bytes;
@@ -757,8 +765,7 @@ sr_conn_adopt(struct sr_conn_set *set, struct sr_generation *gen, const struct s
     if (getpeername(client_fd, (struct sockaddr *)&peer, &peer_len) != 0) {
         memset(&peer, 0, sizeof(peer));
     }
-    sr_shared_count(set->shared, &conn->adm,
-                    gen->listener_slots[conn->lcfg - gen->cfg.listeners],
+    sr_shared_count(set->shared, &conn->adm, gen->listener_slots[conn->lcfg - gen->cfg.listeners],
                     (const struct sockaddr *)&peer);
     sr_metrics_conn_adopted(set->metrics, conn->lid);
     conn->is_counted = true;

@@ -10,6 +10,7 @@
 #include "sniroute/proxy/krelay.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -23,17 +24,39 @@
 #include "sniroute/core/shared.h"
 #include "sniroute/core/sockmap.h"
 
-/* A FIN waits for the bytes before it: look again after this, doubling up to the cap (a
- * peer that does not read may keep them queued for as long as it likes). */
+/* A FIN waits for the bytes before it, or a paused socket for its bytes on the peer to
+ * drain: look again after this, doubling up to the cap (a peer that does not read may keep
+ * them queued for as long as it likes). */
 #define SR_KRELAY_RECHECK_MIN_MS 1
 #define SR_KRELAY_RECHECK_MAX_MS 250
+
+/* A paused backend socket goes back to the program once no more than this of its bytes
+ * wait on the client's socket (the program reports it past 4 MiB: sockmap.bpf.c). */
+#define SR_KRELAY_RESUME_AT (1u << 20)
 
 /* Socket 0 is the client's, 1 the backend's (the order of the pair's cookies). */
 struct sr_krelay {
     struct sr_sockmap_pair pair;
     uint64_t sent_base[2]; /* what had gone into socket i's send queue at the join */
     uint64_t recheck_ms;   /* next wait for a FIN still held back; 0: none */
-    bool is_unhooked;      /* out of the program's map: bytes wait in the sockets */
+    uint32_t slot;         /* in the worker's table (the reports' tag) */
+    bool is_unhooked;      /* out of the program's map (a leave): bytes wait in the sockets */
+    bool is_paused[2];     /* socket i is out of the program's map until its bytes drain */
+};
+
+/* A worker's end of the program's reports: its ring, watched in its reactor, and a table
+ * of its kernel-relayed connections, which a report names by slot and generation (the
+ * tag), so that a report that comes after its connection closed finds nothing. */
+struct sr_krelay_worker {
+    struct sr_watch watch;
+    struct sr_conn_set *set;
+    struct sr_sockmap_reports *reports;
+    struct sr_conn **conns; /* [cap], by slot; NULL: free */
+    uint32_t *gens;         /* [cap]: bumped when the slot is freed */
+    uint32_t *free;         /* [cap]: free slots below n_used, n_free of them */
+    uint32_t n_free;
+    uint32_t n_used; /* slots ever handed out */
+    uint32_t cap;
 };
 
 /* Watched on a joined socket: its FIN (once: edge-triggered) and errors (always). */
@@ -57,15 +80,144 @@ side_flow(struct sr_conn *conn, int i)
     return i == 0 ? &conn->up : &conn->down; /* the flow whose src is socket i */
 }
 
+static bool
+slot_take(struct sr_krelay_worker *w, struct sr_conn *conn, uint32_t *slot)
+{
+    if (w->n_free > 0) {
+        *slot = w->free[--w->n_free];
+    } else {
+        if (w->n_used == w->cap) {
+            uint32_t cap = w->cap == 0 ? 64 : w->cap * 2;
+            struct sr_conn **conns = realloc(w->conns, cap * sizeof(*conns));
+            uint32_t *gens;
+            uint32_t *free_slots;
+
+            if (conns == NULL) {
+                return false;
+            }
+            w->conns = conns;
+            gens = realloc(w->gens, cap * sizeof(*gens));
+            if (gens == NULL) {
+                return false;
+            }
+            w->gens = gens;
+            free_slots = realloc(w->free, cap * sizeof(*free_slots));
+            if (free_slots == NULL) {
+                return false;
+            }
+            w->free = free_slots;
+            memset(w->gens + w->cap, 0, (cap - w->cap) * sizeof(*gens));
+            w->cap = cap;
+        }
+        *slot = w->n_used++;
+    }
+    w->conns[*slot] = conn;
+    return true;
+}
+
+static void
+slot_give(struct sr_krelay_worker *w, uint32_t slot)
+{
+    w->conns[slot] = NULL;
+    w->gens[slot]++;
+    w->free[w->n_free++] = slot;
+}
+
+static uint64_t
+slot_tag(const struct sr_krelay_worker *w, uint32_t slot)
+{
+    return (uint64_t)w->gens[slot] << 32 | slot;
+}
+
+static void krelay_pause(struct sr_conn *conn, int i);
+
+/* A report from the program: socket <cookie> of connection <tag> has too much waiting. */
+static void
+on_report(void *ctx, uint64_t tag, uint64_t cookie)
+{
+    struct sr_krelay_worker *w = ctx;
+    uint32_t slot = (uint32_t)tag;
+    struct sr_conn *conn;
+
+    if (slot >= w->n_used || w->gens[slot] != (uint32_t)(tag >> 32) || w->conns[slot] == NULL) {
+        return; /* closed since */
+    }
+    conn = w->conns[slot];
+    if (cookie == conn->krelay->pair.cookie[0]) {
+        krelay_pause(conn, 0);
+    } else if (cookie == conn->krelay->pair.cookie[1]) {
+        krelay_pause(conn, 1);
+    }
+}
+
+static void
+on_reports(struct sr_watch *watch, uint32_t events)
+{
+    struct sr_krelay_worker *w =
+        (struct sr_krelay_worker *)((char *)watch - offsetof(struct sr_krelay_worker, watch));
+
+    (void)events;
+    sr_sockmap_reports_read(w->reports);
+}
+
+int
+sr_krelay_worker_open(struct sr_conn_set *set)
+{
+    struct sr_sockmap *sm = set->shared->sockmap;
+    struct sr_krelay_worker *w;
+    int rc;
+
+    if (sm == NULL) {
+        return 0;
+    }
+    w = calloc(1, sizeof(*w));
+    if (w == NULL) {
+        return UV_ENOMEM;
+    }
+    w->set = set;
+    w->reports = sr_sockmap_reports_open(sm, set->worker, on_report, w);
+    if (w->reports == NULL) {
+        free(w);
+        return UV_ENOMEM;
+    }
+    sr_watch_init(&w->watch, sr_sockmap_reports_fd(w->reports), on_reports);
+    rc = sr_watch_set(&set->res->reactor, &w->watch, EPOLLIN);
+    if (rc != 0) {
+        sr_sockmap_reports_free(w->reports);
+        free(w);
+        return rc;
+    }
+    set->krelay_worker = w;
+    return 0;
+}
+
+void
+sr_krelay_worker_close(struct sr_conn_set *set)
+{
+    struct sr_krelay_worker *w = set->krelay_worker;
+
+    if (w == NULL) {
+        return;
+    }
+    sr_watch_clear(&set->res->reactor, &w->watch); /* the ring's descriptor stays open */
+    sr_sockmap_reports_free(w->reports);
+    free(w->conns);
+    free(w->gens);
+    free(w->free);
+    free(w);
+    set->krelay_worker = NULL;
+}
+
 bool
 sr_krelay_start(struct sr_conn *conn)
 {
     struct sr_sockmap *sm = krelay_map(conn);
     struct sr_reactor *reactor = &conn->set->res->reactor;
+    struct sr_krelay_worker *w = conn->set->krelay_worker;
     struct sr_krelay *kr;
     int i;
 
-    if (sm == NULL || conn->http_track != NULL || conn->up.pending != 0 ||
+    if (sm == NULL || w == NULL || conn->http_track != NULL || conn->up.pending != 0 ||
         conn->down.pending != 0 || conn->up.is_eof || conn->down.is_eof ||
         conn->up.wait != SR_FLOW_WAIT_SRC || conn->down.wait != SR_FLOW_WAIT_SRC ||
         !conn->up.is_whole || !conn->down.is_whole) {
@@ -81,7 +233,13 @@ sr_krelay_start(struct sr_conn *conn)
             return false;
         }
     }
-    if (sr_sockmap_join(sm, conn->client.fd, conn->backend.fd, &kr->pair) != 0) {
+    if (!slot_take(w, conn, &kr->slot)) {
+        free(kr);
+        return false;
+    }
+    if (sr_sockmap_join(sm, conn->client.fd, conn->backend.fd, slot_tag(w, kr->slot),
+                        conn->set->worker, &kr->pair) != 0) {
+        slot_give(w, kr->slot);
         free(kr);
         return false;
     }
@@ -98,30 +256,7 @@ sr_krelay_start(struct sr_conn *conn)
     return true;
 }
 
-/* Has every byte the program took from socket <i> gone into its peer's send queue, and is
- * nothing left in socket <i> for the program to take? */
-static bool
-is_passed_on(struct sr_conn *conn, int i)
-{
-    struct sr_krelay *kr = conn->krelay;
-    struct sr_sockmap_count count;
-    uint64_t sent;
-    int inq = 0;
-
-    if (!kr->is_unhooked) {
-        if (ioctl(side_fd(conn, i), SIOCINQ, &inq) != 0 || inq != 0) {
-            (void)sr_sockmap_kick(side_fd(conn, i));
-            return false;
-        }
-    }
-    if (sr_sockmap_count(krelay_map(conn), &kr->pair, i, &count) != 0 ||
-        sr_sockmap_sent(side_fd(conn, 1 - i), &sent) != 0) {
-        return false;
-    }
-    return sent - kr->sent_base[1 - i] == count.bytes;
-}
-
-/* Look again soon (a FIN or a leave waits for the kernel), backing off. */
+/* Look again soon (a FIN, a leave or a pause waits for the kernel), backing off. */
 static void
 recheck(struct sr_conn *conn)
 {
@@ -132,6 +267,110 @@ recheck(struct sr_conn *conn)
         kr->recheck_ms = SR_KRELAY_RECHECK_MAX_MS;
     }
     sr_resources_deadline_set(conn->set->res, &conn->deadline, sr_conn_now(conn) + kr->recheck_ms);
+}
+
+/* How many of the bytes the program took from socket <i> have not yet gone into its
+ * peer's send queue (they wait on the peer's socket), in <*waiting>. Returns false when
+ * that cannot be read now. */
+static bool
+waiting_on_peer(struct sr_conn *conn, int i, uint64_t *waiting)
+{
+    struct sr_krelay *kr = conn->krelay;
+    struct sr_sockmap_count count;
+    uint64_t sent;
+
+    if (sr_sockmap_count(krelay_map(conn), &kr->pair, i, &count) != 0 ||
+        sr_sockmap_sent(side_fd(conn, 1 - i), &sent) != 0) {
+        return false;
+    }
+    *waiting = count.bytes - (sent - kr->sent_base[1 - i]);
+    return true;
+}
+
+/* Has every byte the program took from socket <i> gone into its peer's send queue? Once
+ * its FIN has been passed on, yes (and the peer's count of bytes sent includes that FIN). */
+static bool
+is_taken_on(struct sr_conn *conn, int i)
+{
+    uint64_t waiting;
+
+    if (side_flow(conn, i)->wait == SR_FLOW_DONE) {
+        return true;
+    }
+    return waiting_on_peer(conn, i, &waiting) && waiting == 0;
+}
+
+/* That, and is nothing left in socket <i> for the program to take? (While the worker is
+ * leaving the kernel path, what is left is the worker's to read.) A paused socket may hold
+ * bytes the program has not seen, which SIOCINQ does not show on a socket with a psock
+ * (tcp_bpf's ioctl counts only what was passed back to user space): so never. */
+static bool
+is_passed_on(struct sr_conn *conn, int i)
+{
+    struct sr_krelay *kr = conn->krelay;
+    int inq = 0;
+
+    if (side_flow(conn, i)->wait == SR_FLOW_DONE) {
+        return true;
+    }
+    if (kr->is_paused[i]) {
+        return false; /* its bytes go on once it is resumed, or through the worker */
+    }
+    if (!kr->is_unhooked) {
+        if (ioctl(side_fd(conn, i), SIOCINQ, &inq) != 0 || inq != 0) {
+            (void)sr_sockmap_kick(side_fd(conn, i));
+            return false;
+        }
+    }
+    return is_taken_on(conn, i);
+}
+
+/* Pause socket <i>, which the program reported: too many of its bytes wait on the peer. */
+static void
+krelay_pause(struct sr_conn *conn, int i)
+{
+    struct sr_krelay *kr = conn->krelay;
+
+    if (kr->is_paused[i] || kr->is_unhooked || side_flow(conn, i)->is_eof) {
+        return; /* already, leaving, or nothing more comes */
+    }
+    if (sr_sockmap_pause(krelay_map(conn), &kr->pair, i, side_fd(conn, i)) != 0) {
+        return; /* the program reports it again */
+    }
+    kr->is_paused[i] = true;
+    kr->recheck_ms = 0;
+    recheck(conn);
+}
+
+/* Resume every paused socket whose bytes on the peer have drained: the backend's goes back
+ * to the program (a slow client holds its backend back for as long as it is slow). Two go
+ * to the worker instead, once nothing of theirs waits on the peer: the connection leaves
+ * the kernel path and the worker's relay (with its own backpressure) reads what waits in
+ * them. A socket whose FIN came meanwhile, since the kernel takes only established sockets
+ * into a sockhash. And the client's socket, paused because its backend reads slowly:
+ * putting an accepted socket back into the map under bulk both ways corrupted the stream
+ * in our runs (kernel 6.18; bench_loadgen bulk, backend bytes sent back to the backend),
+ * while the backend's socket came back clean every time. Returns false when it has left. */
+static bool
+krelay_resume(struct sr_conn *conn)
+{
+    struct sr_krelay *kr = conn->krelay;
+    uint64_t waiting;
+    int i;
+
+    for (i = 0; i < 2; i++) {
+        if (!kr->is_paused[i] || !waiting_on_peer(conn, i, &waiting) ||
+            waiting > SR_KRELAY_RESUME_AT) {
+            continue;
+        }
+        if (i == 1 && !side_flow(conn, i)->is_eof &&
+            sr_sockmap_resume(krelay_map(conn), &kr->pair, i, side_fd(conn, i)) == 0) {
+            kr->is_paused[i] = false;
+        } else if (waiting == 0 && sr_krelay_leave(conn) == 0) {
+            return false;
+        }
+    }
+    return true;
 }
 
 static enum sr_krelay_result
@@ -170,7 +409,7 @@ krelay_finish(struct sr_conn *conn)
     if (conn->up.is_shut && conn->down.is_shut) {
         return SR_KRELAY_DONE;
     }
-    if (is_waiting || kr->is_unhooked) {
+    if (is_waiting || kr->is_unhooked || kr->is_paused[0] || kr->is_paused[1]) {
         recheck(conn);
     } else {
         kr->recheck_ms = 0;
@@ -242,6 +481,10 @@ sr_krelay_tick(struct sr_conn *conn, uint64_t *recheck_ms)
             return SR_KRELAY_GOING;
         }
     }
+    if (!krelay_resume(conn)) {
+        *recheck_ms = 0; /* the worker relays it now */
+        return SR_KRELAY_GOING;
+    }
     res = kr->recheck_ms != 0 ? krelay_finish(conn) : SR_KRELAY_GOING;
     *recheck_ms = conn->krelay != NULL ? conn->krelay->recheck_ms : 0;
     return res;
@@ -253,34 +496,51 @@ sr_krelay_leave(struct sr_conn *conn)
     struct sr_reactor *reactor = &conn->set->res->reactor;
     struct sr_sockmap *sm = krelay_map(conn);
     struct sr_krelay *kr = conn->krelay;
+    int i;
 
     if (kr == NULL) {
         return 0;
     }
     /* Quiet now? Then stop the program and look again: a byte may have come in between.
      * Never wait out of the program's map: the other direction would stop with it, and a
-     * peer that waits for it to move before it reads would never let this one drain. */
-    if (!is_passed_on(conn, 0) || !is_passed_on(conn, 1)) {
-        return UV_EBUSY;
+     * peer that waits for it to move before it reads would never let this one drain. (A
+     * paused socket is out already; what waits in it is the worker's to read.) */
+    for (i = 0; i < 2; i++) {
+        if (kr->is_paused[i] ? !is_taken_on(conn, i) : !is_passed_on(conn, i)) {
+            return UV_EBUSY;
+        }
     }
-    sr_sockmap_unhook(sm, &kr->pair);
+    sr_sockmap_unhook(sm, &kr->pair, conn->client.fd, conn->backend.fd);
     kr->is_unhooked = true;
-    if (!is_passed_on(conn, 0) || !is_passed_on(conn, 1)) {
+    if (!is_taken_on(conn, 0) || !is_taken_on(conn, 1)) {
         kr->is_unhooked = false;
-        if (sr_sockmap_rehook(sm, conn->client.fd, conn->backend.fd, &kr->pair) != 0 ||
-            sr_sockmap_kick(conn->client.fd) != 0 || sr_sockmap_kick(conn->backend.fd) != 0) {
-            /* Cannot go back in, cannot leave yet: the deadline's check finds the rest. */
-            kr->is_unhooked = true;
+        for (i = 0; i < 2; i++) {
+            if (!kr->is_paused[i] && sr_sockmap_resume(sm, &kr->pair, i, side_fd(conn, i)) != 0) {
+                /* Cannot go back in, cannot leave yet: the deadline's check finds the rest. */
+                kr->is_unhooked = true;
+            }
+        }
+        if (kr->is_unhooked) {
             recheck(conn);
         }
         return UV_EBUSY;
     }
     sr_sockmap_leave(sm, conn->client.fd, conn->backend.fd, &kr->pair);
     sr_krelay_settle(conn);
-    conn->up.wait = SR_FLOW_WAIT_SRC;
-    conn->down.wait = SR_FLOW_WAIT_SRC;
-    if (sr_watch_set(reactor, &conn->client, EPOLLIN) != 0 ||
-        sr_watch_set(reactor, &conn->backend, EPOLLIN) != 0) {
+    /* A direction whose FIN has not been passed on reads its socket to the end again: the
+     * bytes before that FIN may still be in it (a paused socket's). */
+    for (i = 0; i < 2; i++) {
+        struct sr_flow *flow = side_flow(conn, i);
+
+        if (flow->wait != SR_FLOW_DONE) {
+            flow->wait = SR_FLOW_WAIT_SRC;
+            flow->is_eof = false;
+        }
+    }
+    if (sr_watch_set(reactor, &conn->client, conn->up.wait == SR_FLOW_WAIT_SRC ? EPOLLIN : 0) !=
+            0 ||
+        sr_watch_set(reactor, &conn->backend, conn->down.wait == SR_FLOW_WAIT_SRC ? EPOLLIN : 0) !=
+            0) {
         return UV_EBUSY; /* the hand-over clears and sets the watches again anyway */
     }
     return 0;
@@ -302,6 +562,7 @@ sr_krelay_settle(struct sr_conn *conn)
         }
     }
     sr_sockmap_forget(krelay_map(conn), &kr->pair);
+    slot_give(conn->set->krelay_worker, kr->slot);
     free(kr);
     conn->krelay = NULL;
 }

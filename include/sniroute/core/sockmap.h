@@ -25,13 +25,17 @@ struct sr_sockmap_count {
     uint64_t last_ns; /* CLOCK_MONOTONIC of the last such byte (0: none yet) */
 };
 
-/* Load the program and its maps, room for <max_pairs> pairs, and attach it. Returns the
- * loaded object, or NULL with why not in <why> (<why_cap> bytes: "no CAP_BPF", the
- * libbpf error): the caller relays in user space then. Logs nothing. */
-struct sr_sockmap *sr_sockmap_new(size_t max_pairs, char *why, size_t why_cap);
+/* Load the program and its maps, room for <max_pairs> pairs and one report ring per
+ * worker (<n_rings>), and attach it. Returns the loaded object, or NULL with why not in
+ * <why> (<why_cap> bytes: "no CAP_BPF", the libbpf error): the caller relays in user space
+ * then. Logs nothing. */
+struct sr_sockmap *sr_sockmap_new(size_t max_pairs, size_t n_rings, char *why, size_t why_cap);
 
 /* Pairs joined since the load (any thread; 0 for NULL). */
 uint64_t sr_sockmap_joined(const struct sr_sockmap *sm);
+
+/* Sockets paused since the load (sr_sockmap_pause; any thread; 0 for NULL). */
+uint64_t sr_sockmap_paused(const struct sr_sockmap *sm);
 
 /* Detach and free (the sockets still joined leave the maps when closed). NULL is fine. */
 void sr_sockmap_free(struct sr_sockmap *sm);
@@ -39,23 +43,51 @@ void sr_sockmap_free(struct sr_sockmap *sm);
 /* Join <fd_a> and <fd_b> (connected TCP sockets, nothing of theirs in flight in user
  * space): from now on the bytes each receives go out through the other. Bytes already
  * waiting in either receive queue go too once the caller kicks it (sr_sockmap_kick).
- * Returns 0 with <*pair> set, or a negative UV_E* code with both sockets left as they were
- * (UV_ENOSPC: the maps are full). */
-int sr_sockmap_join(struct sr_sockmap *sm, int fd_a, int fd_b, struct sr_sockmap_pair *pair);
+ * When more than a few MiB of one socket's bytes wait for room on its peer, the program
+ * reports (<tag>, that socket's cookie) to ring <ring> (sr_sockmap_reports_open), again
+ * every millisecond while it takes more: the owner pauses the socket. Returns 0 with
+ * <*pair> set, or a negative UV_E* code with both sockets left as they were (UV_ENOSPC:
+ * the maps are full). */
+int sr_sockmap_join(struct sr_sockmap *sm, int fd_a, int fd_b, uint64_t tag, size_t ring,
+                    struct sr_sockmap_pair *pair);
+
+/* Pause socket <i> (0 or 1) of <pair> (its descriptor <fd>): the program stops taking its
+ * bytes, which then wait in its receive queue (TCP closes the window), while what it took
+ * still goes out to the peer, and the peer's bytes still come in. On return the program has
+ * finished with the socket, so its count is final until sr_sockmap_resume. Returns 0 or a
+ * negative UV_E* code. */
+int sr_sockmap_pause(struct sr_sockmap *sm, const struct sr_sockmap_pair *pair, int i, int fd);
+
+/* Undo sr_sockmap_pause: the program takes the bytes that waited, in order, and goes on.
+ * Returns 0 or a negative UV_E* code. */
+int sr_sockmap_resume(struct sr_sockmap *sm, const struct sr_sockmap_pair *pair, int i, int fd);
+
+/* One worker's reader of its ring: calls <fn>(<ctx>, tag, cookie) for each report. */
+typedef void (*sr_sockmap_report_fn)(void *ctx, uint64_t tag, uint64_t cookie);
+struct sr_sockmap_reports;
+
+/* Open ring <ring> (< n_rings). Returns NULL when out of memory. */
+struct sr_sockmap_reports *sr_sockmap_reports_open(struct sr_sockmap *sm, size_t ring,
+                                                   sr_sockmap_report_fn fn, void *ctx);
+
+/* The descriptor to watch: readable (EPOLLIN) while reports wait. */
+int sr_sockmap_reports_fd(const struct sr_sockmap_reports *r);
+
+/* Hand every waiting report to the callback. */
+void sr_sockmap_reports_read(struct sr_sockmap_reports *r);
+
+/* NULL is fine. The ring itself lives as long as the sr_sockmap. */
+void sr_sockmap_reports_free(struct sr_sockmap_reports *r);
 
 /* Have <fd> (joined) look at its receive queue now: bytes that arrived before the join
  * wait there until the next segment otherwise. Returns 0 or a negative UV_E* code. */
 int sr_sockmap_kick(int fd);
 
-/* Take both sockets of <pair> out of the program's map only: the program no longer takes
- * their bytes (they wait in the sockets), while what it took still goes out to the peers. */
-void sr_sockmap_unhook(struct sr_sockmap *sm, const struct sr_sockmap_pair *pair);
-
-/* Put both sockets of <pair> back in the program's map after sr_sockmap_unhook (their
- * counts go on). Bytes that came meanwhile wait for sr_sockmap_kick. Returns 0 or a
- * negative UV_E* code. */
-int sr_sockmap_rehook(struct sr_sockmap *sm, int fd_a, int fd_b,
-                      const struct sr_sockmap_pair *pair);
+/* Take both sockets of <pair> (<fd_a>, <fd_b>) out of the program's map only: the program
+ * no longer takes their bytes (they wait in the sockets), while what it took still goes out
+ * to the peers. On return the program has finished with both. */
+void sr_sockmap_unhook(struct sr_sockmap *sm, const struct sr_sockmap_pair *pair, int fd_a,
+                       int fd_b);
 
 /* Take both sockets of <pair> out of the maps: their bytes stay in their own receive
  * queues again. Bytes the program already redirected and the kernel has not yet pushed

@@ -33,6 +33,7 @@ struct sr_conn;
 struct sr_conn_set;
 struct sr_connect_result; /* connect.h */
 struct sr_krelay;         /* krelay.h */
+struct sr_krelay_worker;  /* krelay.c */
 
 /* libuv's error codes are negated errno values on Unix (uv-errno.h). */
 #define SR_ERRNO(e) (-(e))
@@ -162,6 +163,8 @@ struct sr_conn_set {
      * keeps that poll from blocking while something waits to be freed. */
     struct sr_conn *dead;
     uv_idle_t reaper;
+    /* The kernel path's reports for this worker (krelay.h), NULL without it. */
+    struct sr_krelay_worker *krelay_worker;
     /* Called when the last open connection has been freed (a drain may be over). */
     void (*on_empty)(struct sr_conn_set *set);
     void *data;

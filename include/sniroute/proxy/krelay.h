@@ -25,6 +25,15 @@ enum sr_krelay_result {
 /* A kernel-relayed connection's state (conn->krelay), allocated at the join. */
 struct sr_krelay;
 
+/* Start a worker's reader of the program's reports (set->krelay_worker): a socket whose
+ * bytes pile up on its peer is reported, and paused until they drain (backpressure). A
+ * no-op without the kernel path. Returns 0 or a UV_E* code (then no connection of this
+ * worker joins the kernel path). */
+int sr_krelay_worker_open(struct sr_conn_set *set);
+
+/* Stop it, before the worker's reactor closes. Idempotent. */
+void sr_krelay_worker_close(struct sr_conn_set *set);
+
 /* Join <conn> (relaying, no HTTP tracking, nothing read and not yet written, both
  * directions waiting for their source, whose last read emptied it: struct sr_flow's
  * is_whole) to the kernel path if the process loaded it and the maps have room. Returns true when
