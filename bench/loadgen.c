@@ -110,6 +110,7 @@ static unsigned n_connecting;
 static uint32_t next_id;
 static bool is_go;
 static bool is_stopping_up; /* bulk: time is up, finish the current block and FIN */
+static bool is_down_only;   /* bulk -D: send no pattern up, only read the backend's */
 static uint64_t t_go_ns;
 
 static uint64_t
@@ -251,6 +252,10 @@ stream_write(struct lconn *c)
         if (c->hdr_off < BP_HDR_LEN) {
             return;
         }
+    }
+    if (is_down_only && !is_stopping_up) {
+        set_interest(c, EPOLLIN); /* nothing to send until the FIN at the end */
+        return;
     }
     if (is_stopping_up && c->up_target == UINT64_MAX) {
         c->up_target = (c->up_pos + BP_BLOCK - 1) / BP_BLOCK * BP_BLOCK;
@@ -659,12 +664,13 @@ load_hello(const char *path)
 static void
 usage(void)
 {
-    fprintf(stderr, "usage: loadgen rate|bulk|idle|integrity -a IP:PORT -f HELLO.bin [-L label]\n"
-                    "  rate:      -c concurrency (50) -t seconds (5) [-n max connections]\n"
-                    "  bulk:      -n streams (1000) -t seconds (5)\n"
-                    "  idle:      -n connections (1000) -H hold seconds (2)\n"
-                    "  integrity: -n connections (1000) -b bytes each way (65536)\n"
-                    "  all:       -T timeout seconds for opening and streaming (120)\n");
+    fprintf(stderr,
+            "usage: loadgen rate|bulk|idle|integrity -a IP:PORT -f HELLO.bin [-L label]\n"
+            "  rate:      -c concurrency (50) -t seconds (5) [-n max connections]\n"
+            "  bulk:      -n streams (1000) -t seconds (5) [-D: the backend's stream only]\n"
+            "  idle:      -n connections (1000) -H hold seconds (2)\n"
+            "  integrity: -n connections (1000) -b bytes each way (65536)\n"
+            "  all:       -T timeout seconds for opening and streaming (120)\n");
 }
 
 int
@@ -690,7 +696,7 @@ main(int argc, char **argv)
         return 2;
     }
     optind = 2;
-    while ((opt = getopt(argc, argv, "a:f:L:c:t:n:b:H:T:")) != -1) {
+    while ((opt = getopt(argc, argv, "a:f:L:c:t:n:b:H:T:D")) != -1) {
         switch (opt) {
         case 'a':
             if (bench_parse_addr(optarg, &target) != 0) {
@@ -724,6 +730,9 @@ main(int argc, char **argv)
             break;
         case 'T':
             timeout_s = strtod(optarg, NULL);
+            break;
+        case 'D':
+            is_down_only = true;
             break;
         default:
             usage();

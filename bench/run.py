@@ -526,6 +526,23 @@ def inside(opts):
             bulk.setdefault(name, []).append(r)
         log("bulk repetition %d/%d done" % (rep + 1, opts.bulk_reps))
 
+    # 3b. Bulk one way (the backend's stream only, as in a download): where the kernel
+    #     relay keeps a connection (bulk both ways moves it to the worker once the backend
+    #     falls behind).
+    oneway = {}
+    for rep in range(opts.bulk_reps):
+        for name, port, kind in targets:
+            r = measured(name, pid_of(name),
+                         ["bulk", "-D", "-a", "127.0.0.1:%d" % port, "-f",
+                          os.path.join(FIXTURES, HELLOS[0][0]), "-n", str(opts.streams), "-t",
+                          str(opts.seconds), "-T", "60", "-L", name], opts.seconds + 90)
+            r["rep"] = rep
+            r["oneway"] = True
+            raw.append(r)
+            oneway.setdefault(name, []).append(r)
+        log("one-way bulk repetition %d/%d done" % (rep + 1, opts.bulk_reps))
+    summary["oneway"] = oneway
+
     # 4. Integrity at n_big concurrent connections through sniroute (and direct, as a check
     #    of the harness itself).
     integ = {}
@@ -737,6 +754,45 @@ def report(summary, targets, idle, rate, bulk, integ, routes, raw, opts):
             "%d of %d" % (sum(x["no_trailer"] for x in b), sum(x["connections"] for x in b))))
     md.append("")
 
+    oneway = summary.get("oneway") or {}
+    if oneway:
+        md.append("## Bulk, one way\n")
+        md.append("The same streams, but only the backend sends (a download): %d streams for %g s, "
+                  "every byte checked at the client. The kernel relay keeps such connections (it "
+                  "pauses the backend's socket while the client lags); bulk both ways above moves "
+                  "them to the worker's relay once the backend falls 4 MiB behind. CPU per KiB as "
+                  "above.\n" % (opts.streams, opts.seconds))
+        md.append("| target | Gbit/s | × direct | CPU ns/KiB | CPU + kworkers ns/KiB | × HAProxy's | "
+                  "lost / reordered / mixed / corrupt |")
+        md.append("|---|---:|---:|---:|---:|---:|---|")
+        by_rep = {r["rep"]: r["down_gbps"] for r in oneway.get("direct", [])}
+
+        def kib(r):
+            return r["down_verified"] / 1024
+
+        ow = {}
+        for name in names:
+            b = oneway.get(name, [])
+            ow[name] = (
+                med([r["down_gbps"] for r in b]),
+                med([r["down_gbps"] / by_rep[r["rep"]] for r in b if by_rep.get(r["rep"])]),
+                med([r["proxy_cpu_s"] * 1e9 / kib(r) for r in b
+                     if r["proxy_cpu_s"] is not None and r["down_verified"]]),
+                med([(r["proxy_cpu_s"] + r.get("kworker_cpu_s", 0)) * 1e9 / kib(r) for r in b
+                     if r["proxy_cpu_s"] is not None and r["down_verified"]]))
+        hkw1 = ow.get("haproxy", (None,) * 4)[3]
+        for name in names:
+            b = oneway.get(name, [])
+            if not b:
+                continue
+            g, x, c, ck = ow[name]
+            md.append("| %s | %s | %s | %s | %s | %s | %s |" % (
+                name, fmt(g, "%.2f"), fmt(x, "%.2f"), fmt(c, "%.0f"), fmt(ck, "%.0f"),
+                fmt(ratio(ck, hkw1), "%.2f"),
+                " / ".join(str(sum(r[k] for r in b)) for k in ("lost", "reordered", "mixed",
+                                                               "corrupt"))))
+        md.append("")
+
     md.append("## Idle memory\n")
     md.append("%d connections opened (hello sent, reply read) and held; the proxy's RSS (`VmRSS`, whole "
               "process tree) sampled before and while they are held, on a freshly started proxy. Kernel "
@@ -859,7 +915,7 @@ def report_again():
     for r in data["runs"]:
         if r["mode"] == "rate" and "rep" in r:
             rate.setdefault((r["target"], r["hello"]), []).append(r)
-        elif r["mode"] == "bulk":
+        elif r["mode"] == "bulk" and not r.get("oneway"):
             bulk.setdefault(r["target"], []).append(r)
     os.makedirs(WORK, exist_ok=True)
     report(summary, targets, data["idle"], rate, bulk, data["integrity"], data["routes"], data["runs"],
