@@ -42,6 +42,11 @@ struct sr_krelay {
     uint32_t slot;         /* in the worker's table (the reports' tag) */
     bool is_unhooked;      /* out of the program's map (a leave): bytes wait in the sockets */
     bool is_paused[2];     /* socket i is out of the program's map until its bytes drain */
+    /* While paused: what waited on the peer at the last look, and when (to time the next
+     * look by how fast it drains), and that next look in ms (0: back off as for a FIN). */
+    uint64_t drain_seen[2];
+    uint64_t drain_seen_ms[2];
+    uint64_t drain_next_ms;
 };
 
 /* A worker's end of the program's reports: its ring, watched in its reactor, and a table
@@ -338,8 +343,38 @@ krelay_pause(struct sr_conn *conn, int i)
         return; /* the program reports it again */
     }
     kr->is_paused[i] = true;
+    kr->drain_seen[i] = UINT64_MAX; /* not looked at yet */
+    kr->drain_seen_ms[i] = sr_conn_now(conn);
     kr->recheck_ms = 0;
     recheck(conn);
+}
+
+/* A paused socket still has <waiting> bytes on its peer: when to look again, from how fast
+ * they drained since the last look (a client that reads at line rate is looked at just as
+ * it reaches SR_KRELAY_RESUME_AT; one that reads nothing backs off to the cap). */
+static void
+drain_estimate(struct sr_conn *conn, int i, uint64_t waiting)
+{
+    struct sr_krelay *kr = conn->krelay;
+    uint64_t now = sr_conn_now(conn);
+    uint64_t dt = now - kr->drain_seen_ms[i];
+    uint64_t next = 0;
+
+    if (kr->drain_seen[i] != UINT64_MAX && kr->drain_seen[i] > waiting && dt > 0) {
+        uint64_t per_ms = (kr->drain_seen[i] - waiting) / dt;
+
+        if (per_ms > 0) {
+            next = (waiting - SR_KRELAY_RESUME_AT) / per_ms;
+            next = next < SR_KRELAY_RECHECK_MIN_MS   ? SR_KRELAY_RECHECK_MIN_MS
+                   : next > SR_KRELAY_RECHECK_MAX_MS ? SR_KRELAY_RECHECK_MAX_MS
+                                                     : next;
+        }
+    }
+    kr->drain_seen[i] = waiting;
+    kr->drain_seen_ms[i] = now;
+    if (next != 0 && (kr->drain_next_ms == 0 || next < kr->drain_next_ms)) {
+        kr->drain_next_ms = next;
+    }
 }
 
 /* Resume every paused socket whose bytes on the peer have drained: the backend's goes back
@@ -358,9 +393,13 @@ krelay_resume(struct sr_conn *conn)
     uint64_t waiting;
     int i;
 
+    kr->drain_next_ms = 0;
     for (i = 0; i < 2; i++) {
-        if (!kr->is_paused[i] || !waiting_on_peer(conn, i, &waiting) ||
-            waiting > SR_KRELAY_RESUME_AT) {
+        if (!kr->is_paused[i] || !waiting_on_peer(conn, i, &waiting)) {
+            continue;
+        }
+        if (waiting > SR_KRELAY_RESUME_AT) {
+            drain_estimate(conn, i, waiting);
             continue;
         }
         if (i == 1 && !side_flow(conn, i)->is_eof &&
@@ -409,7 +448,11 @@ krelay_finish(struct sr_conn *conn)
     if (conn->up.is_shut && conn->down.is_shut) {
         return SR_KRELAY_DONE;
     }
-    if (is_waiting || kr->is_unhooked || kr->is_paused[0] || kr->is_paused[1]) {
+    if ((kr->is_paused[0] || kr->is_paused[1]) && kr->drain_next_ms != 0) {
+        kr->recheck_ms = kr->drain_next_ms; /* backs off from there if the drain stalls */
+        sr_resources_deadline_set(conn->set->res, &conn->deadline,
+                                  sr_conn_now(conn) + kr->recheck_ms);
+    } else if (is_waiting || kr->is_unhooked || kr->is_paused[0] || kr->is_paused[1]) {
         recheck(conn);
     } else {
         kr->recheck_ms = 0;
