@@ -459,7 +459,9 @@ def inside(opts):
     if opts.baseline:
         # Another sniroute binary (an older commit) beside this one, in the same run.
         BASELINE[:] = [os.path.abspath(opts.baseline), opts.baseline_workers]
-        all_targets.insert(3, ("sniroute baseline", 8452, "baseline"))
+        all_targets.insert(3, ("sniroute baseline" + (" %d workers" % opts.baseline_workers
+                                                      if opts.baseline_workers else ""),
+                               8452, "baseline"))
     targets = [t for t in all_targets if not opts.only or t[0] in opts.only.split(",")
                or t[2] in opts.only.split(",")]
     if not any(t[2] == "direct" for t in targets):
