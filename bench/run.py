@@ -10,7 +10,9 @@ the namespace's own sysctls cannot disturb anything else). It builds a Release s
 the bench programs into bench-build/, then measures connection rate (two hello sizes),
 bulk throughput, idle memory per connection, an 8,000-connection integrity run, route
 table scale and reload under traffic. Every figure is also given as a ratio to direct client->backend measured in
-the same run. Writes bench/results/results.md, results.json and *.png (gnuplot).
+the same run. Writes bench/results/results.md, results.json and *.png (gnuplot); a partial
+run (--only, --rate-only) writes into bench-build/partial/ instead, unless --out says where,
+so that it never replaces the full table.
 
 Bounded: every child has a timeout, every loop a fixed count, only PIDs started here are
 stopped. Not a test: nothing here asserts a speed.
@@ -29,7 +31,7 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILD = os.path.join(REPO, "bench-build")
-RESULTS = os.path.join(REPO, "bench", "results")
+RESULTS = os.path.join(REPO, "bench", "results")  # --out, or bench-build/partial/ (see main)
 WORK = os.path.join(BUILD, "run")
 FIXTURES = os.path.join(REPO, "test", "fixtures", "hello")
 HELLOS = [("curl.bin", "curl.example"), ("hand-pq.bin", "pq.example")]
@@ -218,8 +220,10 @@ def start_proxy(kind, port, name):
             rules = ("allow = 127.0.0.0/8\n" +
                      "".join("deny = 198.51.100.%d/32\n" % (i + 1) for i in range(16)) +
                      "max_new_connections_per_ip = 1000000/s\n")
-        conf_sniroute(port, names, cfg, "sockmap" if kind == "sockmap" else None, rules,
-                      2 if kind == "sniroute2" else None)
+        workers = 2 if kind == "sniroute2" else None
+        if kind == "baseline":
+            workers = BASELINE[1]
+        conf_sniroute(port, names, cfg, "sockmap" if kind == "sockmap" else None, rules, workers)
         binary = BASELINE[0] if kind == "baseline" else os.path.join(BUILD, "sniroute")
         return start([binary, "-c", cfg], name)
     if kind in ("haproxy", "haproxy2"):
@@ -454,8 +458,10 @@ def inside(opts):
     all_targets = list(TARGETS)
     if opts.baseline:
         # Another sniroute binary (an older commit) beside this one, in the same run.
-        BASELINE.append(os.path.abspath(opts.baseline))
-        all_targets.insert(3, ("sniroute baseline", 8452, "baseline"))
+        BASELINE[:] = [os.path.abspath(opts.baseline), opts.baseline_workers]
+        all_targets.insert(3, ("sniroute baseline" + (" %d workers" % opts.baseline_workers
+                                                      if opts.baseline_workers else ""),
+                               8452, "baseline"))
     targets = [t for t in all_targets if not opts.only or t[0] in opts.only.split(",")
                or t[2] in opts.only.split(",")]
     if not any(t[2] == "direct" for t in targets):
@@ -491,7 +497,7 @@ def inside(opts):
     # 1. Idle memory first, on fresh processes (freed memory from earlier runs would hide growth).
     idle = {}
     for name, port, kind in targets:
-        if kind in ("direct", "haproxy2", "nginx2"):
+        if kind in ("direct", "haproxy2", "nginx2") or opts.rate_only:
             continue
         idle[name] = run_idle(name, port, pid_of(name), n_big)
         raw.append(idle[name])
@@ -502,8 +508,15 @@ def inside(opts):
     # 2. Connection rate, interleaved so every repetition has its own direct figure.
     rate = {}
     for rep in range(opts.reps):
+        # Direct first, then the proxies in an order that rotates from one repetition to
+        # the next: no proxy always runs right after the same one (each run leaves tens of
+        # thousands of TIME_WAIT sockets towards the backend, which the next one's connects
+        # must step over).
+        proxies = [t for t in targets if t[2] != "direct"]
+        k = rep % len(proxies) if proxies else 0
+        order = [t for t in targets if t[2] == "direct"] + proxies[k:] + proxies[:k]
         for fix, _ in HELLOS:
-            for name, port, kind in targets:
+            for name, port, kind in order:
                 r = measured(name, pid_of(name),
                              ["rate", "-a", "127.0.0.1:%d" % port, "-f", os.path.join(FIXTURES, fix),
                               "-c", str(opts.concurrency), "-t", str(opts.seconds), "-L", name],
@@ -515,7 +528,7 @@ def inside(opts):
 
     # 3. Bulk, both ways, verified; ends with a half-close whose tail must arrive.
     bulk = {}
-    for rep in range(opts.bulk_reps):
+    for rep in range(0 if opts.rate_only else opts.bulk_reps):
         for name, port, kind in targets:
             r = measured(name, pid_of(name),
                          ["bulk", "-a", "127.0.0.1:%d" % port, "-f", os.path.join(FIXTURES, HELLOS[0][0]),
@@ -530,7 +543,7 @@ def inside(opts):
     #     relay keeps a connection (bulk both ways moves it to the worker once the backend
     #     falls behind).
     oneway = {}
-    for rep in range(opts.bulk_reps):
+    for rep in range(0 if opts.rate_only else opts.bulk_reps):
         for name, port, kind in targets:
             r = measured(name, pid_of(name),
                          ["bulk", "-D", "-a", "127.0.0.1:%d" % port, "-f",
@@ -547,6 +560,8 @@ def inside(opts):
     #    of the harness itself).
     integ = {}
     for name, port, kind in targets:
+        if opts.rate_only:
+            break
         if kind not in ("direct", "sniroute", "sockmap") and not opts.integrity_all:
             continue
         if kind in ("haproxy2", "nginx2"):
@@ -569,7 +584,7 @@ def inside(opts):
 
     # 5. Route-table scale through the daemon, and the table-only microbenchmark.
     routes = []
-    if not opts.no_routes:
+    if not opts.no_routes and not opts.rate_only:
         backend = start([os.path.join(BUILD, "bench_backend"), "-l", BACKEND]
                         + ["-f", os.path.join(FIXTURES, HELLOS[0][0])], "backend2")
         wait_port(9000)
@@ -634,6 +649,29 @@ def paired_bulk(bulk, name):
         return (r["up_gbps"] or r["up_sent_gbps"]) + r["down_gbps"]
     by_rep = {r["rep"]: total(r) for r in bulk.get("direct", [])}
     return med([total(r) / by_rep[r["rep"]] for r in bulk.get(name, []) if by_rep.get(r["rep"])])
+
+
+def side_by_side(md, names, rate):
+    """A partial run: every target against every other, paired by repetition (each run
+    divided by the other target's run of the same repetition and hello, then the median),
+    with the spread of those ratios."""
+    others = [n for n in names if n != "direct"]
+    md.append("### Side by side\n")
+    md.append("Each cell: the median over repetitions of (row's conn/s ÷ column's conn/s in the same "
+              "repetition), with the lowest and highest of those ratios in brackets.\n")
+    for fix, _ in HELLOS:
+        md.append("%s hello:\n" % ("517 B" if fix == HELLOS[0][0] else "1.9 KB"))
+        md.append("| target | " + " | ".join("× " + o for o in others) + " |")
+        md.append("|---|" + "---:|" * len(others))
+        for name in others:
+            cells = []
+            for o in others:
+                by_rep = {r["rep"]: r["conn_per_s"] for r in rate.get((o, fix), [])}
+                xs = sorted(r["conn_per_s"] / by_rep[r["rep"]] for r in rate.get((name, fix), [])
+                            if by_rep.get(r["rep"]))
+                cells.append("%.2f [%.2f–%.2f]" % (statistics.median(xs), xs[0], xs[-1]) if xs else "–")
+            md.append("| %s | %s |" % (name, " | ".join(cells)))
+        md.append("")
 
 
 def report(summary, targets, idle, rate, bulk, integ, routes, raw, opts):
@@ -701,7 +739,8 @@ def report(summary, targets, idle, rate, bulk, integ, routes, raw, opts):
               "says otherwise; access logs off. Medians of %d runs × %g s (rate, %d concurrent clients), "
               "%d runs × %g s (bulk, %d streams each way). Every ratio is to `direct` "
               "(load generator → backend, no proxy) measured in the same harness run: runs are interleaved "
-              "(each repetition runs every target once, direct first), each run is divided by the direct run "
+              "(each repetition runs every target once, direct first, the proxies in an order that rotates "
+              "from one repetition to the next), each run is divided by the direct run "
               "of its repetition, and the table gives the median of those ratios.\n"
               % (opts.reps, opts.seconds, opts.concurrency, opts.bulk_reps, opts.seconds, opts.streams))
 
@@ -725,7 +764,21 @@ def report(summary, targets, idle, rate, bulk, integ, routes, raw, opts):
             fmt(r["max_" + c0]), fmt(r["cpu_us_" + c0], "%.1f"), fmt(r["cpu_us_" + c1], "%.1f"),
             r["err_" + c0] + r["err_" + c1]))
     md.append("")
+    if opts.only:
+        side_by_side(md, names, rate)
 
+    if bulk:
+        bulk_table(md, names, rows, bulk, opts)
+    if summary.get("oneway"):
+        oneway_table(md, names, summary["oneway"], opts)
+    if idle:
+        idle_table(md, names, rows, idle, summary)
+    if integ:
+        integrity_table(md, names, integ, summary, opts)
+    report_rest(md, summary, routes, raw, names, rows, idle, integ)
+
+
+def bulk_table(md, names, rows, bulk, opts):
     md.append("## Bulk\n")
     md.append("%d streams, each moving a self-describing pattern both ways at once for %g s; every byte is "
               "checked at the far end (backend for upstream, load generator for downstream). Each stream "
@@ -754,45 +807,46 @@ def report(summary, targets, idle, rate, bulk, integ, routes, raw, opts):
             "%d of %d" % (sum(x["no_trailer"] for x in b), sum(x["connections"] for x in b))))
     md.append("")
 
-    oneway = summary.get("oneway") or {}
-    if oneway:
-        md.append("## Bulk, one way\n")
-        md.append("The same streams, but only the backend sends (a download): %d streams for %g s, "
-                  "every byte checked at the client. The kernel relay keeps such connections (it "
-                  "pauses the backend's socket while the client lags); bulk both ways above moves "
-                  "them to the worker's relay once the backend falls 4 MiB behind. CPU per KiB as "
-                  "above.\n" % (opts.streams, opts.seconds))
-        md.append("| target | Gbit/s | × direct | CPU ns/KiB | CPU + kworkers ns/KiB | × HAProxy's | "
-                  "lost / reordered / mixed / corrupt |")
-        md.append("|---|---:|---:|---:|---:|---:|---|")
-        by_rep = {r["rep"]: r["down_gbps"] for r in oneway.get("direct", [])}
+def oneway_table(md, names, oneway, opts):
+    md.append("## Bulk, one way\n")
+    md.append("The same streams, but only the backend sends (a download): %d streams for %g s, "
+              "every byte checked at the client. The kernel relay keeps such connections (it "
+              "pauses the backend's socket while the client lags); bulk both ways above moves "
+              "them to the worker's relay once the backend falls 4 MiB behind. CPU per KiB as "
+              "above.\n" % (opts.streams, opts.seconds))
+    md.append("| target | Gbit/s | × direct | CPU ns/KiB | CPU + kworkers ns/KiB | × HAProxy's | "
+              "lost / reordered / mixed / corrupt |")
+    md.append("|---|---:|---:|---:|---:|---:|---|")
+    by_rep = {r["rep"]: r["down_gbps"] for r in oneway.get("direct", [])}
 
-        def kib(r):
-            return r["down_verified"] / 1024
+    def kib(r):
+        return r["down_verified"] / 1024
 
-        ow = {}
-        for name in names:
-            b = oneway.get(name, [])
-            ow[name] = (
-                med([r["down_gbps"] for r in b]),
-                med([r["down_gbps"] / by_rep[r["rep"]] for r in b if by_rep.get(r["rep"])]),
-                med([r["proxy_cpu_s"] * 1e9 / kib(r) for r in b
-                     if r["proxy_cpu_s"] is not None and r["down_verified"]]),
-                med([(r["proxy_cpu_s"] + r.get("kworker_cpu_s", 0)) * 1e9 / kib(r) for r in b
-                     if r["proxy_cpu_s"] is not None and r["down_verified"]]))
-        hkw1 = ow.get("haproxy", (None,) * 4)[3]
-        for name in names:
-            b = oneway.get(name, [])
-            if not b:
-                continue
-            g, x, c, ck = ow[name]
-            md.append("| %s | %s | %s | %s | %s | %s | %s |" % (
-                name, fmt(g, "%.2f"), fmt(x, "%.2f"), fmt(c, "%.0f"), fmt(ck, "%.0f"),
-                fmt(ratio(ck, hkw1), "%.2f"),
-                " / ".join(str(sum(r[k] for r in b)) for k in ("lost", "reordered", "mixed",
-                                                               "corrupt"))))
-        md.append("")
+    ow = {}
+    for name in names:
+        b = oneway.get(name, [])
+        ow[name] = (
+            med([r["down_gbps"] for r in b]),
+            med([r["down_gbps"] / by_rep[r["rep"]] for r in b if by_rep.get(r["rep"])]),
+            med([r["proxy_cpu_s"] * 1e9 / kib(r) for r in b
+                 if r["proxy_cpu_s"] is not None and r["down_verified"]]),
+            med([(r["proxy_cpu_s"] + r.get("kworker_cpu_s", 0)) * 1e9 / kib(r) for r in b
+                 if r["proxy_cpu_s"] is not None and r["down_verified"]]))
+    hkw1 = ow.get("haproxy", (None,) * 4)[3]
+    for name in names:
+        b = oneway.get(name, [])
+        if not b:
+            continue
+        g, x, c, ck = ow[name]
+        md.append("| %s | %s | %s | %s | %s | %s | %s |" % (
+            name, fmt(g, "%.2f"), fmt(x, "%.2f"), fmt(c, "%.0f"), fmt(ck, "%.0f"),
+            fmt(ratio(ck, hkw1), "%.2f"),
+            " / ".join(str(sum(r[k] for r in b)) for k in ("lost", "reordered", "mixed",
+                                                           "corrupt"))))
+    md.append("")
 
+
+def idle_table(md, names, rows, idle, summary):
     md.append("## Idle memory\n")
     md.append("%d connections opened (hello sent, reply read) and held; the proxy's RSS (`VmRSS`, whole "
               "process tree) sampled before and while they are held, on a freshly started proxy. Kernel "
@@ -806,6 +860,8 @@ def report(summary, targets, idle, rate, bulk, integ, routes, raw, opts):
                                                    i["rss1_kib"], fmt(i["bytes_per_conn"])))
     md.append("")
 
+
+def integrity_table(md, names, integ, summary, opts):
     md.append("## Load with integrity\n")
     md.append("%d connections opened first, then all of them move %d bytes each way at once; every 16-byte "
               "block carries its connection id and index, so bytes from another connection (`mixed`), out "
@@ -823,6 +879,8 @@ def report(summary, targets, idle, rate, bulk, integ, routes, raw, opts):
                 r["connect_errors"] + r["reply_errors"] + r["resets"] + r["no_trailer"], r["elapsed_s"]))
     md.append("")
 
+
+def report_rest(md, summary, routes, raw, names, rows, idle, integ):
     if routes:
         md.append("## Route-table scale\n")
         md.append("sniroute started on a config of N exact names (`host-I.bench-routes.example`, plus the "
@@ -935,12 +993,23 @@ def main():
     ap.add_argument("--only", help="comma-separated targets (direct is always added)")
     ap.add_argument("--baseline", help="another sniroute binary (say, the previous commit's "
                     "Release build) measured side by side as 'sniroute baseline'")
+    ap.add_argument("--baseline-workers", type=int, help="workers = N for the baseline (default: "
+                    "its default, 1)")
     ap.add_argument("--no-routes", action="store_true", help="skip the route-table scale runs")
+    ap.add_argument("--rate-only", action="store_true", help="only the connection-rate runs (no idle, "
+                    "bulk, integrity or route-table runs)")
+    ap.add_argument("--out", help="directory for results.md, results.json and the charts (default: "
+                    "bench/results, or bench-build/partial for --only and --rate-only runs)")
     ap.add_argument("--routes-only", action="store_true", help="only the route-table scale runs")
     ap.add_argument("--no-install", action="store_true", help="do not apt-get the peers")
     ap.add_argument("--report-only", action="store_true", help="rewrite results.md from results.json")
     ap.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
     opts = ap.parse_args()
+    global RESULTS
+    if opts.out:
+        RESULTS = os.path.abspath(opts.out)
+    elif opts.only or opts.rate_only:
+        RESULTS = os.path.join(BUILD, "partial")  # never over the full run's tables
     if opts.report_only:
         report_again()
         return
@@ -957,6 +1026,7 @@ def main():
         install_peers()
     build()
     os.makedirs(WORK, exist_ok=True)
+    log("results go to %s" % RESULTS)
     cmd = ["unshare", "-n", sys.executable, os.path.abspath(__file__), "--inside"] + sys.argv[1:]
     sys.exit(subprocess.run(cmd, timeout=3600).returncode)
 

@@ -14,8 +14,12 @@
 struct sr_generation *
 sr_generation_load(const char *path, sr_config_error_fn on_error, void *ctx, size_t *n_errors)
 {
-    struct sr_generation *gen = calloc(1, sizeof(*gen));
+    /* Aligned as its type says: n_refs and the holds sit on lines of their own. */
+    struct sr_generation *gen = aligned_alloc(_Alignof(struct sr_generation), sizeof(*gen));
 
+    if (gen != NULL) {
+        memset(gen, 0, sizeof(*gen));
+    }
     if (gen == NULL) {
         *n_errors = 1;
         on_error(ctx, "out of memory loading the config");
@@ -47,12 +51,36 @@ sr_generation_unref(struct sr_generation *gen)
         return;
     }
     sr_config_fini(&gen->cfg);
+    free(gen->holds);
     free(gen->listener_ids);
     free(gen->listener_slots);
     sr_alog_file_unref(gen->alog);
     free(gen->upstream_ids);
     free(gen->pools);
     free(gen);
+}
+
+struct sr_generation *
+sr_generation_hold(struct sr_generation *gen, size_t worker)
+{
+    if (worker >= gen->n_holds) {
+        return sr_generation_ref(gen);
+    }
+    if (gen->holds[worker].n++ == 0) {
+        (void)sr_generation_ref(gen);
+    }
+    return gen;
+}
+
+void
+sr_generation_release(struct sr_generation *gen, size_t worker)
+{
+    if (gen == NULL) {
+        return;
+    }
+    if (worker >= gen->n_holds || --gen->holds[worker].n == 0) {
+        sr_generation_unref(gen); /* may free <gen>: nothing of it is used after */
+    }
 }
 
 /* Give <acl>'s refusing labels (deny rules, and "not_allowed" when it has allow lines) their
@@ -102,6 +130,14 @@ sr_generation_prepare(struct sr_generation *gen, struct sr_shared *shared)
     for (i = 0; i < cfg->n_pools; i++) {
         prepare_access(&gen->cfg.pools[i].access, shared);
     }
+    /* A hold per worker, each on its own line (sr_generation_hold). */
+    gen->holds =
+        aligned_alloc(_Alignof(struct sr_generation_hold), shared->n_workers * sizeof(*gen->holds));
+    if (gen->holds == NULL) {
+        return UV_ENOMEM;
+    }
+    memset(gen->holds, 0, shared->n_workers * sizeof(*gen->holds));
+    gen->n_holds = shared->n_workers;
     gen->pools = calloc(cfg->n_pools * shared->n_workers + 1, sizeof(*gen->pools));
     if (gen->pools == NULL) {
         return UV_ENOMEM;

@@ -138,7 +138,7 @@ conn_free(struct sr_conn *conn)
     free(conn->http_out.p);
     free(conn->sni);
     free(conn->adopted);
-    sr_generation_unref(conn->gen);
+    sr_generation_release(conn->gen, set->worker);
     sr_resources_note_freed(set->res);
     sr_shared_release(set->shared, &conn->adm);
     if (conn->prev != NULL) {
@@ -661,7 +661,7 @@ sr_conn_accept(struct sr_conn_set *set, struct sr_generation *gen,
     }
     conn->set = set;
     conn->setup = setup;
-    conn->gen = sr_generation_ref(gen);
+    conn->gen = sr_generation_hold(gen, set->worker);
     conn->lcfg = lcfg;
     conn->routes = &conn->gen->cfg.routes[lcfg->routes];
     conn->state = SR_CONN_HELLO;
@@ -755,6 +755,7 @@ sr_conn_adopt(struct sr_conn_set *set, struct sr_generation *gen, const struct s
         return UV_ENOMEM;
     }
     conn->set = set;
+    conn->gen = sr_generation_hold(gen, set->worker); /* it is this worker's from here on */
     sr_watch_init(&conn->client, client_fd, on_client_event);
     sr_watch_init(&conn->backend, backend_fd, on_backend_event);
     conn_add(conn);

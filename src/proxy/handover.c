@@ -194,7 +194,7 @@ sr_handover_adopt(struct sr_generation *gen, const struct sr_upgrade_conn *rec, 
         }
         return NULL;
     }
-    conn->gen = sr_generation_ref(gen);
+    conn->gen = gen; /* held by the caller, which knows the worker (sr_conn_adopt) */
     conn->lcfg = lcfg;
     conn->routes = &gen->cfg.routes[lcfg->routes];
     conn->state = SR_CONN_RELAYING;

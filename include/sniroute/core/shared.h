@@ -92,8 +92,11 @@ struct sr_shared {
     /* Each worker's access-log batch, [n_workers], touched by that worker only. */
     struct sr_alog_buf *alogs;
     _Atomic bool is_logging; /* the current config logs: main sets it at load and reload */
-    _Atomic size_t n_conns;  /* open connections, all workers: [sniroute] max_connections */
-    struct sr_listener_count *lchunks[SR_LISTENER_CHUNKS];
+    /* Open connections, all workers: [sniroute] max_connections. Every worker writes it
+     * at every accept and close: on a line of its own, so that the fields every accept
+     * reads (above, and the slots below) do not move between cores with it. */
+    _Alignas(64) _Atomic size_t n_conns;
+    _Alignas(64) struct sr_listener_count *lchunks[SR_LISTENER_CHUNKS];
     size_t n_lcounts; /* slots in use (main only) */
     struct sr_ip_shards per_ip; /* open connections per client address */
     struct sr_notice_rate refusals; /* by enum sr_metrics_limit */
@@ -122,8 +125,8 @@ struct sr_shared {
     /* QUIC flows of every worker: max_quic_flows, max_quic_flows_per_ip, and a budget of
      * descriptors (one socket per routed flow) so flows cannot take the listeners' and
      * the TCP connections' descriptors. */
-    _Atomic size_t n_quic_flows;
-    size_t quic_fd_budget;
+    _Alignas(64) _Atomic size_t n_quic_flows; /* a line of its own, as n_conns */
+    _Alignas(64) size_t quic_fd_budget;
     struct sr_ip_shards quic_per_ip;
     struct sr_notice_rate quic_refusals; /* over max_quic_flows, per IP, the budget */
     /* max_new_connections_per_ip: every listener's token buckets, process state (kept

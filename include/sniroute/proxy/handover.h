@@ -25,11 +25,12 @@
  * why (the caller closes it with "error"). */
 int sr_handover_send(struct sr_conn *conn, int sock, bool *is_broken);
 
-/* New side: a connection relaying what <rec> describes, under <gen> (a reference is
- * taken): the [listener] of the same name (else the first of the same protocol, else the
- * first), the old process's totals and texts for the log line, the start time moved back
- * by its age (<now_ms>: the loop's time), <uid> its upstream's metrics row (or
- * UINT32_MAX). Its sockets, its set and everything counted are the caller's to add.
+/* New side: a connection relaying what <rec> describes, under <gen> (no reference taken:
+ * the caller holds <gen> for it, sr_generation_hold): the [listener] of the same name
+ * (else the first of the same protocol, else the first), the old process's totals and
+ * texts for the log line, the start time moved back by its age (<now_ms>: the loop's
+ * time), <uid> its upstream's metrics row (or UINT32_MAX). Its sockets, its set and
+ * everything counted are the caller's to add.
  * NULL when out of memory. */
 struct sr_conn *sr_handover_adopt(struct sr_generation *gen, const struct sr_upgrade_conn *rec,
                                   uint32_t uid, uint64_t now_ms);
