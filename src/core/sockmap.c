@@ -65,6 +65,7 @@ struct sr_sockmap {
     int tx_fd;   /* sockhash of redirect targets */
     int side_fd; /* cookie -> struct sockmap_side */
     int prog_fd;
+    int parser_fd;
     size_t n_rings;
     int *ring_fds; /* [n_rings]: each worker's ring buffer, also in sr_rings */
     _Atomic uint64_t n_joined;
@@ -155,6 +156,7 @@ sr_sockmap_new(size_t max_pairs, size_t n_rings, char *why, size_t why_cap)
     LIBBPF_OPTS(bpf_object_open_opts, opts, .object_name = "sniroute_sockmap");
     struct sr_sockmap *sm = calloc(1, sizeof(*sm));
     struct bpf_program *prog;
+    struct bpf_program *parser;
     struct bpf_map *rx;
     struct bpf_map *tx;
     struct bpf_map *side;
@@ -180,13 +182,16 @@ sr_sockmap_new(size_t max_pairs, size_t n_rings, char *why, size_t why_cap)
     side = bpf_object__find_map_by_name(sm->obj, "sr_sides");
     rings = bpf_object__find_map_by_name(sm->obj, "sr_rings");
     prog = bpf_object__find_program_by_name(sm->obj, "sr_verdict");
+    parser = bpf_object__find_program_by_name(sm->obj, "sr_parser");
     if (rx == NULL || tx == NULL || side == NULL || rings == NULL || prog == NULL) {
         snprintf(why, why_cap, "the BPF object lacks a map or the program");
         goto fail;
     }
     /* libbpf 1.1 knows no section name for a verdict without a parser: say it here. */
     if (bpf_program__set_type(prog, BPF_PROG_TYPE_SK_SKB) != 0 ||
-        bpf_program__set_expected_attach_type(prog, BPF_SK_SKB_VERDICT) != 0) {
+        bpf_program__set_expected_attach_type(prog, BPF_SK_SKB_STREAM_VERDICT) != 0 ||
+        parser == NULL || bpf_program__set_type(parser, BPF_PROG_TYPE_SK_SKB) != 0 ||
+        bpf_program__set_expected_attach_type(parser, BPF_SK_SKB_STREAM_PARSER) != 0) {
         snprintf(why, why_cap, "cannot set the program's type");
         goto fail;
     }
@@ -205,10 +210,12 @@ sr_sockmap_new(size_t max_pairs, size_t n_rings, char *why, size_t why_cap)
     sm->tx_fd = bpf_map__fd(tx);
     sm->side_fd = bpf_map__fd(side);
     sm->prog_fd = bpf_program__fd(prog);
+    sm->parser_fd = bpf_program__fd(parser);
     if (rings_create(sm, rings, why, why_cap) != 0) {
         goto fail;
     }
-    if (bpf_prog_attach(sm->prog_fd, sm->rx_fd, BPF_SK_SKB_VERDICT, 0) != 0) {
+    if (bpf_prog_attach(sm->parser_fd, sm->rx_fd, BPF_SK_SKB_STREAM_PARSER, 0) != 0 ||
+        bpf_prog_attach(sm->prog_fd, sm->rx_fd, BPF_SK_SKB_STREAM_VERDICT, 0) != 0) {
         why_set(why, why_cap, "attaching the verdict program", errno);
         goto fail;
     }
@@ -241,7 +248,8 @@ sr_sockmap_free(struct sr_sockmap *sm)
     if (sm == NULL) {
         return;
     }
-    (void)bpf_prog_detach2(sm->prog_fd, sm->rx_fd, BPF_SK_SKB_VERDICT);
+    (void)bpf_prog_detach2(sm->prog_fd, sm->rx_fd, BPF_SK_SKB_STREAM_VERDICT);
+    (void)bpf_prog_detach2(sm->parser_fd, sm->rx_fd, BPF_SK_SKB_STREAM_PARSER);
     rings_close(sm);
     bpf_object__close(sm->obj);
     free(sm);
@@ -330,55 +338,36 @@ sr_sockmap_kick(int fd)
     return 0;
 }
 
-/* Taking a socket out of sr_rx while the program runs for it loses bytes: the kernel
- * clears the socket's program before it restores its data_ready callback, and a receive
- * that is going through the queue meanwhile drops every later skb (sk_psock_verdict_recv
- * with no program). The removal takes neither the socket's lock nor the callback lock the
- * receive path could be held off by, so hold the program off first: a receive low-water
- * mark of a quarter of the receive buffer keeps TCP from calling data_ready for the few
- * bytes that can arrive before the removal (short of a nearly closed window or memory
- * pressure), and reading TCP_INFO takes the socket's lock, so a receive already under
- * way has finished when it returns. Then the removal, then the mark back at 1. */
+/* Taking a socket out of sr_rx while the program runs for it would lose bytes: the kernel
+ * clears the socket's programs before it restores its data_ready callback, and a receive
+ * going through the queue meanwhile drops every later skb (no program: SK_DROP). Hence the
+ * stream parser (sockmap.bpf.c): its receive path holds the socket's callback lock, which
+ * the removal takes for writing, so a receive from the network is either done or not yet
+ * begun. One case is left: a receive that arrived while the socket's lock was held by a
+ * system call is run later by the parser's work item, under that lock. Reading TCP_INFO
+ * takes the lock, so a work item already running has finished when it returns; krelay.c
+ * does not pause a socket right after its own calls held the lock (one that is still
+ * queued then finds the parser stopped and does nothing). */
 static int
-hold_off(int fd)
+barrier(int fd)
 {
     struct tcp_info ti;
-    socklen_t len = sizeof(int);
-    int rcvbuf = 0;
-    int lowat;
+    socklen_t len = sizeof(ti);
 
-    if (getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, &len) != 0) {
-        return -errno;
-    }
-    lowat = rcvbuf / 4 > 1 ? rcvbuf / 4 : 1;
-    if (setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &lowat, sizeof(lowat)) != 0) {
-        return -errno;
-    }
-    len = sizeof(ti);
     if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0) {
         return -errno;
     }
     return 0;
 }
 
-/* Undo hold_off once the socket is out of sr_rx (its data_ready is TCP's own again). */
-static void
-let_go(int fd)
-{
-    int one = 1;
-
-    (void)setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &one, sizeof(one));
-}
-
 int
 sr_sockmap_pause(struct sr_sockmap *sm, const struct sr_sockmap_pair *pair, int i, int fd)
 {
-    int rc = hold_off(fd);
+    int rc = barrier(fd);
 
     if (rc == 0 && bpf_map_delete_elem(sm->rx_fd, &pair->cookie[i]) != 0) {
         rc = -errno;
     }
-    let_go(fd);
     if (rc == 0) {
         atomic_fetch_add_explicit(&sm->n_paused, 1, memory_order_relaxed);
     }
@@ -457,9 +446,8 @@ sr_sockmap_unhook(struct sr_sockmap *sm, const struct sr_sockmap_pair *pair, int
     for (i = 0; i < 2; i++) {
         int fd = i == 0 ? fd_a : fd_b;
 
-        (void)hold_off(fd); /* see hold_off: without it a byte under way could be lost */
+        (void)barrier(fd); /* see barrier: without it a byte under way could be lost */
         (void)bpf_map_delete_elem(sm->rx_fd, &pair->cookie[i]);
-        let_go(fd);
     }
 }
 

@@ -34,6 +34,12 @@
  * wait on the client's socket (the program reports it past 4 MiB: sockmap.bpf.c). */
 #define SR_KRELAY_RESUME_AT (1u << 20)
 
+/* No pause for this long after our own system calls held a socket's lock (a join's kick, a
+ * resume, a FIN passed on): bytes that came meanwhile are parsed later by the kernel's work
+ * item, which a pause must not meet halfway (sr_sockmap_pause). The program reports the
+ * socket again every millisecond while it is over its limit. */
+#define SR_KRELAY_SETTLE_MS 2
+
 /* Socket 0 is the client's, 1 the backend's (the order of the pair's cookies). */
 struct sr_krelay {
     struct sr_sockmap_pair pair;
@@ -47,6 +53,7 @@ struct sr_krelay {
     uint64_t drain_seen[2];
     uint64_t drain_seen_ms[2];
     uint64_t drain_next_ms;
+    uint64_t locked_ms[2]; /* when our last call that holds socket i's lock ran */
 };
 
 /* A worker's end of the program's reports: its ring, watched in its reactor, and a table
@@ -251,6 +258,7 @@ sr_krelay_start(struct sr_conn *conn)
     conn->krelay = kr;
     /* Bytes that came before the join wait in the receive queues until the next segment:
      * have the program take them now. Then watch for FINs and errors only. */
+    kr->locked_ms[0] = kr->locked_ms[1] = sr_conn_now(conn);
     if (sr_sockmap_kick(conn->client.fd) != 0 || sr_sockmap_kick(conn->backend.fd) != 0 ||
         sr_watch_set(reactor, &conn->client, SR_KRELAY_EVENTS) != 0 ||
         sr_watch_set(reactor, &conn->backend, SR_KRELAY_EVENTS) != 0) {
@@ -324,6 +332,7 @@ is_passed_on(struct sr_conn *conn, int i)
     if (!kr->is_unhooked) {
         if (ioctl(side_fd(conn, i), SIOCINQ, &inq) != 0 || inq != 0) {
             (void)sr_sockmap_kick(side_fd(conn, i));
+            kr->locked_ms[i] = sr_conn_now(conn);
             return false;
         }
     }
@@ -338,6 +347,9 @@ krelay_pause(struct sr_conn *conn, int i)
 
     if (kr->is_paused[i] || kr->is_unhooked || side_flow(conn, i)->is_eof) {
         return; /* already, leaving, or nothing more comes */
+    }
+    if (sr_conn_now(conn) - kr->locked_ms[i] < SR_KRELAY_SETTLE_MS) {
+        return; /* reported again soon */
     }
     if (sr_sockmap_pause(krelay_map(conn), &kr->pair, i, side_fd(conn, i)) != 0) {
         return; /* the program reports it again */
@@ -404,6 +416,7 @@ krelay_resume(struct sr_conn *conn)
         }
         if (i == 1 && !side_flow(conn, i)->is_eof &&
             sr_sockmap_resume(krelay_map(conn), &kr->pair, i, side_fd(conn, i)) == 0) {
+            kr->locked_ms[i] = sr_conn_now(conn);
             kr->is_paused[i] = false;
         } else if (waiting == 0 && sr_krelay_leave(conn) == 0) {
             return false;
@@ -439,6 +452,7 @@ krelay_finish(struct sr_conn *conn)
             continue;
         }
         flow->wait = SR_FLOW_DONE;
+        kr->locked_ms[1 - i] = sr_conn_now(conn);
         if (!side_flow(conn, 1 - i)->is_shut && shutdown(flow->dst_fd, SHUT_WR) != 0 &&
             errno != ENOTCONN) {
             return krelay_fail(conn, 1 - i, SR_ERRNO(errno));
@@ -552,12 +566,17 @@ sr_krelay_leave(struct sr_conn *conn)
         if (kr->is_paused[i] ? !is_taken_on(conn, i) : !is_passed_on(conn, i)) {
             return UV_EBUSY;
         }
+        if (!kr->is_unhooked && sr_conn_now(conn) - kr->locked_ms[i] < SR_KRELAY_SETTLE_MS) {
+            recheck(conn); /* as for a pause (SR_KRELAY_SETTLE_MS) */
+            return UV_EBUSY;
+        }
     }
     sr_sockmap_unhook(sm, &kr->pair, conn->client.fd, conn->backend.fd);
     kr->is_unhooked = true;
     if (!is_taken_on(conn, 0) || !is_taken_on(conn, 1)) {
         kr->is_unhooked = false;
         for (i = 0; i < 2; i++) {
+            kr->locked_ms[i] = sr_conn_now(conn);
             if (!kr->is_paused[i] && sr_sockmap_resume(sm, &kr->pair, i, side_fd(conn, i)) != 0) {
                 /* Cannot go back in, cannot leave yet: the deadline's check finds the rest. */
                 kr->is_unhooked = true;
