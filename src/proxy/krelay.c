@@ -395,8 +395,9 @@ drain_estimate(struct sr_conn *conn, int i, uint64_t waiting)
  * the kernel path and the worker's relay (with its own backpressure) reads what waits in
  * them. A socket whose FIN came meanwhile, since the kernel takes only established sockets
  * into a sockhash. And the client's socket, paused because its backend reads slowly:
- * putting an accepted socket back into the map under bulk both ways corrupted the stream
- * in our runs (kernel 6.18; bench_loadgen bulk, backend bytes sent back to the backend),
+ * putting an accepted socket back into the map under bulk both ways sent backend bytes
+ * back to the backend while the program ran without a stream parser, and with it starved
+ * the upload (thousands of pause cycles, 0.3 Gbit/s; kernel 6.18, bench_loadgen bulk),
  * while the backend's socket came back clean every time. Returns false when it has left. */
 static bool
 krelay_resume(struct sr_conn *conn)
