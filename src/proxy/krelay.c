@@ -15,7 +15,6 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
-#include <time.h>
 
 #include <linux/sockios.h>
 
@@ -61,7 +60,6 @@ struct sr_krelay {
  * tag), so that a report that comes after its connection closed finds nothing. */
 struct sr_krelay_worker {
     struct sr_watch watch;
-    struct sr_conn_set *set;
     struct sr_sockmap_reports *reports;
     struct sr_conn **conns; /* [cap], by slot; NULL: free */
     uint32_t *gens;         /* [cap]: bumped when the slot is freed */
@@ -186,7 +184,6 @@ sr_krelay_worker_open(struct sr_conn_set *set)
     if (w == NULL) {
         return UV_ENOMEM;
     }
-    w->set = set;
     w->reports = sr_sockmap_reports_open(sm, set->worker, on_report, w);
     if (w->reports == NULL) {
         free(w);
@@ -495,15 +492,6 @@ sr_krelay_event(struct sr_conn *conn, bool is_client, uint32_t events)
     return krelay_finish(conn);
 }
 
-static uint64_t
-monotonic_ns(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 enum sr_krelay_result
 sr_krelay_tick(struct sr_conn *conn, uint64_t *recheck_ms)
 {
@@ -520,9 +508,9 @@ sr_krelay_tick(struct sr_conn *conn, uint64_t *recheck_ms)
             last_ns = count.last_ns;
         }
     }
-    now_ns = monotonic_ns(); /* after the counts: a byte may have come meanwhile */
+    now_ns = uv_hrtime(); /* after the counts: a byte may have come meanwhile */
     if (last_ns != 0) {
-        /* bpf_ktime_get_ns() and the loop's clock are both CLOCK_MONOTONIC. */
+        /* bpf_ktime_get_ns() and uv_hrtime() both read CLOCK_MONOTONIC. */
         uint64_t quiet_ms = last_ns < now_ns ? (now_ns - last_ns) / 1000000u : 0;
         uint64_t now_ms = sr_conn_now(conn);
         uint64_t at_ms = now_ms > quiet_ms ? now_ms - quiet_ms : 0;
@@ -588,7 +576,7 @@ sr_krelay_leave(struct sr_conn *conn)
         }
         return UV_EBUSY;
     }
-    sr_sockmap_leave(sm, conn->client.fd, conn->backend.fd, &kr->pair);
+    sr_sockmap_leave(sm, &kr->pair); /* out of the program's map already (above) */
     sr_krelay_settle(conn);
     /* A direction whose FIN has not been passed on reads its socket to the end again: the
      * bytes before that FIN may still be in it (a paused socket's). */
