@@ -319,7 +319,8 @@ sr_sockmap_join(struct sr_sockmap *sm, int fd_a, int fd_b, uint64_t tag, size_t 
 undo:
     /* Nothing was received through the program yet that matters: a socket in sr_rx had
      * its peer in sr_tx all along. */
-    sr_sockmap_leave(sm, fd_a, fd_b, pair);
+    sr_sockmap_unhook(sm, pair, fd_a, fd_b);
+    sr_sockmap_leave(sm, pair);
     sr_sockmap_forget(sm, pair);
     return rc;
 }
@@ -452,11 +453,10 @@ sr_sockmap_unhook(struct sr_sockmap *sm, const struct sr_sockmap_pair *pair, int
 }
 
 void
-sr_sockmap_leave(struct sr_sockmap *sm, int fd_a, int fd_b, const struct sr_sockmap_pair *pair)
+sr_sockmap_leave(struct sr_sockmap *sm, const struct sr_sockmap_pair *pair)
 {
     int i;
 
-    sr_sockmap_unhook(sm, pair, fd_a, fd_b);
     for (i = 0; i < 2; i++) {
         (void)bpf_map_delete_elem(sm->tx_fd, &pair->cookie[i]);
     }

@@ -89,12 +89,12 @@ int sr_sockmap_kick(int fd);
 void sr_sockmap_unhook(struct sr_sockmap *sm, const struct sr_sockmap_pair *pair, int fd_a,
                        int fd_b);
 
-/* Take both sockets of <pair> out of the maps: their bytes stay in their own receive
- * queues again. Bytes the program already redirected and the kernel has not yet pushed
- * into the peer's send queue are dropped by this: the caller first makes sure there are
- * none (krelay.c compares the counts). Their counts stay until sr_sockmap_forget. */
-void sr_sockmap_leave(struct sr_sockmap *sm, int fd_a, int fd_b,
-                      const struct sr_sockmap_pair *pair);
+/* Take both sockets of <pair>, already out of the program's map (sr_sockmap_unhook), out of
+ * the targets' map too: they are plain sockets again. Bytes the program already redirected
+ * and the kernel has not yet pushed into the peer's send queue are dropped by this: the
+ * caller first makes sure there are none (krelay.c compares the counts). Their counts stay
+ * until sr_sockmap_forget. */
+void sr_sockmap_leave(struct sr_sockmap *sm, const struct sr_sockmap_pair *pair);
 
 /* The count of socket <i> (0 or 1) of <pair>. Returns 0 or a negative UV_E* code. */
 int sr_sockmap_count(const struct sr_sockmap *sm, const struct sr_sockmap_pair *pair, int i,
