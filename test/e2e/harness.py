@@ -395,6 +395,16 @@ def rss_kib(pid):
     return None
 
 
+def free_port():
+    """A loopback TCP port free just now (bound, read and released: the caller binds it
+    next, so another process could in principle take it in between)."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
 def dead_port():
     """A loopback port that refuses connections: bound but not listening, so no one else
     can take it while we hold the socket. Returns (socket, port)."""

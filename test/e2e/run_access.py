@@ -43,14 +43,6 @@ from harness import EchoBackend, Fail, check  # noqa: E402
 FIXTURES = os.path.join(HERE, "..", "fixtures", "quic")
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 class TlsBackend(harness._Acceptor):
     """A TLS server (Python's ssl, a leaf from the test CA) that counts accepted TCP
     connections and answers one HTTP request with 'hello from NAME'."""
@@ -359,13 +351,13 @@ def case_behind_haproxy(ctx):
     if shutil.which("haproxy") is None:
         return "skipped: haproxy not installed"
     be = TlsBackend(ctx.pki, "a.test")
-    sport = free_port()
+    sport = harness.free_port()
     text = ("[listener lb]\nlisten = 127.0.0.1:%d\nroutes = main\nproxy_protocol = accept\n"
             "trusted_proxies = 127.0.0.1\ndeny = 127.0.0.3\n"
             "[routes main]\na.test = secure\n"
             "[upstream secure]\nserver = 127.0.0.1:%d\nallow = 127.0.0.2\n" % (sport, be.port))
     d = harness.Sniroute(ctx.binary, ctx.tmp, "lb", text)
-    hport = free_port()
+    hport = harness.free_port()
     h = haproxy(ctx.tmp, "front",
                 "frontend fe\n    bind 127.0.0.1:%d\n    default_backend be\n"
                 "backend be\n    server s 127.0.0.1:%d send-proxy-v2\n" % (hport, sport))
@@ -492,7 +484,7 @@ def case_reload(ctx):
     be = EchoBackend()
     base = ("[listener tls]\nlisten = 127.0.0.1:%d\nroutes = main\n%s"
             "[routes main]\ndefault = 127.0.0.1:%d\n")
-    port = free_port()
+    port = harness.free_port()
     d = harness.Sniroute(ctx.binary, ctx.tmp, "reload", base % (port, "", be.port))
     try:
         hello = harness.client_hello("r.test")

@@ -37,21 +37,13 @@ class BannerBackend(harness._Acceptor):
         self.results.put(("ok",))
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 def start_sshd(tmp):
     """sshd on loopback with a throwaway host key; root may log in with a throwaway key."""
     for name in ("host", "client"):
         harness.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f",
                      os.path.join(tmp, name)])
     shutil.copy(os.path.join(tmp, "client.pub"), os.path.join(tmp, "authorized_keys"))
-    port = free_port()
+    port = harness.free_port()
     cfg = os.path.join(tmp, "sshd_config")
     with open(cfg, "w") as f:
         f.write("ListenAddress 127.0.0.1:%d\nHostKey %s\nAuthorizedKeysFile %s\n"

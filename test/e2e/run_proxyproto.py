@@ -26,14 +26,6 @@ import harness  # noqa: E402
 from harness import CaptureBackend, Fail, check  # noqa: E402
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 def ask(port, hello, source="127.0.0.1"):
     s = socket.socket()
     s.bind((source, 0))
@@ -137,7 +129,7 @@ def send_case(ctx, version):
     """sniroute -> HAProxy (accept-proxy) -> capture backend: HAProxy must log the client
     address sniroute saw, and for v2 the server name."""
     be = CaptureBackend()
-    hport = free_port()
+    hport = harness.free_port()
     h = haproxy(ctx.tmp, "recv" + version,
                 "frontend fe\n    bind 127.0.0.1:%d accept-proxy\n"
                 "    log-format \"CLIENT %%ci:%%cp AUTH %%[fc_pp_authority]\"\n"
@@ -188,12 +180,12 @@ def case_accept_behind_haproxy(ctx):
     A direct connection from an untrusted address, and one without a header, are refused.
     """
     be = CaptureBackend()
-    sport = free_port()
+    sport = harness.free_port()
     text = ("[listener lb]\nlisten = 127.0.0.1:%d\nroutes = main\nproxy_protocol = accept\n"
             "trusted_proxies = 127.0.0.1/32\n[routes main]\ndefault = 127.0.0.1:%d\n"
             % (sport, be.port))
     d = harness.Sniroute(ctx.binary, ctx.tmp, "accept", text)
-    hport = free_port()
+    hport = harness.free_port()
     h = haproxy(ctx.tmp, "send",
                 "frontend fe\n    bind 127.0.0.1:%d\n    default_backend be\n"
                 "backend be\n    server s 127.0.0.1:%d send-proxy-v2\n" % (hport, sport))

@@ -35,17 +35,9 @@ LINE_RX = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z listener=\S+ clie
                      r"duration_ms=\d+ outcome=\S+( ech=1)?( alpn=\S+)?( detail=\"[^\"]*\")?$")
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 def start(ctx, name, workers, settings="", listener="", n_listeners=1, backend=None):
     be = backend if backend is not None else CaptureBackend()
-    port = free_port()
+    port = harness.free_port()
     text = ("[sniroute]\nworkers = %d\nadmin = 127.0.0.1:0\n%s\n[listener https]\n"
             "listen = 127.0.0.1:%d\nroutes = main\n%s\n[routes main]\ndefault = 127.0.0.1:%d\n"
             % (workers, settings, port, listener, be.port))

@@ -112,14 +112,6 @@ class Backend(harness._Acceptor):
         self.handler(conn, self.results)
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 def config(backend, aport, mode="sockmap", extra=()):
     settings = [("kernel_relay", mode), ("admin", "127.0.0.1:%d" % aport),
                 ("connect_timeout", "2s"), ("drain_timeout", "5s")] + list(extra)
@@ -137,7 +129,7 @@ class Setup:
 
     def __init__(self, ctx, name, mode="sockmap", extra=()):
         self.backend = Backend()
-        self.aport = free_port()
+        self.aport = harness.free_port()
         self.d = None
         try:
             self.d = harness.Sniroute(ctx.binary, ctx.tmp, name,
@@ -459,9 +451,9 @@ def case_bulk_loadgen(ctx):
                          "curl.bin")
     if not (os.path.exists(loadgen) and os.path.exists(backend_bin)):
         raise Skip("bench_loadgen/bench_backend not built next to %s" % ctx.binary)
-    bport = free_port()
+    bport = harness.free_port()
     be = harness.Proc([backend_bin, "-l", "127.0.0.1:%d" % bport, "-f", hello], "bench_backend")
-    aport = free_port()
+    aport = harness.free_port()
     d = None
     try:
         time.sleep(0.3)
@@ -649,7 +641,7 @@ def unprivileged(ctx, name, mode):
     if os.geteuid() != 0:
         raise Skip("not root: cannot switch to nobody")
     backend = Backend()
-    aport = free_port()
+    aport = harness.free_port()
     path = os.path.join(ctx.tmp, name + ".ini")
     with open(path, "w") as f:
         f.write(config(backend, aport, mode))

@@ -20,14 +20,6 @@ import promtext  # noqa: E402
 from harness import CaptureBackend, check  # noqa: E402
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 def ask(port, hello):
     with harness.connect(port, timeout=10) as s:
         s.sendall(hello)
@@ -53,7 +45,7 @@ def scrape(aport, name, **labels):
 
 def start(ctx, name, extra):
     be = CaptureBackend()
-    port = free_port()
+    port = harness.free_port()
     text = ("[sniroute]\nworkers = 2\nadmin = 127.0.0.1:0\n%s\n[listener https]\n"
             "listen = 127.0.0.1:%d\nroutes = main\n[routes main]\ndefault = 127.0.0.1:%d\n"
             % (extra, port, be.port))
@@ -171,8 +163,8 @@ def case_health_checked_once(ctx):
     connection, whichever worker takes it, is tried on the server that fails its check.
     Fails if every worker probes on its own or only one of them learns the verdict."""
     a = CaptureBackend()
-    dead = free_port()
-    port = free_port()
+    dead = harness.free_port()
+    port = harness.free_port()
     text = ("[sniroute]\nworkers = 2\nadmin = 127.0.0.1:0\n[listener https]\n"
             "listen = 127.0.0.1:%d\nroutes = main\n[routes main]\ndefault = apps\n"
             "[upstream apps]\nserver = 127.0.0.1:%d\nserver = 127.0.0.1:%d\n"
