@@ -458,7 +458,8 @@ def case_bulk_loadgen(ctx):
     try:
         time.sleep(0.3)
         settings = [("kernel_relay", "sockmap"), ("admin", "127.0.0.1:%d" % aport),
-                    ("access_log", "off"), ("idle_timeout", "1h")]
+                    ("access_log", "off"), ("idle_timeout", "1h"),
+                    ("drain_timeout", "5s")]
         d = harness.Sniroute(ctx.binary, ctx.tmp, "bulk_loadgen", harness.sniroute_config(
             settings, [("https", ["127.0.0.1:0"], "main", "reject")],
             [("main", [("curl.example", "127.0.0.1:%d" % bport)])]))
