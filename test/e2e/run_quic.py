@@ -116,6 +116,15 @@ def udp_bound(port):
         return any(want in line.split(None, 2)[1] + " " for line in f.readlines()[1:])
 
 
+def udp_kernel_drops(port):
+    """Datagrams the kernel dropped on UDP sockets bound to local port <port> (IPv4), a full
+    receive queue most often: those never reached sniroute."""
+    want = ":%04X" % port
+    with open("/proc/net/udp") as f:
+        rows = [line.split() for line in f.readlines()[1:]]
+    return sum(int(r[-1]) for r in rows if r[1].endswith(want))
+
+
 class QuicBackend:
     """gtlsserver on 127.0.0.1 serving a directory whose file "who" holds <name>, with a
     certificate of its own. <files>: {name: bytes} more files."""
@@ -728,11 +737,25 @@ def case_faults(ctx):
         s.close()
     check(d.alive(), "the daemon died")
     expect_body(ctx, "up.test", port, who(live))
-    fams = scrape(aport)
-    dropped = metric(fams, "sniroute_quic_datagrams_dropped_total", listener="h3",
-                     reason="not_quic") + metric(fams, "sniroute_quic_datagrams_dropped_total",
-                                                 listener="h3", reason="malformed")
-    check(dropped >= 600, "garbage datagrams dropped: %s of 600" % dropped)
+    # Every garbage datagram sniroute read is dropped as not QUIC or malformed; the kernel
+    # may have dropped some before (a loaded machine: CI once saw 597 of 600 counted).
+    deadline = time.monotonic() + 5
+    while True:
+        fams = scrape(aport)
+        dropped = metric(fams, "sniroute_quic_datagrams_dropped_total", listener="h3",
+                         reason="not_quic") + metric(fams, "sniroute_quic_datagrams_dropped_total",
+                                                     listener="h3", reason="malformed")
+        kernel = udp_kernel_drops(port)
+        if dropped + kernel >= 600 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    reasons = {r: metric(fams, "sniroute_quic_datagrams_dropped_total", listener="h3", reason=r)
+               for r in ("not_quic", "malformed", "refused", "max_quic_flows",
+                         "max_quic_flows_per_ip", "descriptors", "hold_full", "draining",
+                         "send_failed", "max_new_connections_per_ip")}
+    check(dropped + kernel >= 600 and kernel <= 60,
+          "garbage datagrams dropped: %s of 600 by sniroute, %d by the kernel; all drops: %s"
+          % (dropped, kernel, reasons))
     check(metric(fams, "sniroute_quic_flows_active", listener="h3") <= 1, "garbage made flows")
     stop_clean(d)
     silent.stop()
@@ -820,13 +843,17 @@ def case_workers_2(ctx):
     port = free_udp_port()
     d = harness.Sniroute(ctx.binary, ctx.tmp, "workers",
                          quic_conf("127.0.0.1:%d" % port, "two.test = 127.0.0.1:%d\n" % be.port,
-                                   "workers = 2"),
+                                   "workers = 2\nquic_idle_timeout = 800ms"),
                          n_sockets=2)
-    for _ in range(12):
+    # Each flow's log line is awaited before the next client starts: gtlsclient binds an
+    # ephemeral UDP port, and one freed a moment ago can come back while its flow is still
+    # open (seen once in CI: 11 lines, one flow with two clients' datagrams).
+    for i in range(12):
         expect_body(ctx, "two.test", port, who(be))
-    lines = d.wait_log_count(12, timeout=10)
-    check(len(lines) == 12 and all(e.get("outcome") == "ok" for e in lines),
-          "log: %s" % [e["_raw"] for e in lines])
+        lines = d.wait_log_count(i + 1, timeout=10)
+        check(len(lines) == i + 1, "request %d: %d log lines: %s"
+              % (i + 1, len(lines), [e["_raw"] for e in lines]))
+    check(all(e.get("outcome") == "ok" for e in lines), "log: %s" % [e["_raw"] for e in lines])
     stop_clean(d)
 
 
