@@ -21,12 +21,15 @@
  * few enough for a container's thread limit. */
 #define LOOKUP_THREADS 16
 
-/* One batch of lookups, shared with its threads. It is never freed: a thread still waiting
- * for an answer at the deadline goes on using it after we return, so it stays, reachable
- * from <kept>, until the process exits (this runs once, in `sniroute -t`). glibc's
- * getaddrinfo_a was used before; its helper thread could still be inside __gai_notify()
- * after gai_error() said a lookup was done and crash the process at its end (about one
- * run in seven), or leave a lookup pending until the deadline. */
+/* One batch of lookups, shared with its threads. When every lookup answered in time the
+ * threads are joined: one that had just signalled its last answer may otherwise still be
+ * running when the process exits, with glibc's per-thread resolver state not yet freed
+ * (LeakSanitizer reported it, about one run in 150). Otherwise the batch is never freed: a
+ * thread still waiting for an answer at the deadline goes on using it after we return, so
+ * it stays, reachable from <kept>, until the process exits (this runs once, in
+ * `sniroute -t`). glibc's getaddrinfo_a was used before; its helper thread could still be
+ * inside __gai_notify() after gai_error() said a lookup was done and crash the process at
+ * its end (about one run in seven), or leave a lookup pending until the deadline. */
 struct lookups {
     pthread_mutex_t lock;
     pthread_cond_t done;
@@ -84,7 +87,9 @@ sr_lint_resolve_system(void *ctx, const char *const *hosts, size_t n, const char
     unsigned timeout_ms = ctx != NULL ? *(const unsigned *)ctx : SR_LINT_RESOLVE_TIMEOUT_MS;
     struct lookups *l = calloc(1, sizeof(*l));
     size_t n_threads = 0;
+    pthread_t threads[LOOKUP_THREADS];
     struct timespec deadline;
+    bool is_all_done;
     size_t i;
 
     if (n == 0) {
@@ -126,15 +131,9 @@ sr_lint_resolve_system(void *ctx, const char *const *hosts, size_t n, const char
         deadline.tv_nsec -= 1000000000;
     }
     for (i = 0; i < n && i < LOOKUP_THREADS; i++) {
-        pthread_t t;
-        pthread_attr_t attr;
-
-        pthread_attr_init(&attr);
-        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        if (pthread_create(&t, &attr, lookup_thread, l) == 0) {
+        if (pthread_create(&threads[n_threads], NULL, lookup_thread, l) == 0) {
             n_threads++;
         }
-        pthread_attr_destroy(&attr);
     }
     pthread_mutex_lock(&l->lock);
     if (n_threads == 0) {
@@ -147,6 +146,7 @@ sr_lint_resolve_system(void *ctx, const char *const *hosts, size_t n, const char
             break;
         }
     }
+    is_all_done = l->n_done == n;
     for (i = 0; i < n; i++) {
         int rc = l->rc[i];
 
@@ -161,6 +161,15 @@ sr_lint_resolve_system(void *ctx, const char *const *hosts, size_t n, const char
         }
     }
     pthread_mutex_unlock(&l->lock);
+    /* Every thread has taken its last host or is about to find none left: each returns at
+     * once. Those still in getaddrinfo at the deadline are left to it. */
+    for (i = 0; i < n_threads; i++) {
+        if (is_all_done) {
+            (void)pthread_join(threads[i], NULL);
+        } else {
+            (void)pthread_detach(threads[i]);
+        }
+    }
 }
 
 static void
