@@ -477,6 +477,47 @@ sr_sockmap_count(const struct sr_sockmap *sm, const struct sr_sockmap_pair *pair
 }
 
 int
+sr_sockmap_received(int fd, uint64_t *out)
+{
+    struct tcp_info ti;
+    socklen_t len = sizeof(ti);
+
+    memset(&ti, 0, sizeof(ti));
+    if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0) {
+        return -errno;
+    }
+    *out = ti.tcpi_bytes_received;
+    return 0;
+}
+
+int
+sr_sockmap_read_so_far(int fd, uint64_t *out)
+{
+    uint64_t before;
+    uint64_t after;
+    int inq;
+    int rc;
+    int i;
+
+    for (i = 0; i < 16; i++) {
+        if ((rc = sr_sockmap_received(fd, &before)) != 0) {
+            return rc;
+        }
+        if (ioctl(fd, SIOCINQ, &inq) != 0) {
+            return -errno;
+        }
+        if ((rc = sr_sockmap_received(fd, &after)) != 0) {
+            return rc;
+        }
+        if (before == after) {
+            *out = before - (uint64_t)inq;
+            return 0;
+        }
+    }
+    return -EAGAIN;
+}
+
+int
 sr_sockmap_sent(int fd, uint64_t *out)
 {
     struct tcp_info ti;

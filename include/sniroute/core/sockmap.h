@@ -106,6 +106,16 @@ int sr_sockmap_count(const struct sr_sockmap *sm, const struct sr_sockmap_pair *
  * readings. Returns 0, UV_EAGAIN (ACKs kept coming: try later) or a negative UV_E* code. */
 int sr_sockmap_sent(int fd, uint64_t *out);
 
+/* What has arrived on TCP socket <fd> since it was created, in <*out> (TCP_INFO's
+ * tcpi_bytes_received: a FIN counts 1). Returns 0 or a negative UV_E* code. */
+int sr_sockmap_received(int fd, uint64_t *out);
+
+/* What user space has read from TCP socket <fd>, not yet joined (no psock, so SIOCINQ
+ * counts the receive queue): bytes received less bytes queued, read again until no byte
+ * came in between, in <*out>. Everything received beyond it is the program's once the
+ * socket is joined. Returns 0, UV_EAGAIN (bytes kept coming) or a negative UV_E* code. */
+int sr_sockmap_read_so_far(int fd, uint64_t *out);
+
 /* Drop <pair>'s counts (after the last sr_sockmap_count). */
 void sr_sockmap_forget(struct sr_sockmap *sm, const struct sr_sockmap_pair *pair);
 
