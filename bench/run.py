@@ -299,12 +299,26 @@ def kworker_cpu_s():
     return total / CLK_TCK
 
 
+def machine_cpu_s():
+    """Busy time of every CPU (user, nice, system, irq, softirq, steal from /proc/stat),
+    seconds. Unlike the per-process figures it keeps what a run costs wherever the kernel
+    does the work (kworkers that exit mid-run, softirqs charged to the load generator or
+    the backend); a run's cost to the machine less the direct run's is what the proxy
+    added."""
+    with open("/proc/stat") as f:
+        fields = f.readline().split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / CLK_TCK
+
+
 def measured(target, pid, args, timeout):
     """Run loadgen against <target>, with the proxy's CPU time over the run (and the
-    kernel workers')."""
+    kernel workers', and the whole machine's)."""
     c0 = cpu_s(pid) if pid else 0.0
     k0 = kworker_cpu_s()
+    m0 = machine_cpu_s()
     res = loadgen(args, timeout)
+    res["machine_cpu_s"] = machine_cpu_s() - m0
     res["proxy_cpu_s"] = (cpu_s(pid) - c0) if pid else None
     res["kworker_cpu_s"] = kworker_cpu_s() - k0
     res["target"] = target
@@ -778,6 +792,18 @@ def report(summary, targets, idle, rate, bulk, integ, routes, raw, opts):
     report_rest(md, summary, routes, raw, names, rows, idle, integ)
 
 
+def added_cpu_ns_kib(runs, name, kib):
+    """The machine's CPU per KiB in <name>'s runs less the direct run's of the same
+    repetition (paired, then the median): what putting the proxy in the path cost, wherever
+    the kernel did the work. <kib>(run) is the KiB a run moved."""
+    def per_kib(r):
+        return r["machine_cpu_s"] * 1e9 / kib(r) if r.get("machine_cpu_s") and kib(r) else None
+
+    by_rep = {r["rep"]: per_kib(r) for r in runs.get("direct", [])}
+    return med([per_kib(r) - by_rep[r["rep"]] for r in runs.get(name, [])
+                if per_kib(r) is not None and by_rep.get(r["rep"]) is not None])
+
+
 def bulk_table(md, names, rows, bulk, opts):
     md.append("## Bulk\n")
     md.append("%d streams, each moving a self-describing pattern both ways at once for %g s; every byte is "
@@ -786,23 +812,34 @@ def bulk_table(md, names, rows, bulk, opts):
               "that cuts the tail at half-close shows in the last column (its upstream figure is then "
               "what was sent, unverified). CPU per KiB counts bytes in both directions; *+ kworkers* "
               "adds the kernel's worker threads' CPU over the run (where `sniroute sockmap`'s relaying "
-              "runs: the kernel pushes redirected bytes from a workqueue), for every target alike.\n"
+              "runs: the kernel pushes redirected bytes from a workqueue), for every target alike "
+              "(a kworker that exits mid-run takes its time with it, so this can undercount). "
+              "*Machine, added* is every CPU's busy time per KiB (`/proc/stat`) less the direct "
+              "run's of the same repetition: what the proxy cost the machine, wherever the kernel "
+              "did the work.\n"
               % (opts.streams, opts.seconds))
     md.append("| target | up Gbit/s | down Gbit/s | total Gbit/s | × direct | CPU ns/KiB | × HAProxy CPU/KiB | "
-              "CPU + kworkers ns/KiB | × HAProxy's | "
+              "CPU + kworkers ns/KiB | × HAProxy's | machine, added ns/KiB | × HAProxy's | "
               "lost / reordered / mixed / corrupt | streams whose tail was cut at half-close |")
-    md.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|")
+    md.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|")
     hcpu = rows.get("haproxy", {}).get("cpu_ns_kib")
     hkw = rows.get("haproxy", {}).get("cpu_kw_ns_kib")
+
+    def kib_both(r):
+        return ((r["up_verified"] or r["up_sent"]) + r["down_verified"]) / 1024
+
+    hadd = added_cpu_ns_kib(bulk, "haproxy", kib_both)
     for name in names:
         r = rows[name]
         b = bulk.get(name, [])
-        md.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+        add = added_cpu_ns_kib(bulk, name, kib_both) if name != "direct" else None
+        md.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
             name, fmt(r["up_gbps"], "%.2f") + (" (sent, unverified)" if r["up_unverified"] else ""),
             fmt(r["down_gbps"], "%.2f"), fmt(r["bulk_gbps"], "%.2f"),
             fmt(r["bulk_x_direct"], "%.2f"), fmt(r["cpu_ns_kib"], "%.0f"),
             fmt(ratio(r["cpu_ns_kib"], hcpu), "%.2f"),
             fmt(r.get("cpu_kw_ns_kib"), "%.0f"), fmt(ratio(r.get("cpu_kw_ns_kib"), hkw), "%.2f"),
+            fmt(add, "%.0f"), fmt(ratio(add, hadd), "%.2f"),
             " / ".join(str(sum(x[k] for x in b)) for k in ("lost", "reordered", "mixed", "corrupt")),
             "%d of %d" % (sum(x["no_trailer"] for x in b), sum(x["connections"] for x in b))))
     md.append("")
@@ -815,8 +852,8 @@ def oneway_table(md, names, oneway, opts):
               "them to the worker's relay once the backend falls 4 MiB behind. CPU per KiB as "
               "above.\n" % (opts.streams, opts.seconds))
     md.append("| target | Gbit/s | × direct | CPU ns/KiB | CPU + kworkers ns/KiB | × HAProxy's | "
-              "lost / reordered / mixed / corrupt |")
-    md.append("|---|---:|---:|---:|---:|---:|---|")
+              "machine, added ns/KiB | × HAProxy's | lost / reordered / mixed / corrupt |")
+    md.append("|---|---:|---:|---:|---:|---:|---:|---:|---|")
     by_rep = {r["rep"]: r["down_gbps"] for r in oneway.get("direct", [])}
 
     def kib(r):
@@ -833,14 +870,16 @@ def oneway_table(md, names, oneway, opts):
             med([(r["proxy_cpu_s"] + r.get("kworker_cpu_s", 0)) * 1e9 / kib(r) for r in b
                  if r["proxy_cpu_s"] is not None and r["down_verified"]]))
     hkw1 = ow.get("haproxy", (None,) * 4)[3]
+    hadd = added_cpu_ns_kib(oneway, "haproxy", kib)
     for name in names:
         b = oneway.get(name, [])
         if not b:
             continue
         g, x, c, ck = ow[name]
-        md.append("| %s | %s | %s | %s | %s | %s | %s |" % (
+        add = added_cpu_ns_kib(oneway, name, kib) if name != "direct" else None
+        md.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
             name, fmt(g, "%.2f"), fmt(x, "%.2f"), fmt(c, "%.0f"), fmt(ck, "%.0f"),
-            fmt(ratio(ck, hkw1), "%.2f"),
+            fmt(ratio(ck, hkw1), "%.2f"), fmt(add, "%.0f"), fmt(ratio(add, hadd), "%.2f"),
             " / ".join(str(sum(r[k] for r in b)) for k in ("lost", "reordered", "mixed",
                                                            "corrupt"))))
     md.append("")
