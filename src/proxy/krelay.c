@@ -327,7 +327,9 @@ is_all_taken(struct sr_conn *conn, int i)
         sr_sockmap_count(krelay_map(conn), &kr->pair, i, &count) != 0) {
         return false;
     }
-    return count.bytes == received - kr->read_base[i] - (side_flow(conn, i)->is_eof ? 1 : 0);
+    /* (A FIN that came before the join would be counted in read_base too, but then the
+     * join fails: a sockhash takes only established sockets.) */
+    return count.bytes >= received - kr->read_base[i] - (side_flow(conn, i)->is_eof ? 1 : 0);
 }
 
 /* That, and is nothing left in socket <i> for the program to take? (While the worker is
