@@ -22,13 +22,8 @@ import promtext  # noqa: E402
 from harness import CaptureBackend, Fail, HoldBackend, check  # noqa: E402
 
 
-def free_port():
-    """A fixed port: a listener on port 0 would get a new one at the reload below."""
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+# Fixed ports, not port 0: a listener on port 0 would get a new one at the reload below.
+free_port = harness.free_port
 
 
 def curl(port, path):

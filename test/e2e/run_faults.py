@@ -35,7 +35,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from harness import (PKI, BlackHole, CaptureBackend, EchoBackend, Fail, Proc,  # noqa: E402
                      Skip, Sniroute, SServer, _Acceptor, binary_has_asan, check,
-                     client_hello, connect, dead_port, fd_kinds, inflate_hello, nofile_limit,
+                     client_hello, connect, dead_port, fd_kinds, free_port, inflate_hello,
+                     nofile_limit,
                      peer_closed, raise_nofile, recv_all, reframe, short, sniroute_config,
                      wait_close)
 
@@ -907,12 +908,6 @@ def case_fd_exhaustion(ctx):
             "idle after burst %d; CPU while exhausted %.2fs in %.1fs"
             % (kept1, kept2, fds_start, fds_full, fds_after_burst, cpu, wall))
 
-
-def free_port():
-    """A port the OS just gave out and took back: workers > 1 needs a fixed port."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def settle_knockers(knockers, hello, timeout):

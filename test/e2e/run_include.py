@@ -32,14 +32,8 @@ def ask(port, name):
     return data.split(b"\n", 1)[0]
 
 
-def free_port():
-    """A port nothing listens on right now. A reload keeps a listener only when its address
-    is unchanged (port 0 gets a new port each time), so these tests need fixed ports."""
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+# Fixed ports, not port 0: a reload keeps a listener only when its address is unchanged (port 0 gets a new port each time).
+free_port = harness.free_port
 
 
 def main_config(extra, includes, routes=()):

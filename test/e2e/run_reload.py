@@ -21,14 +21,8 @@ from harness import CaptureBackend, EchoBackend, Fail, check  # noqa: E402
 HELLO_NAME = "app.test"
 
 
-def free_port():
-    """A port nothing listens on right now. Reload keeps a listener only when its address
-    is unchanged, so these tests need fixed ports, not port 0."""
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+# Fixed ports, not port 0: a reload keeps a listener only when its address is unchanged.
+free_port = harness.free_port
 
 
 def config(listens, routes, extra=""):

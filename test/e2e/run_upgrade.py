@@ -27,14 +27,8 @@ HELLO_NAME = "app.test"
 ECHO_NAME = "echo.test"
 
 
-def free_port():
-    """A port nothing listens on right now: the upgrade hands over a socket only when its
-    address is configured as is, so these tests need fixed ports, not port 0."""
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+# Fixed ports, not port 0: the upgrade hands over a socket only when its address is configured as is.
+free_port = harness.free_port
 
 
 def config(port, capture, echo, extra=""):
