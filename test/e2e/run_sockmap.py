@@ -439,59 +439,86 @@ def case_fin_while_paused(ctx):
         st.close()
 
 
+class LoadgenRig:
+    """bench_loadgen and bench_backend (built next to the daemon) with a daemon relaying
+    through the kernel path between them; leaving the with-block stops both and checks the
+    daemon's exit."""
+
+    def __init__(self, ctx, name):
+        bindir = os.path.dirname(os.path.abspath(ctx.binary))
+        self.loadgen = os.path.join(bindir, "bench_loadgen")
+        backend_bin = os.path.join(bindir, "bench_backend")
+        self.hello = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures",
+                                  "hello", "curl.bin")
+        if not (os.path.exists(self.loadgen) and os.path.exists(backend_bin)):
+            raise Skip("bench_loadgen/bench_backend not built next to %s" % ctx.binary)
+        bport = harness.free_port()
+        self.be = harness.Proc([backend_bin, "-l", "127.0.0.1:%d" % bport, "-f", self.hello],
+                               "bench_backend")
+        self.aport = harness.free_port()
+        self.d = None
+        try:
+            time.sleep(0.3)
+            settings = [("kernel_relay", "sockmap"), ("admin", "127.0.0.1:%d" % self.aport),
+                        ("access_log", "off"), ("idle_timeout", "1h"),
+                        ("drain_timeout", "5s")]
+            self.d = harness.Sniroute(ctx.binary, ctx.tmp, name, harness.sniroute_config(
+                settings, [("https", ["127.0.0.1:0"], "main", "reject")],
+                [("main", [("curl.example", "127.0.0.1:%d" % bport)])]))
+            self.d.proc.wait_line("stderr", r"admin on 127\.0\.0\.1:%d" % self.aport, 10)
+        except BaseException:
+            self.stop(check_exit=False)
+            raise
+
+    def run(self, mode, *args):
+        """bench_loadgen <mode> <args> through the daemon: its JSON result."""
+        r = subprocess.run([self.loadgen, mode, "-a", "127.0.0.1:%d" % self.d.port(), "-f",
+                            self.hello] + list(args), capture_output=True, text=True,
+                           timeout=120)
+        check(r.returncode == 0, "bench_loadgen failed: %s" % r.stderr[-500:])
+        return json.loads(r.stdout.strip().splitlines()[-1])
+
+    def metric(self, name):
+        return promtext.value(metrics(self.aport), name)
+
+    def stop(self, check_exit=True):
+        status = self.d.stop() if self.d is not None else None
+        self.be.stop()
+        if self.d is not None and check_exit:
+            report = self.d.sanitizer_report()
+            check(report is None, "sanitizer: %s" % report)
+            check(status == 0, "the daemon exited with status %r" % status)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        self.stop(check_exit=exc_type is None)
+        return False
+
+
 def case_bulk_loadgen(ctx):
     """bench_loadgen bulk (4 streams both ways for 3 s, every 16-byte block tagged with
     its connection and index, checked at both ends) through the kernel path: nothing lost,
     reordered, mixed or corrupt, every stream's tail there. This load pauses sockets, and
     the earlier pause designs corrupted it; Python's single stream did not show that."""
-    bindir = os.path.dirname(os.path.abspath(ctx.binary))
-    loadgen = os.path.join(bindir, "bench_loadgen")
-    backend_bin = os.path.join(bindir, "bench_backend")
-    hello = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures", "hello",
-                         "curl.bin")
-    if not (os.path.exists(loadgen) and os.path.exists(backend_bin)):
-        raise Skip("bench_loadgen/bench_backend not built next to %s" % ctx.binary)
-    bport = harness.free_port()
-    be = harness.Proc([backend_bin, "-l", "127.0.0.1:%d" % bport, "-f", hello], "bench_backend")
-    aport = harness.free_port()
-    d = None
-    try:
-        time.sleep(0.3)
-        settings = [("kernel_relay", "sockmap"), ("admin", "127.0.0.1:%d" % aport),
-                    ("access_log", "off"), ("idle_timeout", "1h"),
-                    ("drain_timeout", "5s")]
-        d = harness.Sniroute(ctx.binary, ctx.tmp, "bulk_loadgen", harness.sniroute_config(
-            settings, [("https", ["127.0.0.1:0"], "main", "reject")],
-            [("main", [("curl.example", "127.0.0.1:%d" % bport)])]))
-        d.proc.wait_line("stderr", r"admin on 127\.0\.0\.1:%d" % aport, 10)
+    with LoadgenRig(ctx, "bulk_loadgen") as rig:
         # A connection joins the kernel path once the worker finds both directions idle;
         # a stream that never lets up stays with the worker: run again (at most 3 times)
         # until some did, so that the kernel path is what was checked.
-        for attempt in range(3):
-            r = subprocess.run([loadgen, "bulk", "-a", "127.0.0.1:%d" % d.port(), "-f", hello,
-                                "-n", "4", "-t", "3", "-T", "60", "-L", "sockmap"],
-                               capture_output=True, text=True, timeout=120)
-            check(r.returncode == 0, "bench_loadgen failed: %s" % r.stderr[-500:])
-            res = json.loads(r.stdout.strip().splitlines()[-1])
+        for _ in range(3):
+            res = rig.run("bulk", "-n", "4", "-t", "3", "-T", "60", "-L", "sockmap")
             bad = {k: res[k] for k in ("lost", "reordered", "mixed", "corrupt", "no_trailer",
                                        "unconfirmed") if res[k] != 0}
             check(not bad and res["completed"] == 4, "bulk through the kernel path: %s (%s)"
-                  % (bad, r.stdout.strip()[-300:]))
-            m = metrics(aport)
-            joined = promtext.value(m, "sniroute_kernel_relayed_total")
-            n_paused = promtext.value(m, "sniroute_kernel_relay_pauses_total")
+                  % (bad, json.dumps(res)[-300:]))
+            joined = rig.metric("sniroute_kernel_relayed_total")
+            n_paused = rig.metric("sniroute_kernel_relay_pauses_total")
             if joined >= 1:
                 break
         check(joined >= 1, "no connection joined the kernel path in 3 runs")
         return "up %.2f / down %.2f Gbit/s, all blocks whole, %d pauses" % (
             res["up_gbps"], res["down_gbps"], n_paused)
-    finally:
-        status = d.stop() if d is not None else None
-        be.stop()
-        if d is not None:
-            report = d.sanitizer_report()
-            check(report is None, "sanitizer: %s" % report)
-            check(status == 0, "the daemon exited with status %r" % status)
 
 
 def case_integrity_loadgen(ctx):
@@ -503,50 +530,20 @@ def case_integrity_loadgen(ctx):
     about 1 in 1,000 kernel-relayed ones. How many join the kernel path depends on timing
     (a connection joins once the worker finds both directions idle after its first read):
     most in the sanitizer build and a Release build, a few dozen in RelWithDebInfo."""
-    bindir = os.path.dirname(os.path.abspath(ctx.binary))
-    loadgen = os.path.join(bindir, "bench_loadgen")
-    backend_bin = os.path.join(bindir, "bench_backend")
-    hello = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures", "hello",
-                         "curl.bin")
-    if not (os.path.exists(loadgen) and os.path.exists(backend_bin)):
-        raise Skip("bench_loadgen/bench_backend not built next to %s" % ctx.binary)
     n = 1000
     if harness.raise_nofile() < 2 * n + 100:
         raise Skip("RLIMIT_NOFILE too low for %d connections" % n)
-    bport = harness.free_port()
-    be = harness.Proc([backend_bin, "-l", "127.0.0.1:%d" % bport, "-f", hello], "bench_backend")
-    aport = harness.free_port()
-    d = None
-    try:
-        time.sleep(0.3)
-        settings = [("kernel_relay", "sockmap"), ("admin", "127.0.0.1:%d" % aport),
-                    ("access_log", "off"), ("idle_timeout", "1h"),
-                    ("drain_timeout", "5s")]
-        d = harness.Sniroute(ctx.binary, ctx.tmp, "integrity_loadgen", harness.sniroute_config(
-            settings, [("https", ["127.0.0.1:0"], "main", "reject")],
-            [("main", [("curl.example", "127.0.0.1:%d" % bport)])]))
-        d.proc.wait_line("stderr", r"admin on 127\.0\.0\.1:%d" % aport, 10)
+    with LoadgenRig(ctx, "integrity_loadgen") as rig:
         for _ in range(4):
-            r = subprocess.run([loadgen, "integrity", "-a", "127.0.0.1:%d" % d.port(), "-f",
-                                hello, "-n", str(n), "-b", "65536", "-T", "60"],
-                               capture_output=True, text=True, timeout=120)
-            check(r.returncode == 0, "bench_loadgen failed: %s" % r.stderr[-500:])
-            res = json.loads(r.stdout.strip().splitlines()[-1])
+            res = rig.run("integrity", "-n", str(n), "-b", "65536", "-T", "60")
             bad = {k: res[k] for k in ("connect_errors", "reply_errors", "resets", "lost",
                                        "reordered", "mixed", "corrupt", "no_trailer",
                                        "unconfirmed") if res[k] != 0}
             check(not bad and res["completed"] == n, "integrity through the kernel path: %s (%s)"
-                  % (bad, r.stdout.strip()[-300:]))
-        joined = promtext.value(metrics(aport), "sniroute_kernel_relayed_total")
+                  % (bad, json.dumps(res)[-300:]))
+        joined = rig.metric("sniroute_kernel_relayed_total")
         check(joined >= 1, "no connection of %d joined the kernel path" % (4 * n))
         return "%d connections, %d through the kernel path, every byte there" % (4 * n, joined)
-    finally:
-        status = d.stop() if d is not None else None
-        be.stop()
-        if d is not None:
-            report = d.sanitizer_report()
-            check(report is None, "sanitizer: %s" % report)
-            check(status == 0, "the daemon exited with status %r" % status)
 
 
 def send_rest(s, start, total):
