@@ -26,6 +26,7 @@
 #include "sniroute/cmd/peek.h"
 #include "sniroute/proxy/server.h"
 #include "sniroute/cmd/selftest.h"
+#include "sniroute/core/reactor.h"
 #include "sniroute/core/sockmap.h"
 #include "sniroute/core/upgrade.h"
 #include "sniroute/proxy/worker.h"
@@ -799,7 +800,7 @@ run(const char *path, struct sr_generation *gen, const struct account *acc, char
             close(handoff);
         }
     }
-    uv_run(&loop, UV_RUN_DEFAULT);
+    sr_reactor_run(&loop); /* with one worker, its reactor is this loop's */
     n_accepted = sr_workers_fini(&d.workers);
     if (status == 0) {
         sr_log_notice("stopped after %llu connection(s)", (unsigned long long)n_accepted);

@@ -48,7 +48,7 @@ conn_deadline(struct sr_conn *conn, uint64_t after_ms)
 
 /* --- The set of a worker's connections -------------------------------------------------- */
 
-static void on_reap(uv_idle_t *idle);
+static void on_reap(struct sr_reactor_task *task);
 
 void
 sr_conn_set_init(struct sr_conn_set *set, struct sr_resources *res, struct sr_metrics *metrics,
@@ -58,9 +58,8 @@ sr_conn_set_init(struct sr_conn_set *set, struct sr_resources *res, struct sr_me
     set->metrics = metrics;
     set->shared = shared;
     set->worker = worker;
-    uv_idle_init(res->loop, &set->reaper);
-    set->reaper.data = set;
-    uv_unref((uv_handle_t *)&set->reaper);
+    set->reaper.fn = on_reap;
+    set->reaper.is_queued = false;
     if (res->reactor.is_open && sr_krelay_worker_open(set) != 0) {
         sr_log_notice("worker %zu: cannot read the kernel relay's reports: its connections "
                       "relay through the worker",
@@ -72,7 +71,7 @@ void
 sr_conn_set_close(struct sr_conn_set *set)
 {
     sr_krelay_worker_close(set);
-    uv_close((uv_handle_t *)&set->reaper, NULL);
+    sr_reactor_cancel(&set->res->reactor, &set->reaper);
 }
 
 /* A connection joins the set at accept and leaves it just before it is freed. */
@@ -97,9 +96,7 @@ conn_dead(struct sr_conn *conn)
 {
     struct sr_conn_set *set = conn->set;
 
-    if (set->dead == NULL) {
-        uv_idle_start(&set->reaper, on_reap);
-    }
+    sr_reactor_after_batch(&set->res->reactor, &set->reaper);
     conn->next_dead = set->dead;
     set->dead = conn;
 }
@@ -157,12 +154,12 @@ conn_free(struct sr_conn *conn)
 }
 
 static void
-on_reap(uv_idle_t *idle)
+on_reap(struct sr_reactor_task *task)
 {
-    struct sr_conn_set *set = idle->data;
+    struct sr_conn_set *set =
+        (struct sr_conn_set *)((char *)task - offsetof(struct sr_conn_set, reaper));
     struct sr_conn *conn;
 
-    uv_idle_stop(idle);
     while ((conn = set->dead) != NULL) {
         set->dead = conn->next_dead;
         conn_free(conn); /* may stop the server: the last use of it here */

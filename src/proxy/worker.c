@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "sniroute/core/reactor.h"
 #include "sniroute/observe/log.h"
 
 static void
@@ -162,7 +163,7 @@ worker_thread(void *arg)
     w->loop = &w->own_loop;
     w->start_rc = worker_setup(w);
     uv_sem_post(&w->started);
-    uv_run(w->loop, UV_RUN_DEFAULT);
+    sr_reactor_run(w->loop);
     /* sr_server_fini waits for the join: the main thread may scrape the server's metrics
      * until every worker has stopped. */
     rc = uv_loop_close(w->loop);

@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: MIT */
-/* The connection sockets' event source: one epoll set per worker, itself watched by a
- * single uv_poll_t, so each socket costs a 16-byte sr_watch and one epoll_ctl per change
- * of interest instead of a libuv handle (uv_poll_t is 160 bytes, and its init alone costs
- * two epoll_ctl calls and an ioctl per socket). Level-triggered, like libuv. Linux only,
- * like splice. */
+/* The connection sockets' event source: one epoll set per worker, so each socket costs a
+ * 16-byte sr_watch and one epoll_ctl per change of interest instead of a libuv handle
+ * (uv_poll_t is 160 bytes, and its init alone costs two epoll_ctl calls and an ioctl per
+ * socket). The worker's thread blocks in this set, with libuv's own epoll set inside it,
+ * and runs the libuv loop only when that has something to do (sr_reactor_run): one
+ * epoll_wait per wakeup, where the set nested the other way round took two. Level-
+ * triggered, like libuv. Linux only, like splice. */
 #ifndef SR_REACTOR_H
 #define SR_REACTOR_H
 
@@ -26,20 +28,44 @@ struct sr_watch {
     uint32_t events;
 };
 
+/* Work that must wait until every callback of the current batch of events has returned:
+ * freeing what a watch later in the batch may belong to. */
+struct sr_reactor_task {
+    void (*fn)(struct sr_reactor_task *task);
+    struct sr_reactor_task *next;
+    bool is_queued;
+};
+
 struct sr_reactor {
-    uv_poll_t poll; /* on epfd, readable when any watched socket has an event */
+    uv_loop_t *loop;
+    uv_idle_t anchor;           /* never started: closing it calls back on_closed */
+    struct sr_watch loop_watch; /* libuv's epoll set, inside ours */
+    struct sr_reactor_task *tasks;
     int epfd;
     bool is_open;
     void (*on_closed)(struct sr_reactor *reactor);
     void *data; /* the owner's */
 };
 
-/* Create the epoll set and start watching it on <loop>. Returns 0 or a UV_E* code. */
+/* Create the epoll set with <loop>'s inside it; the reactor becomes the loop's (loop->data:
+ * one reactor per loop), run by sr_reactor_run. Returns 0 or a UV_E* code. */
 int sr_reactor_init(struct sr_reactor *reactor, uv_loop_t *loop);
 
-/* Stop: <on_closed> (may be NULL) runs once the poll handle is closed and the epoll set
- * with it. Every watch must have been cleared before. */
+/* Stop: <on_closed> (may be NULL) runs on a later turn of the loop, once the epoll set is
+ * closed. Every watch must have been cleared before; queued tasks are dropped. */
 void sr_reactor_close(struct sr_reactor *reactor, void (*on_closed)(struct sr_reactor *reactor));
+
+/* Run <loop> until nothing is left in it, as uv_run(loop, UV_RUN_DEFAULT) does: blocking in
+ * the epoll set of the loop's reactor while it is open, with libuv's handles run (timers,
+ * signals, wakeups, the admin server) whenever libuv has something due. */
+void sr_reactor_run(uv_loop_t *loop);
+
+/* Run <task> once the current batch of events is done (or, from a libuv callback, once the
+ * loop's turn is). Queuing a queued task again does nothing. */
+void sr_reactor_after_batch(struct sr_reactor *reactor, struct sr_reactor_task *task);
+
+/* Take <task> off the queue, if it is on it. */
+void sr_reactor_cancel(struct sr_reactor *reactor, struct sr_reactor_task *task);
 
 static inline void
 sr_watch_init(struct sr_watch *watch, int fd, sr_watch_fn cb)

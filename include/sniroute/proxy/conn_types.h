@@ -159,10 +159,9 @@ struct sr_conn_set {
     size_t n;
     uint64_t n_accepted;
     /* Closed connections, freed once the current batch of events is done (an event for
-     * one of them may still be in it), by an idle handle: it runs before the next poll and
-     * keeps that poll from blocking while something waits to be freed. */
+     * one of them may still be in it): the reactor runs the reaper after the batch. */
     struct sr_conn *dead;
-    uv_idle_t reaper;
+    struct sr_reactor_task reaper;
     /* The kernel path's reports for this worker (krelay.h), NULL without it. */
     struct sr_krelay_worker *krelay_worker;
     /* Called when the last open connection has been freed (a drain may be over). */
