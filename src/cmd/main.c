@@ -739,6 +739,7 @@ run(const char *path, struct sr_generation *gen, const struct account *acc, char
         return 1;
     }
     atomic_store(&d.shared.is_logging, gen->alog != NULL);
+    loop.data = NULL; /* uv_loop_init keeps it; the reactor's pointer goes there */
     rc = uv_loop_init(&loop);
     if (rc != 0) {
         sr_log_notice("uv_loop_init: %s", uv_strerror(rc));

@@ -153,6 +153,7 @@ worker_thread(void *arg)
     struct sr_worker *w = arg;
     int rc;
 
+    w->own_loop.data = NULL; /* uv_loop_init keeps it; the reactor's pointer goes there */
     w->start_rc = uv_loop_init(&w->own_loop);
     if (w->start_rc != 0) {
         sr_generation_unref(w->start);

@@ -48,7 +48,8 @@ struct sr_reactor {
 };
 
 /* Create the epoll set with <loop>'s inside it; the reactor becomes the loop's (loop->data:
- * one reactor per loop), run by sr_reactor_run. Returns 0 or a UV_E* code. */
+ * one reactor per loop, so the loop's data must be NULL: uv_loop_init keeps whatever was
+ * there), run by sr_reactor_run. Returns 0 or a UV_E* code (UV_EBUSY: data is not NULL). */
 int sr_reactor_init(struct sr_reactor *reactor, uv_loop_t *loop);
 
 /* Stop: <on_closed> (may be NULL) runs on a later turn of the loop, once the epoll set is
