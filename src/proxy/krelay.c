@@ -45,6 +45,7 @@ struct sr_krelay {
     uint32_t slot;         /* in the worker's table (the reports' tag) */
     bool is_unhooked;      /* out of the program's map (a leave): bytes wait in the sockets */
     bool is_paused[2];     /* socket i is out of the program's map until its bytes drain */
+    bool is_split;         /* the client's direction is the worker's, the backend's the kernel's */
     /* While paused: what waited on the peer at the last look, and when (to time the next
      * look by how fast it drains), and that next look in ms (0: back off as for a FIN). */
     uint64_t drain_seen[2];
@@ -278,6 +279,14 @@ recheck(struct sr_conn *conn)
     sr_resources_deadline_set(conn->set->res, &conn->deadline, sr_conn_now(conn) + kr->recheck_ms);
 }
 
+/* Is socket <i>'s direction the worker's now (a split: its bytes on the peer went through
+ * before the worker read more)? */
+static bool
+is_workers(const struct sr_conn *conn, int i)
+{
+    return i == 0 && conn->krelay->is_split;
+}
+
 /* How many of the bytes the program took from socket <i> have not yet gone into its
  * peer's send queue (they wait on the peer's socket), in <*waiting>. Returns false when
  * that cannot be read now. */
@@ -303,7 +312,7 @@ is_taken_on(struct sr_conn *conn, int i)
 {
     uint64_t waiting;
 
-    if (side_flow(conn, i)->wait == SR_FLOW_DONE) {
+    if (side_flow(conn, i)->wait == SR_FLOW_DONE || is_workers(conn, i)) {
         return true;
     }
     return waiting_on_peer(conn, i, &waiting) && waiting == 0;
@@ -360,8 +369,8 @@ krelay_pause(struct sr_conn *conn, int i)
 {
     struct sr_krelay *kr = conn->krelay;
 
-    if (kr->is_paused[i] || kr->is_unhooked || side_flow(conn, i)->is_eof) {
-        return; /* already, leaving, or nothing more comes */
+    if (kr->is_paused[i] || kr->is_unhooked || is_workers(conn, i) || side_flow(conn, i)->is_eof) {
+        return; /* already, leaving, the worker's, or nothing more comes */
     }
     if (sr_conn_now(conn) - kr->locked_ms[i] < SR_KRELAY_SETTLE_MS) {
         return; /* reported again soon */
@@ -406,14 +415,17 @@ drain_estimate(struct sr_conn *conn, int i, uint64_t waiting)
 
 /* Resume every paused socket whose bytes on the peer have drained: the backend's goes back
  * to the program (a slow client holds its backend back for as long as it is slow). Two go
- * to the worker instead, once nothing of theirs waits on the peer: the connection leaves
- * the kernel path and the worker's relay (with its own backpressure) reads what waits in
- * them. A socket whose FIN came meanwhile, since the kernel takes only established sockets
- * into a sockhash. And the client's socket, paused because its backend reads slowly:
- * putting an accepted socket back into the map under bulk both ways sent backend bytes
- * back to the backend while the program ran without a stream parser, and with it starved
- * the upload (thousands of pause cycles, 0.3 Gbit/s; kernel 6.18, bench_loadgen bulk),
- * while the backend's socket came back clean every time. Returns false when it has left. */
+ * to the worker instead, once nothing of theirs waits on the peer. The client's socket,
+ * paused because its backend reads slowly: putting an accepted socket back into the map
+ * under bulk both ways sent backend bytes back to the backend while the program ran
+ * without a stream parser, and with it starved the upload (thousands of pause cycles,
+ * 0.3 Gbit/s; kernel 6.18, bench_loadgen bulk), while the backend's socket came back clean
+ * every time. Its direction alone goes to the worker (a split): the backend's stays in the
+ * kernel, since it may wait on a client that reads nothing until its upload is through
+ * (waiting for both to drain stalled such a connection for good). And a backend's socket
+ * whose FIN came meanwhile (the kernel takes only established sockets into a sockhash):
+ * the connection leaves the kernel path, and the worker's relay (with its own
+ * backpressure) reads what waits in the sockets. Returns false when it has left. */
 static bool
 krelay_resume(struct sr_conn *conn)
 {
@@ -434,6 +446,13 @@ krelay_resume(struct sr_conn *conn)
             sr_sockmap_resume(krelay_map(conn), &kr->pair, i, side_fd(conn, i)) == 0) {
             kr->locked_ms[i] = sr_conn_now(conn);
             kr->is_paused[i] = false;
+        } else if (i == 0 && waiting == 0) {
+            /* The worker reads the socket from here on, to its end (a FIN seen while it
+             * was paused is read again); relay.c watches it. */
+            kr->is_paused[0] = false;
+            kr->is_split = true;
+            conn->up.wait = SR_FLOW_WAIT_SRC;
+            conn->up.is_eof = false;
         } else if (waiting == 0 && sr_krelay_leave(conn) == 0) {
             return false;
         }
@@ -460,7 +479,7 @@ krelay_finish(struct sr_conn *conn)
     for (i = 0; i < 2; i++) {
         struct sr_flow *flow = side_flow(conn, i);
 
-        if (!flow->is_eof || flow->is_shut) {
+        if (!flow->is_eof || flow->is_shut || is_workers(conn, i)) {
             continue;
         }
         if (!is_passed_on(conn, i)) {
@@ -504,8 +523,8 @@ sr_krelay_event(struct sr_conn *conn, bool is_client, uint32_t events)
             return krelay_fail(conn, i, SR_ERRNO(err));
         }
     }
-    if (events & (EPOLLRDHUP | EPOLLHUP)) {
-        side_flow(conn, i)->is_eof = true;
+    if ((events & (EPOLLRDHUP | EPOLLHUP)) && !is_workers(conn, i)) {
+        side_flow(conn, i)->is_eof = true; /* (the worker reads its own to the end) */
     }
     return krelay_finish(conn);
 }
@@ -560,16 +579,21 @@ sr_krelay_leave(struct sr_conn *conn)
     struct sr_reactor *reactor = &conn->set->res->reactor;
     struct sr_sockmap *sm = krelay_map(conn);
     struct sr_krelay *kr = conn->krelay;
+    bool is_split;
     int i;
 
     if (kr == NULL) {
         return 0;
     }
+    is_split = kr->is_split;
     /* Quiet now? Then stop the program and look again: a byte may have come in between.
      * Never wait out of the program's map: the other direction would stop with it, and a
      * peer that waits for it to move before it reads would never let this one drain. (A
      * paused socket is out already; what waits in it is the worker's to read.) */
     for (i = 0; i < 2; i++) {
+        if (is_workers(conn, i)) {
+            continue; /* out of the program's map already, and its bytes through */
+        }
         if (kr->is_paused[i] ? !is_taken_on(conn, i) : !is_passed_on(conn, i)) {
             return UV_EBUSY;
         }
@@ -584,7 +608,8 @@ sr_krelay_leave(struct sr_conn *conn)
         kr->is_unhooked = false;
         for (i = 0; i < 2; i++) {
             kr->locked_ms[i] = sr_conn_now(conn);
-            if (!kr->is_paused[i] && sr_sockmap_resume(sm, &kr->pair, i, side_fd(conn, i)) != 0) {
+            if (!kr->is_paused[i] && !is_workers(conn, i) &&
+                sr_sockmap_resume(sm, &kr->pair, i, side_fd(conn, i)) != 0) {
                 /* Cannot go back in, cannot leave yet: the deadline's check finds the rest. */
                 kr->is_unhooked = true;
             }
@@ -601,15 +626,17 @@ sr_krelay_leave(struct sr_conn *conn)
     for (i = 0; i < 2; i++) {
         struct sr_flow *flow = side_flow(conn, i);
 
-        if (flow->wait != SR_FLOW_DONE) {
+        if (flow->wait != SR_FLOW_DONE && !(i == 0 && is_split)) {
             flow->wait = SR_FLOW_WAIT_SRC;
             flow->is_eof = false;
         }
     }
+    /* (After a split the client's direction may be waiting for the backend's socket.) */
     if (sr_watch_set(reactor, &conn->client, conn->up.wait == SR_FLOW_WAIT_SRC ? EPOLLIN : 0) !=
             0 ||
-        sr_watch_set(reactor, &conn->backend, conn->down.wait == SR_FLOW_WAIT_SRC ? EPOLLIN : 0) !=
-            0) {
+        sr_watch_set(reactor, &conn->backend,
+                     (conn->down.wait == SR_FLOW_WAIT_SRC ? EPOLLIN : 0) |
+                         (conn->up.wait == SR_FLOW_WAIT_DST ? EPOLLOUT : 0)) != 0) {
         return UV_EBUSY; /* the hand-over clears and sets the watches again anyway */
     }
     return 0;
@@ -634,4 +661,20 @@ sr_krelay_settle(struct sr_conn *conn)
     slot_give(conn->set->krelay_worker, kr->slot);
     free(kr);
     conn->krelay = NULL;
+}
+
+bool
+sr_krelay_is_split(const struct sr_conn *conn)
+{
+    return conn->krelay != NULL && conn->krelay->is_split;
+}
+
+uint32_t
+sr_krelay_watch(const struct sr_conn *conn, bool is_client, uint32_t workers)
+{
+    if (workers == 0) {
+        return SR_KRELAY_EVENTS; /* any watch reports errors; this one the FIN, once */
+    }
+    /* Level-triggered, as the worker's relay needs: the backend's FIN only until seen. */
+    return workers | (!is_client && !conn->down.is_eof ? EPOLLRDHUP : 0);
 }

@@ -425,7 +425,8 @@ krelay_result(enum sr_krelay_result r)
     }
 }
 
-/* Watch each socket for what its two directions wait for. */
+/* Watch each socket for what its two directions wait for (those the worker moves; a split
+ * connection's backend direction is the kernel's, and krelay.c adds what it needs). */
 static enum sr_relay_result
 relay_watch(struct sr_conn *conn)
 {
@@ -435,9 +436,14 @@ relay_watch(struct sr_conn *conn)
     int rc;
 
     client |= conn->up.wait == SR_FLOW_WAIT_SRC ? EPOLLIN : 0;
-    client |= conn->down.wait == SR_FLOW_WAIT_DST ? EPOLLOUT : 0;
-    backend |= conn->down.wait == SR_FLOW_WAIT_SRC ? EPOLLIN : 0;
     backend |= conn->up.wait == SR_FLOW_WAIT_DST ? EPOLLOUT : 0;
+    if (conn->krelay == NULL) {
+        client |= conn->down.wait == SR_FLOW_WAIT_DST ? EPOLLOUT : 0;
+        backend |= conn->down.wait == SR_FLOW_WAIT_SRC ? EPOLLIN : 0;
+    } else {
+        client = sr_krelay_watch(conn, true, client);
+        backend = sr_krelay_watch(conn, false, backend);
+    }
     rc = sr_watch_set(reactor, &conn->client, client);
     if (rc == 0) {
         rc = sr_watch_set(reactor, &conn->backend, backend);
@@ -476,6 +482,28 @@ http_kick(struct sr_conn *conn)
     return SR_RELAY_GOING;
 }
 
+/* <events> on a split connection (krelay.h): the client's direction is pumped here, then
+ * the kernel's side looks at its FIN and at errors on both sockets. */
+static enum sr_relay_result
+split_event(struct sr_conn *conn, bool is_client, uint32_t events)
+{
+    uint32_t wanted = is_client ? EPOLLIN | EPOLLHUP | EPOLLERR : EPOLLOUT | EPOLLERR;
+    enum sr_flow_wait wait = is_client ? SR_FLOW_WAIT_SRC : SR_FLOW_WAIT_DST;
+    enum sr_relay_result res;
+
+    if ((events & wanted) && conn->up.wait == wait) {
+        res = flow_pump(conn, &conn->up);
+        if (res != SR_RELAY_GOING) {
+            return res;
+        }
+    }
+    res = krelay_result(sr_krelay_event(conn, is_client, events));
+    if (res != SR_RELAY_GOING || conn->krelay == NULL) {
+        return res;
+    }
+    return relay_watch(conn);
+}
+
 enum sr_relay_result
 sr_relay_event(struct sr_conn *conn, bool is_client, uint32_t events)
 {
@@ -484,6 +512,9 @@ sr_relay_event(struct sr_conn *conn, bool is_client, uint32_t events)
     bool is_error = (events & (EPOLLERR | EPOLLHUP)) != 0;
     enum sr_relay_result res;
 
+    if (sr_krelay_is_split(conn)) {
+        return split_event(conn, is_client, events);
+    }
     if (conn->krelay != NULL) {
         return krelay_result(sr_krelay_event(conn, is_client, events));
     }
@@ -570,8 +601,17 @@ sr_relay_start(struct sr_conn *conn)
 enum sr_relay_result
 sr_relay_tick(struct sr_conn *conn, uint64_t *recheck_ms)
 {
+    enum sr_relay_result res;
+
     *recheck_ms = 0;
-    return conn->krelay != NULL ? krelay_result(sr_krelay_tick(conn, recheck_ms)) : SR_RELAY_GOING;
+    if (conn->krelay == NULL) {
+        return SR_RELAY_GOING;
+    }
+    res = krelay_result(sr_krelay_tick(conn, recheck_ms));
+    if (res == SR_RELAY_GOING && sr_krelay_is_split(conn)) {
+        return relay_watch(conn); /* the tick may have split it */
+    }
+    return res;
 }
 
 void

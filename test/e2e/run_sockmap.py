@@ -18,9 +18,10 @@ worker's relay promises must still hold:
 
 - backpressure: a client that reads nothing holds its backend back (the backend's socket
   is paused, sniroute_kernel_relay_pauses_total moves), a backend that reads nothing holds
-  its client back (the connection leaves the kernel path for the worker's relay), and a
-  FIN that comes while the backend's socket is paused still reaches the client after every
-  byte; then everything arrives whole;
+  its client back (the client's direction goes to the worker's relay, the backend's stays
+  in the kernel), a FIN that comes while the backend's socket is paused still reaches the
+  client after every byte, and a client that reads nothing until its upload is through
+  gets it through a slow backend while its download waits; then everything arrives whole;
 - bulk both ways through bench_loadgen and bench_backend (4 streams, self-describing
   blocks): nothing lost, reordered, mixed or corrupt.
 
@@ -33,6 +34,7 @@ import hashlib
 import json
 import os
 import random
+import select
 import shutil
 import socket
 import struct
@@ -401,7 +403,7 @@ def case_backpressure_slow_client(ctx):
 
 def case_backpressure_slow_backend(ctx):
     """The backend reads nothing: the client's socket is paused and, once what waited on
-    the backend has gone, the connection leaves the kernel path for the worker's relay."""
+    the backend has gone, its direction goes to the worker's relay (a split)."""
     return stall(ctx, "bp_backend", client_reads=False)
 
 
@@ -435,6 +437,100 @@ def case_fin_while_paused(ctx):
         c.close()
         b.close()
         return "%d MiB and FIN behind a paused socket, all delivered" % (n // MIB)
+    finally:
+        st.close()
+
+
+def slow_reader_fast_sender(sock, n_out, read_every, read_piece, seconds):
+    """The backend of case_upload_behind_unread_download: sends <n_out> bytes of the stream
+    as fast as the socket takes them while reading at most <read_piece> bytes every
+    <read_every> s, until the client's EOF and the last byte sent (or <seconds>). Returns
+    (bytes read, sha256 hex of them, bytes sent, whether both ended)."""
+    h = hashlib.sha256()
+    got = sent = 0
+    eof = False
+    gen = stream(n_out)
+    piece = memoryview(b"")
+    sock.setblocking(False)
+    next_read = time.monotonic()
+    end = time.monotonic() + seconds
+    while time.monotonic() < end and not (eof and sent == n_out):
+        now = time.monotonic()
+        want_w = sent < n_out
+        r, w, _ = select.select([sock] if not eof and now >= next_read else [],
+                                [sock] if want_w else [],
+                                [], max(0.0, min(0.05, next_read - now)))
+        if r:
+            b = sock.recv(read_piece)
+            if not b:
+                eof = True
+            else:
+                h.update(b)
+                got += len(b)
+                next_read = time.monotonic() + read_every
+        if w:
+            if not piece:
+                piece = memoryview(next(gen))
+            try:
+                k = sock.send(piece)
+                sent += k
+                piece = piece[k:]
+            except BlockingIOError:
+                pass
+    sock.setblocking(True)
+    return got, h.hexdigest(), sent, eof and sent == n_out
+
+
+def case_upload_behind_unread_download(ctx):
+    """A client that reads nothing until its upload is done, and a backend that sends a
+    lot first and reads slowly: the download waits on the client (the backend's socket is
+    paused), the upload waits on the backend (the client's socket is paused). A direct
+    connection finishes (the upload goes at the backend's pace, then the client reads);
+    through the kernel path the client's direction must go on without the other, which
+    cannot move until the client reads. Both streams arrive whole, the log counts them."""
+    st = Setup(ctx, "unread_download")
+    try:
+        mark = st.d.mark()
+        c, b, sent_in, sent_out = joined_pair(st)
+        b.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        n_up, n_down = 48 * MIB, 32 * MIB
+        p0 = pauses(st)
+        result = []
+        t = threading.Thread(target=lambda: (result.append(
+            slow_reader_fast_sender(b, n_down, 0.01, 256 * 1024, 60)),
+            b.shutdown(socket.SHUT_WR)), daemon=True)
+        t.start()
+        c.settimeout(30)
+        t0 = time.monotonic()
+        try:
+            send_stream(c, n_up)
+        except socket.timeout:
+            raise Fail("the upload stalled: the backend's unread bytes on the client held "
+                       "the client's direction back (%d kernel relay pauses)"
+                       % (pauses(st) - p0))
+        c.shutdown(socket.SHUT_WR)
+        up_s = time.monotonic() - t0
+        got = read_to_eof(c, n_down, 30)
+        t.join(60)
+        st._release.set()
+        check(result and result[0][3], "the backend did not finish: %r" % (result,))
+        check(result[0][:2] == (n_up, digest(n_up)), "the backend got %d of %d bytes, sha %s"
+              % (result[0][0], n_up, "ok" if result[0][1] == digest(n_up) else "differs"))
+        check(got == (n_down, digest(n_down), "eof"), "the client got %d of %d bytes (%s), "
+              "sha %s" % (got[0], n_down, got[2], "ok" if got[1] == digest(n_down) else
+                          "differs"))
+        check(pauses(st) - p0 >= 2, "only %d pauses: the case did not back both ways up"
+              % (pauses(st) - p0))
+        e = st.d.wait_log(lambda e: e.get("sni") == NAME, "the connection", mark)
+        check(e["outcome"] == "ok" and int(e["bytes_in"]) == sent_in + n_up and
+              int(e["bytes_out"]) == sent_out + n_down,
+              "outcome %s, bytes_in %s bytes_out %s" % (e["outcome"], e["bytes_in"],
+                                                       e["bytes_out"]))
+        c.close()
+        b.close()
+        return ("%d MiB up at the backend's pace (%.1f s) with %d MiB waiting on the client; "
+                "%d pauses" % (n_up // MIB, up_s, n_down // MIB, pauses(st) - p0))
     finally:
         st.close()
 
@@ -758,8 +854,8 @@ def case_unprivileged_sockmap_refuses(ctx):
 CASES = [case_bulk_both_ways, case_hello_and_bulk_in_one_write, case_after_dropping_root, case_half_close_client_first, case_half_close_backend_first,
          case_reset_client, case_reset_backend, case_idle_timeout, case_unprivileged_falls_back,
          case_unprivileged_sockmap_refuses, case_backpressure_slow_client,
-         case_backpressure_slow_backend, case_fin_while_paused, case_bulk_loadgen,
-         case_integrity_loadgen]
+         case_backpressure_slow_backend, case_fin_while_paused,
+         case_upload_behind_unread_download, case_bulk_loadgen, case_integrity_loadgen]
 
 
 def make_ctx(binary, tmp, args):

@@ -50,11 +50,22 @@ enum sr_krelay_result sr_krelay_event(struct sr_conn *conn, bool is_client, uint
 enum sr_krelay_result sr_krelay_tick(struct sr_conn *conn, uint64_t *recheck_ms);
 
 /* Leave the kernel path for a hand-over, if it is quiet: every byte the program took is
- * in its peer's send queue, before and after the program stops taking bytes (which then
+ * in its peer's send queue (a split's client direction is the worker's already), before and after the program stops taking bytes (which then
  * wait in the sockets). The sockets leave the maps, the counts go into the flows, and the
  * connection is an idle worker relay watched as one. Returns 0 then, or UV_EBUSY while
  * bytes are on their way (the kernel relays on as before: call again later). */
 int sr_krelay_leave(struct sr_conn *conn);
+
+/* Is the connection split: the client's direction back with the worker's relay (its socket
+ * was paused because the backend reads slowly, and what the program took from it is
+ * through), the backend's still the kernel's? Then relay.c pumps the client's direction
+ * and passes its FIN on, and the kernel's side goes on as before. */
+bool sr_krelay_is_split(const struct sr_conn *conn);
+
+/* What to watch on the client's socket (<is_client>) or the backend's of a joined
+ * connection, given <workers>: what the worker's relay wants there for its direction (0 for
+ * none). */
+uint32_t sr_krelay_watch(const struct sr_conn *conn, bool is_client, uint32_t workers);
 
 /* Add the program's counts to the flows' n_bytes and free the state (before the log line;
  * the sockets stay in the maps until closed). Idempotent. */
