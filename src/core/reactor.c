@@ -5,6 +5,9 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 /* Events taken from the kernel per wakeup; more wait for the next (level-triggered, so
@@ -40,6 +43,13 @@ sr_reactor_run(uv_loop_t *loop)
          * set stays in ours, so a handle started later still wakes us). */
         timeout = uv_loop_alive(loop) ? uv_backend_timeout(loop) : -1;
         n = epoll_wait(reactor->epfd, ev, SR_REACTOR_BATCH, timeout);
+        if (n < 0 && errno != EINTR) {
+            /* EBADF, EFAULT, EINVAL: our bug, and it would repeat on every turn. Spinning
+             * on it would hide it behind a busy core; stop where it can be seen. */
+            fprintf(stderr, "sniroute: fatal: epoll_wait on a worker's reactor (fd %d): %s\n",
+                    reactor->epfd, strerror(errno));
+            abort();
+        }
         uv_update_time(loop);
         for (i = 0; i < n; i++) {
             struct sr_watch *watch = ev[i].data.ptr;
