@@ -490,40 +490,17 @@ sr_sockmap_received(int fd, uint64_t *out)
     return 0;
 }
 
-int
-sr_sockmap_read_so_far(int fd, uint64_t *out)
-{
-    uint64_t before;
-    uint64_t after;
-    int inq;
-    int rc;
-    int i;
-
-    for (i = 0; i < 16; i++) {
-        if ((rc = sr_sockmap_received(fd, &before)) != 0) {
-            return rc;
-        }
-        if (ioctl(fd, SIOCINQ, &inq) != 0) {
-            return -errno;
-        }
-        if ((rc = sr_sockmap_received(fd, &after)) != 0) {
-            return rc;
-        }
-        if (before == after) {
-            *out = before - (uint64_t)inq;
-            return 0;
-        }
-    }
-    return -EAGAIN;
-}
-
-int
-sr_sockmap_sent(int fd, uint64_t *out)
+/* A TCP_INFO counter (<which>) and a queue's length (the ioctl <req>) as of one moment: the
+ * counter is read before and after the queue, until it did not move in between. Returns
+ * 0, a negative errno, or -EAGAIN when it kept moving (the caller looks again later). */
+static int
+counter_and_queue(int fd, uint64_t (*which)(const struct tcp_info *), unsigned long req,
+                  uint64_t *counter, uint64_t *queue)
 {
     struct tcp_info ti;
-    uint64_t acked;
     socklen_t len;
-    int outq;
+    uint64_t before;
+    int q;
     int i;
 
     for (i = 0; i < 16; i++) {
@@ -532,22 +509,61 @@ sr_sockmap_sent(int fd, uint64_t *out)
         if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0) {
             return -errno;
         }
-        acked = ti.tcpi_bytes_acked;
-        if (ioctl(fd, SIOCOUTQ, &outq) != 0) {
+        before = which(&ti);
+        if (ioctl(fd, req, &q) != 0) {
             return -errno;
         }
         len = sizeof(ti);
         if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0) {
             return -errno;
         }
-        if (ti.tcpi_bytes_acked == acked) {
-            /* No ACK in between: the queue was measured against the same acknowledged
-             * point, so the sum is the bytes written. */
-            *out = acked + (uint64_t)outq;
+        if (which(&ti) == before) {
+            *counter = before;
+            *queue = (uint64_t)q;
             return 0;
         }
     }
-    return -EAGAIN; /* ACKs keep coming: the caller looks again later */
+    return -EAGAIN;
+}
+
+static uint64_t
+bytes_received(const struct tcp_info *ti)
+{
+    return ti->tcpi_bytes_received;
+}
+
+static uint64_t
+bytes_acked(const struct tcp_info *ti)
+{
+    return ti->tcpi_bytes_acked;
+}
+
+int
+sr_sockmap_read_so_far(int fd, uint64_t *out)
+{
+    uint64_t received;
+    uint64_t inq;
+    int rc = counter_and_queue(fd, bytes_received, SIOCINQ, &received, &inq);
+
+    if (rc == 0) {
+        *out = received - inq; /* what is no longer in the receive queue */
+    }
+    return rc;
+}
+
+int
+sr_sockmap_sent(int fd, uint64_t *out)
+{
+    uint64_t acked;
+    uint64_t outq;
+    int rc = counter_and_queue(fd, bytes_acked, SIOCOUTQ, &acked, &outq);
+
+    if (rc == 0) {
+        /* No ACK in between: the queue was measured against the same acknowledged point,
+         * so the sum is the bytes written. */
+        *out = acked + outq;
+    }
+    return rc;
 }
 
 void
