@@ -287,22 +287,30 @@ is_workers(const struct sr_conn *conn, int i)
     return i == 0 && conn->krelay->is_split;
 }
 
-/* How many of the bytes the program took from socket <i> have not yet gone into its
- * peer's send queue (they wait on the peer's socket), in <*waiting>. Returns false when
- * that cannot be read now. */
+/* How many of the bytes the program took from socket <i> (<count>, read just before) have
+ * not yet gone into its peer's send queue (they wait on the peer's socket), in <*waiting>.
+ * Returns false when that cannot be read now. */
+static bool
+waiting_after(struct sr_conn *conn, int i, const struct sr_sockmap_count *count,
+              uint64_t *waiting)
+{
+    uint64_t sent;
+
+    if (sr_sockmap_sent(side_fd(conn, 1 - i), &sent) != 0) {
+        return false;
+    }
+    *waiting = count->bytes - (sent - conn->krelay->sent_base[1 - i]);
+    return true;
+}
+
+/* The same, reading the program's count. */
 static bool
 waiting_on_peer(struct sr_conn *conn, int i, uint64_t *waiting)
 {
-    struct sr_krelay *kr = conn->krelay;
     struct sr_sockmap_count count;
-    uint64_t sent;
 
-    if (sr_sockmap_count(krelay_map(conn), &kr->pair, i, &count) != 0 ||
-        sr_sockmap_sent(side_fd(conn, 1 - i), &sent) != 0) {
-        return false;
-    }
-    *waiting = count.bytes - (sent - kr->sent_base[1 - i]);
-    return true;
+    return sr_sockmap_count(krelay_map(conn), &conn->krelay->pair, i, &count) == 0 &&
+           waiting_after(conn, i, &count, waiting);
 }
 
 /* Has every byte the program took from socket <i> gone into its peer's send queue? Once
@@ -318,27 +326,20 @@ is_taken_on(struct sr_conn *conn, int i)
     return waiting_on_peer(conn, i, &waiting) && waiting == 0;
 }
 
-/* Has the program taken every byte that arrived on socket <i> (its FIN, if it came, is
- * counted by TCP and not by the program)? Bytes that arrive while a system call holds the
- * socket's lock wait in its receive queue for the stream parser's work item, even after
- * the FIN that followed them has woken us; SIOCINQ cannot see them on a socket with a
- * psock (tcp_bpf's ioctl counts only what was passed back to user space). Passing that
- * FIN on before them made the kernel's push fail with EPIPE, a reset (bench_loadgen
- * integrity: about 1 connection in 1,000). */
+/* Has the program taken (<count>) every byte that arrived on socket <i> (<received>, read
+ * before the count; its FIN, if it came, is counted by TCP and not by the program)? Bytes
+ * that arrive while a system call holds the socket's lock wait in its receive queue for
+ * the stream parser's work item, even after the FIN that followed them has woken us;
+ * SIOCINQ cannot see them on a socket with a psock (tcp_bpf's ioctl counts only what was
+ * passed back to user space). Passing that FIN on before them made the kernel's push fail
+ * with EPIPE, a reset (bench_loadgen integrity: about 1 connection in 1,000). */
 static bool
-is_all_taken(struct sr_conn *conn, int i)
+is_all_taken(struct sr_conn *conn, int i, uint64_t received, const struct sr_sockmap_count *count)
 {
-    struct sr_krelay *kr = conn->krelay;
-    struct sr_sockmap_count count;
-    uint64_t received;
-
-    if (sr_sockmap_received(side_fd(conn, i), &received) != 0 ||
-        sr_sockmap_count(krelay_map(conn), &kr->pair, i, &count) != 0) {
-        return false;
-    }
     /* (A FIN that came before the join would be counted in read_base too, but then the
      * join fails: a sockhash takes only established sockets.) */
-    return count.bytes >= received - kr->read_base[i] - (side_flow(conn, i)->is_eof ? 1 : 0);
+    return count->bytes >=
+           received - conn->krelay->read_base[i] - (side_flow(conn, i)->is_eof ? 1 : 0);
 }
 
 /* That, and is nothing left in socket <i> for the program to take? (While the worker is
@@ -348,19 +349,29 @@ static bool
 is_passed_on(struct sr_conn *conn, int i)
 {
     struct sr_krelay *kr = conn->krelay;
+    struct sr_sockmap_count count;
+    uint64_t received;
+    uint64_t waiting;
 
-    if (side_flow(conn, i)->wait == SR_FLOW_DONE) {
+    if (side_flow(conn, i)->wait == SR_FLOW_DONE || is_workers(conn, i)) {
         return true;
     }
     if (kr->is_paused[i]) {
         return false; /* its bytes go on once it is resumed, or through the worker */
     }
-    if (!kr->is_unhooked && !is_all_taken(conn, i)) {
+    if (kr->is_unhooked) {
+        return is_taken_on(conn, i);
+    }
+    if (sr_sockmap_received(side_fd(conn, i), &received) != 0 ||
+        sr_sockmap_count(krelay_map(conn), &kr->pair, i, &count) != 0) {
+        return false;
+    }
+    if (!is_all_taken(conn, i, received, &count)) {
         (void)sr_sockmap_kick(side_fd(conn, i)); /* the parser's work item may be idle */
         kr->locked_ms[i] = sr_conn_now(conn);
         return false;
     }
-    return is_taken_on(conn, i);
+    return waiting_after(conn, i, &count, &waiting) && waiting == 0;
 }
 
 /* Pause socket <i>, which the program reported: too many of its bytes wait on the peer. */
