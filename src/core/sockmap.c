@@ -70,6 +70,7 @@ struct sr_sockmap {
     int *ring_fds; /* [n_rings]: each worker's ring buffer, also in sr_rings */
     _Atomic uint64_t n_joined;
     _Atomic uint64_t n_paused;
+    _Atomic uint64_t n_split;
 };
 
 struct sr_sockmap_reports {
@@ -240,6 +241,18 @@ uint64_t
 sr_sockmap_paused(const struct sr_sockmap *sm)
 {
     return sm != NULL ? atomic_load_explicit(&sm->n_paused, memory_order_relaxed) : 0;
+}
+
+void
+sr_sockmap_note_split(struct sr_sockmap *sm)
+{
+    atomic_fetch_add_explicit(&sm->n_split, 1, memory_order_relaxed);
+}
+
+uint64_t
+sr_sockmap_splits(const struct sr_sockmap *sm)
+{
+    return sm != NULL ? atomic_load_explicit(&sm->n_split, memory_order_relaxed) : 0;
 }
 
 void

@@ -392,6 +392,11 @@ format_process(struct wbuf *w, const struct sr_metrics_info *info)
                "for a slow reader (backpressure: the bytes wait in the socket, the sender is "
                "held back) since start.");
         sample(w, "sniroute_kernel_relay_pauses_total", "", NULL, 0, info->n_kernel_paused);
+        family(w, "sniroute_kernel_relay_splits_total", "counter",
+               "Kernel-relayed connections whose client direction went back to the workers "
+               "(its socket paused for a slow backend) while the backend's stayed in the "
+               "kernel, since start.");
+        sample(w, "sniroute_kernel_relay_splits_total", "", NULL, 0, info->n_kernel_split);
     }
 }
 

@@ -462,6 +462,7 @@ krelay_resume(struct sr_conn *conn)
              * was paused is read again); relay.c watches it. */
             kr->is_paused[0] = false;
             kr->is_split = true;
+            sr_sockmap_note_split(krelay_map(conn));
             conn->up.wait = SR_FLOW_WAIT_SRC;
             conn->up.is_eof = false;
         } else if (waiting == 0 && sr_krelay_leave(conn) == 0) {

@@ -55,6 +55,7 @@ sr_servers_metrics(struct sr_server *const *servers, size_t n, uint64_t generati
     info.relay_path = servers[0]->shared->sockmap != NULL ? "sockmap" : "splice";
     info.n_kernel_relayed = sr_sockmap_joined(servers[0]->shared->sockmap);
     info.n_kernel_paused = sr_sockmap_paused(servers[0]->shared->sockmap);
+    info.n_kernel_split = sr_sockmap_splits(servers[0]->shared->sockmap);
     return sr_metrics_format(out, len, workers, i, &info);
 }
 

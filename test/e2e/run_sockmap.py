@@ -48,6 +48,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 import promtext  # noqa: E402
 from harness import Fail, Skip, check, client_hello  # noqa: E402
+from run_upgrade import Daemon, is_gone  # noqa: E402
 
 NAME = "kernel.test"
 MIB = 1 << 20
@@ -127,15 +128,21 @@ def metrics(aport):
 
 
 class Setup:
-    """A backend and a daemon with kernel_relay = sockmap (or <mode>)."""
+    """A backend and a daemon with kernel_relay = sockmap (or <mode>); <upgradable>: the
+    daemon is run_upgrade's, which follows binary upgrades (self.up)."""
 
-    def __init__(self, ctx, name, mode="sockmap", extra=()):
+    def __init__(self, ctx, name, mode="sockmap", extra=(), upgradable=False):
         self.backend = Backend()
         self.aport = harness.free_port()
         self.d = None
+        self.up = None
         try:
-            self.d = harness.Sniroute(ctx.binary, ctx.tmp, name,
-                                      config(self.backend, self.aport, mode, extra))
+            text = config(self.backend, self.aport, mode, extra)
+            if upgradable:
+                self.up = Daemon(ctx, name, text)
+                self.d = self.up.d
+            else:
+                self.d = harness.Sniroute(ctx.binary, ctx.tmp, name, text)
         except Fail as e:
             err = ""
             self.backend.stop()
@@ -150,6 +157,10 @@ class Setup:
     def close(self):
         """Stop both; the daemon must exit 0 with no sanitizer report (ASan build)."""
         status = None
+        if self.up is not None:
+            self.up.stop()  # every process, by PID; checks the sanitizer and clean stops
+            self.backend.stop()
+            return
         if self.d is not None:
             status = self.d.stop()
         self.backend.stop()
@@ -321,6 +332,10 @@ def pauses(st):
     return promtext.value(metrics(st.aport), "sniroute_kernel_relay_pauses_total")
 
 
+def splits(st):
+    return promtext.value(metrics(st.aport), "sniroute_kernel_relay_splits_total")
+
+
 def push_for(sock, seconds, n=1 << 30):
     """Send up to <n> bytes of the stream on <sock> (non-blocking) for <seconds>; returns
     how many went."""
@@ -441,11 +456,12 @@ def case_fin_while_paused(ctx):
         st.close()
 
 
-def slow_reader_fast_sender(sock, n_out, read_every, read_piece, seconds):
+def slow_reader_fast_sender(sock, n_out, read_every, read_piece, seconds, n_in=None):
     """The backend of case_upload_behind_unread_download: sends <n_out> bytes of the stream
     as fast as the socket takes them while reading at most <read_piece> bytes every
-    <read_every> s, until the client's EOF and the last byte sent (or <seconds>). Returns
-    (bytes read, sha256 hex of them, bytes sent, whether both ended)."""
+    <read_every> s, until the client's EOF (or <n_in> bytes read) and the last byte sent,
+    or <seconds>. Returns (bytes read, sha256 hex of them, bytes sent, whether both
+    ended)."""
     h = hashlib.sha256()
     got = sent = 0
     eof = False
@@ -467,6 +483,7 @@ def slow_reader_fast_sender(sock, n_out, read_every, read_piece, seconds):
             else:
                 h.update(b)
                 got += len(b)
+                eof = n_in is not None and got >= n_in
                 next_read = time.monotonic() + read_every
         if w:
             if not piece:
@@ -495,7 +512,7 @@ def case_upload_behind_unread_download(ctx):
         b.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
         c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
         n_up, n_down = 48 * MIB, 32 * MIB
-        p0 = pauses(st)
+        p0, s0 = pauses(st), splits(st)
         result = []
         t = threading.Thread(target=lambda: (result.append(
             slow_reader_fast_sender(b, n_down, 0.01, 256 * 1024, 60)),
@@ -522,6 +539,8 @@ def case_upload_behind_unread_download(ctx):
                           "differs"))
         check(pauses(st) - p0 >= 2, "only %d pauses: the case did not back both ways up"
               % (pauses(st) - p0))
+        check(splits(st) - s0 == 1, "sniroute_kernel_relay_splits_total moved by %d, not 1"
+              % (splits(st) - s0))
         e = st.d.wait_log(lambda e: e.get("sni") == NAME, "the connection", mark)
         check(e["outcome"] == "ok" and int(e["bytes_in"]) == sent_in + n_up and
               int(e["bytes_out"]) == sent_out + n_down,
@@ -531,6 +550,69 @@ def case_upload_behind_unread_download(ctx):
         b.close()
         return ("%d MiB up at the backend's pace (%.1f s) with %d MiB waiting on the client; "
                 "%d pauses" % (n_up // MIB, up_s, n_down // MIB, pauses(st) - p0))
+    finally:
+        st.close()
+
+
+def case_handover_after_split(ctx):
+    """A split connection (the client's direction with the worker, the backend's in the
+    kernel) goes to the new process of a binary upgrade once it is quiet, and the new
+    process relays the rest both ways: every byte arrives, one log line (the new
+    process's) counts them all."""
+    st = Setup(ctx, "split_handover", upgradable=True)
+    try:
+        c, b, sent_in, sent_out = joined_pair(st)
+        b.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        n_up, n_down, n_last = 24 * MIB, 8 * MIB, MIB
+        s0 = splits(st)
+        result = []
+        t = threading.Thread(target=lambda: result.append(
+            slow_reader_fast_sender(b, 0, 0.01, 256 * 1024, 30, n_in=n_up)), daemon=True)
+        t.start()
+        c.settimeout(30)
+        send_stream(c, n_up)
+        t.join(30)
+        check(result and result[0][:2] == (n_up, digest(n_up)),
+              "before the upgrade the backend got %r of %d bytes" % (result[:1], n_up))
+        check(splits(st) - s0 == 1, "sniroute_kernel_relay_splits_total moved by %d, not 1"
+              % (splits(st) - s0))
+        mark = st.d.mark()
+        old = st.up.pid
+        st.up.upgrade()
+        deadline = time.monotonic() + 10
+        while not is_gone(old):
+            check(time.monotonic() < deadline, "the old pid %d still runs 10 s after the "
+                  "upgrade" % old)
+            time.sleep(0.05)
+        adopted = promtext.value(metrics(st.aport), "sniroute_connections_adopted_total",
+                                 listener="https")
+        check(adopted == 1, "the new pid adopted %s connections, not 1" % adopted)
+        # The rest goes through the new process: a download, then a last upload.
+        t = threading.Thread(target=lambda: (send_stream(b, n_down),
+                                             b.shutdown(socket.SHUT_WR)), daemon=True)
+        t.start()
+        got = read_to_eof(c, n_down, 30)
+        t.join(30)
+        check(got == (n_down, digest(n_down), "eof"), "after the upgrade the client got %d of "
+              "%d bytes (%s)" % (got[0], n_down, got[2]))
+        send_stream(c, n_last)
+        c.shutdown(socket.SHUT_WR)
+        back = read_to_eof(b, n_last, 30)
+        check(back == (n_last, digest(n_last), "eof"), "after the upgrade the backend got %d "
+              "of %d bytes (%s)" % (back[0], n_last, back[2]))
+        st._release.set()
+        e = st.d.wait_log(lambda e: e.get("sni") == NAME, "the connection", mark)
+        check(e["outcome"] == "ok" and int(e["bytes_in"]) == sent_in + n_up + n_last and
+              int(e["bytes_out"]) == sent_out + n_down,
+              "outcome %s, bytes_in %s bytes_out %s" % (e["outcome"], e["bytes_in"],
+                                                       e["bytes_out"]))
+        lines = [x for x in st.d.logs() if x.get("sni") == NAME]
+        check(len(lines) == 1, "%d log lines for the connection: %s"
+              % (len(lines), [x["_raw"] for x in lines]))
+        c.close()
+        b.close()
+        return ("split after %d MiB up, handed to the new pid, then %d MiB down and %d MiB up "
+                "through it, one log line" % (n_up // MIB, n_down // MIB, n_last // MIB))
     finally:
         st.close()
 
@@ -855,7 +937,8 @@ CASES = [case_bulk_both_ways, case_hello_and_bulk_in_one_write, case_after_dropp
          case_reset_client, case_reset_backend, case_idle_timeout, case_unprivileged_falls_back,
          case_unprivileged_sockmap_refuses, case_backpressure_slow_client,
          case_backpressure_slow_backend, case_fin_while_paused,
-         case_upload_behind_unread_download, case_bulk_loadgen, case_integrity_loadgen]
+         case_upload_behind_unread_download, case_handover_after_split, case_bulk_loadgen,
+         case_integrity_loadgen]
 
 
 def make_ctx(binary, tmp, args):

@@ -37,6 +37,12 @@ uint64_t sr_sockmap_joined(const struct sr_sockmap *sm);
 /* Sockets paused since the load (sr_sockmap_pause; any thread; 0 for NULL). */
 uint64_t sr_sockmap_paused(const struct sr_sockmap *sm);
 
+/* Count a pair whose paused socket's direction went back to user space for good, its
+ * peer's staying in the program (krelay.c's split), and read that count (any thread; 0
+ * for NULL). */
+void sr_sockmap_note_split(struct sr_sockmap *sm);
+uint64_t sr_sockmap_splits(const struct sr_sockmap *sm);
+
 /* Detach and free (the sockets still joined leave the maps when closed). NULL is fine. */
 void sr_sockmap_free(struct sr_sockmap *sm);
 

@@ -211,6 +211,7 @@ struct sr_metrics_info {
     const char *relay_path; /* sniroute_relay_path{path}: "sockmap" or "splice"; NULL: none */
     uint64_t n_kernel_relayed; /* sniroute_kernel_relayed_total */
     uint64_t n_kernel_paused;  /* sniroute_kernel_relay_pauses_total */
+    uint64_t n_kernel_split;   /* sniroute_kernel_relay_splits_total */
 };
 
 /* Set up <m> with rows for listener ids below <n_listener_ids> and upstream ids below
