@@ -147,8 +147,8 @@ sr_quic_new(const struct sr_quic_host *host)
     }
     uv_timer_init(host->loop, &q->timer);
     q->timer.data = q;
-    uv_idle_init(host->loop, &q->reaper);
-    q->reaper.data = q;
+    q->reaper.fn = sr__quic_reap;
+    q->reaper.is_queued = false;
     q->has_handles = true;
     return q;
 }
@@ -224,7 +224,7 @@ sr_quic_close(struct sr_quic *q)
     }
     q->is_closed = true;
     uv_close((uv_handle_t *)&q->timer, NULL);
-    uv_close((uv_handle_t *)&q->reaper, NULL);
+    sr_reactor_cancel(q->host.reactor, &q->reaper); /* sr_quic_free frees the dead */
 }
 
 void

@@ -144,14 +144,13 @@ sr__quic_flow_free(struct sr_quic_flow *f)
     q->n_alloc--;
 }
 
-static void
-on_reap(uv_idle_t *idle)
+void
+sr__quic_reap(struct sr_reactor_task *task)
 {
-    struct sr_quic *q = idle->data;
+    struct sr_quic *q = (struct sr_quic *)((char *)task - offsetof(struct sr_quic, reaper));
     struct sr_quic_flow *f;
     struct sr_quic_sock *s;
 
-    uv_idle_stop(idle);
     while ((f = q->dead) != NULL) {
         q->dead = f->next_dead;
         sr__quic_flow_free(f);
@@ -169,7 +168,7 @@ void
 sr__quic_reap_later(struct sr_quic *q)
 {
     if (!q->is_closed) {
-        uv_idle_start(&q->reaper, on_reap);
+        sr_reactor_after_batch(q->host.reactor, &q->reaper);
     }
 }
 

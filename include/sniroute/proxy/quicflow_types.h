@@ -170,7 +170,7 @@ struct sr_quic {
     struct sr_deadline_heap deadlines;
     uv_timer_t timer;
     uint64_t timer_due; /* UINT64_MAX: not armed */
-    uv_idle_t reaper;
+    struct sr_reactor_task reaper; /* frees the dead after the batch that killed them */
     bool has_handles;
     bool is_closed;
     bool is_draining;

@@ -32,6 +32,9 @@ void sr__quic_flow_free(struct sr_quic_flow *f);
  * the path drains and sr__quic_is_stopped(), call the host's on_idle. No-op once closed. */
 void sr__quic_reap_later(struct sr_quic *q);
 
+/* That reaper: a reactor task (q->reaper), run after the batch (quicflow.c sets it up). */
+void sr__quic_reap(struct sr_reactor_task *task);
+
 /* Close <s> now (its descriptor, so the address is free) and free it after the batch.
  * _maybe_close closes it only when it is retired or the path drains, and its last flow is
  * gone: nobody needs it any more. */
