@@ -848,9 +848,9 @@ def oneway_table(md, names, oneway, opts):
     md.append("## Bulk, one way\n")
     md.append("The same streams, but only the backend sends (a download): %d streams for %g s, "
               "every byte checked at the client. The kernel relay keeps such connections (it "
-              "pauses the backend's socket while the client lags); bulk both ways above moves "
-              "them to the worker's relay once the backend falls 4 MiB behind. CPU per KiB as "
-              "above.\n" % (opts.streams, opts.seconds))
+              "pauses the backend's socket while the client lags); in bulk both ways above, "
+              "once the backend falls 4 MiB behind, the upload goes to the worker's relay "
+              "and the download stays in the kernel. CPU per KiB as above.\n" % (opts.streams, opts.seconds))
     md.append("| target | Gbit/s | × direct | CPU ns/KiB | CPU + kworkers ns/KiB | × HAProxy's | "
               "machine, added ns/KiB | × HAProxy's | lost / reordered / mixed / corrupt |")
     md.append("|---|---:|---:|---:|---:|---:|---:|---:|---|")
