@@ -554,8 +554,8 @@ bytes_acked(const struct tcp_info *ti)
 int
 sr_sockmap_read_so_far(int fd, uint64_t *out)
 {
-    uint64_t received;
-    uint64_t inq;
+    uint64_t received = 0; /* (set when rc is 0: gcc -O3 cannot see it) */
+    uint64_t inq = 0;
     int rc = counter_and_queue(fd, bytes_received, SIOCINQ, &received, &inq);
 
     if (rc == 0) {
@@ -567,8 +567,8 @@ sr_sockmap_read_so_far(int fd, uint64_t *out)
 int
 sr_sockmap_sent(int fd, uint64_t *out)
 {
-    uint64_t acked;
-    uint64_t outq;
+    uint64_t acked = 0; /* (as above) */
+    uint64_t outq = 0;
     int rc = counter_and_queue(fd, bytes_acked, SIOCOUTQ, &acked, &outq);
 
     if (rc == 0) {
