@@ -36,6 +36,13 @@
  * socket again every millisecond while it is over its limit. */
 #define SR_KRELAY_SETTLE_MS 2
 
+/* A client socket paused for a slow backend, its bytes through, waits this long for the
+ * whole connection to leave the kernel path before its direction goes to the worker alone
+ * (a split). Both directions in the worker moved 5.0-5.6 Gbit/s each way in bench_loadgen
+ * bulk, a split 4.4: the worker's writes into the backend's socket hold its lock, so the
+ * kernel's receive on it waits for the stream parser's work item. */
+#define SR_KRELAY_SPLIT_AFTER_MS 100
+
 /* Socket 0 is the client's, 1 the backend's (the order of the pair's cookies). */
 struct sr_krelay {
     struct sr_sockmap_pair pair;
@@ -52,6 +59,7 @@ struct sr_krelay {
     uint64_t drain_seen_ms[2];
     uint64_t drain_next_ms;
     uint64_t locked_ms[2]; /* when our last call that holds socket i's lock ran */
+    uint64_t split_due_ms; /* when a drained client socket splits; 0: not drained yet */
 };
 
 /* A worker's end of the program's reports: its ring, watched in its reactor, and a table
@@ -424,6 +432,19 @@ drain_estimate(struct sr_conn *conn, int i, uint64_t waiting)
     }
 }
 
+/* Has the drained client socket waited SR_KRELAY_SPLIT_AFTER_MS for a leave? */
+static bool
+is_split_due(struct sr_conn *conn)
+{
+    struct sr_krelay *kr = conn->krelay;
+    uint64_t now = sr_conn_now(conn);
+
+    if (kr->split_due_ms == 0) {
+        kr->split_due_ms = now + SR_KRELAY_SPLIT_AFTER_MS;
+    }
+    return now >= kr->split_due_ms;
+}
+
 /* Resume every paused socket whose bytes on the peer have drained: the backend's goes back
  * to the program (a slow client holds its backend back for as long as it is slow). Two go
  * to the worker instead, once nothing of theirs waits on the peer. The client's socket,
@@ -431,12 +452,13 @@ drain_estimate(struct sr_conn *conn, int i, uint64_t waiting)
  * under bulk both ways sent backend bytes back to the backend while the program ran
  * without a stream parser, and with it starved the upload (thousands of pause cycles,
  * 0.3 Gbit/s; kernel 6.18, bench_loadgen bulk), while the backend's socket came back clean
- * every time. Its direction alone goes to the worker (a split): the backend's stays in the
+ * every time. So the connection leaves the kernel path, and the worker's relay (with its
+ * own backpressure) reads what waits in the sockets; if that cannot be done for a while,
+ * the client's direction goes to the worker alone (a split) and the backend's stays in the
  * kernel, since it may wait on a client that reads nothing until its upload is through
  * (waiting for both to drain stalled such a connection for good). And a backend's socket
  * whose FIN came meanwhile (the kernel takes only established sockets into a sockhash):
- * the connection leaves the kernel path, and the worker's relay (with its own
- * backpressure) reads what waits in the sockets. Returns false when it has left. */
+ * the connection leaves. Returns false when it has left. */
 static bool
 krelay_resume(struct sr_conn *conn)
 {
@@ -457,7 +479,9 @@ krelay_resume(struct sr_conn *conn)
             sr_sockmap_resume(krelay_map(conn), &kr->pair, i, side_fd(conn, i)) == 0) {
             kr->locked_ms[i] = sr_conn_now(conn);
             kr->is_paused[i] = false;
-        } else if (i == 0 && waiting == 0) {
+        } else if (waiting == 0 && sr_krelay_leave(conn) == 0) {
+            return false;
+        } else if (i == 0 && waiting == 0 && !kr->is_unhooked && is_split_due(conn)) {
             /* The worker reads the socket from here on, to its end (a FIN seen while it
              * was paused is read again); relay.c watches it. */
             kr->is_paused[0] = false;
@@ -465,8 +489,6 @@ krelay_resume(struct sr_conn *conn)
             sr_sockmap_note_split(krelay_map(conn));
             conn->up.wait = SR_FLOW_WAIT_SRC;
             conn->up.is_eof = false;
-        } else if (waiting == 0 && sr_krelay_leave(conn) == 0) {
-            return false;
         }
     }
     return true;

@@ -556,22 +556,26 @@ def case_upload_behind_unread_download(ctx):
 
 def case_handover_after_split(ctx):
     """A split connection (the client's direction with the worker, the backend's in the
-    kernel) goes to the new process of a binary upgrade once it is quiet, and the new
-    process relays the rest both ways: every byte arrives, one log line (the new
+    kernel: the client uploads through a slow backend without reading the 12 MiB the
+    backend sent first) goes to the new process of a binary upgrade once it is quiet, and
+    the new process relays the rest both ways: every byte arrives, one log line (the new
     process's) counts them all."""
     st = Setup(ctx, "split_handover", upgradable=True)
     try:
         c, b, sent_in, sent_out = joined_pair(st)
         b.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
-        n_up, n_down, n_last = 24 * MIB, 8 * MIB, MIB
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        n_pre, n_up, n_down, n_last = 12 * MIB, 24 * MIB, 8 * MIB, MIB
         s0 = splits(st)
         result = []
         t = threading.Thread(target=lambda: result.append(
-            slow_reader_fast_sender(b, 0, 0.01, 256 * 1024, 30, n_in=n_up)), daemon=True)
+            slow_reader_fast_sender(b, n_pre, 0.01, 256 * 1024, 30, n_in=n_up)), daemon=True)
         t.start()
         c.settimeout(30)
         send_stream(c, n_up)
+        pre = recv_exact(c, n_pre, 30)
         t.join(30)
+        check(hashlib.sha256(pre).hexdigest() == digest(n_pre), "the first download differs")
         check(result and result[0][:2] == (n_up, digest(n_up)),
               "before the upgrade the backend got %r of %d bytes" % (result[:1], n_up))
         check(splits(st) - s0 == 1, "sniroute_kernel_relay_splits_total moved by %d, not 1"
@@ -603,7 +607,7 @@ def case_handover_after_split(ctx):
         st._release.set()
         e = st.d.wait_log(lambda e: e.get("sni") == NAME, "the connection", mark)
         check(e["outcome"] == "ok" and int(e["bytes_in"]) == sent_in + n_up + n_last and
-              int(e["bytes_out"]) == sent_out + n_down,
+              int(e["bytes_out"]) == sent_out + n_pre + n_down,
               "outcome %s, bytes_in %s bytes_out %s" % (e["outcome"], e["bytes_in"],
                                                        e["bytes_out"]))
         lines = [x for x in st.d.logs() if x.get("sni") == NAME]
@@ -611,8 +615,9 @@ def case_handover_after_split(ctx):
               % (len(lines), [x["_raw"] for x in lines]))
         c.close()
         b.close()
-        return ("split after %d MiB up, handed to the new pid, then %d MiB down and %d MiB up "
-                "through it, one log line" % (n_up // MIB, n_down // MIB, n_last // MIB))
+        return ("split in %d MiB up behind %d MiB down, handed to the new pid, then %d MiB "
+                "down and %d MiB up through it, one log line"
+                % (n_up // MIB, n_pre // MIB, n_down // MIB, n_last // MIB))
     finally:
         st.close()
 
