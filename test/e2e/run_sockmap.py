@@ -18,8 +18,8 @@ worker's relay promises must still hold:
 
 - backpressure: a client that reads nothing holds its backend back (the backend's socket
   is paused, sniroute_kernel_relay_pauses_total moves), a backend that reads nothing holds
-  its client back (the client's direction goes to the worker's relay, the backend's stays
-  in the kernel), a FIN that comes while the backend's socket is paused still reaches the
+  its client back (the connection goes to the worker's relay, or, when the backend's
+  direction cannot follow, the client's alone), a FIN that comes while the backend's socket is paused still reaches the
   client after every byte, and a client that reads nothing until its upload is through
   gets it through a slow backend while its download waits; then everything arrives whole;
 - bulk both ways through bench_loadgen and bench_backend (4 streams, self-describing
@@ -418,7 +418,7 @@ def case_backpressure_slow_client(ctx):
 
 def case_backpressure_slow_backend(ctx):
     """The backend reads nothing: the client's socket is paused and, once what waited on
-    the backend has gone, its direction goes to the worker's relay (a split)."""
+    the backend has gone, the connection goes to the worker's relay."""
     return stall(ctx, "bp_backend", client_reads=False)
 
 
