@@ -556,8 +556,8 @@ def case_upload_behind_unread_download(ctx):
 
 def case_handover_after_split(ctx):
     """A split connection (the client's direction with the worker, the backend's in the
-    kernel: the client uploads through a slow backend without reading the 12 MiB the
-    backend sent first) goes to the new process of a binary upgrade once it is quiet, and
+    kernel: the client uploads 48 MiB through a slow backend without reading the 12 MiB
+    the backend sent first) goes to the new process of a binary upgrade once it is quiet, and
     the new process relays the rest both ways: every byte arrives, one log line (the new
     process's) counts them all."""
     st = Setup(ctx, "split_handover", upgradable=True)
@@ -565,7 +565,10 @@ def case_handover_after_split(ctx):
         c, b, sent_in, sent_out = joined_pair(st)
         b.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
         c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
-        n_pre, n_up, n_down, n_last = 12 * MIB, 24 * MIB, 8 * MIB, MIB
+        # The upload is far more than the sockets can buffer while the client's socket is
+        # paused: it cannot finish (and the client read the 12 MiB, which would let the
+        # connection leave whole) unless the connection splits.
+        n_pre, n_up, n_down, n_last = 12 * MIB, 48 * MIB, 8 * MIB, MIB
         s0 = splits(st)
         result = []
         t = threading.Thread(target=lambda: result.append(
