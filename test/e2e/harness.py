@@ -752,6 +752,19 @@ def sniroute_config(settings, listeners, routes):
     return "\n".join(out) + "\n"
 
 
+def with_kernel_relay(text):
+    """<text> with kernel_relay = $SNIROUTE_TEST_KERNEL_RELAY in its [sniroute] section when
+    that is set and the config does not choose: runs a suite's daemons on the kernel path
+    (SNIROUTE_TEST_KERNEL_RELAY=auto ctest ...). Not part of test/run.sh."""
+    mode = os.environ.get("SNIROUTE_TEST_KERNEL_RELAY")
+    if not mode or re.search(r"^\s*kernel_relay\s*=", text, re.M):
+        return text
+    if re.search(r"^\[sniroute\]\s*$", text, re.M):
+        return re.sub(r"^\[sniroute\]\s*$", "[sniroute]\nkernel_relay = %s" % mode, text,
+                      count=1, flags=re.M)
+    return "[sniroute]\nkernel_relay = %s\n\n" % mode + text
+
+
 class Sniroute:
     """sniroute -c CONFIG in the foreground, config written to <tmp>/<name>.ini; waits for
     <n_sockets> "listening on" lines. The access log is read from stdout. <preexec> runs
@@ -761,6 +774,7 @@ class Sniroute:
         self.name = name
         self.path = os.path.join(tmp, name + ".ini")
         self.stopped_status = None
+        config_text = with_kernel_relay(config_text)
         with open(self.path, "w") as f:
             f.write(config_text)
         self.proc = Proc([binary, "-c", self.path], "sniroute(" + name + ")", preexec=preexec)
