@@ -512,11 +512,10 @@ sr_relay_event(struct sr_conn *conn, bool is_client, uint32_t events)
     bool is_error = (events & (EPOLLERR | EPOLLHUP)) != 0;
     enum sr_relay_result res;
 
-    if (sr_krelay_is_split(conn)) {
-        return split_event(conn, is_client, events);
-    }
     if (conn->krelay != NULL) {
-        return krelay_result(sr_krelay_event(conn, is_client, events));
+        /* (Asked only here: the worker's relay pays no call per event for it.) */
+        return sr_krelay_is_split(conn) ? split_event(conn, is_client, events)
+                                        : krelay_result(sr_krelay_event(conn, is_client, events));
     }
     if (is_error) {
         /* Bytes that arrived before an error (a reset, most often) are still readable:
