@@ -19,6 +19,7 @@
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common.h"
@@ -52,6 +53,9 @@ struct bconn {
     uint8_t trailer[BP_TRAILER_LEN];
     size_t trailer_off;
     bool has_trailer;
+    uint64_t pace_t0_ns;            /* when a paced stream started */
+    struct bconn *pace_next;        /* in the list of paced streams waiting for their time */
+    struct bconn **pace_prev_next;  /* NULL when not listed */
 };
 
 struct stats {
@@ -72,6 +76,53 @@ static struct stats st;
 static int epfd;
 static uint8_t scratch[IO_CHUNK];
 static volatile sig_atomic_t is_stopping;
+static struct bconn *pace_waiting; /* paced streams ahead of their pace: flushed by the tick */
+
+static uint64_t
+now_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void
+pace_unlist(struct bconn *c)
+{
+    if (c->pace_prev_next != NULL) {
+        *c->pace_prev_next = c->pace_next;
+        if (c->pace_next != NULL) {
+            c->pace_next->pace_prev_next = c->pace_prev_next;
+        }
+        c->pace_prev_next = NULL;
+        c->pace_next = NULL;
+    }
+}
+
+static void
+pace_list(struct bconn *c)
+{
+    if (c->pace_prev_next == NULL) {
+        c->pace_next = pace_waiting;
+        if (pace_waiting != NULL) {
+            pace_waiting->pace_prev_next = &c->pace_next;
+        }
+        pace_waiting = c;
+        c->pace_prev_next = &pace_waiting;
+    }
+}
+
+/* The stream position a paced stream may have reached by now: its rate times the time since
+ * it began, plus one chunk so it starts at once. The tick (1 ms) bounds how far behind the
+ * pace a waiting stream falls; it catches up in the next write. */
+static uint64_t
+pace_due(const struct bconn *c)
+{
+    double elapsed_s = (double)(now_ns() - c->pace_t0_ns) / 1e9;
+
+    return (uint64_t)((double)c->h.down_rate * elapsed_s) + IO_CHUNK;
+}
 
 static void
 on_signal(int sig)
@@ -113,6 +164,7 @@ set_interest(struct bconn *c, uint32_t events)
 static void
 conn_free(struct bconn *c)
 {
+    pace_unlist(c);
     epoll_ctl(epfd, EPOLL_CTL_DEL, c->fd, NULL);
     close(c->fd);
     free(c);
@@ -172,8 +224,10 @@ stream_feed(struct bconn *c, const uint8_t *data, size_t len)
             st.bad_blocks++;
             c->h.conn_id = BP_ID_MAX;
             c->h.down_bytes = 0;
+            c->h.down_rate = 0;
         }
         c->is_stream = true;
+        c->pace_t0_ns = now_ns();
         st.streams++;
         bp_check_init(&c->up, c->h.conn_id, false);
         c->down_target = c->h.down_bytes != 0 ? c->h.down_bytes : UINT64_MAX;
@@ -231,11 +285,17 @@ conn_flush(struct bconn *c)
         }
     }
     if (c->is_stream) {
+        uint64_t until;
+
         if (c->is_up_eof && c->down_target == UINT64_MAX) {
             c->down_target = (c->down_pos + BP_BLOCK - 1) / BP_BLOCK * BP_BLOCK;
         }
-        while (c->down_pos < c->down_target && budget > 0) {
-            uint64_t left = c->down_target - c->down_pos;
+        until = c->down_target;
+        if (c->h.down_rate != 0 && !c->is_up_eof && pace_due(c) < until) {
+            until = pace_due(c); /* the stream's tail after the client's FIN goes unpaced */
+        }
+        while (c->down_pos < until && budget > 0) {
+            uint64_t left = until - c->down_pos;
             size_t len = left < IO_CHUNK ? (size_t)left : IO_CHUNK;
 
             bp_fill(scratch, c->h.conn_id | BP_DIR_DOWN, c->down_pos, len);
@@ -271,8 +331,13 @@ conn_flush(struct bconn *c)
                 return false;
             }
         }
+        if (c->down_pos >= until && until < c->down_target) {
+            pace_list(c); /* ahead of its pace: the tick flushes it, not EPOLLOUT */
+        } else {
+            pace_unlist(c);
+        }
         set_interest(c, (c->is_up_eof ? 0 : EPOLLIN) |
-                            (c->down_pos < c->down_target || c->is_up_eof ? EPOLLOUT : 0));
+                            (c->down_pos < until || c->is_up_eof ? EPOLLOUT : 0));
         return true;
     }
     if (c->is_up_eof) {
@@ -403,7 +468,8 @@ main(int argc, char **argv)
     }
 
     while (!is_stopping) {
-        int n = epoll_wait(epfd, events, 256, 500);
+        int n = epoll_wait(epfd, events, 256, pace_waiting != NULL ? 1 : 500);
+        struct bconn *due;
         int i;
 
         for (i = 0; i < n; i++) {
@@ -416,6 +482,19 @@ main(int argc, char **argv)
             } else {
                 conn_flush(c);
             }
+        }
+        /* The pace tick: each waiting stream writes what its pace allows by now (and lists
+         * itself again if still ahead). Taken whole first: conn_flush may relist or free. */
+        due = pace_waiting;
+        pace_waiting = NULL;
+        if (due != NULL) {
+            due->pace_prev_next = &due;
+        }
+        while (due != NULL) {
+            struct bconn *c = due;
+
+            pace_unlist(c);
+            conn_flush(c);
         }
     }
     printf("{\"accepted\":%" PRIu64 ",\"hello_ok\":%" PRIu64 ",\"hello_bad\":%" PRIu64

@@ -111,6 +111,7 @@ static uint32_t next_id;
 static bool is_go;
 static bool is_stopping_up; /* bulk: time is up, finish the current block and FIN */
 static bool is_down_only;   /* bulk -D: send no pattern up, only read the backend's */
+static uint64_t down_rate;  /* bulk -R: bytes per second the backend paces each stream to */
 static uint64_t t_go_ns;
 
 static uint64_t
@@ -226,6 +227,7 @@ stream_start(struct lconn *c)
 
     h.conn_id = c->id;
     h.down_bytes = mode == M_INTEGRITY ? stream_bytes : 0;
+    h.down_rate = mode == M_BULK ? down_rate : 0;
     bp_header_encode(c->hdr, &h);
     bp_check_init(&c->down, c->id | BP_DIR_DOWN, true);
     c->up_target = mode == M_INTEGRITY ? stream_bytes : UINT64_MAX;
@@ -668,6 +670,7 @@ usage(void)
             "usage: loadgen rate|bulk|idle|integrity -a IP:PORT -f HELLO.bin [-L label]\n"
             "  rate:      -c concurrency (50) -t seconds (5) [-n max connections]\n"
             "  bulk:      -n streams (1000) -t seconds (5) [-D: the backend's stream only]\n"
+            "             [-R Mbit/s: the backend paces each stream's download to this]\n"
             "  idle:      -n connections (1000) -H hold seconds (2)\n"
             "  integrity: -n connections (1000) -b bytes each way (65536)\n"
             "  all:       -T timeout seconds for opening and streaming (120)\n");
@@ -696,7 +699,7 @@ main(int argc, char **argv)
         return 2;
     }
     optind = 2;
-    while ((opt = getopt(argc, argv, "a:f:L:c:t:n:b:H:T:D")) != -1) {
+    while ((opt = getopt(argc, argv, "a:f:L:c:t:n:b:H:T:DR:")) != -1) {
         switch (opt) {
         case 'a':
             if (bench_parse_addr(optarg, &target) != 0) {
@@ -733,6 +736,9 @@ main(int argc, char **argv)
             break;
         case 'D':
             is_down_only = true;
+            break;
+        case 'R':
+            down_rate = (uint64_t)(strtod(optarg, NULL) * 1e6 / 8);
             break;
         default:
             usage();

@@ -5,7 +5,8 @@
  * A connection: the client sends a fixture ClientHello; the backend checks it byte for byte
  * and answers BP_REPLY_LEN bytes (BP_REPLY_OK, or BP_REPLY_BAD if the hello differed). A
  * client that only wanted that (rate, idle) then sends FIN. A streaming client instead sends
- * a 16-byte header (magic, connection id, bytes it wants sent down) and then its upstream
+ * a 24-byte header (magic, connection id, bytes it wants sent down, the pace to send them
+ * at) and then its upstream
  * pattern; the backend verifies it and sends the downstream pattern, and once the client's
  * FIN has arrived and the downstream pattern is complete, a BP_TRAILER_LEN trailer with what
  * it received, then FIN.
@@ -25,8 +26,8 @@
 #define BP_REPLY_LEN   64
 #define BP_REPLY_OK    "SRBENCH-OK"
 #define BP_REPLY_BAD   "SRBENCH-BAD-HELLO"
-#define BP_HDR_LEN     16
-#define BP_HDR_MAGIC   0x31425253u /* "SRB1" little-endian */
+#define BP_HDR_LEN     24
+#define BP_HDR_MAGIC   0x32425253u /* "SRB2" little-endian */
 #define BP_BLOCK       16
 #define BP_DIR_DOWN    0x80000000u
 #define BP_TRAILER_TAG 0x7fffffffu /* never a connection id: ids stay below it */
@@ -36,6 +37,7 @@
 struct bp_header {
     uint32_t conn_id;
     uint64_t down_bytes; /* 0: until the client's FIN; else a multiple of BP_BLOCK */
+    uint64_t down_rate;  /* bytes per second the backend paces its stream to; 0: unpaced */
 };
 
 /* What the backend saw of one upstream stream, sent back in the trailer. */
@@ -84,6 +86,7 @@ bp_header_encode(uint8_t out[BP_HDR_LEN], const struct bp_header *h)
     bp_put32(out, BP_HDR_MAGIC);
     bp_put32(out + 4, h->conn_id);
     bp_put64(out + 8, h->down_bytes);
+    bp_put64(out + 16, h->down_rate);
 }
 
 static inline bool
@@ -91,6 +94,7 @@ bp_header_decode(const uint8_t in[BP_HDR_LEN], struct bp_header *h)
 {
     h->conn_id = bp_get32(in + 4);
     h->down_bytes = bp_get64(in + 8);
+    h->down_rate = bp_get64(in + 16);
     return bp_get32(in) == BP_HDR_MAGIC && h->conn_id <= BP_ID_MAX && h->down_bytes % BP_BLOCK == 0;
 }
 

@@ -8,7 +8,8 @@ One command: `sudo bench/run.py` (root: it installs missing peers with apt-get a
 measurements in a private network namespace, `unshare -n`, where fixed loopback ports and
 the namespace's own sysctls cannot disturb anything else). It builds a Release sniroute and
 the bench programs into bench-build/, then measures connection rate (two hello sizes),
-bulk throughput, idle memory per connection, an 8,000-connection integrity run, route
+bulk throughput (both ways, one way, and one way at a fixed pace, where the machine's busy
+time per KiB is the CPU a path costs wherever the kernel does its work), idle memory per connection, an 8,000-connection integrity run, route
 table scale and reload under traffic. Every figure is also given as a ratio to direct client->backend measured in
 the same run. Writes bench/results/results.md, results.json and *.png (gnuplot); a partial
 run (--only, --rate-only) writes into bench-build/partial/ instead, unless --out says where,
@@ -570,6 +571,25 @@ def inside(opts):
         log("one-way bulk repetition %d/%d done" % (rep + 1, opts.bulk_reps))
     summary["oneway"] = oneway
 
+    # 3c. One way at a fixed pace, below every target's top speed: the same bytes per second
+    #     through every path, so the machine's busy time per KiB less direct's is what the
+    #     path costs, wherever the kernel does the work (at top speed the CPUs are saturated
+    #     and busy time only measures speed).
+    paced = {}
+    for rep in range(0 if opts.rate_only or not opts.pace else opts.bulk_reps):
+        for name, port, kind in targets:
+            r = measured(name, pid_of(name),
+                         ["bulk", "-D", "-R", "%g" % (opts.pace / opts.streams), "-a",
+                          "127.0.0.1:%d" % port, "-f", os.path.join(FIXTURES, HELLOS[0][0]),
+                          "-n", str(opts.streams), "-t", str(opts.seconds), "-T", "60", "-L", name],
+                         opts.seconds + 90)
+            r["rep"] = rep
+            r["paced"] = opts.pace
+            raw.append(r)
+            paced.setdefault(name, []).append(r)
+        log("paced one-way repetition %d/%d done" % (rep + 1, opts.bulk_reps))
+    summary["paced"] = paced
+
     # 4. Integrity at n_big concurrent connections through sniroute (and direct, as a check
     #    of the harness itself).
     integ = {}
@@ -785,6 +805,8 @@ def report(summary, targets, idle, rate, bulk, integ, routes, raw, opts):
         bulk_table(md, names, rows, bulk, opts)
     if summary.get("oneway"):
         oneway_table(md, names, summary["oneway"], opts)
+    if summary.get("paced"):
+        paced_table(md, names, summary["paced"], opts)
     if idle:
         idle_table(md, names, rows, idle, summary)
     if integ:
@@ -880,6 +902,44 @@ def oneway_table(md, names, oneway, opts):
         md.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
             name, fmt(g, "%.2f"), fmt(x, "%.2f"), fmt(c, "%.0f"), fmt(ck, "%.0f"),
             fmt(ratio(ck, hkw1), "%.2f"), fmt(add, "%.0f"), fmt(ratio(add, hadd), "%.2f"),
+            " / ".join(str(sum(r[k] for r in b)) for k in ("lost", "reordered", "mixed",
+                                                           "corrupt"))))
+    md.append("")
+
+
+def paced_table(md, names, paced, opts):
+    def kib(r):
+        return r["down_verified"] / 1024
+
+    md.append("## CPU per KiB at one pace (one way)\n")
+    md.append("The download above, but the backend paces its streams to %g Mbit/s in all, below "
+              "every target's top speed (one that falls more than 5 %% short is marked): every path "
+              "moves the same bytes in the same time, so the machine's busy time (every CPU's, "
+              "`/proc/stat`) per KiB less the direct run's of the same repetition is what the path "
+              "costs, wherever the kernel does the work: the proxy's process, kernel workers, "
+              "softirqs charged to the load generator or the backend. At top speed (the tables "
+              "above) the CPUs are saturated and busy time mostly measures speed. *Proxy* is the "
+              "proxy's own utime + stime, *+ kworkers* adds the kernel's worker threads'.\n"
+              % opts.pace)
+    md.append("| target | Gbit/s | machine ns/KiB | added ns/KiB | × HAProxy's added | "
+              "proxy ns/KiB | + kworkers ns/KiB | lost / reordered / mixed / corrupt |")
+    md.append("|---|---:|---:|---:|---:|---:|---:|---|")
+    hadd = added_cpu_ns_kib(paced, "haproxy", kib)
+    for name in names:
+        b = paced.get(name, [])
+        if not b:
+            continue
+        g = med([r["down_gbps"] for r in b])
+        slow = g is not None and g < 0.95 * opts.pace / 1000
+        add = added_cpu_ns_kib(paced, name, kib) if name != "direct" else None
+        md.append("| %s | %s%s | %s | %s | %s | %s | %s | %s |" % (
+            name, fmt(g, "%.2f"), " (fell behind)" if slow else "",
+            fmt(med([r["machine_cpu_s"] * 1e9 / kib(r) for r in b if r["down_verified"]]), "%.0f"),
+            fmt(add, "%.0f"), fmt(ratio(add, hadd), "%.2f"),
+            fmt(med([r["proxy_cpu_s"] * 1e9 / kib(r) for r in b
+                     if r["proxy_cpu_s"] is not None and r["down_verified"]]), "%.0f"),
+            fmt(med([(r["proxy_cpu_s"] + r.get("kworker_cpu_s", 0)) * 1e9 / kib(r) for r in b
+                     if r["proxy_cpu_s"] is not None and r["down_verified"]]), "%.0f"),
             " / ".join(str(sum(r[k] for r in b)) for k in ("lost", "reordered", "mixed",
                                                            "corrupt"))))
     md.append("")
@@ -1012,7 +1072,7 @@ def report_again():
     for r in data["runs"]:
         if r["mode"] == "rate" and "rep" in r:
             rate.setdefault((r["target"], r["hello"]), []).append(r)
-        elif r["mode"] == "bulk" and not r.get("oneway"):
+        elif r["mode"] == "bulk" and not r.get("oneway") and not r.get("paced"):
             bulk.setdefault(r["target"], []).append(r)
     os.makedirs(WORK, exist_ok=True)
     report(summary, targets, data["idle"], rate, bulk, data["integrity"], data["routes"], data["runs"],
@@ -1026,6 +1086,8 @@ def main():
     ap.add_argument("--seconds", type=float, default=5, help="seconds per rate/bulk run (5)")
     ap.add_argument("--concurrency", type=int, default=50, help="rate: concurrent clients (50)")
     ap.add_argument("--streams", type=int, default=4, help="bulk: streams (4)")
+    ap.add_argument("--pace", type=float, default=4000,
+                    help="paced one-way runs: Mbit/s in all, split over the streams (4000; 0: none)")
     ap.add_argument("--conns", type=int, default=8000, help="idle and integrity connections (8000)")
     ap.add_argument("--integrity-bytes", type=int, default=65536, help="bytes each way per connection")
     ap.add_argument("--integrity-all", action="store_true", help="integrity through every peer too")
