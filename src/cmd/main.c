@@ -803,7 +803,11 @@ run(const char *path, struct sr_generation *gen, const struct account *acc, char
     }
     sr_reactor_run(&loop); /* with one worker, its reactor is this loop's */
     n_accepted = sr_workers_fini(&d.workers);
-    if (status == 0) {
+    if (status == 0 && d.shared.sockmap != NULL) {
+        sr_log_notice("stopped after %llu connection(s), %llu of them through the kernel relay",
+                      (unsigned long long)n_accepted,
+                      (unsigned long long)sr_sockmap_joined(d.shared.sockmap));
+    } else if (status == 0) {
         sr_log_notice("stopped after %llu connection(s)", (unsigned long long)n_accepted);
     }
 

@@ -16,6 +16,7 @@ import socket
 import ssl
 import struct
 import subprocess
+import sys
 import threading
 import time
 import traceback
@@ -755,7 +756,7 @@ def sniroute_config(settings, listeners, routes):
 def with_kernel_relay(text):
     """<text> with kernel_relay = $SNIROUTE_TEST_KERNEL_RELAY in its [sniroute] section when
     that is set and the config does not choose: runs a suite's daemons on the kernel path
-    (SNIROUTE_TEST_KERNEL_RELAY=auto ctest ...). Not part of test/run.sh."""
+    (test/run.sh's kernel relay pass: SNIROUTE_TEST_KERNEL_RELAY=sockmap ctest -R ...)."""
     mode = os.environ.get("SNIROUTE_TEST_KERNEL_RELAY")
     if not mode or re.search(r"^\s*kernel_relay\s*=", text, re.M):
         return text
@@ -857,7 +858,23 @@ class Sniroute:
     def stop(self):
         if self.stopped_status is None:
             self.stopped_status = self.proc.stop(signal.SIGTERM, timeout=15)
+            tally_kernel_relay(self.name, self.proc.text("stderr"))
         return self.stopped_status
+
+
+STOP_RX = re.compile(r"stopped after (\d+) connection\(s\), (\d+) of them through the kernel relay")
+
+
+def tally_kernel_relay(name, stderr):
+    """Append "<suite> <daemon> <kernel-relayed> <connections>" to the file named by
+    $SNIROUTE_TEST_KERNEL_RELAY_TALLY for a daemon that stopped cleanly on the kernel path:
+    test/run.sh sums it, so a pass that never reached the kernel path cannot go green."""
+    path = os.environ.get("SNIROUTE_TEST_KERNEL_RELAY_TALLY")
+    m = STOP_RX.search(stderr)
+    if path and m:
+        with open(path, "a") as f:
+            f.write("%s %s %s %s\n" % (os.path.basename(sys.argv[0]), name.replace(" ", "_"),
+                                       m.group(2), m.group(1)))
 
 
 def cpu_seconds(pid):

@@ -36,7 +36,8 @@ from harness import (ALERT_UNRECOGNIZED_NAME, TS_RX, BulkBackend, CaptureBackend
                      EchoBackend, Fail, HoldBackend, PKI, Proc, ResetBackend, Skip, SServer,
                      StallBackend, check, client_hello, conn_refused, connect, dead_port,
                      inflate_hello, parse_log_line, recv_all, reframe, reply_for, rss_kib,
-                     run, short, stream_digest, tls_pump, txt, wait_close)
+                     run, short, stream_digest, tally_kernel_relay, tls_pump, txt, wait_close,
+                     with_kernel_relay)
 
 BULK_BYTES = 64 << 20
 LISTEN_RX = re.compile(r"listening on (\[[^\]]+\]|[0-9.]+):(\d+) \(listener ([^)\s]+)\)")
@@ -57,7 +58,7 @@ class Daemon:
         self.signalled = False
         self.path = os.path.join(ctx.tmp, name + ".ini")
         with open(self.path, "w") as f:
-            f.write(config)
+            f.write(with_kernel_relay(config))
         self.proc = Proc([ctx.sniroute, "-c", self.path], "sniroute(" + name + ")")
         ctx.daemons.append(self)
         self.addrs = {}
@@ -111,6 +112,7 @@ class Daemon:
     def stop(self):
         if self.stopped_status is None:
             self.stopped_status = self.proc.stop(signal.SIGTERM, timeout=15)
+            tally_kernel_relay(self.name, self.proc.text("stderr"))
         return self.stopped_status
 
 
