@@ -78,15 +78,6 @@ static uint8_t scratch[IO_CHUNK];
 static volatile sig_atomic_t is_stopping;
 static struct bconn *pace_waiting; /* paced streams ahead of their pace: flushed by the tick */
 
-static uint64_t
-now_ns(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 static void
 pace_unlist(struct bconn *c)
 {
@@ -119,7 +110,7 @@ pace_list(struct bconn *c)
 static uint64_t
 pace_due(const struct bconn *c)
 {
-    double elapsed_s = (double)(now_ns() - c->pace_t0_ns) / 1e9;
+    double elapsed_s = (double)(bench_now_ns() - c->pace_t0_ns) / 1e9;
 
     return (uint64_t)((double)c->h.down_rate * elapsed_s) + IO_CHUNK;
 }
@@ -227,7 +218,7 @@ stream_feed(struct bconn *c, const uint8_t *data, size_t len)
             c->h.down_rate = 0;
         }
         c->is_stream = true;
-        c->pace_t0_ns = now_ns();
+        c->pace_t0_ns = bench_now_ns();
         st.streams++;
         bp_check_init(&c->up, c->h.conn_id, false);
         c->down_target = c->h.down_bytes != 0 ? c->h.down_bytes : UINT64_MAX;

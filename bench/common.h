@@ -15,9 +15,20 @@
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 /* "A.B.C.D:PORT" into <sin>; 0, or -1 if it is not that. */
+/* CLOCK_MONOTONIC in nanoseconds. */
+static inline uint64_t
+bench_now_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 static inline int
 bench_parse_addr(const char *text, struct sockaddr_in *sin)
 {

@@ -114,15 +114,6 @@ static bool is_down_only;   /* bulk -D: send no pattern up, only read the backen
 static uint64_t down_rate;  /* bulk -R: bytes per second the backend paces each stream to */
 static uint64_t t_go_ns;
 
-static uint64_t
-now_ns(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 static void
 set_interest(struct lconn *c, uint32_t events)
 {
@@ -159,7 +150,7 @@ conn_open(struct lconn *c)
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     c->fd = fd;
     c->id = next_id++;
-    c->t0_ns = now_ns();
+    c->t0_ns = bench_now_ns();
     c->state = L_CONNECTING;
     n_connecting++;
     if (connect(fd, (struct sockaddr *)&target, sizeof(target)) != 0 && errno != EINPROGRESS) {
@@ -179,7 +170,7 @@ conn_open(struct lconn *c)
 static void
 record_latency(const struct lconn *c)
 {
-    uint64_t us = (now_ns() - c->t0_ns) / 1000;
+    uint64_t us = (bench_now_ns() - c->t0_ns) / 1000;
 
     if (samples != NULL && n_samples < MAX_SAMPLES) {
         samples[n_samples++] = us > UINT32_MAX ? UINT32_MAX : (uint32_t)us;
@@ -386,7 +377,7 @@ on_event(struct lconn *c, uint32_t events)
         n = recv(c->fd, scratch, sizeof(scratch), 0);
         if (n == 0) {
             tot.completed++;
-            if (now_ns() - t_go_ns <= (uint64_t)(duration_s * 1e9)) {
+            if (bench_now_ns() - t_go_ns <= (uint64_t)(duration_s * 1e9)) {
                 tot.completed_in_window++;
             }
             conn_end(c, L_FREE);
@@ -486,11 +477,11 @@ run_rate(void)
     if (slots == NULL || samples == NULL) {
         return 1;
     }
-    t_go_ns = now_ns();
+    t_go_ns = bench_now_ns();
     t_end = t_go_ns + (uint64_t)(duration_s * 1e9);
     t_hard = t_end + 10000000000ull;
     for (;;) {
-        uint64_t now = now_ns();
+        uint64_t now = bench_now_ns();
         bool is_open = now < t_end && (max_conns == 0 || tot.opened < max_conns);
         size_t n_busy = 0;
 
@@ -508,7 +499,7 @@ run_rate(void)
     }
     qsort(samples, n_samples, sizeof(*samples), cmp_u32);
     {
-        double window = (double)(now_ns() - t_go_ns) / 1e9;
+        double window = (double)(bench_now_ns() - t_go_ns) / 1e9;
 
         if (max_conns == 0 && window > duration_s) {
             window = duration_s; /* connections/s counts those finished inside the window */
@@ -530,7 +521,7 @@ open_all(uint64_t t_hard)
 {
     size_t next = 0;
 
-    while (now_ns() < t_hard) {
+    while (bench_now_ns() < t_hard) {
         while (next < n_slots && n_connecting < MAX_CONNECTING) {
             conn_open(&slots[next++]);
         }
@@ -544,7 +535,7 @@ open_all(uint64_t t_hard)
 static int
 run_idle(void)
 {
-    uint64_t t0 = now_ns();
+    uint64_t t0 = bench_now_ns();
     uint64_t t_hold;
     size_t i;
 
@@ -555,10 +546,10 @@ run_idle(void)
     }
     open_all(t0 + (uint64_t)(timeout_s * 1e9));
     printf("{\"event\":\"ready\",\"ready\":%" PRIu64 ",\"open_s\":%.3f}\n", tot.ready,
-           (double)(now_ns() - t0) / 1e9);
+           (double)(bench_now_ns() - t0) / 1e9);
     fflush(stdout);
-    t_hold = now_ns() + (uint64_t)(hold_s * 1e9);
-    while (now_ns() < t_hold) {
+    t_hold = bench_now_ns() + (uint64_t)(hold_s * 1e9);
+    while (bench_now_ns() < t_hold) {
         poll_once(50);
     }
     for (i = 0; i < n_slots; i++) {
@@ -569,7 +560,7 @@ run_idle(void)
             conn_end(&slots[i], L_DONE);
         }
     }
-    print_common("idle", (double)(now_ns() - t0) / 1e9);
+    print_common("idle", (double)(bench_now_ns() - t0) / 1e9);
     printf(",\"connections\":%" PRIu64 ",\"ready\":%" PRIu64 ",\"dropped\":%" PRIu64
            ",\"hold_s\":%.1f}\n",
            n_conns, tot.ready, tot.dropped, hold_s);
@@ -580,7 +571,7 @@ run_idle(void)
 static int
 run_streams(void)
 {
-    uint64_t t0 = now_ns();
+    uint64_t t0 = bench_now_ns();
     uint64_t t_hard = t0 + (uint64_t)(timeout_s * 1e9);
     uint64_t t_stop = UINT64_MAX;
     uint64_t open_ns;
@@ -594,10 +585,10 @@ run_streams(void)
         return 1;
     }
     open_all(t_hard);
-    open_ns = now_ns() - t0;
+    open_ns = bench_now_ns() - t0;
     ready_at_go = count_state(L_READY);
     is_go = true;
-    t_go_ns = now_ns();
+    t_go_ns = bench_now_ns();
     if (mode == M_BULK) {
         t_stop = t_go_ns + (uint64_t)(duration_s * 1e9);
     }
@@ -606,8 +597,8 @@ run_streams(void)
             stream_start(&slots[i]);
         }
     }
-    while (count_state(L_STREAM) > 0 && now_ns() < t_hard) {
-        if (!is_stopping_up && now_ns() >= t_stop) {
+    while (count_state(L_STREAM) > 0 && bench_now_ns() < t_hard) {
+        if (!is_stopping_up && bench_now_ns() >= t_stop) {
             is_stopping_up = true;
             for (i = 0; i < n_slots; i++) {
                 if (slots[i].state == L_STREAM && !slots[i].is_up_shut) {
@@ -617,7 +608,7 @@ run_streams(void)
         }
         poll_once(10);
     }
-    elapsed = (double)(now_ns() - t_go_ns) / 1e9;
+    elapsed = (double)(bench_now_ns() - t_go_ns) / 1e9;
     for (i = 0; i < n_slots; i++) {
         if (slots[i].state == L_STREAM) {
             tot.resets++; /* timed out: counted as unfinished, its bytes as lost */

@@ -838,7 +838,8 @@ def bulk_table(md, names, rows, bulk, opts):
               "(a kworker that exits mid-run takes its time with it, so this can undercount). "
               "*Machine, added* is every CPU's busy time per KiB (`/proc/stat`) less the direct "
               "run's of the same repetition: what the proxy cost the machine, wherever the kernel "
-              "did the work.\n"
+              "did the work; at top speed the CPUs are saturated and it moves with speed, so for "
+              "CPU per KiB see *CPU per KiB at one pace* below.\n"
               % (opts.streams, opts.seconds))
     md.append("| target | up Gbit/s | down Gbit/s | total Gbit/s | × direct | CPU ns/KiB | × HAProxy CPU/KiB | "
               "CPU + kworkers ns/KiB | × HAProxy's | machine, added ns/KiB | × HAProxy's | "
@@ -872,7 +873,8 @@ def oneway_table(md, names, oneway, opts):
               "every byte checked at the client. The kernel relay keeps such connections (it "
               "pauses the backend's socket while the client lags); in bulk both ways above, "
               "once the backend falls 4 MiB behind, the upload goes to the worker's relay "
-              "and the download stays in the kernel. CPU per KiB as above.\n" % (opts.streams, opts.seconds))
+              "and the download stays in the kernel. CPU per KiB as above (and see the next "
+              "table).\n" % (opts.streams, opts.seconds))
     md.append("| target | Gbit/s | × direct | CPU ns/KiB | CPU + kworkers ns/KiB | × HAProxy's | "
               "machine, added ns/KiB | × HAProxy's | lost / reordered / mixed / corrupt |")
     md.append("|---|---:|---:|---:|---:|---:|---:|---:|---|")
