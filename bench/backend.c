@@ -19,7 +19,6 @@
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "common.h"
@@ -282,8 +281,10 @@ conn_flush(struct bconn *c)
             c->down_target = (c->down_pos + BP_BLOCK - 1) / BP_BLOCK * BP_BLOCK;
         }
         until = c->down_target;
-        if (c->h.down_rate != 0 && !c->is_up_eof && pace_due(c) < until) {
-            until = pace_due(c); /* the stream's tail after the client's FIN goes unpaced */
+        if (c->h.down_rate != 0 && !c->is_up_eof) {
+            uint64_t due = pace_due(c); /* the tail after the client's FIN goes unpaced */
+
+            until = due < until ? due : until;
         }
         while (c->down_pos < until && budget > 0) {
             uint64_t left = until - c->down_pos;

@@ -18,7 +18,6 @@
 #include <time.h>
 #include <unistd.h>
 
-/* "A.B.C.D:PORT" into <sin>; 0, or -1 if it is not that. */
 /* CLOCK_MONOTONIC in nanoseconds. */
 static inline uint64_t
 bench_now_ns(void)
@@ -29,6 +28,7 @@ bench_now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+/* "A.B.C.D:PORT" into <sin>; 0, or -1 if it is not that. */
 static inline int
 bench_parse_addr(const char *text, struct sockaddr_in *sin)
 {

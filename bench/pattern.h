@@ -6,10 +6,9 @@
  * and answers BP_REPLY_LEN bytes (BP_REPLY_OK, or BP_REPLY_BAD if the hello differed). A
  * client that only wanted that (rate, idle) then sends FIN. A streaming client instead sends
  * a 24-byte header (magic, connection id, bytes it wants sent down, the pace to send them
- * at) and then its upstream
- * pattern; the backend verifies it and sends the downstream pattern, and once the client's
- * FIN has arrived and the downstream pattern is complete, a BP_TRAILER_LEN trailer with what
- * it received, then FIN.
+ * at) and then its upstream pattern; the backend verifies it and sends the downstream
+ * pattern, and once the client's FIN has arrived and the downstream pattern is complete, a
+ * BP_TRAILER_LEN trailer with what it received, then FIN.
  *
  * Patterns are 16-byte blocks, each self-describing: the tag (connection id, plus
  * BP_DIR_DOWN for backend-to-client), the block index, and a 64-bit hash of both. So a

@@ -803,12 +803,16 @@ run(const char *path, struct sr_generation *gen, const struct account *acc, char
     }
     sr_reactor_run(&loop); /* with one worker, its reactor is this loop's */
     n_accepted = sr_workers_fini(&d.workers);
-    if (status == 0 && d.shared.sockmap != NULL) {
-        sr_log_notice("stopped after %llu connection(s), %llu of them through the kernel relay",
-                      (unsigned long long)n_accepted,
-                      (unsigned long long)sr_sockmap_joined(d.shared.sockmap));
-    } else if (status == 0) {
-        sr_log_notice("stopped after %llu connection(s)", (unsigned long long)n_accepted);
+    if (status == 0) {
+        char kernel_relayed[64] = ""; /* said only when the kernel relay is on */
+
+        if (d.shared.sockmap != NULL) {
+            snprintf(kernel_relayed, sizeof(kernel_relayed),
+                     ", %llu of them through the kernel relay",
+                     (unsigned long long)sr_sockmap_joined(d.shared.sockmap));
+        }
+        sr_log_notice("stopped after %llu connection(s)%s", (unsigned long long)n_accepted,
+                      kernel_relayed);
     }
 
     sr_adopter_stop(&d.adopter);
